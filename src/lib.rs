@@ -1,0 +1,9 @@
+//! axle: train sharded deep learning models in Rust on XLA.
+//!
+//! The root crate re-exports the workspace crates and will hold the trainer,
+//! input pipeline, checkpoints, metrics and the `axle` command.
+
+pub use axle_compiler as compiler;
+pub use axle_modules as modules;
+pub use axle_partition as partition;
+pub use axle_runtime as runtime;
