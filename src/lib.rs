@@ -7,3 +7,5 @@ pub use axle_compiler as compiler;
 pub use axle_modules as modules;
 pub use axle_partition as partition;
 pub use axle_runtime as runtime;
+
+pub mod data;
