@@ -8,4 +8,5 @@ pub use axle_modules as modules;
 pub use axle_partition as partition;
 pub use axle_runtime as runtime;
 
+pub mod checkpoint;
 pub mod data;

@@ -1,0 +1,289 @@
+//! Checkpoints: parameters and optimizer state in safetensors (tensor names
+//! are parameter paths), with the step, the input position and the RNG state
+//! beside them in `meta.json`.
+//!
+//! A checkpoint is written into a temporary directory, flushed to disk and
+//! renamed into place, so a crash mid-save never leaves a checkpoint that
+//! loads but is wrong: a directory named `step_*` is complete or absent.
+//! `meta.json` records a CRC-32 of every file, so corruption after the fact
+//! is refused on load instead of restoring wrong numbers. Arrays are stored
+//! whole (global shapes), so a checkpoint restores onto any mesh.
+
+use ndarray::ArrayD;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Named f32 arrays, ordered by name (parameter paths such as
+/// `decoder/layers/0/attention/q_proj/weight`).
+pub type Tensors = BTreeMap<String, ArrayD<f32>>;
+
+const PARAMS_FILE: &str = "params.safetensors";
+const OPT_STATE_FILE: &str = "opt_state.safetensors";
+const META_FILE: &str = "meta.json";
+const STEP_PREFIX: &str = "step_";
+
+/// Everything needed to continue a run exactly where it stopped.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Checkpoint {
+    /// Training steps completed.
+    pub step: u64,
+    /// Model parameters by path.
+    pub params: Tensors,
+    /// Optimizer state by path (e.g. `adam/mu/<param path>`).
+    pub opt_state: Tensors,
+    /// Small values saved beside the tensors.
+    pub meta: Meta,
+}
+
+/// The non-tensor state of a run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Meta {
+    /// Batches the training input has produced (see `Loader::position`).
+    pub input_position: u64,
+    /// The run's RNG state (seed of the next step's randomness).
+    pub rng_state: u64,
+    /// Free-form description of the run (model name, config overrides).
+    pub run: BTreeMap<String, String>,
+}
+
+/// What `meta.json` holds on disk: the meta, the step and file checksums.
+#[derive(Serialize, Deserialize)]
+struct MetaFile {
+    step: u64,
+    meta: Meta,
+    crc32: BTreeMap<String, u32>,
+}
+
+/// A failure to save or load a checkpoint, naming the file at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    /// A file or directory could not be read, written or renamed.
+    #[error("checkpoint I/O on {path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A file is not what was saved: truncated, corrupted or malformed.
+    #[error("checkpoint file {path} is corrupt: {message}")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// A tensor could not be encoded.
+    #[error("cannot encode tensor {name} for {path}: {message}")]
+    Encode {
+        /// The tensor's name.
+        name: String,
+        /// The file being written.
+        path: PathBuf,
+        /// Why.
+        message: String,
+    },
+}
+
+/// Saves checkpoints under one directory and keeps the last `keep` of them.
+#[derive(Clone, Debug)]
+pub struct Checkpointer {
+    dir: PathBuf,
+    keep: usize,
+}
+
+impl Checkpointer {
+    /// Checkpoints live in `dir/step_<step>`; after each save only the
+    /// newest `keep` (at least one) are kept.
+    pub fn new(dir: impl Into<PathBuf>, keep: usize) -> Self {
+        Checkpointer {
+            dir: dir.into(),
+            keep: keep.max(1),
+        }
+    }
+
+    /// Writes `checkpoint` atomically and prunes old ones; returns its directory.
+    pub fn save(&self, checkpoint: &Checkpoint) -> Result<PathBuf, CheckpointError> {
+        std::fs::create_dir_all(&self.dir).map_err(io(&self.dir))?;
+        let name = format!("{STEP_PREFIX}{:010}", checkpoint.step);
+        let tmp = self.dir.join(format!(".tmp-{name}-{}", std::process::id()));
+        if tmp.exists() {
+            std::fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
+        }
+        std::fs::create_dir(&tmp).map_err(io(&tmp))?;
+        let mut crc32 = BTreeMap::new();
+        for (file, tensors) in [
+            (PARAMS_FILE, &checkpoint.params),
+            (OPT_STATE_FILE, &checkpoint.opt_state),
+        ] {
+            let bytes = encode(tensors, &tmp.join(file))?;
+            crc32.insert(file.to_string(), crc32fast::hash(&bytes));
+            write_synced(&tmp.join(file), &bytes)?;
+        }
+        let meta = MetaFile {
+            step: checkpoint.step,
+            meta: checkpoint.meta.clone(),
+            crc32,
+        };
+        let json = serde_json::to_vec_pretty(&meta).expect("meta serializes");
+        write_synced(&tmp.join(META_FILE), &json)?;
+        let dest = self.dir.join(&name);
+        if dest.exists() {
+            std::fs::remove_dir_all(&dest).map_err(io(&dest))?;
+        }
+        std::fs::rename(&tmp, &dest).map_err(io(&dest))?;
+        sync_dir(&self.dir)?;
+        self.prune()?;
+        Ok(dest)
+    }
+
+    /// Completed checkpoints, oldest first, as (step, directory).
+    pub fn list(&self) -> Result<Vec<(u64, PathBuf)>, CheckpointError> {
+        if !self.dir.exists() {
+            return Ok(Vec::new());
+        }
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir(&self.dir).map_err(io(&self.dir))? {
+            let entry = entry.map_err(io(&self.dir))?;
+            let name = entry.file_name();
+            let step = name
+                .to_str()
+                .and_then(|n| n.strip_prefix(STEP_PREFIX))
+                .and_then(|s| s.parse::<u64>().ok());
+            if let Some(step) = step {
+                found.push((step, entry.path()));
+            }
+        }
+        found.sort();
+        Ok(found)
+    }
+
+    /// The newest completed checkpoint, if any.
+    pub fn latest(&self) -> Result<Option<PathBuf>, CheckpointError> {
+        Ok(self.list()?.pop().map(|(_, path)| path))
+    }
+
+    /// Removes all but the newest `keep` checkpoints, and the temporary
+    /// directories of saves that other (dead) processes left unfinished.
+    fn prune(&self) -> Result<(), CheckpointError> {
+        let own = format!("-{}", std::process::id());
+        for entry in std::fs::read_dir(&self.dir).map_err(io(&self.dir))? {
+            let path = entry.map_err(io(&self.dir))?.path();
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            if name.starts_with(".tmp-") && !name.ends_with(&own) {
+                std::fs::remove_dir_all(&path).map_err(io(&path))?;
+            }
+        }
+        let all = self.list()?;
+        let excess = all.len().saturating_sub(self.keep);
+        for (_, path) in &all[..excess] {
+            std::fs::remove_dir_all(path).map_err(io(path))?;
+        }
+        Ok(())
+    }
+}
+
+/// Loads the checkpoint in `dir`, verifying every file against its checksum.
+pub fn load(dir: &Path) -> Result<Checkpoint, CheckpointError> {
+    let meta_path = dir.join(META_FILE);
+    let json = std::fs::read(&meta_path).map_err(io(&meta_path))?;
+    let meta: MetaFile = serde_json::from_slice(&json).map_err(|e| CheckpointError::Corrupt {
+        path: meta_path.clone(),
+        message: e.to_string(),
+    })?;
+    let read = |file: &str| -> Result<Tensors, CheckpointError> {
+        let path = dir.join(file);
+        let bytes = std::fs::read(&path).map_err(io(&path))?;
+        let expected = meta.crc32.get(file).copied();
+        let actual = crc32fast::hash(&bytes);
+        if expected != Some(actual) {
+            return Err(CheckpointError::Corrupt {
+                path,
+                message: format!(
+                    "CRC-32 {actual:08x} does not match {} recorded in {META_FILE}",
+                    expected.map_or("nothing".to_string(), |c| format!("{c:08x}"))
+                ),
+            });
+        }
+        decode(&bytes, &path)
+    };
+    Ok(Checkpoint {
+        step: meta.step,
+        params: read(PARAMS_FILE)?,
+        opt_state: read(OPT_STATE_FILE)?,
+        meta: meta.meta,
+    })
+}
+
+fn encode(tensors: &Tensors, path: &Path) -> Result<Vec<u8>, CheckpointError> {
+    let encode_error = |name: &str, e: safetensors::SafeTensorError| CheckpointError::Encode {
+        name: name.to_string(),
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    };
+    let bytes: Vec<Vec<u8>> = tensors
+        .values()
+        .map(|array| array.iter().flat_map(|v| v.to_le_bytes()).collect())
+        .collect();
+    let views = tensors
+        .iter()
+        .zip(&bytes)
+        .map(|((name, array), data)| {
+            safetensors::tensor::TensorView::new(
+                safetensors::Dtype::F32,
+                array.shape().to_vec(),
+                data,
+            )
+            .map(|view| (name.clone(), view))
+            .map_err(|e| encode_error(name, e))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    safetensors::serialize(views, None).map_err(|e| encode_error("(file)", e))
+}
+
+fn decode(bytes: &[u8], path: &Path) -> Result<Tensors, CheckpointError> {
+    let corrupt = |message: String| CheckpointError::Corrupt {
+        path: path.to_path_buf(),
+        message,
+    };
+    let file = safetensors::SafeTensors::deserialize(bytes).map_err(|e| corrupt(e.to_string()))?;
+    let mut tensors = Tensors::new();
+    for (name, view) in file.tensors() {
+        if view.dtype() != safetensors::Dtype::F32 {
+            return Err(corrupt(format!(
+                "tensor {name} has dtype {:?}, expected F32",
+                view.dtype()
+            )));
+        }
+        let values: Vec<f32> = view
+            .data()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        let array = ArrayD::from_shape_vec(view.shape().to_vec(), values)
+            .map_err(|e| corrupt(format!("tensor {name}: {e}")))?;
+        tensors.insert(name, array);
+    }
+    Ok(tensors)
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
+    let mut file = std::fs::File::create(path).map_err(io(path))?;
+    file.write_all(bytes).map_err(io(path))?;
+    file.sync_all().map_err(io(path))
+}
+
+fn sync_dir(dir: &Path) -> Result<(), CheckpointError> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io(dir))
+}
+
+fn io(path: &Path) -> impl Fn(std::io::Error) -> CheckpointError + '_ {
+    move |source| CheckpointError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
