@@ -1,0 +1,90 @@
+//! Logical roles resolved per mesh: the same layer specs give data parallel,
+//! FSDP, tensor and sequence parallel shardings.
+
+use axle_partition::{
+    LogicalAxis, LogicalRules, LogicalSpec, Mesh, PartitionSpec, optimizer_state_spec, pspec,
+};
+
+#[test]
+fn roles_resolve_per_mesh() {
+    // (mesh, logical spec, expected partition spec)
+    let cases: &[(&str, &str, &str)] = &[
+        // Data parallel: only the batch is split.
+        ("data=8", "(batch, seq, _)", "(data, _, _)"),
+        ("data=8", "(embed, mlp)", "(_, _)"),
+        // FSDP (+ data): weights split on their embed side, batch over both.
+        ("data=2,fsdp=4", "(batch, seq, _)", "(data+fsdp, _, _)"),
+        ("data=2,fsdp=4", "(embed, mlp)", "(fsdp, _)"),
+        ("data=2,fsdp=4", "(mlp, embed)", "(_, fsdp)"),
+        ("data=2,fsdp=4", "(vocab, embed)", "(_, fsdp)"),
+        // Size-1 axes are dropped.
+        ("data=1,fsdp=8", "(batch, seq, _)", "(fsdp, _, _)"),
+        // Tensor parallel: heads, MLP hidden and vocab over model.
+        ("data=2,model=4", "(embed, mlp)", "(_, model)"),
+        ("data=2,model=4", "(mlp, embed)", "(model, _)"),
+        ("data=2,model=4", "(embed, heads, _)", "(_, model, _)"),
+        ("data=2,model=4", "(batch, seq, vocab)", "(data, _, model)"),
+        // Sequence parallel: activations over seq; weights too (AXLearn's
+        // fsdp_axis_names include seq).
+        ("data=2,seq=4", "(batch, seq, _)", "(data, seq, _)"),
+        ("data=2,seq=4", "(embed, mlp)", "(seq, _)"),
+        // Three axes.
+        (
+            "fsdp=2,seq=2,model=2",
+            "(batch, seq, vocab)",
+            "(fsdp, seq, model)",
+        ),
+        (
+            "fsdp=2,seq=2,model=2",
+            "(embed, heads, _)",
+            "(fsdp+seq, model, _)",
+        ),
+        ("data=2,fsdp=2,model=2", "(vocab, embed)", "(model, fsdp)"),
+        // Unconstrained dims stay open for propagation.
+        ("data=2,fsdp=4", "(batch, ?)", "(data+fsdp, ?)"),
+        ("data=2,fsdp=4", "()", "()"),
+    ];
+    let rules = LogicalRules::default();
+    for (mesh_text, logical_text, expected) in cases {
+        let mesh = Mesh::parse(mesh_text, 8).unwrap();
+        let logical: LogicalSpec = logical_text.parse().unwrap();
+        assert_eq!(logical.to_string(), *logical_text);
+        let spec = rules.resolve(&logical, &mesh);
+        assert_eq!(spec.to_string(), *expected, "{mesh_text} {logical_text}");
+    }
+}
+
+#[test]
+fn rules_can_be_overridden() {
+    let mut rules = LogicalRules::default();
+    rules
+        .set(LogicalAxis::Embed, &["fsdp"])
+        .set(LogicalAxis::Replicated, &["data"]);
+    assert_eq!(rules.axes_for(LogicalAxis::Embed), &["fsdp".to_string()]);
+    assert!(rules.axes_for(LogicalAxis::Replicated).is_empty());
+    let mesh = Mesh::parse("data=2,seq=4", 8).unwrap();
+    let logical: LogicalSpec = "(embed, mlp, _)".parse().unwrap();
+    assert_eq!(rules.resolve(&logical, &mesh), PartitionSpec::replicated(3));
+}
+
+#[test]
+fn logical_text_errors() {
+    let err = "(batch, hidden)".parse::<LogicalSpec>().unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "cannot parse partition spec `(batch, hidden)`: unknown role `hidden` (known: batch, seq, \
+         embed, heads, mlp, vocab, _, ?) (expected e.g. `(data+fsdp, _, model, ?)`)"
+    );
+    assert!("batch".parse::<LogicalSpec>().is_err());
+}
+
+#[test]
+fn optimizer_state_is_sharded_like_its_parameter() {
+    let param = pspec!["fsdp", "model"];
+    assert_eq!(
+        optimizer_state_spec(&param, &[256, 704], &[256, 704]),
+        param
+    );
+    assert_eq!(optimizer_state_spec(&param, &[256, 704], &[]), pspec![]);
+    assert_eq!(optimizer_state_spec(&param, &[256, 704], &[256]), pspec![_]);
+}
