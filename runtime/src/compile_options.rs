@@ -96,14 +96,14 @@ impl CompileOptions {
                 self.num_partitions
             )));
         }
-        if let Some(assignment) = &self.device_assignment {
-            if assignment.len() != self.device_count() {
-                return Err(Error::CompileOptions(format!(
-                    "device_assignment has {} entries, replicas x partitions = {}",
-                    assignment.len(),
-                    self.device_count()
-                )));
-            }
+        if let Some(assignment) = &self.device_assignment
+            && assignment.len() != self.device_count()
+        {
+            return Err(Error::CompileOptions(format!(
+                "device_assignment has {} entries, replicas x partitions = {}",
+                assignment.len(),
+                self.device_count()
+            )));
         }
         Ok(())
     }
@@ -140,10 +140,10 @@ impl CompileOptions {
                 .iter()
                 .map(|(name, value)| {
                     let value = match value {
-                        OverrideValue::String(s) => OverrideKind::StringField(s.clone()),
-                        OverrideValue::Bool(b) => OverrideKind::BoolField(*b),
-                        OverrideValue::Int(i) => OverrideKind::IntField(*i),
-                        OverrideValue::Double(d) => OverrideKind::DoubleField(*d),
+                        OverrideValue::String(s) => OverrideKind::String(s.clone()),
+                        OverrideValue::Bool(b) => OverrideKind::Bool(*b),
+                        OverrideValue::Int(i) => OverrideKind::Int(*i),
+                        OverrideValue::Double(d) => OverrideKind::Double(*d),
                     };
                     (name.clone(), OptionOverrideProto { value: Some(value) })
                 })
@@ -206,13 +206,13 @@ struct OptionOverrideProto {
 #[derive(Clone, PartialEq, prost::Oneof)]
 enum OverrideKind {
     #[prost(string, tag = "1")]
-    StringField(String),
+    String(String),
     #[prost(bool, tag = "2")]
-    BoolField(bool),
+    Bool(bool),
     #[prost(int64, tag = "3")]
-    IntField(i64),
+    Int(i64),
     #[prost(double, tag = "4")]
-    DoubleField(f64),
+    Double(f64),
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ use crate::error::{Error, ErrorCode, Result};
 use crate::ffi::{self, Args};
 use crate::hlo::HloModule;
 use crate::plugin::{NamedValue, Quirk, named_values, pjrt_call};
+use crate::sharded::ShardedArray;
 
 /// A compiled program loaded on the client's devices. Freed on drop.
 pub struct Executable {
@@ -325,6 +326,33 @@ impl Executable {
     pub fn execute_one(&self, args: &[&Buffer]) -> Result<Vec<Buffer>> {
         let mut outputs = self.execute(&[args])?;
         Ok(outputs.remove(0))
+    }
+
+    /// Runs a partitioned program on sharded arguments (shard `i` of each goes
+    /// to partition `i`) and returns `outputs[j][i]`: output `j`'s buffer on
+    /// device `i`, ready for [`ShardedArray::from_shards`].
+    pub fn execute_sharded(&self, args: &[&ShardedArray]) -> Result<Vec<Vec<Buffer>>> {
+        let lists: Vec<Vec<&Buffer>> = (0..self.devices.len())
+            .map(|device| {
+                args.iter()
+                    .map(|a| {
+                        a.shards().get(device).ok_or(Error::DeviceCount {
+                            expected: self.devices.len(),
+                            got: a.shards().len(),
+                        })
+                    })
+                    .collect::<Result<Vec<_>>>()
+            })
+            .collect::<Result<_>>()?;
+        let slices: Vec<&[&Buffer]> = lists.iter().map(Vec::as_slice).collect();
+        let per_device = self.execute(&slices)?;
+        let mut per_output: Vec<Vec<Buffer>> = (0..self.num_outputs).map(|_| Vec::new()).collect();
+        for outputs in per_device {
+            for (j, buffer) in outputs.into_iter().enumerate() {
+                per_output[j].push(buffer);
+            }
+        }
+        Ok(per_output)
     }
 
     /// Runs the program with some arguments donated ([`Arg::Donated`]): the

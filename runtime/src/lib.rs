@@ -54,6 +54,7 @@ mod executable;
 mod ffi;
 mod hlo;
 mod plugin;
+mod sharded;
 
 pub use buffer::Buffer;
 pub use client::{Client, CreateOption, Device, OptionValue};
@@ -63,3 +64,4 @@ pub use error::{Error, ErrorCode, Result};
 pub use executable::{Arg, Executable, MemoryStats};
 pub use hlo::{HloComputation, HloInstruction, HloModule, ProgramShape, Shape};
 pub use plugin::{NamedValue, Plugin};
+pub use sharded::{ShardLayout, ShardedArray};
