@@ -181,24 +181,28 @@ impl LogicalRules {
     }
 
     /// The partition spec of `spec` on `mesh`: each role's axes that the mesh
-    /// has with size > 1, in the rule's order. The result still needs
-    /// [`PartitionSpec::validate`] against the tensor's shape.
+    /// has with size > 1, in the rule's order, skipping axes an earlier
+    /// dimension already took (as Flax's logical axis rules do: a tensor with
+    /// two `embed` dimensions is split on the first only). The result still
+    /// needs [`PartitionSpec::validate`] against the tensor's shape.
     pub fn resolve(&self, spec: &LogicalSpec, mesh: &Mesh) -> PartitionSpec {
-        let dims = spec
-            .0
-            .iter()
-            .map(|&role| match role {
-                LogicalAxis::Unconstrained => DimSharding::Unconstrained,
-                LogicalAxis::Replicated => DimSharding::replicated(),
-                _ => DimSharding::Axes(
-                    self.axes_for(role)
-                        .iter()
-                        .filter(|axis| mesh.axis_size(axis).is_some_and(|size| size > 1))
-                        .cloned()
-                        .collect(),
-                ),
-            })
-            .collect();
+        let mut taken: Vec<&str> = Vec::new();
+        let mut dims = Vec::with_capacity(spec.0.len());
+        for &role in &spec.0 {
+            if role == LogicalAxis::Unconstrained {
+                dims.push(DimSharding::Unconstrained);
+                continue;
+            }
+            let mut axes = Vec::new();
+            for axis in self.axes_for(role) {
+                let usable = mesh.axis_size(axis).is_some_and(|size| size > 1);
+                if usable && !taken.contains(&axis.as_str()) {
+                    taken.push(axis);
+                    axes.push(axis.clone());
+                }
+            }
+            dims.push(DimSharding::Axes(axes));
+        }
         PartitionSpec::from_dims(dims)
     }
 }

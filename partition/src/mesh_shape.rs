@@ -163,37 +163,32 @@ impl MeshShape {
         Ok(Mesh::from_parts(self.named(&sizes), devices.to_vec()))
     }
 
-    /// The concrete axis sizes for `num_devices` devices (the `-1` filled in).
+    /// The concrete axis sizes for `num_devices` devices (the `-1` filled in
+    /// with `num_devices / product(fixed sizes)`, which must be a whole,
+    /// non-zero number).
     fn sizes_for(&self, num_devices: usize) -> Result<Vec<usize>, MeshError> {
         let fixed: Vec<usize> = self
             .axes
             .iter()
-            .map(|(_, size)| match size {
-                AxisSize::Fixed(n) => *n,
-                AxisSize::Infer => 1,
+            .filter_map(|(_, size)| match size {
+                AxisSize::Fixed(n) => Some(*n),
+                AxisSize::Infer => None,
             })
             .collect();
         let fixed_product = self.checked_product(&fixed, num_devices)?;
-        let inferred = if num_devices.is_multiple_of(fixed_product) {
-            num_devices / fixed_product
-        } else {
-            0
-        };
-        let mut sizes = Vec::with_capacity(self.axes.len());
-        for (_, size) in &self.axes {
-            match size {
-                AxisSize::Fixed(n) => sizes.push(*n),
-                AxisSize::Infer if inferred == 0 => {
-                    return Err(MeshError::NotDivisible {
-                        mesh: self.to_string(),
-                        devices: num_devices,
-                        fixed: fixed_product,
-                    });
-                }
-                AxisSize::Infer => sizes.push(inferred),
-            }
-        }
-        Ok(sizes)
+        let fits = num_devices > 0 && num_devices.is_multiple_of(fixed_product);
+        self.axes
+            .iter()
+            .map(|(_, size)| match size {
+                AxisSize::Fixed(n) => Ok(*n),
+                AxisSize::Infer if fits => Ok(num_devices / fixed_product),
+                AxisSize::Infer => Err(MeshError::NotDivisible {
+                    mesh: self.to_string(),
+                    devices: num_devices,
+                    fixed: fixed_product,
+                }),
+            })
+            .collect()
     }
 
     /// The product of `sizes`, or `TooLarge` (for `devices` devices) if it

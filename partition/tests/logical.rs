@@ -40,6 +40,10 @@ fn roles_resolve_per_mesh() {
             "(fsdp+seq, model, _)",
         ),
         ("data=2,fsdp=2,model=2", "(vocab, embed)", "(model, fsdp)"),
+        // An axis taken by an earlier dim is not used again.
+        ("data=2,fsdp=4", "(embed, embed)", "(fsdp, _)"),
+        ("data=2,fsdp=4", "(batch, seq, embed)", "(data+fsdp, _, _)"),
+        ("fsdp=2,seq=4", "(seq, embed)", "(seq, fsdp)"),
         // Unconstrained dims stay open for propagation.
         ("data=2,fsdp=4", "(batch, ?)", "(data+fsdp, ?)"),
         ("data=2,fsdp=4", "()", "()"),
