@@ -173,6 +173,10 @@ impl PartitionSpec {
 
     /// The Shardy attribute for a function argument or result, e.g.
     /// `#sdy.sharding<@mesh, [{"data"}, {}]>` for `mesh_symbol = "mesh"`.
+    /// Axis names are written as given: [`validate`](Self::validate) the spec
+    /// against its mesh first. No `replicated={...}` part is written: axes
+    /// not named are implicitly replicated, and a closed `{}` dimension
+    /// already stays unsplit.
     pub fn sdy_sharding(&self, mesh_symbol: &str) -> String {
         format!("#sdy.sharding{}", self.sdy_constraint(mesh_symbol))
     }
