@@ -87,6 +87,15 @@ pub fn find_plugin(platform_or_path: &str) -> Result<PathBuf> {
     })
 }
 
+/// The first Python package directory holding `relative_file` (a path such as
+/// `xla_plugins/xla_cpu_pjrt/xla_cpu_pjrt.so`), joined with it.
+pub fn find_in_packages(relative_file: &str) -> Option<PathBuf> {
+    package_dirs()
+        .into_iter()
+        .map(|dir| dir.join(relative_file))
+        .find(|p| p.is_file())
+}
+
 /// Every Python package directory that exists, without duplicates, in search order.
 pub fn package_dirs() -> Vec<PathBuf> {
     let mut dirs: Vec<PathBuf> = Vec::new();
