@@ -1,0 +1,581 @@
+//! The IR: a typed SSA graph with values and ops stored in arenas and
+//! addressed by typed ids (after Cranelift's `ir`).
+//!
+//! A [`Graph`] is a function body: parameters, ops in program order, and
+//! results. Loop bodies (scan, while) are graphs of their own, held by the op.
+
+use crate::shape::TensorType;
+use std::fmt;
+use std::rc::Rc;
+
+/// Id of a value (parameter or op result) in a [`Graph`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ValueId(pub u32);
+
+/// Id of an op in a [`Graph`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct OpId(pub u32);
+
+impl ValueId {
+    /// The arena index.
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+impl OpId {
+    /// The arena index.
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+/// Where a value comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ValueDef {
+    /// The n-th parameter of the graph.
+    Param(usize),
+    /// The n-th result of an op.
+    Op(OpId, usize),
+}
+
+/// A value record: its type and its definition.
+#[derive(Clone, Debug)]
+pub struct Value {
+    /// Static type.
+    pub ty: TensorType,
+    /// Defining parameter or op.
+    pub def: ValueDef,
+}
+
+/// Unary elementwise primitives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum UnaryOp {
+    /// `-x`
+    Neg,
+    /// `|x|`
+    Abs,
+    /// `sign(x)` in {-1, 0, 1}
+    Sign,
+    /// `e^x`
+    Exp,
+    /// natural log
+    Log,
+    /// `log(1 + x)`
+    Log1p,
+    /// hyperbolic tangent
+    Tanh,
+    /// `1 / (1 + e^-x)`
+    Logistic,
+    /// square root
+    Sqrt,
+    /// `1 / sqrt(x)`
+    Rsqrt,
+    /// Gauss error function (lowered to `chlo.erf`)
+    Erf,
+    /// sine
+    Sin,
+    /// cosine
+    Cos,
+    /// round toward -inf
+    Floor,
+    /// logical / bitwise not
+    Not,
+}
+
+/// Binary elementwise primitives (operands of identical type).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BinaryOp {
+    /// `a + b`
+    Add,
+    /// `a - b`
+    Sub,
+    /// `a * b`
+    Mul,
+    /// `a / b`
+    Div,
+    /// `a ^ b`
+    Pow,
+    /// elementwise maximum
+    Max,
+    /// elementwise minimum
+    Min,
+    /// logical / bitwise and
+    And,
+    /// logical / bitwise or
+    Or,
+    /// logical shift right (unsigned)
+    ShiftRightLogical,
+}
+
+/// Comparison directions of `stablehlo.compare`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CmpDir {
+    /// `==`
+    Eq,
+    /// `!=`
+    Ne,
+    /// `<`
+    Lt,
+    /// `<=`
+    Le,
+    /// `>`
+    Gt,
+    /// `>=`
+    Ge,
+}
+
+/// Reduction monoids.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ReduceKind {
+    /// sum, init 0
+    Sum,
+    /// max, init -inf (or the type's minimum)
+    Max,
+    /// min, init +inf (or the type's maximum)
+    Min,
+}
+
+/// `stablehlo.dot_general` dimension numbers.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Default)]
+pub struct DotDims {
+    /// Batch dims of the left operand.
+    pub lhs_batch: Vec<usize>,
+    /// Batch dims of the right operand (paired with `lhs_batch`).
+    pub rhs_batch: Vec<usize>,
+    /// Contracted dims of the left operand.
+    pub lhs_contract: Vec<usize>,
+    /// Contracted dims of the right operand (paired with `lhs_contract`).
+    pub rhs_contract: Vec<usize>,
+}
+
+/// `stablehlo.gather` dimension numbers (without batching dims).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct GatherDims {
+    /// Output dims that hold the slice (offset) dims.
+    pub offset_dims: Vec<usize>,
+    /// Operand dims whose slice size is 1 and that are dropped.
+    pub collapsed_slice_dims: Vec<usize>,
+    /// Which operand dim each index component addresses.
+    pub start_index_map: Vec<usize>,
+    /// The indices dim that holds index vectors.
+    pub index_vector_dim: usize,
+    /// Slice size per operand dim.
+    pub slice_sizes: Vec<usize>,
+}
+
+/// `stablehlo.scatter` dimension numbers (without batching dims); the
+/// update computation is always addition.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ScatterDims {
+    /// Update dims that hold the window.
+    pub update_window_dims: Vec<usize>,
+    /// Operand dims of size-1 windows that the updates omit.
+    pub inserted_window_dims: Vec<usize>,
+    /// Which operand dim each index component addresses.
+    pub scatter_dims_to_operand_dims: Vec<usize>,
+    /// The indices dim that holds index vectors.
+    pub index_vector_dim: usize,
+}
+
+/// A loop body traced once: `num_carry` carried values, `num_xs` per-step
+/// slices of the stacked inputs, then captured outer values as parameters;
+/// results are the new carries followed by the per-step outputs.
+#[derive(Clone, Debug)]
+pub struct ScanBody {
+    /// The body graph.
+    pub graph: Rc<Graph>,
+    /// Number of carried values.
+    pub num_carry: usize,
+    /// Number of stacked inputs.
+    pub num_xs: usize,
+}
+
+/// The kind of an op, with its attributes. One primitive per variant.
+#[derive(Clone, Debug)]
+pub enum OpKind {
+    /// A constant; `bytes` holds one element when `splat`, else all, little-endian.
+    Constant {
+        /// Raw element bytes.
+        bytes: Vec<u8>,
+        /// True when one element fills the whole tensor.
+        splat: bool,
+    },
+    /// `stablehlo.iota` along a dim.
+    Iota {
+        /// The counting dim.
+        dim: usize,
+    },
+    /// Unary elementwise.
+    Unary(UnaryOp),
+    /// Binary elementwise on operands of identical type.
+    Binary(BinaryOp),
+    /// Elementwise comparison giving `pred`.
+    Compare(CmpDir),
+    /// `select(pred, on_true, on_false)`.
+    Select,
+    /// `clamp(min, x, max)` with all operands of the same shape.
+    Clamp,
+    /// Element type conversion.
+    Convert,
+    /// `broadcast_in_dim`: operand dim i goes to result dim `dims[i]`.
+    BroadcastInDim {
+        /// Result dim of each operand dim.
+        dims: Vec<usize>,
+    },
+    /// Same elements, new dims.
+    Reshape,
+    /// Dim permutation: result dim i is operand dim `perm[i]`.
+    Transpose {
+        /// The permutation.
+        perm: Vec<usize>,
+    },
+    /// Static strided slice.
+    Slice {
+        /// Start per dim.
+        start: Vec<usize>,
+        /// Exclusive end per dim.
+        limit: Vec<usize>,
+        /// Stride per dim.
+        stride: Vec<usize>,
+    },
+    /// Slice at runtime start indices (scalar integer operands after the first).
+    DynamicSlice {
+        /// Slice size per dim.
+        sizes: Vec<usize>,
+    },
+    /// Writes operand 1 into operand 0 at runtime start indices (operands 2..).
+    DynamicUpdateSlice,
+    /// Joins operands along a dim.
+    Concatenate {
+        /// The joined dim.
+        dim: usize,
+    },
+    /// Pads operand 0 with the scalar operand 1.
+    Pad {
+        /// Padding before each dim.
+        low: Vec<usize>,
+        /// Padding after each dim.
+        high: Vec<usize>,
+        /// Padding between elements of each dim.
+        interior: Vec<usize>,
+    },
+    /// Generalized (batched) matrix product.
+    DotGeneral(DotDims),
+    /// Reduction over axes with a monoid.
+    Reduce {
+        /// The monoid.
+        kind: ReduceKind,
+        /// Reduced axes, sorted.
+        axes: Vec<usize>,
+    },
+    /// Index of the largest element along an axis (`i32`; first on ties).
+    Argmax {
+        /// Reduced axis.
+        axis: usize,
+    },
+    /// `stablehlo.gather` (operand, indices).
+    Gather(GatherDims),
+    /// `stablehlo.scatter` with addition (operand, indices, updates).
+    ScatterAdd(ScatterDims),
+    /// `stablehlo.rng_bit_generator` (THREE_FRY): state in, (state, bits) out.
+    RngBitGenerator,
+    /// Identity for values, zero for gradients.
+    StopGradient,
+    /// `sdy.sharding_constraint` with an opaque `<@mesh, [...]>` string.
+    ShardingConstraint {
+        /// The sharding, e.g. `<@mesh, [{"data"}, {?}]>`.
+        sharding: String,
+    },
+    /// `stablehlo.optimization_barrier` over all operands.
+    OptimizationBarrier,
+    /// A scan over the leading dim of the stacked inputs (see [`ScanBody`]).
+    /// Operands: carries, stacked xs, captures. Results: final carries,
+    /// stacked ys, then (when `save_carries`) the carry entering each step,
+    /// stacked.
+    Scan {
+        /// The body.
+        body: ScanBody,
+        /// Number of steps.
+        length: usize,
+        /// Iterate from the last step to the first.
+        reverse: bool,
+        /// Also output the stacked per-step input carries (for autodiff).
+        save_carries: bool,
+    },
+    /// `stablehlo.while`. Operands: loop state, then captures of `cond`,
+    /// then captures of `body`. Results: final loop state.
+    While {
+        /// Condition graph: state + its captures -> scalar pred.
+        cond: Rc<Graph>,
+        /// Body graph: state + its captures -> new state.
+        body: Rc<Graph>,
+        /// Number of loop-state values.
+        num_state: usize,
+    },
+}
+
+impl OpKind {
+    /// Short name used in the IR printer and error messages.
+    pub fn name(&self) -> String {
+        match self {
+            OpKind::Constant { .. } => "constant".into(),
+            OpKind::Iota { .. } => "iota".into(),
+            OpKind::Unary(u) => format!("{u:?}").to_lowercase(),
+            OpKind::Binary(b) => format!("{b:?}").to_lowercase(),
+            OpKind::Compare(c) => format!("compare_{c:?}").to_lowercase(),
+            OpKind::Select => "select".into(),
+            OpKind::Clamp => "clamp".into(),
+            OpKind::Convert => "convert".into(),
+            OpKind::BroadcastInDim { .. } => "broadcast_in_dim".into(),
+            OpKind::Reshape => "reshape".into(),
+            OpKind::Transpose { .. } => "transpose".into(),
+            OpKind::Slice { .. } => "slice".into(),
+            OpKind::DynamicSlice { .. } => "dynamic_slice".into(),
+            OpKind::DynamicUpdateSlice => "dynamic_update_slice".into(),
+            OpKind::Concatenate { .. } => "concatenate".into(),
+            OpKind::Pad { .. } => "pad".into(),
+            OpKind::DotGeneral(_) => "dot_general".into(),
+            OpKind::Reduce { kind, .. } => format!("reduce_{kind:?}").to_lowercase(),
+            OpKind::Argmax { .. } => "argmax".into(),
+            OpKind::Gather(_) => "gather".into(),
+            OpKind::ScatterAdd(_) => "scatter_add".into(),
+            OpKind::RngBitGenerator => "rng_bit_generator".into(),
+            OpKind::StopGradient => "stop_gradient".into(),
+            OpKind::ShardingConstraint { .. } => "sharding_constraint".into(),
+            OpKind::OptimizationBarrier => "optimization_barrier".into(),
+            OpKind::Scan { .. } => "scan".into(),
+            OpKind::While { .. } => "while".into(),
+        }
+    }
+
+    /// True for ops that hold sub-graphs.
+    pub fn has_regions(&self) -> bool {
+        matches!(self, OpKind::Scan { .. } | OpKind::While { .. })
+    }
+}
+
+/// One op: kind with attributes, operands and results (ids into the value arena).
+#[derive(Clone, Debug)]
+pub struct Op {
+    /// What it computes.
+    pub kind: OpKind,
+    /// Inputs.
+    pub operands: Vec<ValueId>,
+    /// Outputs.
+    pub results: Vec<ValueId>,
+}
+
+/// A function body: arenas of values and ops, parameters and results.
+#[derive(Clone, Debug, Default)]
+pub struct Graph {
+    /// Value arena.
+    pub values: Vec<Value>,
+    /// Op arena, in program order (operands always defined earlier).
+    pub ops: Vec<Op>,
+    /// Parameter values, in order.
+    pub params: Vec<ValueId>,
+    /// Result values, in order.
+    pub results: Vec<ValueId>,
+}
+
+impl Graph {
+    /// The type of a value.
+    pub fn ty(&self, v: ValueId) -> &TensorType {
+        &self.values[v.index()].ty
+    }
+
+    /// Adds a parameter of the given type.
+    pub fn add_param(&mut self, ty: TensorType) -> ValueId {
+        let id = ValueId(self.values.len() as u32);
+        self.values.push(Value {
+            ty,
+            def: ValueDef::Param(self.params.len()),
+        });
+        self.params.push(id);
+        id
+    }
+
+    /// Appends an op and returns its result values.
+    pub fn add_op(
+        &mut self,
+        kind: OpKind,
+        operands: Vec<ValueId>,
+        result_types: Vec<TensorType>,
+    ) -> Vec<ValueId> {
+        let op = OpId(self.ops.len() as u32);
+        let mut results = Vec::with_capacity(result_types.len());
+        for (i, ty) in result_types.into_iter().enumerate() {
+            let id = ValueId(self.values.len() as u32);
+            self.values.push(Value {
+                ty,
+                def: ValueDef::Op(op, i),
+            });
+            results.push(id);
+        }
+        self.ops.push(Op {
+            kind,
+            operands,
+            results: results.clone(),
+        });
+        results
+    }
+
+    /// The op defining a value, if it is an op result.
+    pub fn producer(&self, v: ValueId) -> Option<OpId> {
+        match self.values[v.index()].def {
+            ValueDef::Op(op, _) => Some(op),
+            ValueDef::Param(_) => None,
+        }
+    }
+
+    fn fmt_indented(&self, f: &mut fmt::Formatter<'_>, indent: usize) -> fmt::Result {
+        let pad = " ".repeat(indent);
+        for op in &self.ops {
+            write!(f, "{pad}")?;
+            for (i, r) in op.results.iter().enumerate() {
+                if i > 0 {
+                    f.write_str(", ")?;
+                }
+                write!(f, "%{}", r.0)?;
+            }
+            write!(f, " = {}(", op.kind.name())?;
+            for (i, a) in op.operands.iter().enumerate() {
+                if i > 0 {
+                    f.write_str(", ")?;
+                }
+                write!(f, "%{}", a.0)?;
+            }
+            f.write_str(")")?;
+            write_attrs(f, &op.kind)?;
+            f.write_str(" : ")?;
+            for (i, r) in op.results.iter().enumerate() {
+                if i > 0 {
+                    f.write_str(", ")?;
+                }
+                write!(f, "{}", self.ty(*r))?;
+            }
+            f.write_str("\n")?;
+            match &op.kind {
+                OpKind::Scan { body, .. } => {
+                    body.graph.fmt_region(f, "body", indent + 2)?;
+                }
+                OpKind::While { cond, body, .. } => {
+                    cond.fmt_region(f, "cond", indent + 2)?;
+                    body.fmt_region(f, "body", indent + 2)?;
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn fmt_region(&self, f: &mut fmt::Formatter<'_>, label: &str, indent: usize) -> fmt::Result {
+        let pad = " ".repeat(indent);
+        write!(f, "{pad}{label}(")?;
+        self.fmt_params(f)?;
+        f.write_str(") {\n")?;
+        self.fmt_indented(f, indent + 2)?;
+        write!(f, "{pad}  return")?;
+        for (i, r) in self.results.iter().enumerate() {
+            write!(f, "{} %{}", if i == 0 { "" } else { "," }, r.0)?;
+        }
+        writeln!(f, "\n{pad}}}")
+    }
+
+    fn fmt_params(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.params.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "%{}: {}", p.0, self.ty(*p))?;
+        }
+        Ok(())
+    }
+}
+
+fn write_list(f: &mut fmt::Formatter<'_>, name: &str, v: &[usize]) -> fmt::Result {
+    write!(f, "{name}=[")?;
+    for (i, x) in v.iter().enumerate() {
+        if i > 0 {
+            f.write_str(",")?;
+        }
+        write!(f, "{x}")?;
+    }
+    f.write_str("]")
+}
+
+fn write_attrs(f: &mut fmt::Formatter<'_>, kind: &OpKind) -> fmt::Result {
+    f.write_str(" {")?;
+    match kind {
+        OpKind::Constant { bytes, splat } => write!(
+            f,
+            "{} bytes{}",
+            bytes.len(),
+            if *splat { ", splat" } else { "" }
+        )?,
+        OpKind::Iota { dim } => write!(f, "dim={dim}")?,
+        OpKind::BroadcastInDim { dims } => write_list(f, "dims", dims)?,
+        OpKind::Transpose { perm } => write_list(f, "perm", perm)?,
+        OpKind::Slice {
+            start,
+            limit,
+            stride,
+        } => {
+            write_list(f, "start", start)?;
+            write_list(f, " limit", limit)?;
+            write_list(f, " stride", stride)?;
+        }
+        OpKind::DynamicSlice { sizes } => write_list(f, "sizes", sizes)?,
+        OpKind::Concatenate { dim } => write!(f, "dim={dim}")?,
+        OpKind::Pad {
+            low,
+            high,
+            interior,
+        } => {
+            write_list(f, "low", low)?;
+            write_list(f, " high", high)?;
+            write_list(f, " interior", interior)?;
+        }
+        OpKind::DotGeneral(d) => {
+            write_list(f, "batch", &d.lhs_batch)?;
+            write_list(f, "x", &d.rhs_batch)?;
+            write_list(f, " contract", &d.lhs_contract)?;
+            write_list(f, "x", &d.rhs_contract)?;
+        }
+        OpKind::Reduce { axes, .. } => write_list(f, "axes", axes)?,
+        OpKind::Argmax { axis } => write!(f, "axis={axis}")?,
+        OpKind::Gather(g) => {
+            write_list(f, "offset", &g.offset_dims)?;
+            write_list(f, " collapsed", &g.collapsed_slice_dims)?;
+            write_list(f, " map", &g.start_index_map)?;
+            write_list(f, " sizes", &g.slice_sizes)?;
+        }
+        OpKind::ScatterAdd(s) => {
+            write_list(f, "window", &s.update_window_dims)?;
+            write_list(f, " inserted", &s.inserted_window_dims)?;
+            write_list(f, " map", &s.scatter_dims_to_operand_dims)?;
+        }
+        OpKind::ShardingConstraint { sharding } => f.write_str(sharding)?,
+        OpKind::Scan {
+            length, reverse, ..
+        } => write!(f, "length={length} reverse={reverse}")?,
+        _ => {}
+    }
+    f.write_str("}")
+}
+
+impl fmt::Display for Graph {
+    /// One op per line: `%5 = add(%3, %4) {} : f32[4,8]`, regions indented.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("(")?;
+        self.fmt_params(f)?;
+        f.write_str(") {\n")?;
+        self.fmt_indented(f, 2)?;
+        f.write_str("  return")?;
+        for (i, r) in self.results.iter().enumerate() {
+            write!(f, "{} %{}", if i == 0 { "" } else { "," }, r.0)?;
+        }
+        f.write_str("\n}\n")
+    }
+}

@@ -1,0 +1,447 @@
+//! Elementwise primitives: unary math, binary arithmetic with numpy
+//! broadcasting, compare, select, clamp, convert. Shape rules, lowerings and
+//! VJP rules side by side.
+
+use crate::dtype::DType;
+use crate::ir::{BinaryOp, CmpDir, OpKind, UnaryOp};
+use crate::shape::{TensorType, broadcast_dims};
+use crate::tensor::Tensor;
+use std::panic::Location;
+
+// ---- shape rules and tracing -------------------------------------------
+
+fn unary_dtype_ok(op: UnaryOp, d: DType) -> bool {
+    match op {
+        UnaryOp::Neg | UnaryOp::Abs | UnaryOp::Sign => d.is_float() || d.is_int(),
+        UnaryOp::Not => d.is_int() || d == DType::Pred,
+        _ => d.is_float(),
+    }
+}
+
+fn binary_dtype_ok(op: BinaryOp, d: DType) -> bool {
+    match op {
+        BinaryOp::And | BinaryOp::Or => d.is_int() || d == DType::Pred,
+        BinaryOp::ShiftRightLogical => d.is_int(),
+        BinaryOp::Pow => d.is_float(),
+        _ => d.is_float() || d.is_int(),
+    }
+}
+
+/// Broadcasts all operands to their common numpy shape (dtypes must agree).
+#[track_caller]
+fn broadcast_all(op: &str, xs: &[&Tensor]) -> Option<Vec<Tensor>> {
+    let loc = Location::caller();
+    let mut dims = xs[0].dims().to_vec();
+    for x in &xs[1..] {
+        match broadcast_dims(&dims, x.dims()) {
+            Some(d) => dims = d,
+            None => {
+                let shapes: Vec<String> = xs.iter().map(|t| t.ty.to_string()).collect();
+                xs[0].b.fail(
+                    op,
+                    loc,
+                    format!("shapes do not broadcast: {}", shapes.join(" vs ")),
+                );
+                return None;
+            }
+        }
+    }
+    Some(
+        xs.iter()
+            .map(|x| {
+                if x.dims() == dims.as_slice() {
+                    (*x).clone()
+                } else {
+                    x.broadcast_to_at(&dims, loc)
+                }
+            })
+            .collect(),
+    )
+}
+
+impl Tensor {
+    /// Records a unary elementwise op.
+    #[track_caller]
+    pub(crate) fn unary(&self, op: UnaryOp) -> Tensor {
+        let name = OpKind::Unary(op).name();
+        self.b.record1(&name, Location::caller(), &[self], |t| {
+            if !unary_dtype_ok(op, t[0].dtype) {
+                return Err(format!("not defined for {}", t[0]));
+            }
+            Ok((OpKind::Unary(op), vec![t[0].clone()]))
+        })
+    }
+
+    /// Records a binary elementwise op with numpy broadcasting.
+    #[track_caller]
+    pub(crate) fn binary(&self, op: BinaryOp, rhs: &Tensor) -> Tensor {
+        let name = OpKind::Binary(op).name();
+        let loc = Location::caller();
+        if self.dtype() != rhs.dtype() {
+            self.b.fail(
+                &name,
+                loc,
+                format!("dtype mismatch: lhs {} vs rhs {}", self.ty, rhs.ty),
+            );
+        }
+        let Some(xs) = broadcast_all(&name, &[self, rhs]) else {
+            return self.clone();
+        };
+        self.b.record1(&name, loc, &[&xs[0], &xs[1]], |t| {
+            if !binary_dtype_ok(op, t[0].dtype) {
+                return Err(format!("not defined for {}", t[0]));
+            }
+            Ok((OpKind::Binary(op), vec![t[0].clone()]))
+        })
+    }
+
+    /// `e^x`.
+    #[track_caller]
+    pub fn exp(&self) -> Tensor {
+        self.unary(UnaryOp::Exp)
+    }
+    /// Natural logarithm.
+    #[track_caller]
+    pub fn log(&self) -> Tensor {
+        self.unary(UnaryOp::Log)
+    }
+    /// `log(1 + x)`, accurate near 0.
+    #[track_caller]
+    pub fn log1p(&self) -> Tensor {
+        self.unary(UnaryOp::Log1p)
+    }
+    /// Hyperbolic tangent.
+    #[track_caller]
+    pub fn tanh(&self) -> Tensor {
+        self.unary(UnaryOp::Tanh)
+    }
+    /// The logistic sigmoid `1 / (1 + e^-x)`.
+    #[track_caller]
+    pub fn logistic(&self) -> Tensor {
+        self.unary(UnaryOp::Logistic)
+    }
+    /// Square root.
+    #[track_caller]
+    pub fn sqrt(&self) -> Tensor {
+        self.unary(UnaryOp::Sqrt)
+    }
+    /// `1 / sqrt(x)`.
+    #[track_caller]
+    pub fn rsqrt(&self) -> Tensor {
+        self.unary(UnaryOp::Rsqrt)
+    }
+    /// The Gauss error function.
+    #[track_caller]
+    pub fn erf(&self) -> Tensor {
+        self.unary(UnaryOp::Erf)
+    }
+    /// Sine.
+    #[track_caller]
+    pub fn sin(&self) -> Tensor {
+        self.unary(UnaryOp::Sin)
+    }
+    /// Cosine.
+    #[track_caller]
+    pub fn cos(&self) -> Tensor {
+        self.unary(UnaryOp::Cos)
+    }
+    /// Absolute value.
+    #[track_caller]
+    pub fn abs(&self) -> Tensor {
+        self.unary(UnaryOp::Abs)
+    }
+    /// Sign: -1, 0 or 1.
+    #[track_caller]
+    pub fn sign(&self) -> Tensor {
+        self.unary(UnaryOp::Sign)
+    }
+    /// Round toward negative infinity.
+    #[track_caller]
+    pub fn floor(&self) -> Tensor {
+        self.unary(UnaryOp::Floor)
+    }
+    /// Logical not of a pred (bitwise not of an integer).
+    #[track_caller]
+    pub fn logical_not(&self) -> Tensor {
+        self.unary(UnaryOp::Not)
+    }
+    /// `x * x`.
+    #[track_caller]
+    pub fn square(&self) -> Tensor {
+        self.binary(BinaryOp::Mul, self)
+    }
+    /// `x ^ y`, broadcasting.
+    #[track_caller]
+    pub fn pow(&self, y: &Tensor) -> Tensor {
+        self.binary(BinaryOp::Pow, y)
+    }
+    /// `x ^ y` for a scalar exponent.
+    #[track_caller]
+    pub fn powf(&self, y: f64) -> Tensor {
+        self.binary(BinaryOp::Pow, &self.splat_like(y))
+    }
+    /// Elementwise maximum, broadcasting.
+    #[track_caller]
+    pub fn maximum(&self, y: &Tensor) -> Tensor {
+        self.binary(BinaryOp::Max, y)
+    }
+    /// Elementwise minimum, broadcasting.
+    #[track_caller]
+    pub fn minimum(&self, y: &Tensor) -> Tensor {
+        self.binary(BinaryOp::Min, y)
+    }
+    /// Logical (bitwise) and, broadcasting.
+    #[track_caller]
+    pub fn logical_and(&self, y: &Tensor) -> Tensor {
+        self.binary(BinaryOp::And, y)
+    }
+    /// Logical (bitwise) or, broadcasting.
+    #[track_caller]
+    pub fn logical_or(&self, y: &Tensor) -> Tensor {
+        self.binary(BinaryOp::Or, y)
+    }
+    /// Logical shift right of unsigned integers by `bits`.
+    #[track_caller]
+    pub fn shift_right_logical(&self, bits: &Tensor) -> Tensor {
+        self.binary(BinaryOp::ShiftRightLogical, bits)
+    }
+
+    /// Elementwise comparison giving `pred`, broadcasting.
+    #[track_caller]
+    pub fn compare(&self, dir: CmpDir, y: &Tensor) -> Tensor {
+        let name = OpKind::Compare(dir).name();
+        let loc = Location::caller();
+        if self.dtype() != y.dtype() {
+            self.b.fail(
+                &name,
+                loc,
+                format!("dtype mismatch: lhs {} vs rhs {}", self.ty, y.ty),
+            );
+        }
+        let Some(xs) = broadcast_all(&name, &[self, y]) else {
+            return self.clone();
+        };
+        self.b.record1(&name, loc, &[&xs[0], &xs[1]], |t| {
+            Ok((OpKind::Compare(dir), vec![t[0].with_dtype(DType::Pred)]))
+        })
+    }
+    /// `x == y`.
+    #[track_caller]
+    pub fn equal(&self, y: &Tensor) -> Tensor {
+        self.compare(CmpDir::Eq, y)
+    }
+    /// `x != y`.
+    #[track_caller]
+    pub fn not_equal(&self, y: &Tensor) -> Tensor {
+        self.compare(CmpDir::Ne, y)
+    }
+    /// `x < y`.
+    #[track_caller]
+    pub fn less(&self, y: &Tensor) -> Tensor {
+        self.compare(CmpDir::Lt, y)
+    }
+    /// `x <= y`.
+    #[track_caller]
+    pub fn less_equal(&self, y: &Tensor) -> Tensor {
+        self.compare(CmpDir::Le, y)
+    }
+    /// `x > y`.
+    #[track_caller]
+    pub fn greater(&self, y: &Tensor) -> Tensor {
+        self.compare(CmpDir::Gt, y)
+    }
+    /// `x >= y`.
+    #[track_caller]
+    pub fn greater_equal(&self, y: &Tensor) -> Tensor {
+        self.compare(CmpDir::Ge, y)
+    }
+
+    /// `self ? on_true : on_false` elementwise; `self` is `pred`; all three broadcast.
+    #[track_caller]
+    pub fn select(&self, on_true: &Tensor, on_false: &Tensor) -> Tensor {
+        let loc = Location::caller();
+        let Some(xs) = broadcast_all("select", &[self, on_true, on_false]) else {
+            return on_true.clone();
+        };
+        self.b
+            .record1("select", loc, &[&xs[0], &xs[1], &xs[2]], |t| {
+                if t[0].dtype != DType::Pred {
+                    return Err(format!("predicate must be pred, got {}", t[0]));
+                }
+                if t[1].dtype != t[2].dtype {
+                    return Err(format!(
+                        "branch dtypes differ: on_true {} vs on_false {}",
+                        t[1], t[2]
+                    ));
+                }
+                Ok((OpKind::Select, vec![t[1].clone()]))
+            })
+    }
+
+    /// `min(max(x, lo), hi)` with tensor bounds broadcast to `x`'s shape.
+    #[track_caller]
+    pub fn clamp(&self, lo: &Tensor, hi: &Tensor) -> Tensor {
+        let loc = Location::caller();
+        let Some(xs) = broadcast_all("clamp", &[lo, self, hi]) else {
+            return self.clone();
+        };
+        self.b
+            .record1("clamp", loc, &[&xs[0], &xs[1], &xs[2]], |t| {
+                if t[0].dtype != t[1].dtype || t[2].dtype != t[1].dtype {
+                    return Err(format!(
+                        "dtype mismatch: lo {} x {} hi {}",
+                        t[0], t[1], t[2]
+                    ));
+                }
+                Ok((OpKind::Clamp, vec![t[1].clone()]))
+            })
+    }
+
+    /// `clamp` with scalar bounds.
+    #[track_caller]
+    pub fn clip(&self, lo: f64, hi: f64) -> Tensor {
+        self.clamp(&self.splat_like(lo), &self.splat_like(hi))
+    }
+
+    /// Converts the element type (float→int truncates toward zero).
+    #[track_caller]
+    pub fn convert(&self, dtype: DType) -> Tensor {
+        self.b.record1("convert", Location::caller(), &[self], |t| {
+            Ok((OpKind::Convert, vec![t[0].with_dtype(dtype)]))
+        })
+    }
+}
+
+// ---- lowering ----------------------------------------------------------
+
+/// The StableHLO op name of a unary primitive.
+pub(crate) fn unary_mlir(op: UnaryOp) -> &'static str {
+    match op {
+        UnaryOp::Neg => "stablehlo.negate",
+        UnaryOp::Abs => "stablehlo.abs",
+        UnaryOp::Sign => "stablehlo.sign",
+        UnaryOp::Exp => "stablehlo.exponential",
+        UnaryOp::Log => "stablehlo.log",
+        UnaryOp::Log1p => "stablehlo.log_plus_one",
+        UnaryOp::Tanh => "stablehlo.tanh",
+        UnaryOp::Logistic => "stablehlo.logistic",
+        UnaryOp::Sqrt => "stablehlo.sqrt",
+        UnaryOp::Rsqrt => "stablehlo.rsqrt",
+        UnaryOp::Erf => "chlo.erf",
+        UnaryOp::Sin => "stablehlo.sine",
+        UnaryOp::Cos => "stablehlo.cosine",
+        UnaryOp::Floor => "stablehlo.floor",
+        UnaryOp::Not => "stablehlo.not",
+    }
+}
+
+/// The StableHLO op name of a binary primitive.
+pub(crate) fn binary_mlir(op: BinaryOp) -> &'static str {
+    match op {
+        BinaryOp::Add => "stablehlo.add",
+        BinaryOp::Sub => "stablehlo.subtract",
+        BinaryOp::Mul => "stablehlo.multiply",
+        BinaryOp::Div => "stablehlo.divide",
+        BinaryOp::Pow => "stablehlo.power",
+        BinaryOp::Max => "stablehlo.maximum",
+        BinaryOp::Min => "stablehlo.minimum",
+        BinaryOp::And => "stablehlo.and",
+        BinaryOp::Or => "stablehlo.or",
+        BinaryOp::ShiftRightLogical => "stablehlo.shift_right_logical",
+    }
+}
+
+/// The attributes of `stablehlo.compare`.
+pub(crate) fn compare_attrs(dir: CmpDir, operand: &TensorType) -> String {
+    let d = match dir {
+        CmpDir::Eq => "EQ",
+        CmpDir::Ne => "NE",
+        CmpDir::Lt => "LT",
+        CmpDir::Le => "LE",
+        CmpDir::Gt => "GT",
+        CmpDir::Ge => "GE",
+    };
+    format!(
+        "comparison_direction = #stablehlo<comparison_direction {d}>, compare_type = #stablehlo<comparison_type {}>",
+        operand.dtype.compare_type()
+    )
+}
+
+// ---- VJP rules ---------------------------------------------------------
+
+/// Cotangents of a unary op's operand; `None` = zero.
+pub(crate) fn vjp_unary(op: UnaryOp, x: &Tensor, y: &Tensor, g: &Tensor) -> Option<Tensor> {
+    Some(match op {
+        UnaryOp::Neg => -g,
+        UnaryOp::Abs => g * &x.sign(),
+        UnaryOp::Sign | UnaryOp::Floor | UnaryOp::Not => return None,
+        UnaryOp::Exp => g * y,
+        UnaryOp::Log => g / x,
+        UnaryOp::Log1p => g / &(x + 1.0),
+        UnaryOp::Tanh => g * &(1.0 - &y.square()),
+        UnaryOp::Logistic => g * &(y * &(1.0 - y)),
+        UnaryOp::Sqrt => g * 0.5 / y,
+        UnaryOp::Rsqrt => g * -0.5 * y / x,
+        UnaryOp::Erf => g * (2.0 / std::f64::consts::PI.sqrt()) * &(-&x.square()).exp(),
+        UnaryOp::Sin => g * &x.cos(),
+        UnaryOp::Cos => -(g * &x.sin()),
+    })
+}
+
+/// Cotangents of a binary op's operands; `None` = zero.
+pub(crate) fn vjp_binary(
+    op: BinaryOp,
+    a: &Tensor,
+    b: &Tensor,
+    y: &Tensor,
+    g: &Tensor,
+) -> [Option<Tensor>; 2] {
+    match op {
+        BinaryOp::Add => [Some(g.clone()), Some(g.clone())],
+        BinaryOp::Sub => [Some(g.clone()), Some(-g)],
+        BinaryOp::Mul => [Some(g * b), Some(g * a)],
+        BinaryOp::Div => [Some(g / b), Some(-(g * y / b))],
+        BinaryOp::Pow => {
+            let da = g * b * &a.pow(&(b - 1.0));
+            [Some(da), Some(g * y * &a.select_positive_log())]
+        }
+        BinaryOp::Max | BinaryOp::Min => {
+            let take_a = if op == BinaryOp::Max {
+                a.greater_equal(b)
+            } else {
+                a.less_equal(b)
+            };
+            let zero = g.zeros_like();
+            [Some(take_a.select(g, &zero)), Some(take_a.select(&zero, g))]
+        }
+        BinaryOp::And | BinaryOp::Or | BinaryOp::ShiftRightLogical => [None, None],
+    }
+}
+
+impl Tensor {
+    /// `log(x)` where `x > 0`, `0` elsewhere (so `d/dy x^y` stays finite at 0).
+    fn select_positive_log(&self) -> Tensor {
+        let zero = self.zeros_like();
+        let one = self.ones_like();
+        self.greater(&zero).select(self, &one).log()
+    }
+}
+
+/// Cotangents of `select(p, a, b)`.
+pub(crate) fn vjp_select(p: &Tensor, g: &Tensor) -> [Option<Tensor>; 3] {
+    let zero = g.zeros_like();
+    [None, Some(p.select(g, &zero)), Some(p.select(&zero, g))]
+}
+
+/// Cotangents of `clamp(lo, x, hi)`.
+pub(crate) fn vjp_clamp(lo: &Tensor, x: &Tensor, hi: &Tensor, g: &Tensor) -> [Option<Tensor>; 3] {
+    let zero = g.zeros_like();
+    let below = x.less(lo);
+    let above = x.greater(hi);
+    let inside = below.logical_or(&above).select(&zero, g);
+    [
+        Some(below.select(g, &zero)),
+        Some(inside),
+        Some(above.select(g, &zero)),
+    ]
+}

@@ -1,0 +1,13 @@
+//! The primitives, one file per family: tracing methods with their shape
+//! rules, StableHLO lowerings and VJP rules side by side.
+
+pub mod annotate;
+pub mod composite;
+pub mod constant;
+pub mod contraction;
+pub mod control;
+pub mod elementwise;
+pub mod indexing;
+pub mod random;
+pub mod reduce;
+pub mod shape_ops;

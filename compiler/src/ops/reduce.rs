@@ -1,0 +1,305 @@
+//! Reductions (sum, max, min, mean, argmax): shape rules, lowerings with
+//! their reduction regions, VJP rules.
+
+use crate::dtype::DType;
+use crate::emit::Emitter;
+use crate::ir::{BinaryOp, CmpDir, OpKind, ReduceKind};
+use crate::ops::constant::scalar_bytes;
+use crate::ops::elementwise::{binary_mlir, compare_attrs};
+use crate::shape::{TensorType, normalize_axes, normalize_axis};
+use crate::tensor::Tensor;
+use std::panic::Location;
+
+fn reduced(x: &TensorType, axes: &[usize]) -> TensorType {
+    let dims: Vec<usize> = (0..x.rank())
+        .filter(|d| !axes.contains(d))
+        .map(|d| x.dims[d])
+        .collect();
+    TensorType::new(x.dtype, &dims)
+}
+
+fn kept(x: &TensorType, axes: &[usize]) -> Vec<usize> {
+    (0..x.rank())
+        .map(|d| if axes.contains(&d) { 1 } else { x.dims[d] })
+        .collect()
+}
+
+impl Tensor {
+    fn reduce_at(
+        &self,
+        kind: ReduceKind,
+        axes: &[i64],
+        keep_dims: bool,
+        loc: &Location<'_>,
+    ) -> Tensor {
+        let name = OpKind::Reduce { kind, axes: vec![] }.name();
+        let mut keep_shape = None;
+        let r = self.b.record1(&name, loc, &[self], |t| {
+            let x = t[0];
+            let axes = normalize_axes(axes, x.rank()).map_err(|m| format!("{m} (operand {x})"))?;
+            if x.dtype == DType::Pred {
+                return Err(format!("not defined for {x}"));
+            }
+            keep_shape = Some(kept(x, &axes));
+            let out = reduced(x, &axes);
+            Ok((OpKind::Reduce { kind, axes }, vec![out]))
+        });
+        match keep_shape {
+            Some(dims) if keep_dims && r.dims() != dims.as_slice() => r.reshape(&dims),
+            _ => r,
+        }
+    }
+
+    /// Sum over `axes` (negative counts from the end); `keep_dims` leaves size-1 dims.
+    #[track_caller]
+    pub fn sum(&self, axes: &[i64], keep_dims: bool) -> Tensor {
+        self.reduce_at(ReduceKind::Sum, axes, keep_dims, Location::caller())
+    }
+
+    /// Maximum over `axes`.
+    #[track_caller]
+    pub fn reduce_max(&self, axes: &[i64], keep_dims: bool) -> Tensor {
+        self.reduce_at(ReduceKind::Max, axes, keep_dims, Location::caller())
+    }
+
+    /// Minimum over `axes`.
+    #[track_caller]
+    pub fn reduce_min(&self, axes: &[i64], keep_dims: bool) -> Tensor {
+        self.reduce_at(ReduceKind::Min, axes, keep_dims, Location::caller())
+    }
+
+    /// Mean over `axes`.
+    #[track_caller]
+    pub fn mean(&self, axes: &[i64], keep_dims: bool) -> Tensor {
+        let loc = Location::caller();
+        let s = self.reduce_at(ReduceKind::Sum, axes, keep_dims, loc);
+        let n = (self.numel() / s.numel().max(1)).max(1);
+        s / n as f64
+    }
+
+    /// Sum of all elements (a scalar).
+    #[track_caller]
+    pub fn sum_all(&self) -> Tensor {
+        let axes: Vec<i64> = (0..self.rank() as i64).collect();
+        self.reduce_at(ReduceKind::Sum, &axes, false, Location::caller())
+    }
+
+    /// Mean of all elements (a scalar).
+    #[track_caller]
+    pub fn mean_all(&self) -> Tensor {
+        let n = self.numel().max(1) as f64;
+        let axes: Vec<i64> = (0..self.rank() as i64).collect();
+        self.reduce_at(ReduceKind::Sum, &axes, false, Location::caller()) / n
+    }
+
+    /// Index (`i32`) of the largest element along `axis`; the first one on ties.
+    #[track_caller]
+    pub fn argmax(&self, axis: i64, keep_dims: bool) -> Tensor {
+        let loc = Location::caller();
+        let mut keep_shape = None;
+        let r = self.b.record1("argmax", loc, &[self], |t| {
+            let x = t[0];
+            let a = normalize_axis(axis, x.rank()).map_err(|m| format!("{m} (operand {x})"))?;
+            if !(x.dtype.is_float() || x.dtype.is_int()) {
+                return Err(format!("not defined for {x}"));
+            }
+            keep_shape = Some(kept(x, &[a]));
+            Ok((
+                OpKind::Argmax { axis: a },
+                vec![reduced(x, &[a]).with_dtype(DType::I32)],
+            ))
+        });
+        match keep_shape {
+            Some(dims) if keep_dims => r.reshape(&dims),
+            _ => r,
+        }
+    }
+}
+
+// ---- lowering ----------------------------------------------------------
+
+/// The identity of a reduction for `dtype` as constant bytes.
+fn init_bytes(kind: ReduceKind, dtype: DType) -> Vec<u8> {
+    let v = match kind {
+        ReduceKind::Sum => 0.0,
+        ReduceKind::Max if dtype.is_float() => f64::NEG_INFINITY,
+        ReduceKind::Min if dtype.is_float() => f64::INFINITY,
+        ReduceKind::Max => int_limits(dtype).0,
+        ReduceKind::Min => int_limits(dtype).1,
+    };
+    scalar_bytes(v, dtype)
+}
+
+fn int_limits(dtype: DType) -> (f64, f64) {
+    match dtype {
+        DType::I32 => (i32::MIN as f64, i32::MAX as f64),
+        DType::I64 => (i64::MIN as f64, i64::MAX as f64),
+        DType::U32 => (0.0, u32::MAX as f64),
+        DType::U64 => (0.0, u64::MAX as f64),
+        _ => (0.0, 255.0),
+    }
+}
+
+/// Lowers a reduction to `stablehlo.reduce` with a one-op region.
+pub(crate) fn lower_reduce(
+    e: &mut Emitter,
+    ind: usize,
+    kind: ReduceKind,
+    axes: &[usize],
+    x: &str,
+    x_ty: &TensorType,
+    out: &TensorType,
+) -> String {
+    let scalar = TensorType::new(x_ty.dtype, &[]);
+    let init = e.constant(ind, &init_bytes(kind, x_ty.dtype), true, &scalar);
+    let op = match kind {
+        ReduceKind::Sum => BinaryOp::Add,
+        ReduceKind::Max => BinaryOp::Max,
+        ReduceKind::Min => BinaryOp::Min,
+    };
+    let r = e.fresh();
+    e.line(ind, &format!("{r} = \"stablehlo.reduce\"({x}, {init}) ({{"));
+    let a = e.fresh();
+    let b = e.fresh();
+    let s = scalar.mlir();
+    e.line(ind, &format!("^bb0({a}: {s}, {b}: {s}):"));
+    let sum = e.op(
+        ind + 2,
+        binary_mlir(op),
+        &[&a, &b],
+        "",
+        &[&scalar, &scalar],
+        &scalar,
+    );
+    e.ret(ind + 2, &[(&sum, &scalar)]);
+    e.line(
+        ind,
+        &format!(
+            "}}) {{dimensions = {}}} : ({}, {s}) -> {}",
+            crate::emit::i64_array(axes),
+            x_ty.mlir(),
+            out.mlir()
+        ),
+    );
+    r
+}
+
+/// Lowers argmax to a two-operand `stablehlo.reduce` over (value, index).
+pub(crate) fn lower_argmax(
+    e: &mut Emitter,
+    ind: usize,
+    axis: usize,
+    x: &str,
+    x_ty: &TensorType,
+    out: &TensorType,
+) -> String {
+    let idx_ty = x_ty.with_dtype(DType::I32);
+    let iota = e.op::<&str>(
+        ind,
+        "stablehlo.iota",
+        &[],
+        &format!("iota_dimension = {axis} : i64"),
+        &[],
+        &idx_ty,
+    );
+    let vs = TensorType::new(x_ty.dtype, &[]);
+    let is = TensorType::new(DType::I32, &[]);
+    let init_v = e.constant(ind, &init_bytes(ReduceKind::Max, x_ty.dtype), true, &vs);
+    let init_i = e.constant(ind, &scalar_bytes(0.0, DType::I32), true, &is);
+    let r = e.fresh();
+    e.line(
+        ind,
+        &format!("{r}:2 = \"stablehlo.reduce\"({x}, {iota}, {init_v}, {init_i}) ({{"),
+    );
+    let (av, ai, bv, bi) = (e.fresh(), e.fresh(), e.fresh(), e.fresh());
+    e.line(
+        ind,
+        &format!(
+            "^bb0({av}: {0}, {ai}: {1}, {bv}: {0}, {bi}: {1}):",
+            vs.mlir(),
+            is.mlir()
+        ),
+    );
+    let p = TensorType::new(DType::Pred, &[]);
+    let i2 = ind + 2;
+    let gt = e.op(
+        i2,
+        "stablehlo.compare",
+        &[&av, &bv],
+        &compare_attrs(CmpDir::Gt, &vs),
+        &[&vs, &vs],
+        &p,
+    );
+    let eq = e.op(
+        i2,
+        "stablehlo.compare",
+        &[&av, &bv],
+        &compare_attrs(CmpDir::Eq, &vs),
+        &[&vs, &vs],
+        &p,
+    );
+    let lt = e.op(
+        i2,
+        "stablehlo.compare",
+        &[&ai, &bi],
+        &compare_attrs(CmpDir::Lt, &is),
+        &[&is, &is],
+        &p,
+    );
+    let tie = e.op(i2, "stablehlo.and", &[&eq, &lt], "", &[&p, &p], &p);
+    let take = e.op(i2, "stablehlo.or", &[&gt, &tie], "", &[&p, &p], &p);
+    let v = e.op(
+        i2,
+        "stablehlo.select",
+        &[&take, &av, &bv],
+        "",
+        &[&p, &vs, &vs],
+        &vs,
+    );
+    let i = e.op(
+        i2,
+        "stablehlo.select",
+        &[&take, &ai, &bi],
+        "",
+        &[&p, &is, &is],
+        &is,
+    );
+    e.ret(i2, &[(&v, &vs), (&i, &is)]);
+    e.line(
+        ind,
+        &format!(
+            "}}) {{dimensions = array<i64: {axis}>}} : ({}, {}, {}, {}) -> ({}, {})",
+            x_ty.mlir(),
+            idx_ty.mlir(),
+            vs.mlir(),
+            is.mlir(),
+            out.with_dtype(x_ty.dtype).mlir(),
+            out.mlir()
+        ),
+    );
+    format!("{r}#1")
+}
+
+// ---- VJP rule ----------------------------------------------------------
+
+/// Cotangent of a reduction of `x` to `y` over `axes`.
+pub(crate) fn vjp_reduce(
+    kind: ReduceKind,
+    axes: &[usize],
+    x: &Tensor,
+    y: &Tensor,
+    g: &Tensor,
+) -> Tensor {
+    let keep = kept(&x.ty, axes);
+    let gb = g.reshape(&keep).broadcast_to(x.dims());
+    match kind {
+        ReduceKind::Sum => gb,
+        ReduceKind::Max | ReduceKind::Min => {
+            let yb = y.reshape(&keep).broadcast_to(x.dims());
+            let mask = x.equal(&yb).convert(x.dtype());
+            let ax: Vec<i64> = axes.iter().map(|&a| a as i64).collect();
+            let count = mask.sum(&ax, true);
+            gb * mask / count
+        }
+    }
+}
