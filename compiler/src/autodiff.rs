@@ -377,7 +377,12 @@ fn vjp_scan(
             .collect();
         let mut new_c: Vec<Tensor> = d[..nc].to_vec();
         for (k, acc) in c[nc..].iter().enumerate() {
-            new_c.push(acc + &d[nc + nx + k]);
+            // Integer and pred captures (masks, ids) have no cotangent to accumulate.
+            new_c.push(if acc.dtype().is_float() {
+                acc + &d[nc + nx + k]
+            } else {
+                acc.clone()
+            });
         }
         (new_c, d[nc..nc + nx].to_vec())
     });
