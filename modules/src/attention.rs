@@ -1,0 +1,216 @@
+//! Multi-head dot-product attention with grouped-query heads (`num_kv_heads`), causal masking,
+//! optional segment ids for packed sequences, optional RoPE, and softmax in at least f32.
+
+use axle_compiler::{DType, Tensor, einsum};
+use serde::{Deserialize, Serialize};
+
+use crate::config::{join, required};
+use crate::context::Ctx;
+use crate::error::{Error, Result};
+use crate::linear::{Linear, LinearConfig, check_last_dim};
+use crate::module::Module;
+use crate::norm::upcast;
+use crate::param::{ParamSpec, ParamTree, nest};
+use crate::rope::RopeConfig;
+
+/// Config of [`Attention`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AttentionConfig {
+    /// Model dimension of the input and output (set by the parent).
+    pub input_dim: Option<usize>,
+    /// Number of query heads; must divide `input_dim`.
+    pub num_heads: Option<usize>,
+    /// Number of key/value heads (grouped-query attention); unset means `num_heads` (MHA).
+    /// Must divide `num_heads`.
+    pub num_kv_heads: Option<usize>,
+    /// Mask out keys after the query position.
+    pub causal: bool,
+    /// Template of the q, k and v projections (dimensions set by this layer).
+    pub input_linear: LinearConfig,
+    /// Template of the output projection (dimensions set by this layer).
+    pub output_linear: LinearConfig,
+    /// Rotary position embedding of queries and keys, if any.
+    pub rope: Option<RopeConfig>,
+}
+
+impl Default for AttentionConfig {
+    fn default() -> Self {
+        AttentionConfig {
+            input_dim: None,
+            num_heads: None,
+            num_kv_heads: None,
+            causal: true,
+            input_linear: LinearConfig::default(),
+            output_linear: LinearConfig::output_projection(),
+            rope: None,
+        }
+    }
+}
+
+crate::config_node!(AttentionConfig, input_linear, output_linear, rope);
+
+/// Multi-head attention with child projections `q_proj`, `k_proj`, `v_proj` and `o_proj`.
+#[derive(Clone, Debug)]
+pub struct Attention {
+    /// The config, with dimensions resolved.
+    pub cfg: AttentionConfig,
+    /// Number of query heads.
+    pub num_heads: usize,
+    /// Number of key/value heads.
+    pub num_kv_heads: usize,
+    /// Width of each head.
+    pub head_dim: usize,
+    /// Query projection `(dim, num_heads * head_dim)`.
+    pub q_proj: Linear,
+    /// Key projection `(dim, num_kv_heads * head_dim)`.
+    pub k_proj: Linear,
+    /// Value projection `(dim, num_kv_heads * head_dim)`.
+    pub v_proj: Linear,
+    /// Output projection `(num_heads * head_dim, dim)`.
+    pub o_proj: Linear,
+}
+
+impl Attention {
+    /// Builds the layer; `path` is the config's dotted path, for errors.
+    pub fn new(cfg: &AttentionConfig, path: &str) -> Result<Attention> {
+        let dim = required(cfg.input_dim, path, "input_dim")?;
+        let num_heads = required(cfg.num_heads, path, "num_heads")?;
+        let num_kv_heads = cfg.num_kv_heads.unwrap_or(num_heads);
+        if num_heads == 0 || dim % num_heads != 0 {
+            return Err(Error::Inconsistent {
+                path: join(path, "num_heads"),
+                message: format!("{num_heads} heads do not divide the model dimension {dim}"),
+            });
+        }
+        if num_kv_heads == 0 || num_heads % num_kv_heads != 0 {
+            return Err(Error::Inconsistent {
+                path: join(path, "num_kv_heads"),
+                message: format!("{num_kv_heads} key/value heads do not divide {num_heads} heads"),
+            });
+        }
+        let head_dim = dim / num_heads;
+        if cfg.rope.is_some() && head_dim % 2 != 0 {
+            return Err(Error::Inconsistent {
+                path: join(path, "rope"),
+                message: format!("RoPE needs an even head dimension, got {head_dim}"),
+            });
+        }
+        let input = join(path, "input_linear");
+        let output = join(path, "output_linear");
+        let kv_dim = num_kv_heads * head_dim;
+        Ok(Attention {
+            cfg: cfg.clone(),
+            num_heads,
+            num_kv_heads,
+            head_dim,
+            q_proj: Linear::new(&cfg.input_linear.with_dims(dim, dim), &input)?,
+            k_proj: Linear::new(&cfg.input_linear.with_dims(dim, kv_dim), &input)?,
+            v_proj: Linear::new(&cfg.input_linear.with_dims(dim, kv_dim), &input)?,
+            o_proj: Linear::new(&cfg.output_linear.with_dims(dim, dim), &output)?,
+        })
+    }
+}
+
+impl Module for Attention {
+    fn param_specs(&self) -> ParamTree<ParamSpec> {
+        let mut specs = ParamTree::new();
+        nest(&mut specs, "q_proj", self.q_proj.param_specs());
+        nest(&mut specs, "k_proj", self.k_proj.param_specs());
+        nest(&mut specs, "v_proj", self.v_proj.param_specs());
+        nest(&mut specs, "o_proj", self.o_proj.param_specs());
+        specs
+    }
+}
+
+/// A large negative logit for masked positions: exp underflows to exactly 0 in f32 and f64,
+/// while the sum with real logits stays finite.
+const MASKED_LOGIT: f64 = -1e30;
+
+impl Attention {
+    /// Self-attention over `x` `[batch, seq, dim]`. `positions` `[batch, seq]` (integers) feed
+    /// RoPE; `segment_ids` `[batch, seq]` (integers), if given, keep packed sequences apart.
+    pub fn forward(
+        &self,
+        ctx: &mut Ctx,
+        x: &Tensor,
+        positions: &Tensor,
+        segment_ids: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        let dim = self.num_heads * self.head_dim;
+        check_last_dim(ctx, "x", x, dim)?;
+        let [b, t, _] = x.dims() else {
+            return Err(bad_input(
+                ctx,
+                "x",
+                format!("expected [batch, seq, {dim}], got {:?}", x.dims()),
+            ));
+        };
+        let (b, t) = (*b, *t);
+        for (name, ids) in [("positions", Some(positions)), ("segment_ids", segment_ids)] {
+            if let Some(ids) = ids.filter(|i| i.dims() != [b, t] || !i.dtype().is_int()) {
+                return Err(bad_input(
+                    ctx,
+                    name,
+                    format!(
+                        "expected integers of shape [{b}, {t}], got {:?} {:?}",
+                        ids.dtype(),
+                        ids.dims()
+                    ),
+                ));
+            }
+        }
+        let (h, kv, hd) = (self.num_heads, self.num_kv_heads, self.head_dim);
+        let group = h / kv;
+        let q = ctx
+            .scope("q_proj", |c| self.q_proj.forward(c, x))?
+            .reshape(&[b, t, h, hd]);
+        let k = ctx
+            .scope("k_proj", |c| self.k_proj.forward(c, x))?
+            .reshape(&[b, t, kv, hd]);
+        let v = ctx
+            .scope("v_proj", |c| self.v_proj.forward(c, x))?
+            .reshape(&[b, t, kv, hd]);
+        let (q, k) = match &self.cfg.rope {
+            Some(rope) => (rope.apply(&q, positions), rope.apply(&k, positions)),
+            None => (q, k),
+        };
+        // Query head `i` attends with key/value head `i / group`.
+        let q = q.reshape(&[b, t, kv, group, hd]);
+        let logits = einsum("bqkgd,bskd->bkgqs", &[&q, &k]);
+        let (logits, dtype) = upcast(&logits);
+        let logits = &logits * (1.0 / (hd as f64).sqrt());
+        let allowed = self.mask(x, segment_ids, b, t);
+        let allowed = allowed.broadcast_in_dim(&[b, kv, group, t, t], &[0, 3, 4]);
+        let logits = allowed.select(&logits, &logits.splat_like(MASKED_LOGIT));
+        let probs = logits.softmax(-1).convert(dtype);
+        let out = einsum("bkgqs,bskd->bqkgd", &[&probs, &v]).reshape(&[b, t, dim]);
+        ctx.scope("o_proj", |c| self.o_proj.forward(c, &out))
+    }
+
+    /// Which keys each query may see, `pred[batch, seq_q, seq_k]`.
+    fn mask(&self, x: &Tensor, segment_ids: Option<&Tensor>, b: usize, t: usize) -> Tensor {
+        let builder = x.builder();
+        let query = builder.iota(DType::I32, &[b, t, t], 1);
+        let key = builder.iota(DType::I32, &[b, t, t], 2);
+        let mut allowed = if self.cfg.causal {
+            query.greater_equal(&key)
+        } else {
+            query.equal(&query)
+        };
+        if let Some(segments) = segment_ids {
+            let same = segments
+                .broadcast_in_dim(&[b, t, t], &[0, 1])
+                .equal(&segments.broadcast_in_dim(&[b, t, t], &[0, 2]));
+            allowed = allowed.logical_and(&same);
+        }
+        allowed
+    }
+}
+
+fn bad_input(ctx: &Ctx, name: &str, message: String) -> Error {
+    Error::BadInput {
+        path: ctx.path(""),
+        name: name.to_string(),
+        message,
+    }
+}

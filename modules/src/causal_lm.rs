@@ -1,0 +1,275 @@
+//! Decoder-only causal language model: token (and optionally learned position) embedding,
+//! transformer stack, final norm, LM head (untied, or tied to the token embedding), and the
+//! next-token cross-entropy loss.
+
+use axle_compiler::Tensor;
+use serde::{Deserialize, Serialize};
+
+use crate::config::{join, required};
+use crate::context::Ctx;
+use crate::dropout::DropoutConfig;
+use crate::embedding::{Embedding, EmbeddingConfig};
+use crate::error::{Error, Result};
+use crate::linear::{Linear, LinearConfig};
+use crate::loss::{CrossEntropyConfig, cross_entropy};
+use crate::module::Module;
+use crate::norm::{Norm, NormConfig};
+use crate::param::{ParamSpec, ParamTree, nest};
+use crate::transformer::{Stack, StackConfig};
+
+/// Config of [`Decoder`]. `dim` and `vocab_size` are set here and passed down to every child.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct DecoderConfig {
+    /// Vocabulary size.
+    pub vocab_size: Option<usize>,
+    /// Model dimension.
+    pub dim: Option<usize>,
+    /// Token embedding (sizes set from `vocab_size` and `dim`).
+    pub token_embedding: EmbeddingConfig,
+    /// Learned absolute position embedding, if any; its `num_embeddings` is the longest sequence.
+    pub position_embedding: Option<EmbeddingConfig>,
+    /// Dropout after the embeddings.
+    pub embedding_dropout: DropoutConfig,
+    /// The transformer stack.
+    pub transformer: StackConfig,
+    /// Norm after the stack.
+    pub output_norm: NormConfig,
+    /// Untied LM head `(dim, vocab_size)`; unset ties the head to the token embedding.
+    pub lm_head: Option<LinearConfig>,
+}
+
+crate::config_node!(
+    DecoderConfig,
+    token_embedding,
+    position_embedding,
+    embedding_dropout,
+    transformer,
+    output_norm,
+    lm_head
+);
+
+/// The decoder: children `token_embedding`, `position_embedding`, `transformer`, `output_norm`,
+/// `lm_head`.
+#[derive(Clone, Debug)]
+pub struct Decoder {
+    /// The config, with dimensions resolved.
+    pub cfg: DecoderConfig,
+    /// Vocabulary size.
+    pub vocab_size: usize,
+    /// Model dimension.
+    pub dim: usize,
+    /// Token embedding.
+    pub token_embedding: Embedding,
+    /// Learned position embedding, if any.
+    pub position_embedding: Option<Embedding>,
+    /// Transformer stack.
+    pub transformer: Stack,
+    /// Final norm.
+    pub output_norm: Norm,
+    /// Untied LM head, if any.
+    pub lm_head: Option<Linear>,
+}
+
+impl Decoder {
+    /// Builds the decoder; `path` is the config's dotted path, for errors.
+    pub fn new(cfg: &DecoderConfig, path: &str) -> Result<Decoder> {
+        let vocab_size = required(cfg.vocab_size, path, "vocab_size")?;
+        let dim = required(cfg.dim, path, "dim")?;
+        cfg.embedding_dropout
+            .validate(&join(path, "embedding_dropout"))?;
+        let mut token = cfg.token_embedding.clone();
+        token.num_embeddings = Some(vocab_size);
+        token.dim = Some(dim);
+        let position_embedding = match &cfg.position_embedding {
+            Some(position) => {
+                let mut position = position.clone();
+                position.dim = Some(dim);
+                Some(Embedding::new(
+                    &position,
+                    &join(path, "position_embedding"),
+                )?)
+            }
+            None => None,
+        };
+        let mut transformer = cfg.transformer.clone();
+        transformer.input_dim = Some(dim);
+        let lm_head = match &cfg.lm_head {
+            Some(head) => Some(Linear::new(
+                &head.with_dims(dim, vocab_size),
+                &join(path, "lm_head"),
+            )?),
+            None => None,
+        };
+        Ok(Decoder {
+            cfg: cfg.clone(),
+            vocab_size,
+            dim,
+            token_embedding: Embedding::new(&token, &join(path, "token_embedding"))?,
+            position_embedding,
+            transformer: Stack::new(&transformer, &join(path, "transformer"))?,
+            output_norm: Norm::new(
+                &cfg.output_norm.with_input_dim(dim),
+                &join(path, "output_norm"),
+            )?,
+            lm_head,
+        })
+    }
+}
+
+impl Module for Decoder {
+    fn param_specs(&self) -> ParamTree<ParamSpec> {
+        let mut specs = ParamTree::new();
+        nest(
+            &mut specs,
+            "token_embedding",
+            self.token_embedding.param_specs(),
+        );
+        if let Some(position) = &self.position_embedding {
+            nest(&mut specs, "position_embedding", position.param_specs());
+        }
+        nest(&mut specs, "transformer", self.transformer.param_specs());
+        nest(&mut specs, "output_norm", self.output_norm.param_specs());
+        if let Some(head) = &self.lm_head {
+            nest(&mut specs, "lm_head", head.param_specs());
+        }
+        specs
+    }
+}
+
+/// Config of a causal LM: the decoder and its training loss.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct CausalLmConfig {
+    /// The decoder.
+    pub decoder: DecoderConfig,
+    /// The next-token loss.
+    pub loss: CrossEntropyConfig,
+}
+
+crate::config_node!(CausalLmConfig, decoder, loss);
+
+/// A causal language model, the root module of a registered model; parameters under `decoder/`.
+#[derive(Clone, Debug)]
+pub struct CausalLm {
+    /// The config.
+    pub cfg: CausalLmConfig,
+    /// The decoder.
+    pub decoder: Decoder,
+}
+
+impl CausalLm {
+    /// Builds the model from a root config (paths in errors start at the root, `decoder....`).
+    pub fn new(cfg: &CausalLmConfig) -> Result<CausalLm> {
+        Ok(CausalLm {
+            cfg: cfg.clone(),
+            decoder: Decoder::new(&cfg.decoder, "decoder")?,
+        })
+    }
+}
+
+impl Module for CausalLm {
+    fn param_specs(&self) -> ParamTree<ParamSpec> {
+        let mut specs = ParamTree::new();
+        nest(&mut specs, "decoder", self.decoder.param_specs());
+        specs
+    }
+}
+
+/// The traced inputs of a causal LM step, all integer `[batch, seq]`.
+#[derive(Clone, Debug)]
+pub struct Batch {
+    /// Input token ids.
+    pub input_ids: Tensor,
+    /// Next-token labels; negative labels are masked out of the loss.
+    pub target_labels: Tensor,
+    /// Positions for RoPE or learned positions; `0..seq` on every row when unset.
+    pub positions: Option<Tensor>,
+    /// Segment ids of packed sequences (attention stays within a segment), if packed.
+    pub segment_ids: Option<Tensor>,
+}
+
+impl Decoder {
+    /// Logits `[batch, seq, vocab]` of the next token at every position of `input_ids`.
+    pub fn forward(
+        &self,
+        ctx: &mut Ctx,
+        input_ids: &Tensor,
+        positions: Option<&Tensor>,
+        segment_ids: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        let [b, t] = input_ids.dims() else {
+            return Err(Error::BadInput {
+                path: ctx.path(""),
+                name: "input_ids".into(),
+                message: format!("expected [batch, seq], got {:?}", input_ids.dims()),
+            });
+        };
+        let default_positions;
+        let positions = match positions {
+            Some(p) => p,
+            None => {
+                default_positions = input_ids.builder().iota(input_ids.dtype(), &[*b, *t], 1);
+                &default_positions
+            }
+        };
+        let mut x = ctx.scope("token_embedding", |c| {
+            self.token_embedding.forward(c, input_ids)
+        })?;
+        if let Some(table) = &self.position_embedding {
+            if *t > table.num_embeddings {
+                return Err(Error::Inconsistent {
+                    path: "decoder.position_embedding.num_embeddings".into(),
+                    message: format!(
+                        "{} learned positions, but the sequence has {t}",
+                        table.num_embeddings
+                    ),
+                });
+            }
+            x = &x + &ctx.scope("position_embedding", |c| table.forward(c, positions))?;
+        }
+        let x = ctx.dropout(&x, self.cfg.embedding_dropout.rate)?;
+        let x = ctx.scope("transformer", |c| {
+            self.transformer.forward(c, &x, positions, segment_ids)
+        })?;
+        let x = ctx.scope("output_norm", |c| self.output_norm.forward(c, &x))?;
+        match &self.lm_head {
+            Some(head) => ctx.scope("lm_head", |c| head.forward(c, &x)),
+            None => ctx.scope("token_embedding", |c| self.token_embedding.attend(c, &x)),
+        }
+    }
+}
+
+impl CausalLm {
+    /// The training loss of `batch` (cross-entropy plus z-loss), with the loss terms and the
+    /// number of live targets recorded as summaries under `loss/`.
+    pub fn loss(&self, ctx: &mut Ctx, batch: &Batch) -> Result<Tensor> {
+        if batch.target_labels.dims() != batch.input_ids.dims()
+            || !batch.target_labels.dtype().is_int()
+        {
+            return Err(Error::BadInput {
+                path: "<root>".into(),
+                name: "target_labels".into(),
+                message: format!(
+                    "expected integers shaped like input_ids {:?}, got {:?} {:?}",
+                    batch.input_ids.dims(),
+                    batch.target_labels.dtype(),
+                    batch.target_labels.dims()
+                ),
+            });
+        }
+        let logits = ctx.scope("decoder", |c| {
+            self.decoder.forward(
+                c,
+                &batch.input_ids,
+                batch.positions.as_ref(),
+                batch.segment_ids.as_ref(),
+            )
+        })?;
+        let terms = cross_entropy(&logits, &batch.target_labels, self.cfg.loss.z_loss_scale);
+        ctx.scope("loss", |c| {
+            c.add_summary("cross_entropy", terms.cross_entropy.clone());
+            c.add_summary("z_loss", terms.z_loss.clone());
+            c.add_summary("num_targets", terms.num_targets.clone());
+        });
+        Ok(terms.total)
+    }
+}

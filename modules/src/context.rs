@@ -1,0 +1,131 @@
+//! The forward context: what a module's forward reads besides its inputs (the parameter tree,
+//! training mode, the RNG key) and where it writes side outputs (summaries), all by path.
+
+use std::rc::Rc;
+
+use axle_compiler::{Tensor, dropout};
+
+use crate::error::{Error, Result};
+use crate::param::ParamTree;
+
+/// Context of one traced forward pass, AXLearn's invocation context: parameters are looked up
+/// by the path of the module being run (`ctx.scope("q_proj", ...)` descends into a child), RNG
+/// keys are threaded through it, and summaries are collected under the current path.
+pub struct Ctx {
+    params: Rc<ParamTree<Tensor>>,
+    prefix: Vec<String>,
+    is_training: bool,
+    key: Option<Tensor>,
+    summaries: ParamTree<Tensor>,
+}
+
+impl Ctx {
+    /// A context over `params` (traced tensors keyed by full parameter path), in training or
+    /// evaluation mode, with an optional RNG key (needed only for dropout in training).
+    pub fn new(params: ParamTree<Tensor>, is_training: bool, key: Option<Tensor>) -> Ctx {
+        Ctx {
+            params: Rc::new(params),
+            prefix: Vec::new(),
+            is_training,
+            key,
+            summaries: ParamTree::new(),
+        }
+    }
+
+    /// Whether this is a training pass (dropout on).
+    pub fn is_training(&self) -> bool {
+        self.is_training
+    }
+
+    /// The full path of `name` under the current module (`decoder/transformer/layers/0/name`).
+    pub fn path(&self, name: &str) -> String {
+        self.prefix
+            .iter()
+            .map(String::as_str)
+            .chain([name])
+            .filter(|s| !s.is_empty())
+            .collect::<Vec<_>>()
+            .join("/")
+    }
+
+    /// Runs `f` inside child `name` (parameter and summary paths gain `name/`).
+    pub fn scope<R>(&mut self, name: &str, f: impl FnOnce(&mut Ctx) -> R) -> R {
+        self.prefix.push(name.to_string());
+        let out = f(self);
+        self.prefix.pop();
+        out
+    }
+
+    /// The parameter `name` of the current module, checked against its declared `shape`.
+    pub fn param(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
+        let path = self.path(name);
+        let t = self.params.get(&path).ok_or_else(|| Error::MissingParam {
+            path: path.clone(),
+            expected: shape.to_vec(),
+        })?;
+        if t.dims() != shape {
+            return Err(Error::ParamShape {
+                path,
+                expected: shape.to_vec(),
+                got: t.dims().to_vec(),
+            });
+        }
+        Ok(t.clone())
+    }
+
+    /// Records a side output under the current path (`.../name`).
+    pub fn add_summary(&mut self, name: &str, value: Tensor) {
+        self.summaries.insert(self.path(name), value);
+    }
+
+    /// Adds summaries already keyed by full path (those of a loop body, stacked by the loop).
+    pub fn extend_summaries(&mut self, summaries: impl IntoIterator<Item = (String, Tensor)>) {
+        self.summaries.extend(summaries);
+    }
+
+    /// The summaries recorded so far, keyed by path.
+    pub fn summaries(&self) -> &ParamTree<Tensor> {
+        &self.summaries
+    }
+
+    /// Takes the summaries recorded so far, leaving none.
+    pub fn take_summaries(&mut self) -> ParamTree<Tensor> {
+        std::mem::take(&mut self.summaries)
+    }
+
+    /// The current RNG key, if any (threaded through scanned loops as a carry).
+    pub fn key(&self) -> Option<&Tensor> {
+        self.key.as_ref()
+    }
+
+    /// Replaces the RNG key.
+    pub fn set_key(&mut self, key: Option<Tensor>) {
+        self.key = key;
+    }
+
+    /// Inverted dropout at `rate` in training (the identity in evaluation or at rate 0); advances
+    /// the RNG key.
+    pub fn dropout(&mut self, x: &Tensor, rate: f64) -> Result<Tensor> {
+        if !self.is_training || rate == 0.0 {
+            return Ok(x.clone());
+        }
+        let key = self.key.as_ref().ok_or_else(|| Error::MissingRng {
+            path: self.path(""),
+        })?;
+        let (next, y) = dropout(x, key, rate);
+        self.key = Some(next);
+        Ok(y)
+    }
+
+    /// A context for the body of a scanned loop: the same mode and prefix, parameters `params`
+    /// (the loop's per-iteration slices, keyed by full path) and RNG key `key`.
+    pub fn for_loop_body(&self, params: ParamTree<Tensor>, key: Option<Tensor>) -> Ctx {
+        Ctx {
+            params: Rc::new(params),
+            prefix: self.prefix.clone(),
+            is_training: self.is_training,
+            key,
+            summaries: ParamTree::new(),
+        }
+    }
+}

@@ -1,0 +1,108 @@
+//! Embedding table lookup: token ids (or positions) to vectors.
+
+use axle_compiler::{DType, Tensor};
+use serde::{Deserialize, Serialize};
+
+use crate::config::required;
+use crate::context::Ctx;
+use crate::error::{Error, Result};
+use crate::linear::check_last_dim;
+use crate::module::Module;
+use axle_partition::{PartitionSpec, pspec};
+
+use crate::param::{FanAxes, Initializer, ParamSpec, ParamTree};
+
+/// Config of [`Embedding`]. `dim` is normally set by the parent; `num_embeddings` is the vocabulary
+/// size (set by the decoder) or the number of learned positions (set by the user).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EmbeddingConfig {
+    /// Number of rows of the table.
+    pub num_embeddings: Option<usize>,
+    /// Width of each row.
+    pub dim: Option<usize>,
+    /// Initializer of the table.
+    pub init: Initializer,
+    /// Mesh axes of the table's `(num_embeddings, dim)` dimensions.
+    #[serde(with = "crate::param::spec_text")]
+    pub weight_partition: PartitionSpec,
+}
+
+impl Default for EmbeddingConfig {
+    fn default() -> Self {
+        EmbeddingConfig {
+            num_embeddings: None,
+            dim: None,
+            init: Initializer::Normal { std: 0.02 },
+            weight_partition: pspec!["fsdp", "model"],
+        }
+    }
+}
+
+crate::config_node!(EmbeddingConfig);
+
+/// An embedding table with parameter `weight` of shape `(num_embeddings, dim)`.
+#[derive(Clone, Debug)]
+pub struct Embedding {
+    /// The config, with dimensions resolved.
+    pub cfg: EmbeddingConfig,
+    /// Number of rows.
+    pub num_embeddings: usize,
+    /// Row width.
+    pub dim: usize,
+}
+
+impl Embedding {
+    /// Builds the table; `path` is the config's dotted path, for errors.
+    pub fn new(cfg: &EmbeddingConfig, path: &str) -> Result<Embedding> {
+        Ok(Embedding {
+            cfg: cfg.clone(),
+            num_embeddings: required(cfg.num_embeddings, path, "num_embeddings")?,
+            dim: required(cfg.dim, path, "dim")?,
+        })
+    }
+}
+
+impl Module for Embedding {
+    fn param_specs(&self) -> ParamTree<ParamSpec> {
+        ParamTree::from([(
+            "weight".to_string(),
+            ParamSpec {
+                shape: vec![self.num_embeddings, self.dim],
+                dtype: DType::F32,
+                init: self.cfg.init.clone(),
+                fan_axes: FanAxes {
+                    fan_in: vec![],
+                    fan_out: vec![1],
+                    batch: vec![0],
+                },
+                partition: self.cfg.weight_partition.clone(),
+            },
+        )])
+    }
+}
+
+impl Embedding {
+    /// Rows of the table picked by integer `ids` of any shape: shape `ids ++ [dim]`.
+    pub fn forward(&self, ctx: &mut Ctx, ids: &Tensor) -> Result<Tensor> {
+        if !ids.dtype().is_int() {
+            return Err(Error::BadInput {
+                path: ctx.path(""),
+                name: "ids".into(),
+                message: format!("expected integer ids, got {:?}", ids.dtype()),
+            });
+        }
+        let w = ctx.param("weight", &[self.num_embeddings, self.dim])?;
+        Ok(w.take(ids, 0))
+    }
+
+    /// Scores of `x` (last axis `dim`) against every row: `x E^T`, the tied LM head.
+    pub fn attend(&self, ctx: &mut Ctx, x: &Tensor) -> Result<Tensor> {
+        check_last_dim(ctx, "x", x, self.dim)?;
+        let w = ctx.param("weight", &[self.num_embeddings, self.dim])?;
+        let mut out_dims = x.dims().to_vec();
+        *out_dims.last_mut().expect("checked rank") = self.num_embeddings;
+        Ok(x.reshape(&[x.numel() / self.dim, self.dim])
+            .matmul(&w.t())
+            .reshape(&out_dims))
+    }
+}

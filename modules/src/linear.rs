@@ -1,0 +1,164 @@
+//! Linear (dense) layer: `y = x W (+ b)` over the last axis.
+
+use axle_compiler::{DType, Tensor};
+use serde::{Deserialize, Serialize};
+
+use crate::config::{join, required};
+use crate::context::Ctx;
+use crate::error::{Error, Result};
+use crate::module::Module;
+use axle_partition::{PartitionSpec, pspec};
+
+use crate::param::{FanAxes, Initializer, ParamSpec, ParamTree};
+
+/// Config of [`Linear`]. `input_dim` and `output_dim` are normally set by the parent.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LinearConfig {
+    /// Size of the input's last axis (set by the parent).
+    pub input_dim: Option<usize>,
+    /// Size of the output's last axis (set by the parent).
+    pub output_dim: Option<usize>,
+    /// Whether to add a bias.
+    pub bias: bool,
+    /// Initializer of the weight `(input_dim, output_dim)`.
+    pub weight_init: Initializer,
+    /// Mesh axes of the weight's two dimensions; the bias takes those of the output dimension.
+    #[serde(with = "crate::param::spec_text")]
+    pub weight_partition: PartitionSpec,
+}
+
+impl Default for LinearConfig {
+    fn default() -> Self {
+        LinearConfig {
+            input_dim: None,
+            output_dim: None,
+            bias: false,
+            weight_init: Initializer::FanIn {
+                scale: 1.0,
+                truncated: false,
+            },
+            weight_partition: pspec!["fsdp", "model"],
+        }
+    }
+}
+
+impl LinearConfig {
+    /// This config with both dimensions set, as a parent does before building it.
+    pub fn with_dims(&self, input_dim: usize, output_dim: usize) -> LinearConfig {
+        LinearConfig {
+            input_dim: Some(input_dim),
+            output_dim: Some(output_dim),
+            ..self.clone()
+        }
+    }
+
+    /// A default config whose weight is split `(model, fsdp)`, for layers that project back to
+    /// the model dimension (attention output, feed-forward down projection).
+    pub fn output_projection() -> LinearConfig {
+        LinearConfig {
+            weight_partition: pspec!["model", "fsdp"],
+            ..LinearConfig::default()
+        }
+    }
+}
+
+crate::config_node!(LinearConfig);
+
+/// A linear layer with parameters `weight` and optionally `bias`.
+#[derive(Clone, Debug)]
+pub struct Linear {
+    /// The config, with dimensions resolved.
+    pub cfg: LinearConfig,
+    /// Input size.
+    pub input_dim: usize,
+    /// Output size.
+    pub output_dim: usize,
+}
+
+impl Linear {
+    /// Builds the layer; `path` is the config's dotted path, for errors.
+    pub fn new(cfg: &LinearConfig, path: &str) -> Result<Linear> {
+        let input_dim = required(cfg.input_dim, path, "input_dim")?;
+        let output_dim = required(cfg.output_dim, path, "output_dim")?;
+        if cfg.weight_partition.rank() != 2 {
+            return Err(Error::Inconsistent {
+                path: join(path, "weight_partition"),
+                message: format!(
+                    "a linear weight has 2 dimensions, the partition spec {} has {}",
+                    cfg.weight_partition,
+                    cfg.weight_partition.rank()
+                ),
+            });
+        }
+        Ok(Linear {
+            cfg: cfg.clone(),
+            input_dim,
+            output_dim,
+        })
+    }
+}
+
+impl Module for Linear {
+    fn param_specs(&self) -> ParamTree<ParamSpec> {
+        let mut specs = ParamTree::new();
+        specs.insert(
+            "weight".to_string(),
+            ParamSpec {
+                shape: vec![self.input_dim, self.output_dim],
+                dtype: DType::F32,
+                init: self.cfg.weight_init.clone(),
+                fan_axes: FanAxes {
+                    fan_in: vec![0],
+                    fan_out: vec![1],
+                    batch: vec![],
+                },
+                partition: self.cfg.weight_partition.clone(),
+            },
+        );
+        if self.cfg.bias {
+            specs.insert(
+                "bias".to_string(),
+                ParamSpec {
+                    shape: vec![self.output_dim],
+                    dtype: DType::F32,
+                    init: Initializer::Zeros,
+                    fan_axes: FanAxes::default(),
+                    partition: PartitionSpec::from_dims(vec![
+                        self.cfg.weight_partition.dims()[1].clone(),
+                    ]),
+                },
+            );
+        }
+        specs
+    }
+}
+
+impl Linear {
+    /// `x W (+ b)` over the last axis of `x`, which must be `input_dim`.
+    pub fn forward(&self, ctx: &mut Ctx, x: &Tensor) -> Result<Tensor> {
+        check_last_dim(ctx, "x", x, self.input_dim)?;
+        let w = ctx.param("weight", &[self.input_dim, self.output_dim])?;
+        let mut out_dims = x.dims().to_vec();
+        *out_dims.last_mut().expect("checked rank") = self.output_dim;
+        let y = x
+            .reshape(&[x.numel() / self.input_dim, self.input_dim])
+            .matmul(&w)
+            .reshape(&out_dims);
+        if self.cfg.bias {
+            return Ok(&y + &ctx.param("bias", &[self.output_dim])?);
+        }
+        Ok(y)
+    }
+}
+
+/// Checks that `x` has rank at least 1 and last dimension `dim`; the error names the module.
+pub(crate) fn check_last_dim(ctx: &Ctx, name: &str, x: &Tensor, dim: usize) -> Result<()> {
+    if x.dims().last() != Some(&dim) {
+        return Err(Error::BadInput {
+            path: ctx.path(""),
+            name: name.to_string(),
+            message: format!("expected last dimension {dim}, got shape {:?}", x.dims()),
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,247 @@
+//! Pre-norm transformer layer, and a stack of identical layers that is either unrolled or one
+//! scanned loop (a config choice; the parameters of a scanned stack carry a leading layer axis).
+
+use axle_compiler::Tensor;
+use serde::{Deserialize, Serialize};
+
+use crate::attention::{Attention, AttentionConfig};
+use crate::config::{join, required};
+use crate::context::Ctx;
+use crate::dropout::DropoutConfig;
+use crate::error::{Error, Result};
+use crate::feed_forward::{FeedForward, FeedForwardConfig};
+use crate::module::Module;
+use crate::norm::{Norm, NormConfig};
+use crate::param::{ParamSpec, ParamTree, nest};
+
+/// Config of [`TransformerLayer`]: `x + attn(norm(x))`, then `h + ffn(norm(h))`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TransformerLayerConfig {
+    /// Model dimension (set by the parent).
+    pub input_dim: Option<usize>,
+    /// Norm before attention.
+    pub attention_norm: NormConfig,
+    /// Self-attention.
+    pub attention: AttentionConfig,
+    /// Norm before the feed-forward block.
+    pub ffn_norm: NormConfig,
+    /// Feed-forward block.
+    pub feed_forward: FeedForwardConfig,
+    /// Dropout on each residual branch.
+    pub residual_dropout: DropoutConfig,
+}
+
+crate::config_node!(
+    TransformerLayerConfig,
+    attention_norm,
+    attention,
+    ffn_norm,
+    feed_forward,
+    residual_dropout
+);
+
+/// A pre-norm transformer layer with children `attention_norm`, `attention`, `ffn_norm`,
+/// `feed_forward`.
+#[derive(Clone, Debug)]
+pub struct TransformerLayer {
+    /// The config, with dimensions resolved.
+    pub cfg: TransformerLayerConfig,
+    /// Norm before attention.
+    pub attention_norm: Norm,
+    /// Self-attention.
+    pub attention: Attention,
+    /// Norm before the feed-forward block.
+    pub ffn_norm: Norm,
+    /// Feed-forward block.
+    pub feed_forward: FeedForward,
+}
+
+impl TransformerLayer {
+    /// Builds the layer; `path` is the config's dotted path, for errors.
+    pub fn new(cfg: &TransformerLayerConfig, path: &str) -> Result<TransformerLayer> {
+        let dim = required(cfg.input_dim, path, "input_dim")?;
+        cfg.residual_dropout
+            .validate(&join(path, "residual_dropout"))?;
+        let mut attention = cfg.attention.clone();
+        attention.input_dim = Some(dim);
+        let mut feed_forward = cfg.feed_forward.clone();
+        feed_forward.input_dim = Some(dim);
+        Ok(TransformerLayer {
+            cfg: cfg.clone(),
+            attention_norm: Norm::new(
+                &cfg.attention_norm.with_input_dim(dim),
+                &join(path, "attention_norm"),
+            )?,
+            attention: Attention::new(&attention, &join(path, "attention"))?,
+            ffn_norm: Norm::new(&cfg.ffn_norm.with_input_dim(dim), &join(path, "ffn_norm"))?,
+            feed_forward: FeedForward::new(&feed_forward, &join(path, "feed_forward"))?,
+        })
+    }
+}
+
+impl Module for TransformerLayer {
+    fn param_specs(&self) -> ParamTree<ParamSpec> {
+        let mut specs = ParamTree::new();
+        nest(
+            &mut specs,
+            "attention_norm",
+            self.attention_norm.param_specs(),
+        );
+        nest(&mut specs, "attention", self.attention.param_specs());
+        nest(&mut specs, "ffn_norm", self.ffn_norm.param_specs());
+        nest(&mut specs, "feed_forward", self.feed_forward.param_specs());
+        specs
+    }
+}
+
+/// Config of [`Stack`]: `num_layers` copies of `layer`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct StackConfig {
+    /// Model dimension (set by the parent).
+    pub input_dim: Option<usize>,
+    /// Number of layers.
+    pub num_layers: Option<usize>,
+    /// The layer, repeated.
+    pub layer: TransformerLayerConfig,
+    /// Run the layers as one scanned loop (compile time flat in depth) instead of unrolled.
+    pub scan: bool,
+}
+
+crate::config_node!(StackConfig, layer);
+
+/// A stack of identical layers. Unrolled, layer `i` has parameters under `layers/{i}/`;
+/// scanned, all layers' parameters are stacked under `layer/` with a leading axis of size
+/// `num_layers`.
+#[derive(Clone, Debug)]
+pub struct Stack {
+    /// The config, with dimensions resolved.
+    pub cfg: StackConfig,
+    /// Number of layers.
+    pub num_layers: usize,
+    /// The layer (every layer has this structure).
+    pub layer: TransformerLayer,
+}
+
+impl Stack {
+    /// Builds the stack; `path` is the config's dotted path, for errors.
+    pub fn new(cfg: &StackConfig, path: &str) -> Result<Stack> {
+        let dim = required(cfg.input_dim, path, "input_dim")?;
+        let num_layers = required(cfg.num_layers, path, "num_layers")?;
+        if num_layers == 0 {
+            return Err(Error::Inconsistent {
+                path: join(path, "num_layers"),
+                message: "a stack needs at least one layer".into(),
+            });
+        }
+        let mut layer = cfg.layer.clone();
+        layer.input_dim = Some(dim);
+        Ok(Stack {
+            cfg: cfg.clone(),
+            num_layers,
+            layer: TransformerLayer::new(&layer, &join(path, "layer"))?,
+        })
+    }
+}
+
+impl Module for Stack {
+    fn param_specs(&self) -> ParamTree<ParamSpec> {
+        let layer = self.layer.param_specs();
+        let mut specs = ParamTree::new();
+        if self.cfg.scan {
+            let stacked = layer
+                .into_iter()
+                .map(|(path, spec)| (path, spec.stacked(self.num_layers)))
+                .collect();
+            nest(&mut specs, "layer", stacked);
+        } else {
+            for i in 0..self.num_layers {
+                nest(&mut specs, &format!("layers/{i}"), layer.clone());
+            }
+        }
+        specs
+    }
+}
+
+impl TransformerLayer {
+    /// `h = x + dropout(attention(norm(x)))`, then `h + dropout(ffn(norm(h)))`, on
+    /// `x` `[batch, seq, dim]`; records the output's root mean square as summary `output_rms`.
+    pub fn forward(
+        &self,
+        ctx: &mut Ctx,
+        x: &Tensor,
+        positions: &Tensor,
+        segment_ids: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        let rate = self.cfg.residual_dropout.rate;
+        let h = ctx.scope("attention_norm", |c| self.attention_norm.forward(c, x))?;
+        let h = ctx.scope("attention", |c| {
+            self.attention.forward(c, &h, positions, segment_ids)
+        })?;
+        let x = x + &ctx.dropout(&h, rate)?;
+        let h = ctx.scope("ffn_norm", |c| self.ffn_norm.forward(c, &x))?;
+        let h = ctx.scope("feed_forward", |c| self.feed_forward.forward(c, &h))?;
+        let x = &x + &ctx.dropout(&h, rate)?;
+        ctx.add_summary("output_rms", x.square().mean_all().sqrt());
+        Ok(x)
+    }
+}
+
+impl Stack {
+    /// Runs the layers in order on `x` `[batch, seq, dim]`: unrolled, or as one scan over the
+    /// stacked parameters (the RNG key is carried; summaries come out stacked, one per layer).
+    pub fn forward(
+        &self,
+        ctx: &mut Ctx,
+        x: &Tensor,
+        positions: &Tensor,
+        segment_ids: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        if !self.cfg.scan {
+            let mut x = x.clone();
+            for i in 0..self.num_layers {
+                x = ctx.scope(&format!("layers/{i}"), |c| {
+                    self.layer.forward(c, &x, positions, segment_ids)
+                })?;
+            }
+            return Ok(x);
+        }
+        let mut names = Vec::new();
+        let mut xs = Vec::new();
+        for (path, spec) in self.layer.param_specs() {
+            let name = format!("layer/{path}");
+            xs.push(ctx.param(&name, &spec.stacked(self.num_layers).shape)?);
+            names.push(ctx.path(&name));
+        }
+        let xs: Vec<&Tensor> = xs.iter().collect();
+        let mut carry = vec![x];
+        carry.extend(ctx.key());
+        let mut outcome = Ok(Vec::new());
+        let builder = x.builder().clone();
+        let (carry, ys) = builder.scan(self.num_layers, &carry, &xs, |c, slices| {
+            let params = names.iter().cloned().zip(slices.iter().cloned()).collect();
+            let mut body = ctx.for_loop_body(params, c.get(1).cloned());
+            match body.scope("layer", |b| {
+                self.layer.forward(b, &c[0], positions, segment_ids)
+            }) {
+                Ok(y) => {
+                    let summaries = body.take_summaries();
+                    outcome = Ok(summaries.keys().cloned().collect());
+                    (
+                        std::iter::once(y).chain(body.key().cloned()).collect(),
+                        summaries.into_values().collect(),
+                    )
+                }
+                Err(e) => {
+                    outcome = Err(e);
+                    (c.to_vec(), Vec::new())
+                }
+            }
+        });
+        let summary_names = outcome?;
+        if ctx.key().is_some() {
+            ctx.set_key(carry.get(1).cloned());
+        }
+        ctx.extend_summaries(summary_names.into_iter().zip(ys));
+        Ok(carry[0].clone())
+    }
+}
