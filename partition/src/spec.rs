@@ -119,6 +119,28 @@ impl PartitionSpec {
         &self.dims
     }
 
+    /// This spec for `mesh`: axes the mesh lacks or has with size 1 are
+    /// dropped, so one config (AXLearn style, weights on `fsdp`/`model`)
+    /// serves every mesh. Names that are no mesh axis at all (typos) are
+    /// kept, so that [`PartitionSpec::validate`] reports them.
+    pub fn restricted_to(&self, mesh: &Mesh) -> PartitionSpec {
+        let keep = |axis: &String| match mesh.axis_size(axis) {
+            Some(size) => size > 1,
+            None => !crate::MESH_AXIS_NAMES.contains(&axis.as_str()),
+        };
+        let dims = self
+            .dims
+            .iter()
+            .map(|dim| match dim {
+                DimSharding::Axes(axes) => {
+                    DimSharding::Axes(axes.iter().filter(|a| keep(a)).cloned().collect())
+                }
+                DimSharding::Unconstrained => DimSharding::Unconstrained,
+            })
+            .collect();
+        PartitionSpec { dims }
+    }
+
     /// Checks the spec against a tensor of `shape` on `mesh`: same rank, every
     /// axis in the mesh, no axis used twice, every split dimension divisible
     /// by the product of its axes' sizes. `path` names the tensor in errors

@@ -220,3 +220,18 @@ fn shard_layout_uses_mesh_axis_indices() {
         "`x`: dim 0 is sharded over axis `seq`, which mesh `data=2,fsdp=2,model=2` does not have"
     );
 }
+
+#[test]
+fn restricted_to_drops_axes_the_mesh_lacks_or_has_with_size_one() {
+    let mesh = Mesh::new(&[("data", 2), ("fsdp", 1), ("model", 4)], 8).unwrap();
+    let spec = pspec![["data", "fsdp"], "model", "seq", "modle"];
+    assert_eq!(
+        spec.restricted_to(&mesh).to_string(),
+        "(data, model, _, modle)"
+    );
+    let err = spec
+        .restricted_to(&mesh)
+        .validate(&mesh, &[4, 8, 2, 2], "w")
+        .unwrap_err();
+    assert!(err.to_string().contains("modle"), "{err}");
+}
