@@ -10,3 +10,10 @@ pub use axle_runtime as runtime;
 
 pub mod checkpoint;
 pub mod data;
+pub mod learner;
+pub mod metrics;
+pub mod plot;
+pub mod train_step;
+pub mod trainer;
+
+pub mod backend;

@@ -1,0 +1,176 @@
+//! The learner: turns gradients into a parameter update inside the compiled
+//! step, as AXLearn's learner does: global-norm clipping, a learning-rate
+//! schedule and an optimizer (SGD with momentum or AdamW with decoupled
+//! weight decay), with optimizer state shaped (and so sharded) like the
+//! parameters.
+
+mod optimizer;
+mod schedule;
+
+pub use optimizer::OptimizerConfig;
+pub use schedule::Schedule;
+
+use axle_compiler::{DType, FunctionBuilder, Tensor};
+use axle_modules::{ParamSpec, ParamTree};
+use serde::{Deserialize, Serialize};
+
+/// Name of the optimizer's step counter (i32 scalar: updates applied so far).
+pub const STEP: &str = "opt/step";
+
+/// How gradients become updates.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LearnerConfig {
+    /// The optimizer.
+    pub optimizer: OptimizerConfig,
+    /// The learning rate as a function of the step.
+    pub schedule: Schedule,
+    /// Rescale gradients whose global L2 norm exceeds this (no clipping if `None`).
+    pub max_grad_norm: Option<f64>,
+}
+
+impl Default for LearnerConfig {
+    /// The learner of DESIGN.md's reference model: AdamW lr 1e-3, betas
+    /// 0.9/0.95, eps 1e-8, weight decay 0.1 on matrices, global-norm clip 1.0.
+    fn default() -> Self {
+        LearnerConfig {
+            optimizer: OptimizerConfig::AdamW {
+                beta1: 0.9,
+                beta2: 0.95,
+                eps: 1e-8,
+                weight_decay: 0.1,
+            },
+            schedule: Schedule::Constant { lr: 1e-3 },
+            max_grad_norm: Some(1.0),
+        }
+    }
+}
+
+/// One parameter as the learner sees it: its traced value, gradient and
+/// whether weight decay applies to it.
+pub struct ParamUpdate<'a> {
+    /// The parameter's path.
+    pub path: &'a str,
+    /// Its current value.
+    pub value: &'a Tensor,
+    /// Its gradient.
+    pub grad: &'a Tensor,
+    /// Whether decoupled weight decay applies.
+    pub decay: bool,
+}
+
+/// What one learner step produces, all traced.
+pub struct Update {
+    /// New parameter values, by path.
+    pub params: ParamTree<Tensor>,
+    /// New optimizer state, by state name (including [`STEP`]).
+    pub state: ParamTree<Tensor>,
+    /// The learning rate used.
+    pub learning_rate: Tensor,
+    /// Global L2 norm of the gradients before clipping.
+    pub grad_norm: Tensor,
+}
+
+impl LearnerConfig {
+    /// Names and shapes of the optimizer state for parameters `specs`,
+    /// sorted by name; every entry is f32 except [`STEP`] (i32 scalar).
+    /// State of a parameter has its shape, so it shards like it.
+    pub fn state_shapes(&self, specs: &ParamTree<ParamSpec>) -> ParamTree<Vec<usize>> {
+        let mut shapes: ParamTree<Vec<usize>> = self
+            .optimizer
+            .slots()
+            .iter()
+            .flat_map(|slot| {
+                specs
+                    .iter()
+                    .map(move |(path, spec)| (slot_name(slot, path), spec.shape.clone()))
+            })
+            .collect();
+        shapes.insert(STEP.to_string(), Vec::new());
+        shapes
+    }
+
+    /// Declares the optimizer state as function parameters named as in
+    /// [`LearnerConfig::state_shapes`].
+    pub fn declare_state(
+        &self,
+        builder: &FunctionBuilder,
+        specs: &ParamTree<ParamSpec>,
+    ) -> ParamTree<Tensor> {
+        self.state_shapes(specs)
+            .into_iter()
+            .map(|(name, shape)| {
+                let dtype = if name == STEP { DType::I32 } else { DType::F32 };
+                let t = builder.param(&name, dtype, &shape);
+                (name, t)
+            })
+            .collect()
+    }
+
+    /// One update: clip, schedule, optimizer. `state` is what
+    /// [`LearnerConfig::declare_state`] declared (or the previous update's).
+    pub fn apply(&self, params: &[ParamUpdate<'_>], state: &ParamTree<Tensor>) -> Update {
+        let step = &state[STEP];
+        let grad_norm = params
+            .iter()
+            .map(|p| p.grad.square().sum_all())
+            .reduce(|a, b| &a + &b)
+            .map(|s| s.sqrt())
+            .unwrap_or_else(|| step.builder().scalar(0.0, DType::F32));
+        let scale = match self.max_grad_norm {
+            Some(max) => {
+                let tiny = grad_norm.splat_like(f64::from(f32::MIN_POSITIVE));
+                let clipped = &grad_norm.splat_like(max) / &grad_norm.maximum(&tiny);
+                clipped.minimum(&grad_norm.splat_like(1.0))
+            }
+            None => grad_norm.splat_like(1.0),
+        };
+        let count = step.convert(DType::F32);
+        let learning_rate = self.schedule.learning_rate(&count);
+        let mut new_params = ParamTree::new();
+        let mut new_state = ParamTree::new();
+        for p in params {
+            let grad = p.grad * &scale;
+            let slots: Vec<(String, &Tensor)> = self
+                .optimizer
+                .slots()
+                .iter()
+                .map(|slot| {
+                    let name = slot_name(slot, p.path);
+                    let t = &state[&name];
+                    (name, t)
+                })
+                .collect();
+            let slot_values: Vec<&Tensor> = slots.iter().map(|(_, t)| *t).collect();
+            let (value, updated) = self.optimizer.update(
+                p.value,
+                &grad,
+                &slot_values,
+                &count,
+                &learning_rate,
+                p.decay,
+            );
+            new_params.insert(p.path.to_string(), value);
+            for ((name, _), t) in slots.into_iter().zip(updated) {
+                new_state.insert(name, t);
+            }
+        }
+        new_state.insert(STEP.to_string(), step + &step.splat_like(1.0));
+        Update {
+            params: new_params,
+            state: new_state,
+            learning_rate,
+            grad_norm,
+        }
+    }
+}
+
+/// Whether AXLearn-style decoupled weight decay applies to a parameter:
+/// matrices only (at least two dimensions besides stacking axes such as the
+/// layer axis of a scanned stack), never norms' scales or biases.
+pub fn decays(spec: &ParamSpec) -> bool {
+    spec.shape.len() - spec.fan_axes.batch.len() >= 2
+}
+
+fn slot_name(slot: &str, path: &str) -> String {
+    format!("opt/{slot}/{path}")
+}

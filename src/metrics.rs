@@ -1,0 +1,182 @@
+//! Training metrics: one JSON object per line (`metrics.jsonl`), FLOP
+//! counts for model FLOP utilisation, and the peak FLOP/s of known devices.
+
+use serde::{Deserialize, Serialize};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// One line of `metrics.jsonl`: a training step or an evaluation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Record {
+    /// The outcome of one training step.
+    Train {
+        /// Step number, counting from 1.
+        step: u64,
+        /// Mean cross-entropy of the step's batch.
+        loss: f64,
+        /// Global L2 norm of the gradients, before clipping.
+        grad_norm: f64,
+        /// The learning rate the step used.
+        learning_rate: f64,
+        /// Wall-clock seconds of the step (host to host).
+        step_time_s: f64,
+        /// Training tokens per second.
+        tokens_per_s: f64,
+        /// Model FLOP utilisation, when the device's peak is known.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        mfu: Option<f64>,
+    },
+    /// A periodic evaluation on held-out data.
+    Eval {
+        /// The training step after which it ran.
+        step: u64,
+        /// Mean cross-entropy over the evaluation batches.
+        loss: f64,
+    },
+}
+
+/// Appends [`Record`]s to a JSON-lines file, flushing each line so a crash
+/// loses nothing already reported.
+pub struct MetricsWriter {
+    path: PathBuf,
+    file: std::fs::File,
+}
+
+/// A metrics file could not be written or read.
+#[derive(Debug, thiserror::Error)]
+#[error("metrics file {path}: {message}")]
+pub struct MetricsError {
+    /// The file.
+    pub path: PathBuf,
+    /// What went wrong.
+    pub message: String,
+}
+
+impl MetricsWriter {
+    /// Opens `path` for appending, creating it and its directory.
+    pub fn append(path: &Path) -> Result<Self, MetricsError> {
+        let error = |e: std::io::Error| MetricsError {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(error)?;
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(error)?;
+        Ok(MetricsWriter {
+            path: path.to_path_buf(),
+            file,
+        })
+    }
+
+    /// Writes one record as one line.
+    pub fn write(&mut self, record: &Record) -> Result<(), MetricsError> {
+        let mut line = serde_json::to_string(record).expect("records serialize");
+        line.push('\n');
+        self.file
+            .write_all(line.as_bytes())
+            .and_then(|()| self.file.flush())
+            .map_err(|e| MetricsError {
+                path: self.path.clone(),
+                message: e.to_string(),
+            })
+    }
+}
+
+/// Reads every record of a JSON-lines metrics file.
+pub fn read_records(path: &Path) -> Result<Vec<Record>, MetricsError> {
+    let text = std::fs::read_to_string(path).map_err(|e| MetricsError {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty())
+        .map(|(i, line)| {
+            serde_json::from_str(line).map_err(|e| MetricsError {
+                path: path.to_path_buf(),
+                message: format!("line {}: {e}", i + 1),
+            })
+        })
+        .collect()
+}
+
+/// Training FLOPs per token of a decoder-only transformer: `6 N` for the
+/// matmuls with the parameters (forward and backward) plus `12 L d s` for
+/// attention scores and values, as in the PaLM paper's MFU appendix.
+pub fn train_flops_per_token(params: u64, layers: u64, d_model: u64, seq: u64) -> f64 {
+    6.0 * params as f64 + 12.0 * (layers * d_model * seq) as f64
+}
+
+/// Dense peak FLOP/s of a device for a dtype (`"f32"` or `"bf16"`), from the
+/// vendors' data sheets, matched on a substring of the device kind that
+/// PJRT reports. `None` for devices or dtypes not in the table (CPUs, and
+/// f32 on TPUs, which have no published f32 matmul peak): give the peak
+/// with `--peak-flops` instead.
+pub fn peak_flops(device_kind: &str, dtype: &str) -> Option<f64> {
+    const TABLE: &[(&str, Option<f64>, f64)] = &[
+        // (kind substring, f32 FLOP/s without tensor cores, bf16 FLOP/s)
+        ("h200", Some(67e12), 989e12),
+        ("h100", Some(67e12), 989e12),
+        ("a100", Some(19.5e12), 312e12),
+        ("l4", Some(30.3e12), 121e12),
+        ("tpu v4", None, 275e12),
+        ("tpu v5 lite", None, 197e12),
+        ("tpu v5e", None, 197e12),
+        ("tpu v5p", None, 459e12),
+        ("tpu v6", None, 918e12),
+    ];
+    let kind = device_kind.to_ascii_lowercase();
+    let &(_, f32_peak, bf16_peak) = TABLE.iter().find(|(name, _, _)| kind.contains(name))?;
+    if dtype == "bf16" {
+        Some(bf16_peak)
+    } else {
+        f32_peak
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flops_and_peaks() {
+        // llama-tiny: 3,737,856 params, 4 layers, d 256, seq 128.
+        let per_token = train_flops_per_token(3_737_856, 4, 256, 128);
+        assert_eq!(per_token, 6.0 * 3_737_856.0 + 12.0 * 4.0 * 256.0 * 128.0);
+        assert_eq!(peak_flops("NVIDIA H100 80GB HBM3", "bf16"), Some(989e12));
+        assert_eq!(peak_flops("TPU v5p", "f32"), None);
+        assert_eq!(peak_flops("cpu", "f32"), None);
+    }
+
+    #[test]
+    fn records_round_trip_through_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run/metrics.jsonl");
+        let records = [
+            Record::Train {
+                step: 1,
+                loss: 6.9,
+                grad_norm: 1.5,
+                learning_rate: 1e-3,
+                step_time_s: 0.4,
+                tokens_per_s: 2560.0,
+                mfu: None,
+            },
+            Record::Eval { step: 1, loss: 6.8 },
+        ];
+        let mut writer = MetricsWriter::append(&path).unwrap();
+        for record in &records {
+            writer.write(record).unwrap();
+        }
+        assert_eq!(read_records(&path).unwrap(), records);
+        std::fs::write(&path, "{not json\n").unwrap();
+        let err = read_records(&path).unwrap_err();
+        assert!(err.to_string().contains("line 1"), "{err}");
+    }
+}
