@@ -22,7 +22,7 @@ fn a_thousand_executions_keep_rss_flat() {
         .compile(program, &CompileOptions::single_device())
         .unwrap();
     let data = vec![1.0f32; 256 * 256];
-    let mut step = || {
+    let step = || {
         // New inputs, an execution, outputs read back and dropped: 256 KiB
         // per buffer, 768 KiB per step, 750 MiB over the run if anything leaked.
         let a = client.buffer_from_slice(&data, &[256, 256], 0).unwrap();
