@@ -113,7 +113,7 @@ mod sealed {
 
 /// A Rust type that can be an element of a device buffer.
 ///
-/// Implemented for `f32`, `f64`, [`bf16`], [`f16`], `i32`, `i64`, `u32`, `u8`
+/// Implemented for `f32`, `f64`, [`bf16`], [`struct@f16`], `i32`, `i64`, `u32`, `u8`
 /// and `bool` (pred). Sealed: the byte views below rely on each type's layout.
 pub trait Element: Copy + Default + std::fmt::Debug + PartialEq + sealed::Sealed + 'static {
     /// The matching device type.

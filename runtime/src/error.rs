@@ -164,10 +164,6 @@ pub enum Error {
     #[error("invalid compile options: {0}")]
     CompileOptions(String),
 
-    /// The program text could not be read for the executable's parameter types.
-    #[error("cannot read the signature of `main` from the program: {0}")]
-    Signature(String),
-
     /// A shard layout that does not fit the array or the mesh.
     #[error("invalid shard layout: {0}")]
     ShardLayout(String),

@@ -16,7 +16,7 @@
 //!   introspection ([`Executable::optimized_hlo`], [`Executable::memory_stats`]).
 //! - [`ShardedArray`] and [`ShardLayout`]: one host array split over devices.
 //!
-//! ```no_run
+//! ```
 //! use axle_runtime::{Client, CompileOptions};
 //! use ndarray::{ArrayD, IxDyn};
 //!

@@ -112,18 +112,39 @@ impl Plugin {
         .map_err(|e| load_error(format!("not a PJRT plugin (no GetPjrtApi symbol): {e}")))?;
         // SAFETY: see above.
         let api = unsafe { get_api() };
+        // SAFETY: a table from GetPjrtApi lives as long as the library, which
+        // is never unloaded (forgotten below).
+        let plugin = unsafe { Plugin::from_table(path, api) }?;
+        std::mem::forget(library);
+        let mut args = ffi::PJRT_Plugin_Initialize_Args::new();
+        pjrt_call!(&plugin, PJRT_Plugin_Initialize, &mut args)?;
+        Ok(plugin)
+    }
+
+    /// Checks a plugin's function table (length, API major version) and
+    /// wraps it, without initialising the plugin.
+    ///
+    /// # Safety
+    /// `api` must be null or point to a table at least `struct_size` bytes
+    /// long that stays valid for the life of the process.
+    unsafe fn from_table(path: &Path, api: *const ffi::PJRT_Api) -> Result<Plugin> {
+        let load_error = |reason: String| Error::PluginLoad {
+            path: path.to_path_buf(),
+            reason,
+        };
         if api.is_null() {
             return Err(load_error("GetPjrtApi returned null".into()));
         }
-        // SAFETY: a non-null table from GetPjrtApi lives as long as the library;
-        // the first fields exist in every API version.
-        let (struct_size, version) = unsafe { ((*api).struct_size, &(*api).pjrt_api_version) };
+        // SAFETY: `struct_size` is the first field of every table version.
+        let struct_size = unsafe { (*api).struct_size };
         let min_size = std::mem::offset_of!(ffi::PJRT_Api, PJRT_Plugin_Initialize);
         if struct_size < min_size {
             return Err(load_error(format!(
                 "function table of {struct_size} bytes is too short"
             )));
         }
+        // SAFETY: the version struct lies within the `min_size` bytes checked above.
+        let version = unsafe { &(*api).pjrt_api_version };
         let (major, minor) = (version.major_version, version.minor_version);
         if major != ffi::PJRT_API_MAJOR {
             return Err(Error::IncompatibleApi {
@@ -138,18 +159,13 @@ impl Plugin {
         } else {
             Vec::new()
         };
-        // The library must outlive every use of `api`: keep it mapped forever.
-        std::mem::forget(library);
-        let plugin = Plugin {
+        Ok(Plugin {
             path: path.to_path_buf(),
             api,
             major,
             minor,
             quirks,
-        };
-        let mut args = ffi::PJRT_Plugin_Initialize_Args::new();
-        pjrt_call!(&plugin, PJRT_Plugin_Initialize, &mut args)?;
-        Ok(plugin)
+        })
     }
 
     /// The shared library this plugin was loaded from (canonical path).
@@ -335,4 +351,84 @@ pub(crate) unsafe fn lossy(ptr: *const c_char, len: usize) -> String {
     // SAFETY: guaranteed by the caller.
     let bytes = unsafe { std::slice::from_raw_parts(ptr.cast::<u8>(), len) };
     String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A zeroed function table claiming `struct_size` bytes and API `major.minor`.
+    fn fake_table(struct_size: usize, major: i32, minor: i32) -> &'static ffi::PJRT_Api {
+        // SAFETY: the table holds integers, pointers and Option<fn>: zero is valid.
+        let mut table: Box<ffi::PJRT_Api> = Box::new(unsafe { std::mem::zeroed() });
+        table.struct_size = struct_size;
+        table.pjrt_api_version.major_version = major;
+        table.pjrt_api_version.minor_version = minor;
+        Box::leak(table)
+    }
+
+    fn plugin(struct_size: usize, major: i32) -> Result<Plugin> {
+        let table = fake_table(struct_size, major, 1);
+        // SAFETY: the leaked table lives for the process.
+        unsafe { Plugin::from_table(Path::new("/fake/plugin.so"), table) }
+    }
+
+    #[test]
+    fn a_short_table_makes_later_functions_missing_not_a_crash() {
+        // A table that ends right after PJRT_Client_Create.
+        let end = std::mem::offset_of!(ffi::PJRT_Api, PJRT_Client_Create) + 8;
+        let plugin = plugin(end, 0).unwrap();
+        let mut args = ffi::PJRT_Client_Compile_Args::new();
+        let err = pjrt_call!(&plugin, PJRT_Client_Compile, &mut args).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::MissingFunction {
+                    function: "PJRT_Client_Compile",
+                    minor: 1,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        // Inside the table but null: missing too.
+        let mut args = ffi::PJRT_Client_Create_Args::new();
+        let err = pjrt_call!(&plugin, PJRT_Client_Create, &mut args).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::MissingFunction {
+                    function: "PJRT_Client_Create",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn another_major_version_is_refused() {
+        let size = std::mem::size_of::<ffi::PJRT_Api>();
+        let err = plugin(size, 1).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::IncompatibleApi {
+                    major: 1,
+                    supported: 0,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().contains("/fake/plugin.so"));
+    }
+
+    #[test]
+    fn a_truncated_table_is_refused() {
+        let err = plugin(16, 0).unwrap_err();
+        assert!(err.to_string().contains("too short"), "{err}");
+        // SAFETY: null is allowed.
+        assert!(unsafe { Plugin::from_table(Path::new("/fake/p.so"), std::ptr::null()) }.is_err());
+    }
 }

@@ -338,3 +338,27 @@ fn donated_arguments_are_consumed_and_borrowed_ones_survive() {
         "a borrowed argument is never donated"
     );
 }
+
+#[test]
+fn threads_share_one_client_and_executable() {
+    let c = client();
+    let exe = c
+        .compile(
+            &binary_program("add", "tensor<64xf32>"),
+            &CompileOptions::single_device(),
+        )
+        .unwrap();
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            let exe = &exe;
+            s.spawn(move || {
+                for i in 0..50 {
+                    let v = (t * 100 + i) as f32;
+                    let a = c.buffer_from_slice(&[v; 64], &[64], 0).unwrap();
+                    let out = exe.execute_one(&[&a, &a]).unwrap();
+                    assert_eq!(out[0].to_vec::<f32>().unwrap(), vec![2.0 * v; 64]);
+                }
+            });
+        }
+    });
+}

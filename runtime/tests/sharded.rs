@@ -101,3 +101,67 @@ fn shards_land_where_the_layout_says() {
     assert_eq!(rows[2], rows[0]);
     assert_eq!(rows[3], rows[1]);
 }
+
+#[test]
+fn a_device_assignment_puts_partition_p_on_the_named_device() {
+    let c = client();
+    let options = CompileOptions {
+        device_assignment: Some(vec![3, 2, 1, 0]),
+        ..CompileOptions::shardy(4)
+    };
+    let exe = c.compile(MATMUL, &options).unwrap();
+    let ids: Vec<i32> = exe.devices().unwrap().iter().map(|d| d.id).collect();
+    assert_eq!(ids, vec![3, 2, 1, 0]);
+    // Shards placed for the default order are now on the wrong devices.
+    let x = ShardedArray::from_array(c, &ints(8, 4, 1).into_dyn(), &layout(&[&[0], &[1]])).unwrap();
+    let w = ShardedArray::from_array(c, &ints(4, 6, 2).into_dyn(), &layout(&[&[1], &[]])).unwrap();
+    let err = exe.execute_sharded(&[&x, &w]).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            axle_runtime::Error::ArgumentDevice {
+                device: 0,
+                expected_device: 3,
+                buffer_device: 0,
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn gspmd_annotations_partition_too() {
+    let c = client();
+    let program = r#"
+module @m attributes {mhlo.num_partitions = 4 : i32, mhlo.num_replicas = 1 : i32} {
+  func.func public @main(%x: tensor<8x3xf32> {mhlo.sharding = "{devices=[4,1]<=[4]}"})
+      -> (tensor<3xf32> {mhlo.sharding = "{replicated}"}) {
+    %zero = stablehlo.constant dense<0.0> : tensor<f32>
+    %0 = stablehlo.reduce(%x init: %zero) applies stablehlo.add across dimensions = [0] : (tensor<8x3xf32>, tensor<f32>) -> tensor<3xf32>
+    return %0 : tensor<3xf32>
+  }
+}"#;
+    let exe = c.compile(program, &CompileOptions::gspmd(4)).unwrap();
+    let x = ints(8, 3, 5);
+    let rows = ShardLayout {
+        mesh_shape: vec![4],
+        dim_axes: vec![vec![0], vec![]],
+    };
+    let xs = ShardedArray::from_array(c, &x.clone().into_dyn(), &rows).unwrap();
+    let mut out = exe.execute_sharded(&[&xs]).unwrap();
+    let sum = ShardedArray::from_shards(&[3], &ShardLayout::replicated(vec![4], 1), out.remove(0))
+        .unwrap();
+    // Column sums of small integers: exact.
+    assert_eq!(
+        sum.to_array::<f32>().unwrap(),
+        x.sum_axis(ndarray::Axis(0)).into_dyn()
+    );
+    assert!(
+        exe.optimized_hlo()
+            .unwrap()
+            .find_opcode("all-reduce")
+            .count()
+            > 0
+    );
+}
