@@ -13,6 +13,7 @@ pub mod data;
 pub mod learner;
 pub mod metrics;
 pub mod plot;
+pub mod run;
 pub mod train_step;
 pub mod trainer;
 
