@@ -63,6 +63,17 @@ fn f32_matmul_equals_ndarray() {
     assert_eq!(exe.output_dtypes().unwrap(), vec![DType::F32]);
     assert_eq!(exe.output_dims().unwrap(), vec![vec![5, 2]]);
     assert_eq!(exe.num_outputs(), 1);
+    // The CPU plugin does not implement cost analysis: reported as None, not an error.
+    assert!(exe.cost_analysis().is_ok());
+    let stats = exe
+        .memory_stats()
+        .unwrap()
+        .expect("the CPU plugin reports memory stats");
+    assert_eq!(
+        (stats.arguments, stats.outputs),
+        (4 * (15 + 6), 4 * 10),
+        "f32 bytes of a, b and the result"
+    );
 }
 
 #[test]
