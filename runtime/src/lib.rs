@@ -44,6 +44,8 @@
 //! collectives when XNNPACK is on, so every compile on that plugin sets the
 //! env option override `xla_cpu_use_xnnpack=false`.
 
+#![warn(missing_docs)]
+
 mod buffer;
 mod client;
 mod compile_options;
