@@ -373,3 +373,70 @@ fn threads_share_one_client_and_executable() {
         }
     });
 }
+
+/// Every dtype goes through a compiled program too: the parameter types the
+/// runtime reads from the optimized HLO must match the buffers' types, and
+/// the results must equal Rust's own arithmetic (exact for these values).
+#[test]
+fn every_dtype_passes_through_a_program() {
+    let c = client();
+    macro_rules! check {
+        ($t:ty, $op:literal, $a:expr, $b:expr, $f:expr) => {{
+            let (a, b): ([$t; 3], [$t; 3]) = ($a, $b);
+            let ty = format!(
+                "tensor<3x{}>",
+                <$t as axle_runtime::Element>::DTYPE.mlir_name()
+            );
+            let exe = c
+                .compile(&binary_program($op, &ty), &CompileOptions::single_device())
+                .unwrap();
+            let out = exe
+                .execute_one(&[
+                    &c.buffer_from_slice(&a, &[3], 0).unwrap(),
+                    &c.buffer_from_slice(&b, &[3], 0).unwrap(),
+                ])
+                .unwrap();
+            let f: fn($t, $t) -> $t = $f;
+            let expected: Vec<$t> = a.iter().zip(&b).map(|(x, y)| f(*x, *y)).collect();
+            assert_eq!(out[0].to_vec::<$t>().unwrap(), expected, "{}", ty);
+        }};
+    }
+    check!(f32, "add", [1.5, -2.0, 1e30], [0.25, 2.0, 1e30], |x, y| x
+        + y);
+    check!(
+        f64,
+        "add",
+        [1.5, -2.0, 1e300],
+        [0.25, 2.0, 1e300],
+        |x, y| x + y
+    );
+    let h = |v: [f32; 3]| v.map(bf16::from_f32);
+    check!(
+        bf16,
+        "add",
+        h([1.5, -2.0, 128.0]),
+        h([0.25, 2.0, 1.0]),
+        |x, y| x + y
+    );
+    let h = |v: [f32; 3]| v.map(f16::from_f32);
+    check!(
+        f16,
+        "add",
+        h([1.5, -2.0, 1024.0]),
+        h([0.25, 2.0, 1.0]),
+        |x, y| x + y
+    );
+    check!(i32, "add", [1, -2, i32::MAX], [5, 2, 1], |x, y| x
+        .wrapping_add(y));
+    check!(i64, "add", [1, -2, 1 << 40], [5, 2, 1], |x, y| x + y);
+    check!(u32, "add", [1, 2, u32::MAX], [5, 2, 1], |x, y| x
+        .wrapping_add(y));
+    check!(u8, "add", [1, 2, 255], [5, 2, 1], |x, y| x.wrapping_add(y));
+    check!(
+        bool,
+        "or",
+        [true, false, false],
+        [false, false, true],
+        |x, y| x | y
+    );
+}
