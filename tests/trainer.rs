@@ -1,0 +1,296 @@
+//! The trainer issue's checks on a small llama (1 layer, d 64) so they run
+//! in seconds: exact resume, restore onto another mesh, one AdamW step
+//! against ndarray, a NaN stop that keeps the last good checkpoint, and bad
+//! data files.
+
+use axle::backend::compile;
+use axle::checkpoint::{self, Checkpointer};
+use axle::compiler::{DType, FunctionBuilder};
+use axle::learner::{LearnerConfig, ParamUpdate, STEP};
+use axle::run::{RunError, RunOptions, train};
+use axle::runtime::Client;
+use ndarray::ArrayD;
+use std::path::Path;
+
+fn small(steps: u64) -> RunOptions {
+    RunOptions {
+        overrides: vec![
+            "decoder.dim=64".into(),
+            "decoder.transformer.num_layers=1".into(),
+            "decoder.transformer.layer.feed_forward.hidden_dim=128".into(),
+        ],
+        mesh: Some("data=1".into()),
+        cpu_devices: Some(1),
+        batch_size: Some(4),
+        seq_len: Some(32),
+        steps,
+        eval_every: 0,
+        ..RunOptions::default()
+    }
+}
+
+fn params_at(dir: &Path) -> checkpoint::Tensors {
+    let latest = Checkpointer::new(dir, 1).latest().unwrap().unwrap();
+    checkpoint::load(&latest).unwrap().params
+}
+
+#[test]
+fn resuming_equals_training_straight_bitwise() {
+    let dir = tempfile::tempdir().unwrap();
+    let straight_dir = dir.path().join("straight");
+    let split_dir = dir.path().join("split");
+    let straight = train(
+        &RunOptions {
+            checkpoint_dir: Some(straight_dir.clone()),
+            ..small(20)
+        },
+        |_| {},
+    )
+    .unwrap();
+    let first = train(
+        &RunOptions {
+            checkpoint_dir: Some(split_dir.clone()),
+            checkpoint_every: 10,
+            ..small(10)
+        },
+        |_| {},
+    )
+    .unwrap();
+    let second = train(
+        &RunOptions {
+            checkpoint_dir: Some(split_dir.clone()),
+            resume: true,
+            ..small(20)
+        },
+        |_| {},
+    )
+    .unwrap();
+    let resumed: Vec<_> = first.losses.iter().chain(&second.losses).copied().collect();
+    assert_eq!(resumed, straight.losses, "losses differ after resume");
+    assert_eq!(second.losses.first().map(|l| l.0), Some(11));
+    assert_eq!(params_at(&split_dir), params_at(&straight_dir));
+    assert!(straight.losses[19].1 < straight.losses[0].1);
+}
+
+#[test]
+fn restoring_onto_another_mesh_gives_the_same_next_loss() {
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = dir.path().join("ckpt");
+    let saved = RunOptions {
+        checkpoint_dir: Some(ckpt.clone()),
+        ..small(3)
+    };
+    train(&saved, |_| {}).unwrap();
+    // Each resumed run saves its own step-4 checkpoint: give it a copy.
+    let copy = dir.path().join("copy");
+    copy_dir(&ckpt, &copy);
+    let one_device = train(
+        &RunOptions {
+            resume: true,
+            ..saved.clone()
+        }
+        .with_steps(4),
+        |_| {},
+    )
+    .unwrap();
+    let four_devices = train(
+        &RunOptions {
+            resume: true,
+            mesh: Some("data=2,fsdp=2".into()),
+            cpu_devices: Some(4),
+            checkpoint_dir: Some(copy),
+            ..small(4)
+        },
+        |_| {},
+    )
+    .unwrap();
+    let (a, b) = (one_device.losses[0], four_devices.losses[0]);
+    assert_eq!(a.0, 4);
+    assert_eq!(b.0, 4);
+    // Same parameters and batch; only the reduction order across the 4
+    // partitions differs, so f32 rounding (~1e-7 relative per op over a
+    // few thousand ops) bounds the difference well below 1e-5.
+    assert!((a.1 - b.1).abs() <= 1e-5 * a.1.abs(), "{a:?} vs {b:?}");
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &to.join(entry.file_name()));
+        } else {
+            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+        }
+    }
+}
+
+trait WithSteps {
+    fn with_steps(self, steps: u64) -> Self;
+}
+
+impl WithSteps for RunOptions {
+    fn with_steps(self, steps: u64) -> Self {
+        RunOptions { steps, ..self }
+    }
+}
+
+#[test]
+fn one_adamw_step_equals_the_formula_in_ndarray() {
+    let learner = LearnerConfig::default();
+    let (b1, b2, eps, wd, lr, clip) = (0.9f64, 0.95f64, 1e-8f64, 0.1f64, 1e-3f64, 1.0f64);
+    let shape = [3usize, 4];
+    let p0 = ArrayD::from_shape_fn(shape.to_vec(), |i| {
+        (i[0] as f32 - 1.0) * 0.3 + i[1] as f32 * 0.1
+    });
+    let g0 = ArrayD::from_shape_fn(shape.to_vec(), |i| ((i[0] * 4 + i[1]) as f32 * 0.37).sin());
+    let mu0 = ArrayD::from_shape_fn(shape.to_vec(), |i| (i[1] as f32) * 0.01);
+    let nu0 = ArrayD::from_shape_fn(shape.to_vec(), |i| (i[0] as f32 + 1.0) * 0.001);
+    let step0 = 4i32;
+
+    let b = FunctionBuilder::new("adamw");
+    let p = b.param("p", DType::F32, &shape);
+    let g = b.param("g", DType::F32, &shape);
+    let mut state = std::collections::BTreeMap::new();
+    state.insert("opt/mu/p".to_string(), b.param("mu", DType::F32, &shape));
+    state.insert("opt/nu/p".to_string(), b.param("nu", DType::F32, &shape));
+    state.insert(STEP.to_string(), b.param("step", DType::I32, &[]));
+    let update = learner.apply(
+        &[ParamUpdate {
+            path: "p",
+            value: &p,
+            grad: &g,
+            decay: true,
+        }],
+        &state,
+    );
+    let f = b
+        .build(&[
+            ("p", &update.params["p"]),
+            ("mu", &update.state["opt/mu/p"]),
+            ("nu", &update.state["opt/nu/p"]),
+            ("norm", &update.grad_norm),
+        ])
+        .unwrap();
+    let program = compile(&Client::cpu(1).unwrap(), &f).unwrap();
+    let out = program
+        .run(&[
+            p0.clone().into(),
+            g0.clone().into(),
+            mu0.clone().into(),
+            nu0.clone().into(),
+            ArrayD::from_elem(vec![], step0).into(),
+        ])
+        .unwrap();
+    let got: Vec<ArrayD<f32>> = out.into_iter().map(|t| t.try_into().unwrap()).collect();
+
+    // The reference in f64: clip by global norm, AdamW with bias
+    // correction at t = step + 1, decoupled weight decay.
+    let to64 = |a: &ArrayD<f32>| a.mapv(f64::from);
+    let (p, g, mu, nu) = (to64(&p0), to64(&g0), to64(&mu0), to64(&nu0));
+    let norm = g.mapv(|x| x * x).sum().sqrt();
+    let g = &g * (clip / norm).min(1.0);
+    let mu = &mu * b1 + &g * (1.0 - b1);
+    let nu = &nu * b2 + &g.mapv(|x| x * x) * (1.0 - b2);
+    let t = f64::from(step0 + 1);
+    let mu_hat = &mu / (1.0 - b1.powf(t));
+    let nu_hat = &nu / (1.0 - b2.powf(t));
+    let p = &p - &((&mu_hat / &nu_hat.mapv(|v| v.sqrt() + eps) + &p * wd) * lr);
+    // f32 arithmetic on values of order 1: a few ulps (1e-7 relative) per
+    // op, a dozen ops deep, so 1e-6 relative (plus 1e-9 absolute for
+    // tiny values) is tight and safe.
+    for (name, got, want) in [
+        ("p", &got[0], &p),
+        ("mu", &got[1], &mu),
+        ("nu", &got[2], &nu),
+    ] {
+        for (x, y) in got.iter().zip(want.iter()) {
+            assert!(
+                (f64::from(*x) - y).abs() <= 1e-6 * y.abs() + 1e-9,
+                "{name}: {x} vs {y}"
+            );
+        }
+    }
+    assert!((f64::from(got[3][[]]) - norm).abs() <= 1e-6 * norm);
+}
+
+#[test]
+fn a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = RunOptions {
+        checkpoint_dir: Some(dir.path().to_path_buf()),
+        checkpoint_every: 1,
+        overrides: [
+            small(0).overrides,
+            vec![
+                "learner.schedule.lr=1e30".into(),
+                "learner.max_grad_norm=null".into(),
+            ],
+        ]
+        .concat(),
+        ..small(50)
+    };
+    let err = train(&options, |_| {}).unwrap_err();
+    let RunError::NonFiniteLoss { step, .. } = err else {
+        panic!("expected a non-finite loss, got {err}");
+    };
+    assert!(err.to_string().contains("last good checkpoint"), "{err}");
+    let saver = Checkpointer::new(dir.path(), 3);
+    let (last, path) = saver
+        .list()
+        .unwrap()
+        .pop()
+        .expect("a checkpoint before the NaN");
+    assert_eq!(last, step - 1);
+    let restored = checkpoint::load(&path).unwrap();
+    assert!(
+        restored
+            .params
+            .values()
+            .all(|a| a.iter().all(|v| v.is_finite()))
+            || last == 0
+    );
+}
+
+#[test]
+fn bad_data_files_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.txt");
+    let err = train(
+        &RunOptions {
+            data: Some(missing),
+            ..small(1)
+        },
+        |_| {},
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("missing.txt"), "{err}");
+
+    let bytes = dir.path().join("bytes.txt");
+    std::fs::write(&bytes, vec![200u8; 4000]).unwrap();
+    let err = train(
+        &RunOptions {
+            data: Some(bytes.clone()),
+            overrides: [small(0).overrides, vec!["decoder.vocab_size=128".into()]].concat(),
+            ..small(1)
+        },
+        |_| {},
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("token 200"), "{err}");
+
+    let short = dir.path().join("short.txt");
+    std::fs::write(&short, b"too short for a sequence of 32").unwrap();
+    let err = train(
+        &RunOptions {
+            data: Some(short),
+            ..small(1)
+        },
+        |_| {},
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("short.txt") && err.to_string().contains("33"),
+        "{err}"
+    );
+}
