@@ -3,7 +3,6 @@
 # they are already there), then runs every test of the workspace.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --no-deps --require-hashes \
-    -r third_party/pjrt-cpu-requirements.txt
+./scripts/install-plugins.sh
 cargo test --workspace --all-targets
 cargo test --workspace --doc
