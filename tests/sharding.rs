@@ -1,0 +1,475 @@
+//! Sharded training of llama-tiny (batch 8, seq 128, AdamW) on virtual CPU
+//! devices equals training on one device: data parallel, FSDP, tensor,
+//! sequence and a 3-axis mix on 8 devices; FSDP's placement on the device
+//! buffers; the collectives XLA inserted for each strategy; the default
+//! mesh rules picking the mesh from the device count; bad meshes refused
+//! before anything is compiled.
+//!
+//! Every sharded run is compared with one single-device run (computed once,
+//! shared by the tests) on the same batches from the same initial
+//! parameters. Tolerances (f32 everywhere; a sharded program adds the same
+//! numbers in another order: partial sums per device, then a collective):
+//! - losses and gradient norms: relative 1e-5. Measured: at most 1.3e-7.
+//!   Rounding in a different reduction order is ~1e-7 relative per sum and
+//!   three steps compound it little; a wrong sharding (a missing or doubled
+//!   reduction, a shard on the wrong rows) changes the step-2 loss by ~1e-2.
+//! - parameters after 3 AdamW steps: absolute 0.5 * lr per coordinate, and
+//!   the difference of the parameter updates (final - initial, over all
+//!   coordinates) within 1e-3 of the single-device update in L2 norm. AdamW
+//!   scales each update to about lr whatever the gradient's size
+//!   (`m / (sqrt(v) + eps)`), so where a gradient is near zero (embedding
+//!   rows of tokens absent from the batch, reached only through rounding)
+//!   a rounding-level gradient difference becomes a visible fraction of lr.
+//!   Measured: at most 0.10 lr, on `decoder/token_embedding/weight`; the
+//!   relative update difference is reported per strategy. Three steps move
+//!   a coordinate by up to 3 lr, so a real error shows as a difference of
+//!   order lr in many coordinates, caught by both checks.
+
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+use axle::checkpoint::Meta;
+use axle::data::{Loader, Split, Synthetic};
+use axle::learner::LearnerConfig;
+use axle::partition::{Mesh, MeshRules, choose_mesh, device_selector, pspec};
+use axle::runtime::{Client, HloModule, Shape};
+use axle::train_step::ArgSpec;
+use axle::trainer::{TrainError, Trainer};
+use axle_modules::{CausalLm, LinearConfig, ParamTree, for_each_mut, registered_model};
+use ndarray::ArrayD;
+
+/// Steps each run takes.
+const STEPS: usize = 3;
+/// Learning rate of the default learner (AdamW, constant).
+const LR: f32 = 1e-3;
+/// Loss and gradient-norm tolerance, relative (see the module docs).
+const METRIC_RTOL: f32 = 1e-5;
+/// Per-coordinate parameter tolerance, in units of the learning rate.
+const PARAM_ATOL_IN_LR: f32 = 0.5;
+/// Tolerance on the L2 norm of the update difference, relative to the
+/// norm of the single-device update.
+const UPDATE_RTOL: f64 = 1e-3;
+
+/// One training run: metrics of each step and the parameters after them.
+struct Run {
+    losses: Vec<f32>,
+    grad_norms: Vec<f32>,
+    params: ParamTree<ArrayD<f32>>,
+}
+
+/// The single-device run and the parameters it started from.
+struct Reference {
+    run: Run,
+    initial: ParamTree<ArrayD<f32>>,
+}
+
+fn llama_tiny() -> (CausalLm, usize, usize) {
+    let reg = registered_model("llama-tiny").unwrap();
+    (
+        CausalLm::new(&reg.config).unwrap(),
+        reg.batch_size,
+        reg.seq_len,
+    )
+}
+
+fn trainer(client: &Client, mesh: &Mesh) -> Trainer {
+    let (model, batch, seq) = llama_tiny();
+    Trainer::new(
+        client,
+        &model,
+        &LearnerConfig::default(),
+        batch,
+        seq,
+        mesh,
+        0,
+    )
+    .unwrap_or_else(|e| panic!("{mesh}: {e}"))
+}
+
+fn params(trainer: &Trainer) -> ParamTree<ArrayD<f32>> {
+    let meta = Meta {
+        input_position: 0,
+        rng_state: 0,
+        run: BTreeMap::new(),
+    };
+    trainer.checkpoint(meta).unwrap().params
+}
+
+/// Trains `STEPS` steps on the same batches as every other run.
+fn train(trainer: &mut Trainer) -> Run {
+    let (_, batch, seq) = llama_tiny();
+    let task = Synthetic::new(1024, 0);
+    let mut loader = Loader::new(&task, Split::Train, batch, seq, 0);
+    let mut run = Run {
+        losses: Vec::new(),
+        grad_norms: Vec::new(),
+        params: ParamTree::new(),
+    };
+    for _ in 0..STEPS {
+        let metrics = trainer.step(&loader.next_batch(), 0).unwrap();
+        run.losses.push(metrics.loss);
+        run.grad_norms.push(metrics.grad_norm);
+    }
+    run.params = params(trainer);
+    run
+}
+
+/// The single-device run every sharded run is compared with (computed once).
+fn reference() -> &'static Reference {
+    static REFERENCE: OnceLock<Reference> = OnceLock::new();
+    REFERENCE.get_or_init(|| {
+        let client = Client::cpu(1).unwrap();
+        let mut trainer = trainer(&client, &Mesh::new(&[("data", 1)], 1).unwrap());
+        let initial = params(&trainer);
+        Reference {
+            run: train(&mut trainer),
+            initial,
+        }
+    })
+}
+
+fn assert_close(what: &str, metric: &str, got: &[f32], want: &[f32]) {
+    for (step, (got, want)) in got.iter().zip(want).enumerate() {
+        let rel = (got - want).abs() / want.abs();
+        eprintln!("{what}: step {step} {metric} {got} vs {want} (relative {rel:.1e})");
+        assert!(
+            rel <= METRIC_RTOL,
+            "{what}: step {step} {metric} is {got}, on one device {want}"
+        );
+    }
+}
+
+/// Asserts that `run` equals the single-device run within the module's
+/// tolerances.
+fn assert_matches_reference(run: &Run, what: &str) {
+    let reference = reference();
+    let want = &reference.run;
+    assert_close(what, "loss", &run.losses, &want.losses);
+    assert_close(what, "grad norm", &run.grad_norms, &want.grad_norms);
+    let (mut worst, mut worst_path) = (0.0f32, "");
+    let (mut diff_sq, mut update_sq) = (0.0f64, 0.0f64);
+    for (path, want) in &want.params {
+        let got = &run.params[path];
+        assert_eq!(got.shape(), want.shape(), "{what}: {path}");
+        let update = want - &reference.initial[path];
+        update_sq += update.iter().map(|&u| f64::from(u).powi(2)).sum::<f64>();
+        for (g, w) in got.iter().zip(want) {
+            let d = (g - w).abs();
+            diff_sq += f64::from(d).powi(2);
+            if d > worst {
+                (worst, worst_path) = (d, path);
+            }
+        }
+    }
+    let update_rel = (diff_sq / update_sq).sqrt();
+    eprintln!(
+        "{what}: largest parameter difference {:.3} lr at {worst_path}; update differs by {update_rel:.1e} (relative L2)",
+        worst / LR
+    );
+    assert!(
+        worst <= PARAM_ATOL_IN_LR * LR,
+        "{what}: {worst_path} differs by {worst} from the single-device run"
+    );
+    assert!(
+        update_rel <= UPDATE_RTOL,
+        "{what}: the 3-step update differs from the single-device one by {update_rel} (relative L2)"
+    );
+}
+
+/// The array shapes of an HLO shape (a tuple's elements, or itself).
+fn array_shapes(shape: &Shape) -> Vec<Vec<usize>> {
+    if shape.tuple_shapes.is_empty() {
+        vec![shape.dims()]
+    } else {
+        shape.tuple_shapes.iter().flat_map(array_shapes).collect()
+    }
+}
+
+/// The result shapes of every instruction with this opcode.
+fn shapes_of(hlo: &HloModule, opcode: &str) -> Vec<Vec<usize>> {
+    hlo.find_opcode(opcode)
+        .filter_map(|i| i.shape.as_ref())
+        .flat_map(array_shapes)
+        .collect()
+}
+
+const COLLECTIVES: [&str; 5] = [
+    "all-reduce",
+    "all-gather",
+    "reduce-scatter",
+    "all-to-all",
+    "collective-permute",
+];
+
+/// How many of each collective the optimized program holds.
+fn collective_counts(hlo: &HloModule) -> BTreeMap<&'static str, usize> {
+    COLLECTIVES
+        .iter()
+        .map(|&op| (op, hlo.find_opcode(op).count()))
+        .filter(|&(_, n)| n > 0)
+        .collect()
+}
+
+/// FSDP over all 8 devices: every matrix (parameter and AdamW moment) is
+/// split 8 ways along one dimension on the devices, vectors (norm scales)
+/// and the step counter are whole on each. Checked on the buffers the last
+/// step returned.
+fn assert_fsdp_placement<'a>(
+    carried: impl Iterator<Item = (&'a ArgSpec, &'a axle::runtime::ShardedArray)>,
+) {
+    let (mut matrices, mut moments, mut device_elems, mut total_elems) = (0, 0, 0, 0);
+    for (arg, array) in carried {
+        let total: usize = arg.shape.iter().product();
+        assert_eq!(array.shards().len(), 8, "{}", arg.name);
+        for shard in array.shards() {
+            let dims = shard.dims();
+            let split: Vec<usize> = (0..dims.len())
+                .filter(|&d| dims[d] != arg.shape[d])
+                .collect();
+            if arg.shape.len() >= 2 {
+                assert_eq!(
+                    split.len(),
+                    1,
+                    "{}: shard {dims:?} of {:?}",
+                    arg.name,
+                    arg.shape
+                );
+                assert_eq!(dims[split[0]] * 8, arg.shape[split[0]], "{}", arg.name);
+            } else {
+                assert!(
+                    split.is_empty(),
+                    "{}: shard {dims:?} of {:?}",
+                    arg.name,
+                    arg.shape
+                );
+            }
+        }
+        if arg.shape.len() >= 2 {
+            if arg.name.starts_with("opt/") {
+                moments += 1;
+            } else {
+                matrices += 1;
+            }
+        }
+        device_elems += array.shards()[0].dims().iter().product::<usize>();
+        total_elems += total;
+    }
+    eprintln!(
+        "fsdp: {matrices} matrices and {moments} moments split 8 ways; device 0 holds {device_elems} of {total_elems} carried elements ({:.3})",
+        device_elems as f64 / total_elems as f64
+    );
+    // llama-tiny: embedding, LM head, 4 layers x (4 attention + 3 MLP).
+    assert_eq!(matrices, 30);
+    assert_eq!(moments, 2 * matrices, "AdamW's mu and nu of every matrix");
+}
+
+/// `dims` sorted: XLA may reduce a gradient in transposed form (the LM
+/// head's `[256, 1024]` weight gets its gradient as `[1024, 256]`).
+fn sorted(dims: &[usize]) -> Vec<usize> {
+    let mut dims = dims.to_vec();
+    dims.sort_unstable();
+    dims
+}
+
+/// FSDP's collectives: every sharded weight is all-gathered to its full
+/// shape for the forward and backward passes, and its gradient is summed
+/// over the devices either by a reduce-scatter to the device's shard or by
+/// an all-reduce of the whole gradient (in any layout). XLA's CPU pipeline
+/// has no reduce-scatter creator (that pass is GPU-only), so on this plugin
+/// it keeps the partitioner's all-reduce followed by a dynamic-slice.
+fn assert_fsdp_collectives(hlo: &HloModule, trainer: &Trainer) {
+    let gathered = shapes_of(hlo, "all-gather");
+    let reduced: Vec<Vec<usize>> = shapes_of(hlo, "all-reduce")
+        .iter()
+        .map(|d| sorted(d))
+        .collect();
+    let scattered: Vec<Vec<usize>> = shapes_of(hlo, "reduce-scatter")
+        .iter()
+        .map(|d| sorted(d))
+        .collect();
+    let step = trainer.train_step();
+    for arg in &step.args[..step.param_specs.len()] {
+        if arg.shape.len() < 2 {
+            continue;
+        }
+        let mut shard = arg.shape.clone();
+        let d = arg
+            .partition
+            .dims()
+            .iter()
+            .position(|d| !d.axes().is_empty())
+            .unwrap();
+        shard[d] /= 8;
+        assert!(
+            gathered.contains(&arg.shape),
+            "{}: no all-gather to {:?}",
+            arg.name,
+            arg.shape
+        );
+        assert!(
+            reduced.contains(&sorted(&arg.shape)) || scattered.contains(&sorted(&shard)),
+            "{}: gradient neither all-reduced at {:?} nor reduce-scattered to {shard:?}",
+            arg.name,
+            arg.shape
+        );
+    }
+}
+
+#[test]
+fn every_strategy_on_8_devices_matches_one_device() {
+    let client = Client::cpu(8).unwrap();
+    // Strategy, mesh, collectives the optimized program must hold, and ones
+    // it must not.
+    let strategies: [(&str, &[(&str, i64)], &[&str], &[&str]); 5] = [
+        // Replicated parameters: only the gradient all-reduce.
+        ("data", &[("data", 8)], &["all-reduce"], &["all-gather"]),
+        ("fsdp", &[("fsdp", 8)], &["all-gather"], &[]),
+        // Megatron-style: partial sums of the model-split matmuls all-reduced.
+        (
+            "tensor",
+            &[("data", 2), ("model", 4)],
+            &["all-reduce", "all-gather"],
+            &[],
+        ),
+        // Activations split along the sequence: gathered for attention.
+        (
+            "sequence",
+            &[("data", 2), ("seq", 4)],
+            &["all-gather", "all-reduce"],
+            &[],
+        ),
+        (
+            "mix",
+            &[("data", 2), ("fsdp", 2), ("model", 2)],
+            &["all-reduce", "all-gather"],
+            &[],
+        ),
+    ];
+    for (name, axes, must, must_not) in strategies {
+        let mesh = Mesh::new(axes, 8).unwrap();
+        let t0 = std::time::Instant::now();
+        let mut trainer = trainer(&client, &mesh);
+        eprintln!(
+            "{name} ({mesh}): built and compiled in {:.1?}",
+            t0.elapsed()
+        );
+        let hlo = trainer.executable().optimized_hlo().unwrap();
+        let counts = collective_counts(&hlo);
+        eprintln!("{name}: collectives {counts:?}");
+        for op in must {
+            assert!(counts.contains_key(op), "{name}: no {op} in {counts:?}");
+        }
+        for op in must_not {
+            assert!(
+                !counts.contains_key(op),
+                "{name}: unexpected {op} in {counts:?}"
+            );
+        }
+        if name == "fsdp" {
+            assert_fsdp_collectives(&hlo, &trainer);
+        }
+        let t0 = std::time::Instant::now();
+        let run = train(&mut trainer);
+        eprintln!("{name}: {STEPS} steps in {:.1?}", t0.elapsed());
+        assert_matches_reference(&run, name);
+        if name == "fsdp" {
+            assert_fsdp_placement(trainer.carried());
+        }
+    }
+}
+
+/// Only the device count changes between the two runs; the default mesh
+/// rules, given the selector built from the client, pick the mesh.
+#[test]
+fn default_mesh_rules_pick_the_mesh_from_the_device_count() {
+    for (devices, want) in [(4, "data=1,fsdp=4"), (8, "data=2,fsdp=4")] {
+        let client = Client::cpu(devices).unwrap();
+        let found = client.addressable_devices().unwrap();
+        let platform = client.platform_name().unwrap();
+        let selector = device_selector(&platform, &found[0].kind, found.len());
+        assert_eq!(selector, format!("cpu-{devices}"));
+        let choice = choose_mesh(None, &selector, &MeshRules::default(), devices).unwrap();
+        assert_eq!(choice.mesh.to_string(), want, "{selector}");
+        let run = train(&mut trainer(&client, &choice.mesh));
+        assert_matches_reference(&run, &format!("{selector} -> {want}"));
+    }
+}
+
+/// The error of `Trainer::new`, which must come from building the step
+/// (before anything is compiled), as text.
+fn step_error(model: &CausalLm, batch: usize, mesh: &Mesh, client: &Client) -> String {
+    let (_, _, seq) = llama_tiny();
+    let learner = LearnerConfig::default();
+    match Trainer::new(client, model, &learner, batch, seq, mesh, 0) {
+        Err(e @ TrainError::Step(_)) => e.to_string(),
+        Err(e) => panic!("expected an error from building the step, got: {e}"),
+        Ok(_) => panic!("{mesh}: bad input accepted"),
+    }
+}
+
+#[test]
+fn bad_meshes_are_refused_before_compiling() {
+    let client = Client::cpu(8).unwrap();
+    let (model, batch, seq) = llama_tiny();
+
+    // A mesh larger than the devices: when it is made, and when a mesh made
+    // for more devices meets a smaller client.
+    let err = Mesh::new(&[("data", 16)], 8).unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "mesh `data=16` needs 16 devices but only 8 are available"
+    );
+    let small = Client::cpu(4).unwrap();
+    let mesh = Mesh::new(&[("fsdp", 8)], 8).unwrap();
+    let err = Trainer::new(
+        &small,
+        &model,
+        &LearnerConfig::default(),
+        batch,
+        seq,
+        &mesh,
+        0,
+    )
+    .err()
+    .unwrap();
+    assert!(matches!(err, TrainError::Mesh { .. }), "{err}");
+    assert!(
+        err.to_string().contains("mesh fsdp=8") && err.to_string().contains("has 4"),
+        "{err}"
+    );
+
+    // Indivisible dimensions: a batch of 4 over data=8, a vocabulary of 1020
+    // over fsdp=8.
+    let mesh = Mesh::new(&[("data", 8)], 8).unwrap();
+    let err = step_error(&model, 4, &mesh, &client);
+    assert_eq!(
+        err,
+        "`input_ids`: dim 0 of size 4 is not divisible by 8 = product of its mesh axes data=8"
+    );
+    let mut cfg = registered_model("llama-tiny").unwrap().config;
+    cfg.decoder.vocab_size = Some(1020);
+    let odd_vocab = CausalLm::new(&cfg).unwrap();
+    let mesh = Mesh::new(&[("fsdp", 8)], 8).unwrap();
+    let err = step_error(&odd_vocab, batch, &mesh, &client);
+    assert_eq!(
+        err,
+        "`decoder/token_embedding/weight`: dim 0 of size 1020 is not divisible by 8 = product of its mesh axes fsdp=8"
+    );
+
+    // Unknown axes: in a mesh, and in a layer's partition spec.
+    let err = Mesh::parse("data=2,modle=4", 8).unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "unknown mesh axis `modle` (known axes, in order: pipeline, data, expert, fsdp, seq, model)"
+    );
+    let mut cfg = registered_model("llama-tiny").unwrap().config;
+    for_each_mut(&mut cfg, |linear: &mut LinearConfig| {
+        linear.weight_partition = pspec!["fsdp", "modle"]
+    });
+    let typo = CausalLm::new(&cfg).unwrap();
+    let err = step_error(&typo, batch, &mesh, &client);
+    assert_eq!(
+        err,
+        "`decoder/lm_head/weight`: dim 1 is sharded over axis `modle`, which mesh `fsdp=8` does not have"
+    );
+}
