@@ -4,7 +4,7 @@
 //! their new values so they stay on device between steps).
 
 use crate::learner::{LearnerConfig, ParamUpdate, STEP, decays};
-use axle_compiler::{DType, Function, FunctionBuilder, TraceError, grad};
+use axle_compiler::{DType, Function, FunctionBuilder, Tensor, TraceError, grad};
 use axle_modules::{Batch, CausalLm, Ctx, Module, ParamSpec, ParamTree};
 use axle_partition::{MESH_SYMBOL, Mesh, PartitionSpec, SpecError, pspec};
 
@@ -33,6 +33,16 @@ pub enum StepError {
     /// A sharding does not fit a tensor on the mesh.
     #[error(transparent)]
     Spec(#[from] SpecError),
+    /// The batch does not split into the requested micro-batches.
+    #[error(
+        "batch size {batch} is not divisible into {micro_batches} micro-batches (learner.micro_batches)"
+    )]
+    MicroBatches {
+        /// Batch size.
+        batch: usize,
+        /// Requested micro-batches.
+        micro_batches: usize,
+    },
     /// The traced function refused an annotation.
     #[error(transparent)]
     Function(#[from] axle_compiler::FunctionError),
@@ -97,11 +107,8 @@ pub fn build_train_step(
         positions: None,
         segment_ids: None,
     };
-    let key = b.param(RNG_KEY, DType::I64, &[2]).convert(DType::U64);
-    let mut ctx = Ctx::new(params.clone(), true, Some(key));
-    let loss = model.loss(&mut ctx, &batch)?;
-    let wrt: Vec<_> = params.values().collect();
-    let grads = grad(&loss, &wrt);
+    let key = b.param(RNG_KEY, DType::I64, &[2]);
+    let (loss, grads) = loss_and_grads(model, &params, &batch, &key, learner.micro_batches)?;
     let updates: Vec<ParamUpdate<'_>> = params
         .iter()
         .zip(&grads)
@@ -114,10 +121,9 @@ pub fn build_train_step(
         .collect();
     let update = learner.apply(&updates, &state);
 
-    let carried: Vec<(&String, &axle_compiler::Tensor)> =
+    let carried: Vec<(&String, &Tensor)> =
         update.params.iter().chain(update.state.iter()).collect();
-    let mut results: Vec<(&str, &axle_compiler::Tensor)> =
-        carried.iter().map(|(n, t)| (n.as_str(), *t)).collect();
+    let mut results: Vec<(&str, &Tensor)> = carried.iter().map(|(n, t)| (n.as_str(), *t)).collect();
     results.push((LOSS, &loss));
     results.push((GRAD_NORM, &update.grad_norm));
     results.push((LEARNING_RATE, &update.learning_rate));
@@ -167,6 +173,60 @@ pub fn build_train_step(
         args,
         param_specs: specs,
     })
+}
+
+/// The mean loss over `micro_batches` equal slices of the batch rows and
+/// the mean of their gradients (gradient accumulation, traced unrolled: one
+/// forward and backward per micro-batch, summed in the step). Micro-batch
+/// `i` draws its dropout from the key `rng_key + [0, i]`.
+fn loss_and_grads(
+    model: &CausalLm,
+    params: &ParamTree<Tensor>,
+    batch: &Batch,
+    key: &Tensor,
+    micro_batches: usize,
+) -> Result<(Tensor, Vec<Tensor>), StepError> {
+    let [rows, seq] = batch.input_ids.dims() else {
+        unreachable!("declared as [batch, seq]");
+    };
+    let (rows, seq) = (*rows, *seq);
+    let k = micro_batches.max(1);
+    if rows % k != 0 {
+        return Err(StepError::MicroBatches {
+            batch: rows,
+            micro_batches: k,
+        });
+    }
+    let size = rows / k;
+    let wrt: Vec<&Tensor> = params.values().collect();
+    let mut total: Option<(Tensor, Vec<Tensor>)> = None;
+    for i in 0..k {
+        let rows_of = |t: &Tensor| t.slice(&[i * size, 0], &[(i + 1) * size, seq], &[1, 1]);
+        let micro = Batch {
+            input_ids: rows_of(&batch.input_ids),
+            target_labels: rows_of(&batch.target_labels),
+            positions: None,
+            segment_ids: None,
+        };
+        let offset = key.builder().constant(&[0i64, i as i64], &[2]);
+        let micro_key = (key + &offset).convert(DType::U64);
+        let mut ctx = Ctx::new(params.clone(), true, Some(micro_key));
+        let loss = model.loss(&mut ctx, &micro)?;
+        let grads = grad(&loss, &wrt);
+        total = Some(match total {
+            None => (loss, grads),
+            Some((l, g)) => (
+                &l + &loss,
+                g.iter().zip(&grads).map(|(a, b)| a + b).collect(),
+            ),
+        });
+    }
+    let (loss, grads) = total.expect("at least one micro-batch");
+    if k == 1 {
+        return Ok((loss, grads));
+    }
+    let scale = 1.0 / k as f64;
+    Ok((&loss * scale, grads.iter().map(|g| g * scale).collect()))
 }
 
 /// The parameter path an optimizer-state slot belongs to (`opt/mu/<path>`),

@@ -26,6 +26,14 @@ pub struct LearnerConfig {
     pub schedule: Schedule,
     /// Rescale gradients whose global L2 norm exceeds this (no clipping if `None`).
     pub max_grad_norm: Option<f64>,
+    /// Gradient accumulation: split each batch into this many equal
+    /// micro-batches, average their gradients, apply one update.
+    #[serde(default = "one")]
+    pub micro_batches: usize,
+}
+
+fn one() -> usize {
+    1
 }
 
 impl Default for LearnerConfig {
@@ -41,6 +49,7 @@ impl Default for LearnerConfig {
             },
             schedule: Schedule::Constant { lr: 1e-3 },
             max_grad_norm: Some(1.0),
+            micro_batches: 1,
         }
     }
 }
