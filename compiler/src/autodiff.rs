@@ -170,10 +170,11 @@ fn backprop(
             .collect();
         let in_cts = vjp_rule(b, OpId(i as u32), &op.kind, &ins, &outs, &gs)?;
         for ((v, ct), x) in op.operands.iter().zip(in_cts).zip(&ins) {
-            if let Some(ct) = ct {
-                if needs[v.index()] && x.dtype().is_float() {
-                    accumulate(&mut cts, *v, ct);
-                }
+            if let Some(ct) = ct
+                && needs[v.index()]
+                && x.dtype().is_float()
+            {
+                accumulate(&mut cts, *v, ct);
             }
         }
     }
@@ -291,14 +292,15 @@ fn saved_carries(b: &FunctionBuilder, op: OpId, body: &ScanBody, length: usize) 
     let g = &mut inner.graph;
     let nc = body.num_carry;
     let n_base = nc + body.graph.results.len() - nc;
-    if let OpKind::Scan { save_carries, .. } = &g.ops[op.index()].kind {
-        if *save_carries {
-            let ids = g.ops[op.index()].results[n_base..].to_vec();
-            return ids
-                .into_iter()
-                .map(|id| Tensor::new(b.clone(), id, g.ty(id).clone()))
-                .collect();
-        }
+    if let OpKind::Scan {
+        save_carries: true, ..
+    } = &g.ops[op.index()].kind
+    {
+        let ids = g.ops[op.index()].results[n_base..].to_vec();
+        return ids
+            .into_iter()
+            .map(|id| Tensor::new(b.clone(), id, g.ty(id).clone()))
+            .collect();
     }
     let mut out = Vec::with_capacity(nc);
     for k in 0..nc {

@@ -114,7 +114,7 @@ pub fn assert_close32(what: &str, got: &HostTensor, want: &ArrayD<f64>, rtol: f6
 /// rule (a missing factor, a wrong transpose) shows up at O(1).
 pub fn check_grad(
     name: &str,
-    inputs: &[ArrayD<f64>],
+    inputs: Vec<ArrayD<f64>>,
     f: impl Fn(&FunctionBuilder, &[Tensor]) -> Tensor,
 ) {
     let seed = 0xC0FFEE ^ name.len() as u64;
@@ -149,7 +149,7 @@ pub fn check_grad(
             .map(f64s)
             .collect()
     };
-    let base = eval(inputs);
+    let base = eval(&inputs);
     let eps = 1e-6;
     for _ in 0..2 {
         let v: Vec<ArrayD<f64>> = inputs
