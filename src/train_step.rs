@@ -108,7 +108,7 @@ pub fn build_train_step(
         segment_ids: None,
     };
     let key = b.param(RNG_KEY, DType::I64, &[2]);
-    let (loss, grads) = loss_and_grads(model, &params, &batch, &key, learner.micro_batches)?;
+    let (loss, grads) = loss_and_grads(model, &params, &batch, &key, learner)?;
     let updates: Vec<ParamUpdate<'_>> = params
         .iter()
         .zip(&grads)
@@ -178,19 +178,26 @@ pub fn build_train_step(
 /// The mean loss over `micro_batches` equal slices of the batch rows and
 /// the mean of their gradients (gradient accumulation, traced unrolled: one
 /// forward and backward per micro-batch, summed in the step). Micro-batch
-/// `i` draws its dropout from the key `rng_key + [0, i]`.
+/// `i` draws its dropout from the key `rng_key + [0, i]`. The forward sees
+/// the parameters cast to the learner's compute dtype; gradients come back
+/// to the f32 parameters through the cast.
 fn loss_and_grads(
     model: &CausalLm,
     params: &ParamTree<Tensor>,
     batch: &Batch,
     key: &Tensor,
-    micro_batches: usize,
+    learner: &LearnerConfig,
 ) -> Result<(Tensor, Vec<Tensor>), StepError> {
     let [rows, seq] = batch.input_ids.dims() else {
         unreachable!("declared as [batch, seq]");
     };
     let (rows, seq) = (*rows, *seq);
-    let k = micro_batches.max(1);
+    let k = learner.micro_batches.max(1);
+    let compute = learner.compute_dtype.dtype();
+    let compute_params: ParamTree<Tensor> = params
+        .iter()
+        .map(|(path, p)| (path.clone(), p.convert(compute)))
+        .collect();
     if rows % k != 0 {
         return Err(StepError::MicroBatches {
             batch: rows,
@@ -210,7 +217,7 @@ fn loss_and_grads(
         };
         let offset = key.builder().constant(&[0i64, i as i64], &[2]);
         let micro_key = (key + &offset).convert(DType::U64);
-        let mut ctx = Ctx::new(params.clone(), true, Some(micro_key));
+        let mut ctx = Ctx::new(compute_params.clone(), true, Some(micro_key));
         let loss = model.loss(&mut ctx, &micro)?;
         let grads = grad(&loss, &wrt);
         total = Some(match total {

@@ -30,6 +30,33 @@ pub struct LearnerConfig {
     /// micro-batches, average their gradients, apply one update.
     #[serde(default = "one")]
     pub micro_batches: usize,
+    /// Element type of the forward and backward computation. With `bf16`,
+    /// parameters stay f32 (the master weights the update applies to) and
+    /// are cast to bf16 for the step; norms, softmax and the loss still run
+    /// in f32 (the layers upcast there).
+    #[serde(default)]
+    pub compute_dtype: ComputeDType,
+}
+
+/// The element type a step computes in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ComputeDType {
+    /// Full precision.
+    #[default]
+    F32,
+    /// bfloat16 compute with f32 master weights (mixed precision).
+    Bf16,
+}
+
+impl ComputeDType {
+    /// The compiler's dtype.
+    pub fn dtype(self) -> DType {
+        match self {
+            ComputeDType::F32 => DType::F32,
+            ComputeDType::Bf16 => DType::BF16,
+        }
+    }
 }
 
 fn one() -> usize {
@@ -50,6 +77,7 @@ impl Default for LearnerConfig {
             schedule: Schedule::Constant { lr: 1e-3 },
             max_grad_norm: Some(1.0),
             micro_batches: 1,
+            compute_dtype: ComputeDType::F32,
         }
     }
 }
