@@ -447,7 +447,10 @@ impl Graph {
                 write!(f, "%{}", a.0)?;
             }
             f.write_str(")")?;
-            write_attrs(f, &op.kind)?;
+            let attrs = attrs_text(&op.kind);
+            if !attrs.is_empty() {
+                write!(f, " {{{attrs}}}")?;
+            }
             f.write_str(" : ")?;
             for (i, r) in op.results.iter().enumerate() {
                 if i > 0 {
@@ -494,75 +497,78 @@ impl Graph {
     }
 }
 
-fn write_list(f: &mut fmt::Formatter<'_>, name: &str, v: &[usize]) -> fmt::Result {
-    write!(f, "{name}=[")?;
-    for (i, x) in v.iter().enumerate() {
-        if i > 0 {
-            f.write_str(",")?;
-        }
-        write!(f, "{x}")?;
-    }
-    f.write_str("]")
+fn bare(v: &[usize]) -> String {
+    let items: Vec<String> = v.iter().map(|x| x.to_string()).collect();
+    format!("[{}]", items.join(","))
 }
 
-fn write_attrs(f: &mut fmt::Formatter<'_>, kind: &OpKind) -> fmt::Result {
-    f.write_str(" {")?;
+fn list(name: &str, v: &[usize]) -> String {
+    format!("{name}={}", bare(v))
+}
+
+/// The attributes of an op as `key=value` text for the printer (empty if none).
+fn attrs_text(kind: &OpKind) -> String {
     match kind {
-        OpKind::Constant { bytes, splat } => write!(
-            f,
-            "{} bytes{}",
-            bytes.len(),
-            if *splat { ", splat" } else { "" }
-        )?,
-        OpKind::Iota { dim } => write!(f, "dim={dim}")?,
-        OpKind::BroadcastInDim { dims } => write_list(f, "dims", dims)?,
-        OpKind::Transpose { perm } => write_list(f, "perm", perm)?,
+        OpKind::Constant { bytes, splat } => {
+            format!(
+                "{} bytes{}",
+                bytes.len(),
+                if *splat { ", splat" } else { "" }
+            )
+        }
+        OpKind::Iota { dim } => format!("dim={dim}"),
+        OpKind::BroadcastInDim { dims } => list("dims", dims),
+        OpKind::Transpose { perm } => list("perm", perm),
         OpKind::Slice {
             start,
             limit,
             stride,
-        } => {
-            write_list(f, "start", start)?;
-            write_list(f, " limit", limit)?;
-            write_list(f, " stride", stride)?;
-        }
-        OpKind::DynamicSlice { sizes } => write_list(f, "sizes", sizes)?,
-        OpKind::Concatenate { dim } => write!(f, "dim={dim}")?,
+        } => format!(
+            "{} {} {}",
+            list("start", start),
+            list("limit", limit),
+            list("stride", stride)
+        ),
+        OpKind::DynamicSlice { sizes } => list("sizes", sizes),
+        OpKind::Concatenate { dim } => format!("dim={dim}"),
         OpKind::Pad {
             low,
             high,
             interior,
-        } => {
-            write_list(f, "low", low)?;
-            write_list(f, " high", high)?;
-            write_list(f, " interior", interior)?;
-        }
-        OpKind::DotGeneral(d) => {
-            write_list(f, "batch", &d.lhs_batch)?;
-            write_list(f, "x", &d.rhs_batch)?;
-            write_list(f, " contract", &d.lhs_contract)?;
-            write_list(f, "x", &d.rhs_contract)?;
-        }
-        OpKind::Reduce { axes, .. } => write_list(f, "axes", axes)?,
-        OpKind::Argmax { axis } => write!(f, "axis={axis}")?,
-        OpKind::Gather(g) => {
-            write_list(f, "offset", &g.offset_dims)?;
-            write_list(f, " collapsed", &g.collapsed_slice_dims)?;
-            write_list(f, " map", &g.start_index_map)?;
-            write_list(f, " sizes", &g.slice_sizes)?;
-        }
-        OpKind::ScatterAdd(s) => {
-            write_list(f, "window", &s.update_window_dims)?;
-            write_list(f, " inserted", &s.inserted_window_dims)?;
-            write_list(f, " map", &s.scatter_dims_to_operand_dims)?;
-        }
-        OpKind::ShardingConstraint { sharding } => f.write_str(sharding)?,
+        } => format!(
+            "{} {} {}",
+            list("low", low),
+            list("high", high),
+            list("interior", interior)
+        ),
+        OpKind::DotGeneral(d) => format!(
+            "batch={}x{} contract={}x{}",
+            bare(&d.lhs_batch),
+            bare(&d.rhs_batch),
+            bare(&d.lhs_contract),
+            bare(&d.rhs_contract)
+        ),
+        OpKind::Reduce { axes, .. } => list("axes", axes),
+        OpKind::Argmax { axis } => format!("axis={axis}"),
+        OpKind::Gather(g) => format!(
+            "{} {} {} {}",
+            list("offset", &g.offset_dims),
+            list("collapsed", &g.collapsed_slice_dims),
+            list("map", &g.start_index_map),
+            list("sizes", &g.slice_sizes)
+        ),
+        OpKind::ScatterAdd(s) => format!(
+            "{} {} {}",
+            list("window", &s.update_window_dims),
+            list("inserted", &s.inserted_window_dims),
+            list("map", &s.scatter_dims_to_operand_dims)
+        ),
+        OpKind::ShardingConstraint { sharding } => sharding.clone(),
         OpKind::Scan {
             length, reverse, ..
-        } => write!(f, "length={length} reverse={reverse}")?,
-        _ => {}
+        } => format!("length={length} reverse={reverse}"),
+        _ => String::new(),
     }
-    f.write_str("}")
 }
 
 impl fmt::Display for Graph {
@@ -577,5 +583,31 @@ impl fmt::Display for Graph {
             write!(f, "{} %{}", if i == 0 { "" } else { "," }, r.0)?;
         }
         f.write_str("\n}\n")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{DType, FunctionBuilder};
+
+    #[test]
+    fn printer_shows_one_op_per_line_with_types() {
+        let b = FunctionBuilder::new("f");
+        let x = b.param("x", DType::F32, &[4, 8]);
+        let w = b.param("w", DType::F32, &[8, 3]);
+        let y = x.matmul(&w).tanh();
+        let f = b.build(&[("y", &y)]).unwrap();
+        let text = f.to_string();
+        let want = "function f
+  param %0 = x
+  param %1 = w
+  result y = %3
+(%0: f32[4,8], %1: f32[8,3]) {
+  %2 = dot_general(%0, %1) {batch=[]x[] contract=[1]x[0]} : f32[4,3]
+  %3 = tanh(%2) : f32[4,3]
+  return %3
+}
+";
+        assert_eq!(text, want);
     }
 }
