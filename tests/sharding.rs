@@ -315,38 +315,64 @@ fn assert_fsdp_collectives(hlo: &HloModule, trainer: &Trainer) {
     }
 }
 
+/// A strategy of the 8-device test: its mesh and the collectives its
+/// optimized program must and must not hold.
+struct Strategy {
+    name: &'static str,
+    mesh: &'static str,
+    must: &'static [&'static str],
+    must_not: &'static [&'static str],
+}
+
+const STRATEGIES: [Strategy; 5] = [
+    // Replicated parameters: the gradient all-reduce, nothing to gather.
+    Strategy {
+        name: "data",
+        mesh: "data=8",
+        must: &["all-reduce"],
+        must_not: &["all-gather"],
+    },
+    // Further checked by `assert_fsdp_collectives`.
+    Strategy {
+        name: "fsdp",
+        mesh: "fsdp=8",
+        must: &["all-gather"],
+        must_not: &[],
+    },
+    // Partial sums of the model-split matmuls all-reduced; activations
+    // split over `model` gathered where a whole row is needed (norms).
+    Strategy {
+        name: "tensor",
+        mesh: "data=2,model=4",
+        must: &["all-reduce", "all-gather"],
+        must_not: &[],
+    },
+    // Activations split along the sequence, gathered for attention.
+    Strategy {
+        name: "sequence",
+        mesh: "data=2,seq=4",
+        must: &["all-gather", "all-reduce"],
+        must_not: &[],
+    },
+    Strategy {
+        name: "mix",
+        mesh: "data=2,fsdp=2,model=2",
+        must: &["all-reduce", "all-gather"],
+        must_not: &[],
+    },
+];
+
 #[test]
 fn every_strategy_on_8_devices_matches_one_device() {
     let client = Client::cpu(8).unwrap();
-    // Strategy, mesh, collectives the optimized program must hold, and ones
-    // it must not.
-    let strategies: [(&str, &[(&str, i64)], &[&str], &[&str]); 5] = [
-        // Replicated parameters: only the gradient all-reduce.
-        ("data", &[("data", 8)], &["all-reduce"], &["all-gather"]),
-        ("fsdp", &[("fsdp", 8)], &["all-gather"], &[]),
-        // Megatron-style: partial sums of the model-split matmuls all-reduced.
-        (
-            "tensor",
-            &[("data", 2), ("model", 4)],
-            &["all-reduce", "all-gather"],
-            &[],
-        ),
-        // Activations split along the sequence: gathered for attention.
-        (
-            "sequence",
-            &[("data", 2), ("seq", 4)],
-            &["all-gather", "all-reduce"],
-            &[],
-        ),
-        (
-            "mix",
-            &[("data", 2), ("fsdp", 2), ("model", 2)],
-            &["all-reduce", "all-gather"],
-            &[],
-        ),
-    ];
-    for (name, axes, must, must_not) in strategies {
-        let mesh = Mesh::new(axes, 8).unwrap();
+    for Strategy {
+        name,
+        mesh,
+        must,
+        must_not,
+    } in STRATEGIES
+    {
+        let mesh = Mesh::parse(mesh, 8).unwrap();
         let t0 = std::time::Instant::now();
         let mut trainer = trainer(&client, &mesh);
         eprintln!(

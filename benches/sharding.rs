@@ -1,0 +1,110 @@
+//! Step time of llama-tiny (batch 8, seq 128, AdamW) split over 4 virtual
+//! CPU devices, per strategy, relative to the same step on one device of
+//! the same client. Goal: at most 1.1x (JAX 0.11.2's FSDP-4 is about 1.13x
+//! on this kind of 2-core machine). The 4 "devices" share the host's cores,
+//! so partitioning cannot speed the step up: the ratio measures overhead.
+//!
+//! The strategies take their steps in turns (one step each per round), so
+//! load from other processes falls on all of them alike; each is given as
+//! the median and the fastest of its rounds (the fastest is the least
+//! disturbed by other processes). The load average is printed before and
+//! after.
+//!
+//! Run with `cargo bench --bench sharding` (`AXLE_BENCH_ROUNDS`, default 10,
+//! sets the rounds).
+
+use std::time::{Duration, Instant};
+
+use axle::data::{Loader, Split, Synthetic};
+use axle::learner::LearnerConfig;
+use axle::partition::Mesh;
+use axle::runtime::Client;
+use axle::trainer::Trainer;
+use axle_modules::{CausalLm, registered_model};
+
+/// Devices of the client.
+const DEVICES: usize = 4;
+
+/// Strategy name and mesh; the first is the one-device baseline.
+const STRATEGIES: [(&str, &str); 7] = [
+    ("single", "data=1"),
+    ("data", "data=4"),
+    ("fsdp", "fsdp=4"),
+    ("tensor", "model=4"),
+    ("data x tensor", "data=2,model=2"),
+    ("sequence", "seq=4"),
+    ("data x fsdp", "data=2,fsdp=2"),
+];
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg").unwrap_or_else(|_| "unknown".into())
+}
+
+/// The median and the fastest of `times`.
+fn median_and_min(times: &mut [Duration]) -> (Duration, Duration) {
+    times.sort();
+    (times[times.len() / 2], times[0])
+}
+
+fn main() {
+    let rounds: usize = std::env::var("AXLE_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
+    let reg = registered_model("llama-tiny").expect("llama-tiny is registered");
+    let model = CausalLm::new(&reg.config).expect("llama-tiny builds");
+    let client = Client::cpu(DEVICES).expect("default CPU plugin");
+    let task = Synthetic::new(1024, 0);
+    let mut loader = Loader::new(&task, Split::Train, reg.batch_size, reg.seq_len, 0);
+    println!(
+        "llama-tiny step on {DEVICES} CPU devices, {} cores; load average before: {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        load_average().trim()
+    );
+    let mut trainers: Vec<Trainer> = STRATEGIES
+        .iter()
+        .map(|(name, mesh)| {
+            let mesh = Mesh::parse(mesh, DEVICES).expect("valid mesh");
+            let t0 = Instant::now();
+            let mut trainer = Trainer::new(
+                &client,
+                &model,
+                &LearnerConfig::default(),
+                reg.batch_size,
+                reg.seq_len,
+                &mesh,
+                0,
+            )
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+            let compiled = t0.elapsed();
+            trainer.step(&loader.next_batch(), 0).expect("warm-up step");
+            println!("{name:>14} ({mesh}): built and compiled in {compiled:.1?}");
+            trainer
+        })
+        .collect();
+    let mut times: Vec<Vec<Duration>> = vec![Vec::new(); STRATEGIES.len()];
+    for _ in 0..rounds {
+        let tokens = loader.next_batch();
+        for (trainer, times) in trainers.iter_mut().zip(&mut times) {
+            let t0 = Instant::now();
+            trainer.step(&tokens, 0).expect("step");
+            times.push(t0.elapsed());
+        }
+    }
+    let stats: Vec<(Duration, Duration)> = times.iter_mut().map(|t| median_and_min(t)).collect();
+    println!(
+        "{:>14} {:>10} {:>9} {:>10} {:>9}",
+        "strategy", "median", "vs single", "fastest", "vs single"
+    );
+    let (single_median, single_min) = stats[0];
+    for ((name, _), (median, min)) in STRATEGIES.iter().zip(&stats) {
+        println!(
+            "{name:>14} {:>8.0}ms {:>8.2}x {:>8.0}ms {:>8.2}x",
+            median.as_secs_f64() * 1e3,
+            median.as_secs_f64() / single_median.as_secs_f64(),
+            min.as_secs_f64() * 1e3,
+            min.as_secs_f64() / single_min.as_secs_f64(),
+        );
+    }
+    println!("load average after: {}", load_average().trim());
+}
