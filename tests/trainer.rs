@@ -411,3 +411,55 @@ fn bf16_compute_with_f32_master_weights_trains() {
     );
     assert!(mixed[19].1 < mixed[0].1 - 0.5, "{mixed:?}");
 }
+
+/// The traced warm-up + cosine schedule gives, step by step, the rate the
+/// host formula gives (f32 vs f64: 1e-6 relative), and SGD trains too.
+#[test]
+fn warmup_cosine_schedule_and_sgd_run_in_the_step() {
+    use axle::learner::Schedule;
+    use axle::metrics::Record;
+    let schedule = Schedule::WarmupCosine {
+        peak_lr: 0.05,
+        warmup_steps: 3,
+        total_steps: 8,
+        final_lr: 0.005,
+    };
+    let options = RunOptions {
+        overrides: [
+            small(0).overrides,
+            vec![
+                format!(
+                    "learner.schedule={}",
+                    serde_json::to_string(&schedule).unwrap()
+                ),
+                r#"learner.optimizer={"kind":"sgd","momentum":0.9,"weight_decay":0.0}"#.into(),
+            ],
+        ]
+        .concat(),
+        ..small(10)
+    };
+    let mut rates = Vec::new();
+    let summary = train(&options, |r| {
+        if let Record::Train {
+            step,
+            learning_rate,
+            ..
+        } = r
+        {
+            rates.push((*step, *learning_rate));
+        }
+    })
+    .unwrap();
+    for (step, rate) in rates {
+        let want = schedule.host_learning_rate(step - 1);
+        assert!(
+            (rate - want).abs() <= 1e-6 * want,
+            "step {step}: {rate} vs {want}"
+        );
+    }
+    assert!(
+        summary.losses[9].1 < summary.losses[0].1,
+        "{:?}",
+        summary.losses
+    );
+}
