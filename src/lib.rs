@@ -8,6 +8,7 @@ pub use axle_modules as modules;
 pub use axle_partition as partition;
 pub use axle_runtime as runtime;
 
+pub mod bench;
 pub mod checkpoint;
 pub mod data;
 pub mod learner;

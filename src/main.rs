@@ -1,6 +1,7 @@
 //! The `axle` command: list devices, lower a train step to StableHLO, train,
-//! evaluate and plot.
+//! evaluate, benchmark and plot.
 
+use axle::bench::{BenchOptions, render_table, run_bench};
 use axle::checkpoint::{self, Checkpointer};
 use axle::data::{Loader, Split, Synthetic, TokenFile};
 use axle::metrics::Record;
@@ -83,6 +84,11 @@ enum Command {
         #[arg(long, default_value_t = 8)]
         eval_batches: u64,
     },
+    /// Time tracing, emission, compilation and steps of a model on meshes.
+    Bench {
+        #[command(flatten)]
+        bench: BenchArgs,
+    },
     /// Plot loss curves from metrics files into a PNG.
     Plot {
         /// Metrics files (JSON lines written by `axle train --metrics`).
@@ -92,6 +98,53 @@ enum Command {
         #[arg(long, short, default_value = "loss.png")]
         out: PathBuf,
     },
+}
+
+/// Options of `axle bench`.
+#[derive(Args)]
+struct BenchArgs {
+    /// Registered model: llama-tiny, gpt2-tiny, llama-small, llama2-7b, llama2-70b.
+    #[arg(long, default_value = "llama-tiny")]
+    model: String,
+    /// Config override path=value, repeatable.
+    #[arg(long = "set", value_name = "PATH=VALUE")]
+    overrides: Vec<String>,
+    /// Mesh to benchmark, repeatable (e.g. --mesh data=1 --mesh fsdp=4).
+    #[arg(long = "mesh", default_value = "data=1")]
+    meshes: Vec<String>,
+    /// PJRT plugin: cpu, cuda, tpu or a path to a plugin .so.
+    #[arg(long, default_value = "cpu")]
+    plugin: String,
+    /// Virtual CPU devices (cpu_device_count).
+    #[arg(long)]
+    cpu_devices: Option<usize>,
+    /// Batch size (the model's registered one when absent).
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Sequence length (the model's registered one when absent).
+    #[arg(long)]
+    seq_len: Option<usize>,
+    /// Seed of initialisation and data.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Timed steps per mesh.
+    #[arg(long, default_value_t = 20)]
+    steps: usize,
+    /// Untimed warm-up steps per mesh.
+    #[arg(long, default_value_t = 3)]
+    warmup: usize,
+    /// Peak FLOP/s of one device, for MFU (known GPUs have a table).
+    #[arg(long)]
+    peak_flops: Option<f64>,
+    /// Side of the f32 matmul reference (0: skip it).
+    #[arg(long, default_value_t = 2048)]
+    matmul: usize,
+    /// Also write the report as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Write initial parameters, batches and shardings here (for the JAX reference).
+    #[arg(long)]
+    export: Option<PathBuf>,
 }
 
 /// Options shared by the commands that build a model.
@@ -280,6 +333,33 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 eval_batches.max(1),
                 dir.display()
             );
+        }
+        Command::Bench { bench } => {
+            let options = BenchOptions {
+                run: RunOptions {
+                    model: bench.model,
+                    overrides: bench.overrides,
+                    plugin: bench.plugin,
+                    cpu_devices: bench.cpu_devices,
+                    batch_size: bench.batch_size,
+                    seq_len: bench.seq_len,
+                    seed: bench.seed,
+                    peak_flops: bench.peak_flops,
+                    ..RunOptions::default()
+                },
+                meshes: bench.meshes,
+                steps: bench.steps,
+                warmup: bench.warmup,
+                matmul_size: bench.matmul,
+                export_dir: bench.export,
+            };
+            let report = run_bench(&options)?;
+            print!("{}", render_table(&report));
+            if let Some(path) = bench.json {
+                let text = serde_json::to_string_pretty(&report)?;
+                std::fs::write(&path, text)
+                    .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            }
         }
         Command::Plot { runs, out } => {
             axle::plot::plot_losses(&runs, &out)?;

@@ -93,18 +93,26 @@ impl Trainer {
         mesh: &Mesh,
         seed: u64,
     ) -> Result<Trainer, TrainError> {
-        let available = client.addressable_devices()?.len();
-        let in_order = mesh.devices().iter().enumerate().all(|(i, &d)| i == d);
-        if mesh.size() > available || !in_order {
-            return Err(TrainError::Mesh {
-                mesh: mesh.to_string(),
-                devices: mesh.devices().to_vec(),
-                available,
-            });
-        }
+        check_mesh(client, mesh)?;
         let step = build_train_step(model, learner, batch, seq, mesh)?;
-        let options = compile_options(mesh);
-        let train = client.compile(&step.function.to_stablehlo(), &options)?;
+        let train = client.compile(&step.function.to_stablehlo(), &compile_options(mesh))?;
+        Trainer::from_compiled(client, model, step, train, batch, seq, seed)
+    }
+
+    /// A trainer around a step already built by [`build_train_step`] and
+    /// compiled with [`compile_options`], so that callers (`axle bench`)
+    /// can time tracing, emission and compilation apart.
+    pub fn from_compiled(
+        client: &Client,
+        model: &CausalLm,
+        step: TrainStep,
+        train: Executable,
+        batch: usize,
+        seq: usize,
+        seed: u64,
+    ) -> Result<Trainer, TrainError> {
+        check_mesh(client, &step.mesh)?;
+        let options = compile_options(&step.mesh);
         let eval = compile_eval(client, model, &step, batch, seq, &options)?;
         let mut host = init_params(&step.param_specs, seed);
         let mut state: Tensors = Tensors::new();
@@ -303,6 +311,20 @@ impl Trainer {
             ShardedArray::from_array(&self.client, &key, &layout(&self.step.mesh, &args[n + 2])?)?,
         ])
     }
+}
+
+/// Checks that `mesh` uses the client's devices 0..n in order.
+fn check_mesh(client: &Client, mesh: &Mesh) -> Result<(), TrainError> {
+    let available = client.addressable_devices()?.len();
+    let in_order = mesh.devices().iter().enumerate().all(|(i, &d)| i == d);
+    if mesh.size() > available || !in_order {
+        return Err(TrainError::Mesh {
+            mesh: mesh.to_string(),
+            devices: mesh.devices().to_vec(),
+            available,
+        });
+    }
+    Ok(())
 }
 
 /// Compile options for a program partitioned over `mesh`.

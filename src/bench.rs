@@ -1,0 +1,508 @@
+//! `axle bench`: how fast a model's training step traces, emits, compiles
+//! and runs on each of several meshes of one plugin, with an f32 matmul on
+//! the same plugin as the yardstick for achieved FLOP/s. The report is JSON
+//! (for scripts such as `benches/jax_reference/`) and a readable table.
+
+use crate::checkpoint::{CheckpointError, Checkpointer, Meta};
+use crate::data::{Loader, Split, Synthetic};
+use crate::metrics::{peak_flops, train_flops_per_token};
+use crate::run::{RunError, RunOptions};
+use crate::train_step::{StepError, build_train_step};
+use crate::trainer::{TrainError, Trainer, compile_options};
+use axle_compiler::{DType, FunctionBuilder};
+use axle_modules::{Module, count_params};
+use axle_partition::Mesh;
+use axle_runtime::{Client, CompileOptions};
+use ndarray::{Array2, Array3, Axis};
+use ndarray_npy::WriteNpyExt;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// What to benchmark: a model (with the run options that define it), the
+/// meshes to run it on, and how many steps to time.
+#[derive(Clone, Debug)]
+pub struct BenchOptions {
+    /// Model, overrides, plugin, device count, batch shape, seed and peak
+    /// FLOP/s per device (`mesh`, `data` and the checkpoint options are
+    /// not used).
+    pub run: RunOptions,
+    /// Meshes such as `data=1` or `fsdp=4`, benchmarked in this order.
+    pub meshes: Vec<String>,
+    /// Timed steps per mesh.
+    pub steps: usize,
+    /// Untimed steps before them (the first step pays one-off costs).
+    pub warmup: usize,
+    /// Side of the square f32 matmul reference (0: none).
+    pub matmul_size: usize,
+    /// Where to write the initial parameters, the batches and the argument
+    /// shardings, so another system can run the same computation.
+    pub export_dir: Option<PathBuf>,
+}
+
+/// A benchmark failed; the message names what is at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// The model, plugin or mesh could not be set up.
+    #[error(transparent)]
+    Run(#[from] RunError),
+    /// The step could not be built.
+    #[error(transparent)]
+    Step(#[from] StepError),
+    /// The step could not be compiled or run.
+    #[error(transparent)]
+    Train(#[from] TrainError),
+    /// The plugin failed outside the trainer (the matmul reference).
+    #[error(transparent)]
+    Runtime(#[from] axle_runtime::Error),
+    /// A mesh text is wrong or does not fit the client.
+    #[error("mesh `{mesh}`: {message}")]
+    Mesh {
+        /// The mesh as given.
+        mesh: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// Nothing to time.
+    #[error("--steps must be at least 1 and at least one --mesh is needed")]
+    Empty,
+    /// The export could not be written.
+    #[error("export to {path}: {message}")]
+    Export {
+        /// The file or directory.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// The initial checkpoint could not be written.
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+}
+
+/// Order statistics of a list of durations, in seconds.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Spread {
+    /// Median.
+    pub median: f64,
+    /// Smallest.
+    pub min: f64,
+    /// Largest.
+    pub max: f64,
+    /// 10th percentile (nearest rank).
+    pub p10: f64,
+    /// 90th percentile (nearest rank).
+    pub p90: f64,
+}
+
+impl Spread {
+    /// The statistics of `seconds`, or `None` when it is empty.
+    pub fn of(seconds: &[f64]) -> Option<Spread> {
+        if seconds.is_empty() {
+            return None;
+        }
+        let mut s = seconds.to_vec();
+        s.sort_by(f64::total_cmp);
+        let rank = |q: f64| s[((q * s.len() as f64).ceil() as usize).clamp(1, s.len()) - 1];
+        let n = s.len();
+        let median = if n % 2 == 1 {
+            s[n / 2]
+        } else {
+            (s[n / 2 - 1] + s[n / 2]) / 2.0
+        };
+        Some(Spread {
+            median,
+            min: s[0],
+            max: s[n - 1],
+            p10: rank(0.1),
+            p90: rank(0.9),
+        })
+    }
+}
+
+/// XLA's per-device memory estimate of a compiled step, in bytes.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Memory {
+    /// Arguments (parameters, optimizer state, batch).
+    pub arguments: i64,
+    /// Outputs.
+    pub outputs: i64,
+    /// Output bytes that reuse donated arguments.
+    pub alias: i64,
+    /// Temporaries.
+    pub temp: i64,
+    /// Generated code.
+    pub generated_code: i64,
+    /// Peak of live buffers: arguments + outputs - alias + temp.
+    pub peak: i64,
+}
+
+/// The figures of one mesh.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct MeshReport {
+    /// The mesh, sizes resolved (`fsdp=4`).
+    pub mesh: String,
+    /// Devices it spans.
+    pub devices: usize,
+    /// Seconds to trace forward, loss, gradients and update
+    /// ([`build_train_step`]).
+    pub trace_s: f64,
+    /// Seconds to print the StableHLO text.
+    pub emit_s: f64,
+    /// Bytes of StableHLO text.
+    pub stablehlo_bytes: usize,
+    /// Seconds the plugin took to compile the text.
+    pub compile_s: f64,
+    /// Step time over the timed steps (host to host: batch in, scalars out).
+    pub step_s: Spread,
+    /// Tokens per second at the median step time.
+    pub tokens_per_s: f64,
+    /// Model FLOP/s at the median step time.
+    pub achieved_flops: f64,
+    /// Achieved FLOP/s over the peak of the devices, when the peak is known.
+    pub mfu: Option<f64>,
+    /// Achieved FLOP/s over the matmul reference's, when it ran.
+    pub vs_matmul: Option<f64>,
+    /// XLA's memory estimate, where the plugin reports it.
+    pub memory: Option<Memory>,
+    /// Loss of every step, warm-up included, in order.
+    pub losses: Vec<f32>,
+}
+
+/// The f32 matmul reference.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct MatmulReport {
+    /// Side of the square matrices.
+    pub size: usize,
+    /// Time of one matmul.
+    pub seconds: Spread,
+    /// `2 n^3` over the median time.
+    pub flops: f64,
+}
+
+/// Everything `axle bench` measured.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct BenchReport {
+    /// Model name.
+    pub model: String,
+    /// Config overrides applied.
+    pub overrides: Vec<String>,
+    /// The plugin file.
+    pub plugin: String,
+    /// Platform name and version.
+    pub platform: String,
+    /// Kind of the first device.
+    pub device_kind: String,
+    /// Parameters of the model.
+    pub params: u64,
+    /// Batch size.
+    pub batch_size: usize,
+    /// Sequence length.
+    pub seq_len: usize,
+    /// Model FLOPs of one training step (PaLM's count, see
+    /// [`train_flops_per_token`]).
+    pub flops_per_step: f64,
+    /// Peak FLOP/s of one device used for MFU, if known.
+    pub peak_flops_per_device: Option<f64>,
+    /// Warm-up and timed steps per mesh.
+    pub warmup: usize,
+    /// Timed steps per mesh.
+    pub steps: usize,
+    /// `/proc/loadavg` when the run started and ended.
+    pub load_average: [String; 2],
+    /// One entry per mesh, in the order asked.
+    pub meshes: Vec<MeshReport>,
+    /// The matmul reference, if asked for.
+    pub matmul: Option<MatmulReport>,
+}
+
+/// Runs the benchmark: the matmul reference first, then each mesh in turn.
+pub fn run_bench(options: &BenchOptions) -> Result<BenchReport, BenchError> {
+    if options.steps == 0 || options.meshes.is_empty() {
+        return Err(BenchError::Empty);
+    }
+    let load_before = load_average();
+    let setup = RunOptions {
+        mesh: Some(options.meshes[0].clone()),
+        ..options.run.clone()
+    }
+    .setup()?;
+    let client = &setup.client;
+    let devices = client.addressable_devices()?;
+    let device_kind = devices.first().map_or(String::new(), |d| d.kind.clone());
+    let specs = setup.model.param_specs();
+    let params = count_params(&specs);
+    let (batch, seq) = (setup.batch_size, setup.seq_len);
+    let flops_per_step = train_flops_per_token(
+        params,
+        setup.config.decoder.transformer.num_layers.unwrap_or(0) as u64,
+        setup.config.decoder.dim.unwrap_or(0) as u64,
+        seq as u64,
+    ) * (batch * seq) as f64;
+    let peak = options
+        .run
+        .peak_flops
+        .or_else(|| peak_flops(&device_kind, "f32"));
+    let meshes: Vec<Mesh> = options
+        .meshes
+        .iter()
+        .map(|text| {
+            Mesh::parse(text, devices.len()).map_err(|e| BenchError::Mesh {
+                mesh: text.clone(),
+                message: e.to_string(),
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    let matmul = match options.matmul_size {
+        0 => None,
+        n => Some(matmul_reference(client, n, options.steps.max(5))?),
+    };
+    let vocab = setup.config.decoder.vocab_size.unwrap_or(0);
+    let source = Synthetic::new(vocab, options.run.seed);
+    let total = options.warmup + options.steps;
+    let mut loader = Loader::new(&source, Split::Train, batch, seq, options.run.seed);
+    let batches: Vec<Array2<i32>> = (0..total).map(|_| loader.next_batch()).collect();
+
+    let mut reports = Vec::new();
+    for (i, mesh) in meshes.iter().enumerate() {
+        let start = Instant::now();
+        let step = build_train_step(&setup.model, &setup.learner, batch, seq, mesh)?;
+        let trace_s = start.elapsed().as_secs_f64();
+        let start = Instant::now();
+        let text = step.function.to_stablehlo();
+        let emit_s = start.elapsed().as_secs_f64();
+        let start = Instant::now();
+        let train = client.compile(&text, &compile_options(mesh))?;
+        let compile_s = start.elapsed().as_secs_f64();
+        let memory = train.memory_stats()?.map(|m| Memory {
+            arguments: m.arguments,
+            outputs: m.outputs,
+            alias: m.alias,
+            temp: m.temp,
+            generated_code: m.generated_code,
+            peak: m.arguments + m.outputs - m.alias + m.temp,
+        });
+        let mut trainer = Trainer::from_compiled(
+            client,
+            &setup.model,
+            step,
+            train,
+            batch,
+            seq,
+            options.run.seed,
+        )?;
+        if let Some(dir) = &options.export_dir {
+            export(dir, &trainer, &batches, i == 0, options.run.seed)?;
+        }
+        let mut losses = Vec::new();
+        let mut times = Vec::new();
+        for (n, tokens) in batches.iter().enumerate() {
+            let start = Instant::now();
+            let metrics = trainer.step(tokens, options.run.seed)?;
+            if n >= options.warmup {
+                times.push(start.elapsed().as_secs_f64());
+            }
+            losses.push(metrics.loss);
+        }
+        let step_s = Spread::of(&times).ok_or(BenchError::Empty)?;
+        let achieved_flops = flops_per_step / step_s.median;
+        reports.push(MeshReport {
+            mesh: mesh.to_string(),
+            devices: mesh.size(),
+            trace_s,
+            emit_s,
+            stablehlo_bytes: text.len(),
+            compile_s,
+            tokens_per_s: (batch * seq) as f64 / step_s.median,
+            achieved_flops,
+            mfu: peak.map(|p| achieved_flops / (p * mesh.size() as f64)),
+            vs_matmul: matmul.as_ref().map(|m| achieved_flops / m.flops),
+            step_s,
+            memory,
+            losses,
+        });
+    }
+    Ok(BenchReport {
+        model: options.run.model.clone(),
+        overrides: options.run.overrides.clone(),
+        plugin: client.plugin().path().display().to_string(),
+        platform: format!("{} {}", client.platform_name()?, client.platform_version()?),
+        device_kind,
+        params,
+        batch_size: batch,
+        seq_len: seq,
+        flops_per_step,
+        peak_flops_per_device: peak,
+        warmup: options.warmup,
+        steps: options.steps,
+        load_average: [load_before, load_average()],
+        meshes: reports,
+        matmul,
+    })
+}
+
+/// Times an `n x n` f32 matmul on the client's first device: `reps` timed
+/// runs after two untimed ones, inputs already on the device.
+pub fn matmul_reference(
+    client: &Client,
+    n: usize,
+    reps: usize,
+) -> Result<MatmulReport, BenchError> {
+    let b = FunctionBuilder::new("matmul");
+    let x = b.param("x", DType::F32, &[n, n]);
+    let y = b.param("y", DType::F32, &[n, n]);
+    let function = b.build(&[("xy", &x.matmul(&y))]).map_err(StepError::from)?;
+    let exe = client.compile(&function.to_stablehlo(), &CompileOptions::single_device())?;
+    let values: Vec<f32> = (0..n * n).map(|i| (i % 7) as f32 * 0.125).collect();
+    let x = client.buffer_from_slice(&values, &[n, n], 0)?;
+    let y = client.buffer_from_slice(&values, &[n, n], 0)?;
+    let mut times = Vec::new();
+    for rep in 0..reps + 2 {
+        let start = Instant::now();
+        let out = exe.execute_one(&[&x, &y])?;
+        out[0].ready()?;
+        if rep >= 2 {
+            times.push(start.elapsed().as_secs_f64());
+        }
+    }
+    let seconds = Spread::of(&times).ok_or(BenchError::Empty)?;
+    Ok(MatmulReport {
+        size: n,
+        flops: 2.0 * (n as f64).powi(3) / seconds.median,
+        seconds,
+    })
+}
+
+/// Writes what another system needs to run the same computation: the
+/// initial parameters as an axle checkpoint (`step_*/params.safetensors`)
+/// and the batches (`batches.npy`, int32 `[steps, batch, seq + 1]`) when
+/// `tensors`, and each argument's sharding on the trainer's mesh
+/// (`shardings/<mesh>.json`: mesh axes per dimension).
+fn export(
+    dir: &Path,
+    trainer: &Trainer,
+    batches: &[Array2<i32>],
+    tensors: bool,
+    seed: u64,
+) -> Result<(), BenchError> {
+    let error = |path: &Path, e: &dyn std::fmt::Display| BenchError::Export {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    };
+    let mesh = &trainer.train_step().mesh;
+    let path = dir.join("shardings");
+    std::fs::create_dir_all(&path).map_err(|e| error(&path, &e))?;
+    let shardings: BTreeMap<&str, Vec<&[String]>> = trainer
+        .train_step()
+        .args
+        .iter()
+        .map(|a| {
+            let dims = a.partition.dims().iter().map(|d| d.axes()).collect();
+            (a.name.as_str(), dims)
+        })
+        .collect();
+    let path = path.join(format!("{mesh}.json"));
+    let json = serde_json::json!({ "mesh": mesh.to_string(), "args": shardings });
+    std::fs::write(&path, json.to_string()).map_err(|e| error(&path, &e))?;
+    if !tensors {
+        return Ok(());
+    }
+    let meta = Meta {
+        input_position: 0,
+        rng_state: seed,
+        run: BTreeMap::from([("exported_by".to_string(), "axle bench".to_string())]),
+    };
+    Checkpointer::new(dir, 1).save(&trainer.checkpoint(meta)?)?;
+    let views: Vec<_> = batches.iter().map(|b| b.view()).collect();
+    let stacked: Array3<i32> = ndarray::stack(Axis(0), &views).map_err(|e| error(dir, &e))?;
+    let path = dir.join("batches.npy");
+    let file = std::fs::File::create(&path).map_err(|e| error(&path, &e))?;
+    stacked.write_npy(file).map_err(|e| error(&path, &e))
+}
+
+/// The system's load average, as `/proc/loadavg` gives it.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map_or_else(|_| "unknown".to_string(), |s| s.trim().to_string())
+}
+
+/// The report as a text table, one row per mesh, with the run's context.
+pub fn render_table(report: &BenchReport) -> String {
+    let mut out = format!(
+        "{} ({} params, batch {} x seq {}, {:.3} GFLOP/step) on {} [{}]\n\
+         plugin {}\nwarm-up {} + {} timed steps; load average before: {}, after: {}\n",
+        report.model,
+        report.params,
+        report.batch_size,
+        report.seq_len,
+        report.flops_per_step / 1e9,
+        report.platform,
+        report.device_kind,
+        report.plugin,
+        report.warmup,
+        report.steps,
+        report.load_average[0],
+        report.load_average[1],
+    );
+    if let Some(m) = &report.matmul {
+        out += &format!(
+            "f32 matmul {0}x{0}: median {1:.4} s (min {2:.4}, max {3:.4}), {4:.2} GFLOP/s\n",
+            m.size,
+            m.seconds.median,
+            m.seconds.min,
+            m.seconds.max,
+            m.flops / 1e9
+        );
+    }
+    out += &format!(
+        "{:<16} {:>8} {:>8} {:>9} {:>9} {:>15} {:>9} {:>8} {:>7} {:>6} {:>9}\n",
+        "mesh",
+        "trace s",
+        "emit s",
+        "compile s",
+        "step s",
+        "step min/max",
+        "tok/s",
+        "GFLOP/s",
+        "/matmul",
+        "MFU",
+        "mem MiB"
+    );
+    let optional = |v: Option<f64>, scale: f64, digits: usize| {
+        v.map_or("-".to_string(), |v| format!("{:.*}", digits, v * scale))
+    };
+    for m in &report.meshes {
+        out += &format!(
+            "{:<16} {:>8.4} {:>8.4} {:>9.2} {:>9.4} {:>15} {:>9.0} {:>8.2} {:>7} {:>6} {:>9}\n",
+            m.mesh,
+            m.trace_s,
+            m.emit_s,
+            m.compile_s,
+            m.step_s.median,
+            format!("{:.3}/{:.3}", m.step_s.min, m.step_s.max),
+            m.tokens_per_s,
+            m.achieved_flops / 1e9,
+            m.vs_matmul
+                .map_or("-".to_string(), |v| format!("{:.0}%", v * 100.0)),
+            optional(m.mfu, 100.0, 1),
+            optional(m.memory.as_ref().map(|m| m.peak as f64), 1.0 / 1048576.0, 1),
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Spread;
+
+    #[test]
+    fn spread_of_known_lists() {
+        let s = Spread::of(&[5.0, 1.0, 3.0, 2.0, 4.0]).unwrap();
+        assert_eq!((s.median, s.min, s.max), (3.0, 1.0, 5.0));
+        assert_eq!((s.p10, s.p90), (1.0, 5.0));
+        let ten: Vec<f64> = (1..=10).map(f64::from).collect();
+        let s = Spread::of(&ten).unwrap();
+        assert_eq!((s.median, s.p10, s.p90), (5.5, 1.0, 9.0));
+        assert!(Spread::of(&[]).is_none());
+    }
+}
