@@ -6,6 +6,8 @@
 
 use crate::shape::TensorType;
 use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::ops::Deref;
 use std::rc::Rc;
 
 /// Id of a value (parameter or op result) in a [`Graph`].
@@ -178,13 +180,46 @@ pub struct ScatterDims {
     pub index_vector_dim: usize,
 }
 
+/// A shared sub-graph (loop body or condition). Compared and hashed by
+/// identity, so ops holding the same traced body are equal.
+#[derive(Clone, Debug)]
+pub struct Region(pub Rc<Graph>);
+
+impl Region {
+    /// Wraps a finished graph.
+    pub fn new(g: Graph) -> Self {
+        Region(Rc::new(g))
+    }
+}
+
+impl Deref for Region {
+    type Target = Graph;
+    fn deref(&self) -> &Graph {
+        &self.0
+    }
+}
+
+impl PartialEq for Region {
+    fn eq(&self, other: &Self) -> bool {
+        Rc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for Region {}
+
+impl Hash for Region {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        (Rc::as_ptr(&self.0) as usize).hash(state);
+    }
+}
+
 /// A loop body traced once: `num_carry` carried values, `num_xs` per-step
 /// slices of the stacked inputs, then captured outer values as parameters;
 /// results are the new carries followed by the per-step outputs.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ScanBody {
     /// The body graph.
-    pub graph: Rc<Graph>,
+    pub graph: Region,
     /// Number of carried values.
     pub num_carry: usize,
     /// Number of stacked inputs.
@@ -192,7 +227,7 @@ pub struct ScanBody {
 }
 
 /// The kind of an op, with its attributes. One primitive per variant.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum OpKind {
     /// A constant; `bytes` holds one element when `splat`, else all, little-endian.
     Constant {
@@ -307,9 +342,9 @@ pub enum OpKind {
     /// then captures of `body`. Results: final loop state.
     While {
         /// Condition graph: state + its captures -> scalar pred.
-        cond: Rc<Graph>,
+        cond: Region,
         /// Body graph: state + its captures -> new state.
-        body: Rc<Graph>,
+        body: Region,
         /// Number of loop-state values.
         num_state: usize,
     },

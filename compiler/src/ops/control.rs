@@ -6,13 +6,12 @@
 use crate::builder::FunctionBuilder;
 use crate::dtype::DType;
 use crate::emit::{Emitter, emit_graph};
-use crate::ir::{CmpDir, Graph, OpKind, ScanBody};
+use crate::ir::{CmpDir, Graph, OpKind, Region, ScanBody};
 use crate::ops::constant::scalar_bytes;
 use crate::ops::elementwise::compare_attrs;
 use crate::shape::TensorType;
 use crate::tensor::Tensor;
 use std::panic::Location;
-use std::rc::Rc;
 
 /// Traces `f` into a fresh child builder with parameters of `tys`; returns
 /// the finished graph (results set) and the captured outer tensors, or
@@ -142,7 +141,7 @@ impl FunctionBuilder {
         }
         let kind = OpKind::Scan {
             body: ScanBody {
-                graph: Rc::new(graph),
+                graph: Region::new(graph),
                 num_carry: nc,
                 num_xs: xs.len(),
             },
@@ -203,8 +202,8 @@ impl FunctionBuilder {
         operands.extend(ccap.iter());
         operands.extend(bcap.iter());
         let kind = OpKind::While {
-            cond: Rc::new(cg),
-            body: Rc::new(bg),
+            cond: Region::new(cg),
+            body: Region::new(bg),
             num_state: init.len(),
         };
         let mut r = self.record("while", loc, &operands, |_| Ok((kind, tys.clone())));

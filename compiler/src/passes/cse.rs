@@ -2,10 +2,9 @@
 //! subexpression elimination (identical kind, operands and result types).
 
 use super::fold::{Folded, fold};
-use crate::ir::{Graph, OpKind, ScanBody, ValueId};
+use crate::ir::{Graph, OpKind, Region, ScanBody, ValueId};
 use crate::shape::TensorType;
 use std::collections::HashMap;
-use std::rc::Rc;
 
 /// Folds and deduplicates ops; loop bodies are simplified recursively.
 pub(crate) fn simplify(g: &Graph) -> Graph {
@@ -14,7 +13,7 @@ pub(crate) fn simplify(g: &Graph) -> Graph {
     for p in &g.params {
         map[p.index()] = ng.add_param(g.ty(*p).clone());
     }
-    let mut seen: HashMap<String, Vec<ValueId>> = HashMap::new();
+    let mut seen: HashMap<(OpKind, Vec<ValueId>, Vec<TensorType>), Vec<ValueId>> = HashMap::new();
     for op in &g.ops {
         let mut operands: Vec<ValueId> = op.operands.iter().map(|v| map[v.index()]).collect();
         let tys: Vec<TensorType> = op.results.iter().map(|r| g.ty(*r).clone()).collect();
@@ -30,7 +29,7 @@ pub(crate) fn simplify(g: &Graph) -> Graph {
             }
             None => {}
         }
-        let key = (!kind.has_regions()).then(|| format!("{kind:?}|{operands:?}|{tys:?}"));
+        let key = (!kind.has_regions()).then(|| (kind.clone(), operands.clone(), tys.clone()));
         if let Some(prev) = key.as_ref().and_then(|k| seen.get(k)) {
             for (r, p) in op.results.iter().zip(prev) {
                 map[r.index()] = *p;
@@ -58,7 +57,7 @@ fn simplify_regions(kind: &OpKind) -> OpKind {
             save_carries,
         } => OpKind::Scan {
             body: ScanBody {
-                graph: Rc::new(simplify(&body.graph)),
+                graph: Region::new(simplify(&body.graph)),
                 num_carry: body.num_carry,
                 num_xs: body.num_xs,
             },
@@ -71,8 +70,8 @@ fn simplify_regions(kind: &OpKind) -> OpKind {
             body,
             num_state,
         } => OpKind::While {
-            cond: Rc::new(simplify(cond)),
-            body: Rc::new(simplify(body)),
+            cond: Region::new(simplify(cond)),
+            body: Region::new(simplify(body)),
             num_state: *num_state,
         },
         other => other.clone(),

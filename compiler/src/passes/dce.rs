@@ -1,9 +1,8 @@
 //! Dead-code elimination: keeps the ops that results depend on; drops the
 //! saved-carry outputs of a scan when nothing uses them.
 
-use crate::ir::{Graph, OpKind, ScanBody, ValueId};
+use crate::ir::{Graph, OpKind, Region, ScanBody, ValueId};
 use crate::shape::TensorType;
-use std::rc::Rc;
 
 /// Removes ops whose results are unused; loop bodies are cleaned recursively.
 pub(crate) fn dce(g: &Graph) -> Graph {
@@ -61,7 +60,7 @@ fn clean_kind(kind: &OpKind, results: &[ValueId], live: &[bool]) -> (OpKind, usi
             (
                 OpKind::Scan {
                     body: ScanBody {
-                        graph: Rc::new(dce(&body.graph)),
+                        graph: Region::new(dce(&body.graph)),
                         num_carry: body.num_carry,
                         num_xs: body.num_xs,
                     },
@@ -78,8 +77,8 @@ fn clean_kind(kind: &OpKind, results: &[ValueId], live: &[bool]) -> (OpKind, usi
             num_state,
         } => (
             OpKind::While {
-                cond: Rc::new(dce(cond)),
-                body: Rc::new(dce(body)),
+                cond: Region::new(dce(cond)),
+                body: Region::new(dce(body)),
                 num_state: *num_state,
             },
             results.len(),
