@@ -487,3 +487,32 @@ fn shardy_annotations_compile_and_run_on_two_devices() {
     });
     assert_close("sharded result", &got.mapv(f64::from), &want, 1e-5, 1e-6);
 }
+
+/// Half-precision types trace, lower and run: bf16 and f16 arithmetic,
+/// transcendental and matmul, converted back to f32 on the way out.
+/// bf16 keeps 8 significant bits (relative rounding 2^-8 = 0.4%), f16 keeps
+/// 11 (2^-11 = 0.05%); each result carries a few roundings, so rtol is
+/// 4 * 2^-8 for bf16 and 4 * 2^-11 for f16.
+#[test]
+fn half_precision_types() {
+    let mut rng = Rng(9);
+    let x = rng.array_f32(&[3, 4], -1.0, 1.0);
+    let w = rng.array_f32(&[4, 2], -1.0, 1.0);
+    let out = run("half", vec![h(&x), h(&w)], |_, p| {
+        [DType::BF16, DType::F16]
+            .iter()
+            .map(|&d| {
+                let (x, w) = (p[0].convert(d), p[1].convert(d));
+                (x.exp() * 0.5 + 1.0).matmul(&w).convert(DType::F32)
+            })
+            .collect()
+    });
+    let (x, w) = (up(&x), up(&w));
+    let want = ArrayD::from_shape_fn(IxDyn(&[3, 2]), |i| {
+        (0..4)
+            .map(|k| (x[[i[0], k]].exp() * 0.5 + 1.0) * w[[k, i[1]]])
+            .sum::<f64>()
+    });
+    assert_close32("bf16", &out[0], &want, 4.0 / 256.0, 4.0 * 4.0 / 256.0);
+    assert_close32("f16", &out[1], &want, 4.0 / 2048.0, 4.0 * 4.0 / 2048.0);
+}
