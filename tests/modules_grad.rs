@@ -203,3 +203,60 @@ fn scanned_and_unrolled_stacks_give_the_same_loss_and_gradients() {
         assert_close(path, &g.mapv(f64::from), &want, 1e-6, 1e-3);
     }
 }
+
+/// Summaries come out by path: one scalar per unrolled layer, one `[layers]` vector from the
+/// scanned loop, with the same values, and the loss terms under `loss/`.
+#[test]
+fn summaries_are_collected_by_path_in_both_stack_layouts() {
+    let mut cfg = registered_model("llama-tiny").unwrap().config;
+    cfg.set("decoder.transformer.num_layers", "2").unwrap();
+    let unrolled = CausalLm::new(&cfg).unwrap();
+    cfg.set("decoder.transformer.scan", "true").unwrap();
+    let scanned = CausalLm::new(&cfg).unwrap();
+    let vocab = unrolled.decoder.vocab_size;
+    let params = init_params(&unrolled.param_specs(), 5);
+    let prefix = "decoder/transformer/";
+    let client = client();
+    let run = |model: &CausalLm, p: &ParamTree<ArrayD<f32>>| {
+        let program = compile(&client, &loss_function(model, &sig(DType::F32)).unwrap()).unwrap();
+        let out = program.run(&args(p, vocab)).unwrap();
+        let named: ParamTree<ArrayD<f32>> = program
+            .result_names()
+            .iter()
+            .zip(out)
+            .map(|(n, v)| (n.clone(), v.try_into().unwrap()))
+            .collect();
+        named
+    };
+    let u = run(&unrolled, &params);
+    let s = run(&scanned, &stack_layers(&params, prefix, 2));
+    let names: Vec<&str> = u.keys().map(String::as_str).collect();
+    assert_eq!(
+        names,
+        [
+            "decoder/transformer/layers/0/output_rms",
+            "decoder/transformer/layers/1/output_rms",
+            "loss",
+            "loss/cross_entropy",
+            "loss/num_targets",
+            "loss/z_loss",
+        ]
+    );
+    let stacked = &s["decoder/transformer/layer/output_rms"];
+    assert_eq!(stacked.shape(), [2]);
+    for i in 0..2 {
+        let layer = u[&format!("{prefix}layers/{i}/output_rms")]
+            .iter()
+            .next()
+            .copied()
+            .unwrap();
+        assert!(
+            (stacked[i] - layer).abs() <= 1e-5 * layer,
+            "layer {i}: {} vs {layer}",
+            stacked[i]
+        );
+    }
+    // z-loss is off in llama-tiny: the loss is the cross-entropy over the 30 live targets.
+    assert_eq!(u["loss"], u["loss/cross_entropy"]);
+    assert_eq!(u["loss/num_targets"].iter().next(), Some(&30.0));
+}

@@ -12,6 +12,7 @@ use axle::modules::{
     FeedForwardConfig, LayerNormConfig, Linear, LinearConfig, Module, Norm, NormConfig,
     RmsNormConfig, RopeConfig, TransformerLayer, TransformerLayerConfig, cross_entropy,
 };
+use axle::modules::{CausalLm, Config, registered_model};
 use modules_common::{Tree, assert_close, normal, params_f64, run_layer};
 use ndarray::{Array2, ArrayD, Axis, IxDyn, s};
 
@@ -388,11 +389,81 @@ fn pre_norm_transformer_layer_matches_reference() {
     let got = run_layer(&specs, &p, &inputs, false, |ctx, xs| {
         layer.forward(ctx, &xs[0], &xs[1], None).unwrap()
     });
-    let h = norm_ref(&cfg.attention_norm, &p, "attention_norm/", &x);
-    let x1 = &x + &attention_ref(&layer.attention, &p, "attention/", &h, &positions, None);
-    let h = norm_ref(&cfg.ffn_norm, &p, "ffn_norm/", &x1);
-    let want = &x1 + &ffn_ref(&layer.feed_forward, &p, "feed_forward/", &h);
+    let want = layer_ref(&layer, &p, "", &x, &positions);
     assert_close("transformer layer", &got, &want, TOL, TOL);
+}
+
+fn layer_ref(
+    layer: &TransformerLayer,
+    p: &Tree,
+    prefix: &str,
+    x: &ArrayD<f64>,
+    positions: &ArrayD<i32>,
+) -> ArrayD<f64> {
+    let path = |child: &str| format!("{prefix}{child}/");
+    let h = norm_ref(&layer.cfg.attention_norm, p, &path("attention_norm"), x);
+    let x1 = x + &attention_ref(&layer.attention, p, &path("attention"), &h, positions, None);
+    let h = norm_ref(&layer.cfg.ffn_norm, p, &path("ffn_norm"), &x1);
+    &x1 + &ffn_ref(&layer.feed_forward, p, &path("feed_forward"), &h)
+}
+
+/// The whole decoder (embeddings, stack, final norm, head) on small versions of llama-tiny
+/// (RoPE, untied head) and gpt2-tiny (learned positions, tied head).
+#[test]
+fn decoder_logits_match_reference() {
+    for name in ["llama-tiny", "gpt2-tiny"] {
+        let mut cfg = registered_model(name).unwrap().config;
+        cfg.apply_overrides(&[
+            "decoder.vocab_size=13",
+            "decoder.dim=16",
+            "decoder.transformer.num_layers=2",
+            "decoder.transformer.layer.feed_forward.hidden_dim=24",
+        ])
+        .unwrap();
+        if cfg.decoder.position_embedding.is_some() {
+            cfg.set("decoder.position_embedding.num_embeddings", "8")
+                .unwrap();
+        }
+        let decoder = CausalLm::new(&cfg).unwrap().decoder;
+        let specs = decoder.param_specs();
+        let p = params_f64(&specs);
+        let token_ids = ids(&[1, 5, 12, 0, 7, 7, 3, 2, 9, 11, 4, 6], &[2, 6]);
+        let got = run_layer(
+            &specs,
+            &p,
+            &[("ids", token_ids.clone().into())],
+            false,
+            |ctx, xs| decoder.forward(ctx, &xs[0], None, None).unwrap(),
+        );
+        let table = &p["token_embedding/weight"];
+        let positions = ids(&[0, 1, 2, 3, 4, 5, 0, 1, 2, 3, 4, 5], &[2, 6]);
+        let mut x = ArrayD::zeros(IxDyn(&[2, 6, 16]));
+        for ((b, t), &id) in (0..2)
+            .flat_map(|b| (0..6).map(move |t| (b, t)))
+            .zip(token_ids.iter())
+        {
+            let mut row = x.slice_mut(s![b, t, ..]);
+            row.assign(&table.slice(s![id as usize, ..]));
+            if let Some(pos) = p.get("position_embedding/weight") {
+                row += &pos.slice(s![t, ..]);
+            }
+        }
+        for i in 0..2 {
+            x = layer_ref(
+                &decoder.transformer.layer,
+                &p,
+                &format!("transformer/layers/{i}/"),
+                &x,
+                &positions,
+            );
+        }
+        let x = norm_ref(&decoder.cfg.output_norm, &p, "output_norm/", &x);
+        let want = match decoder.lm_head {
+            Some(_) => linear_ref(&p, "lm_head/", &x),
+            None => matmul_last(&x, &table.t().to_owned()),
+        };
+        assert_close(name, &got, &want, TOL, TOL);
+    }
 }
 
 #[test]

@@ -9,7 +9,7 @@ use crate::context::Ctx;
 use crate::error::{Error, Result};
 use crate::linear::{Linear, LinearConfig, check_last_dim};
 use crate::module::Module;
-use crate::norm::upcast;
+use crate::norm::{cast, upcast};
 use crate::param::{ParamSpec, ParamTree, nest};
 use crate::rope::RopeConfig;
 
@@ -182,7 +182,7 @@ impl Attention {
         let allowed = self.mask(x, segment_ids, b, t);
         let allowed = allowed.broadcast_in_dim(&[b, kv, group, t, t], &[0, 3, 4]);
         let logits = allowed.select(&logits, &logits.splat_like(MASKED_LOGIT));
-        let probs = logits.softmax(-1).convert(dtype);
+        let probs = cast(&logits.softmax(-1), dtype);
         let out = einsum("bkgqs,bskd->bqkgd", &[&probs, &v]).reshape(&[b, t, dim]);
         ctx.scope("o_proj", |c| self.o_proj.forward(c, &out))
     }

@@ -68,6 +68,8 @@ pub struct Decoder {
     pub output_norm: Norm,
     /// Untied LM head, if any.
     pub lm_head: Option<Linear>,
+    /// The dotted config path of this decoder, for errors found while tracing.
+    pub config_path: String,
 }
 
 impl Decoder {
@@ -112,6 +114,7 @@ impl Decoder {
                 &join(path, "output_norm"),
             )?,
             lm_head,
+            config_path: path.to_string(),
         })
     }
 }
@@ -217,7 +220,7 @@ impl Decoder {
         if let Some(table) = &self.position_embedding {
             if *t > table.num_embeddings {
                 return Err(Error::Inconsistent {
-                    path: "decoder.position_embedding.num_embeddings".into(),
+                    path: join(&self.config_path, "position_embedding.num_embeddings"),
                     message: format!(
                         "{} learned positions, but the sequence has {t}",
                         table.num_embeddings

@@ -152,13 +152,26 @@ impl Module for Norm {
     }
 }
 
-/// `x` converted to at least f32 (normalizers and softmax are computed there), and the dtype to
-/// convert the result back to.
-pub(crate) fn upcast(x: &Tensor) -> (Tensor, DType) {
-    match x.dtype() {
-        DType::BF16 | DType::F16 => (x.convert(DType::F32), x.dtype()),
-        dtype => (x.clone(), dtype),
+/// The dtype normalizers, softmax and RoPE angles are computed in: at least f32.
+pub(crate) fn compute_dtype(dtype: DType) -> DType {
+    match dtype {
+        DType::BF16 | DType::F16 => DType::F32,
+        other => other,
     }
+}
+
+/// `x` converted to `dtype`, recording no op when it already has it.
+pub(crate) fn cast(x: &Tensor, dtype: DType) -> Tensor {
+    if x.dtype() == dtype {
+        x.clone()
+    } else {
+        x.convert(dtype)
+    }
+}
+
+/// `x` converted to its [`compute_dtype`], and its own dtype to convert results back to.
+pub(crate) fn upcast(x: &Tensor) -> (Tensor, DType) {
+    (cast(x, compute_dtype(x.dtype())), x.dtype())
 }
 
 impl Norm {
@@ -166,7 +179,7 @@ impl Norm {
     pub fn forward(&self, ctx: &mut Ctx, x: &Tensor) -> Result<Tensor> {
         check_last_dim(ctx, "x", x, self.dim)?;
         let (h, dtype) = upcast(x);
-        let scale = ctx.param("scale", &[self.dim])?.convert(h.dtype());
+        let scale = cast(&ctx.param("scale", &[self.dim])?, h.dtype());
         let y = match &self.cfg {
             NormConfig::RmsNorm(c) => {
                 &h * &(&h.square().mean(&[-1], true) + c.eps).rsqrt() * &scale
@@ -176,12 +189,12 @@ impl Norm {
                 let var = centered.square().mean(&[-1], true);
                 let y = &centered * &(&var + c.eps).rsqrt() * &scale;
                 if c.bias {
-                    &y + &ctx.param("bias", &[self.dim])?.convert(h.dtype())
+                    &y + &cast(&ctx.param("bias", &[self.dim])?, h.dtype())
                 } else {
                     y
                 }
             }
         };
-        Ok(y.convert(dtype))
+        Ok(cast(&y, dtype))
     }
 }

@@ -3,6 +3,8 @@
 use axle_compiler::Tensor;
 use serde::{Deserialize, Serialize};
 
+use crate::norm::{cast, compute_dtype};
+
 /// Config of RoPE: pairs `(x[i], x[i + d/2])` of each head are rotated by angle
 /// `position * theta^(-2i/d)` (the "rotate half" layout of Llama).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -21,17 +23,22 @@ crate::config_node!(RopeConfig);
 
 impl RopeConfig {
     /// Rotates `x` of shape `[batch, seq, heads, head_dim]` by the integer `positions`
-    /// `[batch, seq]` (the angles are computed in `x`'s dtype).
+    /// `[batch, seq]`.
     pub fn apply(&self, x: &Tensor, positions: &Tensor) -> Tensor {
         let dims = x.dims().to_vec();
         let half = dims[3] / 2;
         let inv_freq: Vec<f64> = (0..half)
             .map(|i| self.theta.powf(-2.0 * i as f64 / dims[3] as f64))
             .collect();
-        let inv_freq = x.builder().constant(&inv_freq, &[half]).convert(x.dtype());
-        let angles = &positions.convert(x.dtype()).expand_dims(-1) * &inv_freq;
+        // Angles in at least f32: positions in the thousands are not exact in bf16.
+        let dtype = compute_dtype(x.dtype());
+        let inv_freq = cast(&x.builder().constant(&inv_freq, &[half]), dtype);
+        let angles = &positions.convert(dtype).expand_dims(-1) * &inv_freq;
         let angles = angles.expand_dims(2);
-        let (cos, sin) = (angles.cos(), angles.sin());
+        let (cos, sin) = (
+            cast(&angles.cos(), x.dtype()),
+            cast(&angles.sin(), x.dtype()),
+        );
         let (x1, x2) = (x.narrow(-1, 0, half), x.narrow(-1, half, half));
         Tensor::concatenate(
             &[

@@ -85,3 +85,17 @@ fn dropout_in_training_without_a_key_is_an_error() {
         "`decoder`: dropout in training needs an RNG key, none was given"
     );
 }
+
+#[test]
+fn sequences_longer_than_the_learned_positions_are_refused() {
+    let model = CausalLm::new(&registered_model("gpt2-tiny").unwrap().config).unwrap();
+    let sig = LossSignature {
+        seq_len: 200,
+        ..sig(DType::F32)
+    };
+    let err = loss_and_grad_function(&model, &sig).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "config `decoder.position_embedding.num_embeddings`: 128 learned positions, but the sequence has 200"
+    );
+}
