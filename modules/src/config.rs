@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 
 /// A node of a config tree that knows its child configs.
 ///
-/// Implemented with [`config_node!`] for structs, by hand for enum slots such as
+/// Implemented with [`crate::config_node!`] for structs, by hand for enum slots such as
 /// [`crate::NormConfig`], and generically for `Option<T>` (an optional child).
 /// The visitor sees every node as `dyn Any`, so a modifier can downcast to the type it
 /// cares about and edit or replace it wholesale.

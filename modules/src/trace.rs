@@ -67,7 +67,7 @@ pub struct LossSignature {
 
 /// Traces the model's loss on `builder`: returns the parameters (by path), the loss, and the
 /// summaries (by path). The function's parameters are the model's parameters in path order,
-/// then `input_ids`, `target_labels`, [`segment_ids`], [`rng_key`].
+/// then `input_ids`, `target_labels`, `segment_ids` (if packed), `rng_key` (if training).
 pub fn trace_loss(
     model: &CausalLm,
     builder: &FunctionBuilder,
