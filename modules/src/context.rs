@@ -4,6 +4,7 @@
 use std::rc::Rc;
 
 use axle_compiler::{Tensor, dropout};
+use axle_partition::{MESH_SYMBOL, Mesh, PartitionSpec};
 
 use crate::error::{Error, Result};
 use crate::param::ParamTree;
@@ -17,6 +18,7 @@ pub struct Ctx {
     is_training: bool,
     key: Option<Tensor>,
     summaries: ParamTree<Tensor>,
+    mesh: Option<Mesh>,
 }
 
 impl Ctx {
@@ -29,6 +31,25 @@ impl Ctx {
             is_training,
             key,
             summaries: ParamTree::new(),
+            mesh: None,
+        }
+    }
+
+    /// This context tracing for `mesh`: [`Ctx::constrain`] then emits sharding constraints
+    /// (without a mesh it records nothing, as for a single device).
+    pub fn with_mesh(mut self, mesh: Mesh) -> Ctx {
+        self.mesh = Some(mesh);
+        self
+    }
+
+    /// `x` constrained to be split as `spec` (from a config; axes the mesh lacks are dropped),
+    /// when tracing for a mesh; `x` itself otherwise.
+    pub fn constrain(&self, x: &Tensor, spec: &PartitionSpec) -> Tensor {
+        match &self.mesh {
+            Some(mesh) => {
+                x.sharding_constraint(&spec.restricted_to(mesh).sdy_constraint(MESH_SYMBOL))
+            }
+            None => x.clone(),
         }
     }
 
@@ -126,6 +147,7 @@ impl Ctx {
             is_training: self.is_training,
             key,
             summaries: ParamTree::new(),
+            mesh: self.mesh.clone(),
         }
     }
 }

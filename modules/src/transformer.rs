@@ -2,6 +2,7 @@
 //! scanned loop (a config choice; the parameters of a scanned stack carry a leading layer axis).
 
 use axle_compiler::Tensor;
+use axle_partition::{PartitionSpec, pspec};
 use serde::{Deserialize, Serialize};
 
 use crate::attention::{Attention, AttentionConfig};
@@ -15,7 +16,7 @@ use crate::norm::{Norm, NormConfig};
 use crate::param::{ParamSpec, ParamTree, nest};
 
 /// Config of [`TransformerLayer`]: `x + attn(norm(x))`, then `h + ffn(norm(h))`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TransformerLayerConfig {
     /// Model dimension (set by the parent).
     pub input_dim: Option<usize>,
@@ -29,6 +30,24 @@ pub struct TransformerLayerConfig {
     pub feed_forward: FeedForwardConfig,
     /// Dropout on each residual branch.
     pub residual_dropout: DropoutConfig,
+    /// How the layer output `[batch, seq, dim]` is split when tracing for a mesh (AXLearn's
+    /// batch axes `data, expert, fsdp`; `seq` for sequence parallelism).
+    #[serde(with = "crate::param::spec_text")]
+    pub output_partition: PartitionSpec,
+}
+
+impl Default for TransformerLayerConfig {
+    fn default() -> Self {
+        TransformerLayerConfig {
+            input_dim: None,
+            attention_norm: NormConfig::default(),
+            attention: AttentionConfig::default(),
+            ffn_norm: NormConfig::default(),
+            feed_forward: FeedForwardConfig::default(),
+            residual_dropout: DropoutConfig::default(),
+            output_partition: pspec![["data", "expert", "fsdp"], "seq", _],
+        }
+    }
 }
 
 crate::config_node!(
@@ -62,6 +81,16 @@ impl TransformerLayer {
         let dim = required(cfg.input_dim, path, "input_dim")?;
         cfg.residual_dropout
             .validate(&join(path, "residual_dropout"))?;
+        if cfg.output_partition.rank() != 3 {
+            return Err(Error::Inconsistent {
+                path: join(path, "output_partition"),
+                message: format!(
+                    "the layer output [batch, seq, dim] has 3 dimensions, the partition spec {} has {}",
+                    cfg.output_partition,
+                    cfg.output_partition.rank()
+                ),
+            });
+        }
         let mut attention = cfg.attention.clone();
         attention.input_dim = Some(dim);
         let mut feed_forward = cfg.feed_forward.clone();
@@ -181,6 +210,7 @@ impl TransformerLayer {
         let h = ctx.scope("ffn_norm", |c| self.ffn_norm.forward(c, &x))?;
         let h = ctx.scope("feed_forward", |c| self.feed_forward.forward(c, &h))?;
         let x = &x + &ctx.dropout(&h, rate)?;
+        let x = ctx.constrain(&x, &self.cfg.output_partition);
         ctx.add_summary("output_rms", x.square().mean_all().sqrt());
         Ok(x)
     }

@@ -6,6 +6,7 @@ use axle_modules::{
     CausalLm, Config, Ctx, Error, LossSignature, Module, ParamTree, declare_batch,
     loss_and_grad_function, registered_model,
 };
+use axle_partition::Mesh;
 
 fn sig(dtype: DType) -> LossSignature {
     LossSignature {
@@ -97,5 +98,45 @@ fn sequences_longer_than_the_learned_positions_are_refused() {
     assert_eq!(
         err.to_string(),
         "config `decoder.position_embedding.num_embeddings`: 128 learned positions, but the sequence has 200"
+    );
+}
+
+#[test]
+fn layer_outputs_are_constrained_only_when_tracing_for_a_mesh() {
+    let mut cfg = registered_model("llama-tiny").unwrap().config;
+    cfg.set("decoder.transformer.num_layers", "2").unwrap();
+    let model = CausalLm::new(&cfg).unwrap();
+    let trace = |mesh: Option<Mesh>| {
+        let builder = FunctionBuilder::new("f");
+        let params = axle_modules::declare_params(&builder, &model.param_specs(), DType::F32);
+        let batch = declare_batch(&builder, 4, 8, false);
+        let mut ctx = Ctx::new(params, false, None);
+        if let Some(mesh) = mesh {
+            ctx = ctx.with_mesh(mesh);
+        }
+        let loss = model.loss(&mut ctx, &batch).unwrap();
+        builder.build(&[("loss", &loss)]).unwrap().to_stablehlo()
+    };
+    assert!(!trace(None).contains("sharding_constraint"));
+    // `expert` and `seq` are not in this mesh: the batch is split over data and fsdp only.
+    let text = trace(Some(Mesh::new(&[("data", 2), ("fsdp", 2)], 4).unwrap()));
+    let constraint = r#"sdy.sharding_constraint %"#;
+    assert_eq!(
+        text.matches(constraint).count(),
+        2,
+        "one per layer:\n{text}"
+    );
+    assert_eq!(
+        text.matches(r#"<@mesh, [{"data", "fsdp"}, {}, {}]>"#)
+            .count(),
+        2
+    );
+
+    cfg.set("decoder.transformer.layer.output_partition", "(data, _)")
+        .unwrap();
+    let err = CausalLm::new(&cfg).unwrap_err().to_string();
+    assert!(
+        err.contains("decoder.transformer.layer.output_partition") && err.contains("3 dimensions"),
+        "{err}"
     );
 }
