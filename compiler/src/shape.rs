@@ -1,7 +1,7 @@
 //! Tensor types (dtype + static dims) and shape helpers shared by the shape rules.
 
 use crate::dtype::DType;
-use std::fmt;
+use std::fmt::{self, Write};
 
 /// The static type of a tensor value: element type and dimensions.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -41,10 +41,10 @@ impl TensorType {
 
     /// The MLIR tensor type, e.g. `tensor<4x8xf32>` or `tensor<f32>`.
     pub fn mlir(&self) -> String {
-        let mut s = String::from("tensor<");
+        let mut s = String::with_capacity(16 + 4 * self.dims.len());
+        s.push_str("tensor<");
         for d in &self.dims {
-            s.push_str(&d.to_string());
-            s.push('x');
+            let _ = write!(s, "{d}x");
         }
         s.push_str(self.dtype.mlir());
         s.push('>');

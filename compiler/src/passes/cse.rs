@@ -5,6 +5,7 @@ use super::fold::{Folded, fold};
 use crate::ir::{Graph, OpKind, Region, ScanBody, ValueId};
 use crate::shape::TensorType;
 use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
 
 /// Folds and deduplicates ops; loop bodies are simplified recursively.
 pub(crate) fn simplify(g: &Graph) -> Graph {
@@ -13,7 +14,8 @@ pub(crate) fn simplify(g: &Graph) -> Graph {
     for p in &g.params {
         map[p.index()] = ng.add_param(g.ty(*p).clone());
     }
-    let mut seen: HashMap<(OpKind, Vec<ValueId>, Vec<TensorType>), Vec<ValueId>> = HashMap::new();
+    // Hash of (kind, operands, result types) -> ops of `ng` with that hash.
+    let mut seen: HashMap<u64, Vec<usize>> = HashMap::new();
     for op in &g.ops {
         let mut operands: Vec<ValueId> = op.operands.iter().map(|v| map[v.index()]).collect();
         let tys: Vec<TensorType> = op.results.iter().map(|r| g.ty(*r).clone()).collect();
@@ -29,16 +31,26 @@ pub(crate) fn simplify(g: &Graph) -> Graph {
             }
             None => {}
         }
-        let key = (!kind.has_regions()).then(|| (kind.clone(), operands.clone(), tys.clone()));
-        if let Some(prev) = key.as_ref().and_then(|k| seen.get(k)) {
-            for (r, p) in op.results.iter().zip(prev) {
-                map[r.index()] = *p;
+        let key = (!kind.has_regions()).then(|| {
+            let mut h = DefaultHasher::new();
+            (&kind, &operands, &tys).hash(&mut h);
+            h.finish()
+        });
+        let same = |i: &usize| {
+            let o = &ng.ops[*i];
+            o.kind == kind
+                && o.operands == operands
+                && o.results.iter().map(|r| ng.ty(*r)).eq(tys.iter())
+        };
+        if let Some(prev) = key.and_then(|k| seen.get(&k)?.iter().find(|i| same(i)).copied()) {
+            for (r, p) in op.results.iter().zip(ng.ops[prev].results.clone()) {
+                map[r.index()] = p;
             }
             continue;
         }
         let new = ng.add_op(kind, operands, tys);
         if let Some(k) = key {
-            seen.insert(k, new.clone());
+            seen.entry(k).or_default().push(ng.ops.len() - 1);
         }
         for (r, n) in op.results.iter().zip(new) {
             map[r.index()] = n;
