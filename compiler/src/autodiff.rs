@@ -10,7 +10,9 @@ use crate::tensor::Tensor;
 use std::collections::HashMap;
 use std::panic::Location;
 
-/// Gradient of the scalar `loss` with respect to each of `wrt`.
+/// Gradient of the scalar `loss` with respect to each of `wrt` (zeros for
+/// inputs the loss does not depend on). The backward ops are appended to the
+/// builder of `loss`; `wrt` must be floating-point values of that builder.
 #[track_caller]
 pub fn grad(loss: &Tensor, wrt: &[&Tensor]) -> Vec<Tensor> {
     let loc = Location::caller();

@@ -37,8 +37,8 @@ pub struct FunctionBuilder {
     pub(crate) inner: Rc<RefCell<Inner>>,
 }
 
-/// A function signature's operand or result that results in an op: the op's
-/// result types, or a message for the error.
+/// The outcome of a shape rule: the op kind with its result types, or the
+/// error message (naming the operand types) for the caller.
 pub(crate) type Rule = Result<(OpKind, Vec<TensorType>), String>;
 
 impl FunctionBuilder {
@@ -220,7 +220,7 @@ impl FunctionBuilder {
                 Ok(id) => ids.push(id),
                 Err(msg) => {
                     target.fail(op, loc, msg);
-                    return target.placeholders(Err(String::new()), operands);
+                    return target.placeholders(rule(&tys), operands);
                 }
             }
         }
@@ -255,6 +255,10 @@ impl FunctionBuilder {
         self.record(op, loc, operands, rule).remove(0)
     }
 
+    /// Stand-ins for the results of an op that is not recorded: of the
+    /// rule's result types when it succeeded, else of the first operand's
+    /// type (several, so that callers taking a fixed number of results of a
+    /// multi-result op keep going until `build` reports the error).
     fn placeholders(&self, rule: Rule, operands: &[&Tensor]) -> Vec<Tensor> {
         let tys = match rule {
             Ok((_, tys)) => tys,

@@ -131,3 +131,21 @@ fn scan_body_errors_reach_the_outer_function() {
     );
     assert!(msg.contains("errors.rs:"), "{msg}");
 }
+
+#[test]
+fn scan_body_returning_the_wrong_number_of_carries() {
+    let b = FunctionBuilder::new("f");
+    let c = b.param("c", DType::F32, &[3]);
+    let d = b.param("d", DType::F32, &[3]);
+    let xs = b.param("xs", DType::F32, &[5, 3]);
+    let line = line!() + 1;
+    let _ = b.scan(5, &[&c, &d], &[&xs], |c, x| (vec![&c[0] + &x[0]], vec![]));
+    let msg = err(&b).to_string();
+    assert_eq!(
+        msg,
+        format!(
+            "scan at {}:{line}:15: body must return 2 carries, got 1",
+            file!()
+        )
+    );
+}

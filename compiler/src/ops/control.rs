@@ -107,17 +107,6 @@ impl FunctionBuilder {
         let Some((graph, captures)) = traced else {
             return fallback();
         };
-        for (i, c) in carry.iter().enumerate() {
-            let out = graph.ty(graph.results[i]);
-            if *out != c.ty {
-                self.fail(
-                    "scan",
-                    loc,
-                    format!("body returns carry {i} as {out}, but it enters as {}", c.ty),
-                );
-                return fallback();
-            }
-        }
         if graph.results.len() != nc + ny {
             self.fail(
                 "scan",
@@ -128,6 +117,17 @@ impl FunctionBuilder {
                 ),
             );
             return fallback();
+        }
+        for (i, c) in carry.iter().enumerate() {
+            let out = graph.ty(graph.results[i]);
+            if *out != c.ty {
+                self.fail(
+                    "scan",
+                    loc,
+                    format!("body returns carry {i} as {out}, but it enters as {}", c.ty),
+                );
+                return fallback();
+            }
         }
         let mut operands: Vec<&Tensor> = carry.to_vec();
         operands.extend_from_slice(xs);
