@@ -2,12 +2,9 @@
 //! evaluate, benchmark and plot.
 
 use axle::bench::{BenchOptions, render_table, run_bench};
-use axle::checkpoint::{self, Checkpointer};
-use axle::data::{Loader, Split, Synthetic, TokenFile};
 use axle::metrics::Record;
-use axle::run::{RunOptions, train};
+use axle::run::{RunOptions, evaluate, train};
 use axle::train_step::build_train_step;
-use axle::trainer::Trainer;
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
@@ -295,41 +292,14 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             checkpoint_dir,
             eval_batches,
         } => {
-            let options = model.options();
-            let setup = options.setup()?;
-            let dir = Checkpointer::new(&checkpoint_dir, 1)
-                .latest()?
-                .ok_or_else(|| format!("no checkpoint in {}", checkpoint_dir.display()))?;
-            let restored = checkpoint::load(&dir)?;
-            let mut trainer = Trainer::new(
-                &setup.client,
-                &setup.model,
-                &setup.learner,
-                setup.batch_size,
-                setup.seq_len,
-                &setup.mesh,
-                options.seed,
-            )?;
-            trainer.restore(&restored)?;
-            let vocab = setup.config.decoder.vocab_size.unwrap_or(0);
-            let source: Box<dyn axle::data::Source> = match &options.data {
-                Some(path) => Box::new(TokenFile::open(path, vocab, setup.seq_len)?),
-                None => Box::new(Synthetic::new(vocab, options.seed)),
+            let options = RunOptions {
+                checkpoint_dir: Some(checkpoint_dir),
+                eval_batches,
+                ..model.options()
             };
-            let eval = Loader::new(
-                source.as_ref(),
-                Split::Eval,
-                setup.batch_size,
-                setup.seq_len,
-                options.seed,
-            );
-            let mut total = 0.0;
-            for p in 0..eval_batches.max(1) {
-                total += trainer.eval_loss(&eval.batch_at(p))?;
-            }
+            let (loss, dir) = evaluate(&options)?;
             println!(
-                "eval loss {:.4} ({} batches, checkpoint {})",
-                total / eval_batches.max(1) as f32,
+                "eval loss {loss:.4} ({} batches, checkpoint {})",
                 eval_batches.max(1),
                 dir.display()
             );

@@ -105,6 +105,9 @@ pub enum RunError {
     /// A checkpoint could not be written or read.
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
+    /// There is no checkpoint to evaluate.
+    #[error("{0}")]
+    NoCheckpoint(String),
     /// Metrics could not be written.
     #[error(transparent)]
     Metrics(#[from] MetricsError),
@@ -203,10 +206,10 @@ impl RunOptions {
     pub fn client(&self) -> Result<Client, RunError> {
         let plugin = Plugin::load(&self.plugin)?;
         let mut options = Vec::new();
-        if let Some(n) = self.cpu_devices {
-            if self.plugin == "cpu" || self.plugin.contains("cpu") {
-                options.push(CreateOption::int("cpu_device_count", n as i64));
-            }
+        if let Some(n) = self.cpu_devices
+            && self.plugin.contains("cpu")
+        {
+            options.push(CreateOption::int("cpu_device_count", n as i64));
         }
         Ok(Client::new(plugin, &options)?)
     }
@@ -217,6 +220,57 @@ impl RunOptions {
             None => Box::new(Synthetic::new(vocab, self.seed)),
         })
     }
+}
+
+/// Mean loss of `trainer`'s parameters over the first
+/// `options.eval_batches` held-out batches of `source`.
+fn mean_eval_loss(
+    trainer: &Trainer,
+    source: &dyn Source,
+    setup: &Setup,
+    options: &RunOptions,
+) -> Result<f32, RunError> {
+    let eval = Loader::new(
+        source,
+        Split::Eval,
+        setup.batch_size,
+        setup.seq_len,
+        options.seed,
+    );
+    let batches = options.eval_batches.max(1);
+    let mut total = 0.0;
+    for p in 0..batches {
+        total += trainer.eval_loss(&eval.batch_at(p))?;
+    }
+    Ok(total / batches as f32)
+}
+
+/// Evaluates the newest checkpoint in `options.checkpoint_dir` on
+/// `options.eval_batches` held-out batches; returns the mean loss and the
+/// checkpoint's directory.
+pub fn evaluate(options: &RunOptions) -> Result<(f32, PathBuf), RunError> {
+    let setup = options.setup()?;
+    let dir = options
+        .checkpoint_dir
+        .as_ref()
+        .ok_or_else(|| RunError::NoCheckpoint("no checkpoint directory given".into()))?;
+    let latest = Checkpointer::new(dir, 1)
+        .latest()?
+        .ok_or_else(|| RunError::NoCheckpoint(format!("no checkpoint in {}", dir.display())))?;
+    let mut trainer = Trainer::new(
+        &setup.client,
+        &setup.model,
+        &setup.learner,
+        setup.batch_size,
+        setup.seq_len,
+        &setup.mesh,
+        options.seed,
+    )?;
+    trainer.restore(&checkpoint::load(&latest)?)?;
+    let vocab = setup.config.decoder.vocab_size.unwrap_or(0);
+    let source = options.source(vocab, setup.seq_len)?;
+    let loss = mean_eval_loss(&trainer, source.as_ref(), &setup, options)?;
+    Ok((loss, latest))
 }
 
 /// Trains as `options` say: resumes if asked, logs metrics, evaluates and
@@ -249,12 +303,12 @@ pub fn train(
         .checkpoint_dir
         .as_ref()
         .map(|dir| Checkpointer::new(dir, options.keep));
-    if let (true, Some(saver)) = (options.resume, &saver) {
-        if let Some(dir) = saver.latest()? {
-            let restored = checkpoint::load(&dir)?;
-            trainer.restore(&restored)?;
-            loader.seek(restored.meta.input_position);
-        }
+    if let (true, Some(saver)) = (options.resume, &saver)
+        && let Some(dir) = saver.latest()?
+    {
+        let restored = checkpoint::load(&dir)?;
+        trainer.restore(&restored)?;
+        loader.seek(restored.meta.input_position);
     }
     let mut writer = options
         .metrics
@@ -321,18 +375,7 @@ pub fn train(
         };
         emit(record, &mut writer)?;
         if options.eval_every > 0 && (step % options.eval_every == 0 || step == options.steps) {
-            let eval = Loader::new(
-                source.as_ref(),
-                Split::Eval,
-                setup.batch_size,
-                setup.seq_len,
-                options.seed,
-            );
-            let mut total = 0.0;
-            for p in 0..options.eval_batches.max(1) {
-                total += trainer.eval_loss(&eval.batch_at(p))?;
-            }
-            let loss = total / options.eval_batches.max(1) as f32;
+            let loss = mean_eval_loss(&trainer, source.as_ref(), &setup, options)?;
             summary.eval_losses.push((step, loss));
             emit(
                 Record::Eval {
@@ -342,18 +385,18 @@ pub fn train(
                 &mut writer,
             )?;
         }
-        if let Some(saver) = &saver {
-            if step % options.checkpoint_every.max(1) == 0 || step == options.steps {
-                let meta = Meta {
-                    input_position: loader.position(),
-                    rng_state: options.seed,
-                    run: BTreeMap::from([
-                        ("model".to_string(), options.model.clone()),
-                        ("overrides".to_string(), options.overrides.join(" ")),
-                    ]),
-                };
-                saver.save(&trainer.checkpoint(meta)?)?;
-            }
+        if let Some(saver) = &saver
+            && (step % options.checkpoint_every.max(1) == 0 || step == options.steps)
+        {
+            let meta = Meta {
+                input_position: loader.position(),
+                rng_state: options.seed,
+                run: BTreeMap::from([
+                    ("model".to_string(), options.model.clone()),
+                    ("overrides".to_string(), options.overrides.join(" ")),
+                ]),
+            };
+            saver.save(&trainer.checkpoint(meta)?)?;
         }
     }
     summary.steps_done = trainer.steps_done();
