@@ -40,6 +40,7 @@ def parse_args():
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--json", help="write the report here")
+    p.add_argument("--dump-stablehlo", help="write the lowered StableHLO text here")
     return p.parse_args()
 
 
@@ -157,6 +158,9 @@ def main():
     start = time.perf_counter()
     lowered = jitted.lower(*abstract, jax.ShapeDtypeStruct((), jnp.int32), ids, ids)
     lower_s = time.perf_counter() - start
+    if args.dump_stablehlo:
+        with open(args.dump_stablehlo, "w") as f:
+            f.write(lowered.as_text())
     start = time.perf_counter()
     compiled = lowered.compile()
     compile_s = time.perf_counter() - start
