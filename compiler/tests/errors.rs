@@ -149,3 +149,22 @@ fn scan_body_returning_the_wrong_number_of_carries() {
         )
     );
 }
+
+#[test]
+fn tensors_of_two_functions_do_not_mix() {
+    let f = FunctionBuilder::new("f");
+    let g = FunctionBuilder::new("g");
+    let x = f.param("x", DType::F32, &[2]);
+    let y = g.param("y", DType::F32, &[2]);
+    let _ = &x + &y;
+    let msg = f.error().or(g.error()).expect("an error").to_string();
+    assert!(
+        msg.starts_with("add at ") && msg.contains("errors.rs:"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("belongs to function `f`, not to `g`")
+            || msg.contains("belongs to function `g`, not to `f`"),
+        "{msg}"
+    );
+}
