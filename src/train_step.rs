@@ -108,7 +108,7 @@ pub fn build_train_step(
         segment_ids: None,
     };
     let key = b.param(RNG_KEY, DType::I64, &[2]);
-    let (loss, grads) = loss_and_grads(model, &params, &batch, &key, learner)?;
+    let (loss, grads) = loss_and_grads(model, &params, &batch, &key, learner, mesh)?;
     let updates: Vec<ParamUpdate<'_>> = params
         .iter()
         .zip(&grads)
@@ -180,13 +180,15 @@ pub fn build_train_step(
 /// forward and backward per micro-batch, summed in the step). Micro-batch
 /// `i` draws its dropout from the key `rng_key + [0, i]`. The forward sees
 /// the parameters cast to the learner's compute dtype; gradients come back
-/// to the f32 parameters through the cast.
+/// to the f32 parameters through the cast. On a mesh of several devices the
+/// layers constrain their outputs' sharding (their `output_partition`).
 fn loss_and_grads(
     model: &CausalLm,
     params: &ParamTree<Tensor>,
     batch: &Batch,
     key: &Tensor,
     learner: &LearnerConfig,
+    mesh: &Mesh,
 ) -> Result<(Tensor, Vec<Tensor>), StepError> {
     let [rows, seq] = batch.input_ids.dims() else {
         unreachable!("declared as [batch, seq]");
@@ -218,6 +220,9 @@ fn loss_and_grads(
         let offset = key.builder().constant(&[0i64, i as i64], &[2]);
         let micro_key = (key + &offset).convert(DType::U64);
         let mut ctx = Ctx::new(compute_params.clone(), true, Some(micro_key));
+        if mesh.size() > 1 {
+            ctx = ctx.with_mesh(mesh.clone());
+        }
         let loss = model.loss(&mut ctx, &micro)?;
         let grads = grad(&loss, &wrt);
         total = Some(match total {
