@@ -1,5 +1,19 @@
 //! axle-compiler: trace Rust code into StableHLO, with reverse-mode autodiff.
 //!
+//! - IR ([`ir`]): a typed SSA [`ir::Graph`] with value and op arenas, one
+//!   [`ir::OpKind`] per primitive; `Display` prints one op per line.
+//! - Primitives ([`ops`]): one file per family holding the tracing methods
+//!   with their shape rules, the StableHLO lowering and the VJP rule.
+//! - Autodiff ([`autodiff`]): [`grad`], [`vjp`], [`value_and_grad`] append
+//!   the backward ops to the same builder; [`FunctionBuilder::scan`] is
+//!   differentiable (the backward pass is a reverse scan that recomputes
+//!   each step), `while_loop` is not.
+//! - Randomness: explicit `u64[2]` keys ([`FunctionBuilder::rng_key`],
+//!   [`random_uniform`], [`random_normal`], [`dropout`]) return the next key.
+//! - Sharding: the compiler only carries opaque Shardy strings
+//!   ([`Tensor::sharding_constraint`], [`Function::set_param_sharding`],
+//!   [`Function::add_mesh`]) and donation ([`Function::donate`]).
+//!
 //! Build a function with a [`FunctionBuilder`]: declare named parameters,
 //! compute with [`Tensor`] ops (operators, methods, [`einsum`], [`FunctionBuilder::scan`]),
 //! take gradients with [`grad`] / [`vjp`] / [`value_and_grad`], then
