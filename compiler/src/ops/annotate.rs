@@ -35,6 +35,9 @@ impl Tensor {
 }
 
 /// `stablehlo.optimization_barrier`: XLA may not move computation across it.
+///
+/// # Panics
+/// If `xs` is empty: there is no function to record the error in.
 #[track_caller]
 pub fn optimization_barrier(xs: &[&Tensor]) -> Vec<Tensor> {
     xs[0]

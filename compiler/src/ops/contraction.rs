@@ -109,6 +109,9 @@ impl Tensor {
 /// Einstein summation over one or two operands, e.g. `"btd,df->btf"`,
 /// `"bqhd,bkhd->bhqk"`, `"ij->ji"`. Letters absent from the output are
 /// summed; each letter may appear at most once per operand.
+///
+/// # Panics
+/// If `xs` is empty: there is no function to record the error in.
 #[track_caller]
 pub fn einsum(spec: &str, xs: &[&Tensor]) -> Tensor {
     let loc = Location::caller();

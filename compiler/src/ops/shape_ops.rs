@@ -316,6 +316,9 @@ impl Tensor {
     }
 
     /// Joins tensors along `axis` (negative counts from the end).
+    ///
+    /// # Panics
+    /// If `xs` is empty: there is no function to record the error in.
     #[track_caller]
     pub fn concatenate(xs: &[&Tensor], axis: i64) -> Tensor {
         let loc = Location::caller();
