@@ -280,3 +280,16 @@ fn vjp_with_several_outputs_and_stop_gradient() {
     assert_close("vjp", &f64s(&out[0]), &want, 1e-14, 1e-14);
     assert_close("stop_gradient", &f64s(&out[1]), &x, 0.0, 0.0);
 }
+
+/// Gradients of gradients: the backward ops are ordinary primitives, so
+/// `grad` applies again. d/dx Σ d/dx tanh(x) = Σ -2 tanh(x) (1 - tanh²(x)).
+#[test]
+fn second_derivative_of_tanh() {
+    let x = ArrayD::from_shape_vec(IxDyn(&[3]), vec![0.3f64, -1.2, 2.0]).unwrap();
+    let out = run("hessian", vec![x.clone().into()], |_, p| {
+        let g = grad(&p[0].tanh().sum_all(), &[&p[0]]).remove(0);
+        grad(&g.sum_all(), &[&p[0]])
+    });
+    let want = x.mapv(|v| -2.0 * v.tanh() * (1.0 - v.tanh().powi(2)));
+    assert_close("d2 tanh", &f64s(&out[0]), &want, 1e-12, 1e-14);
+}
