@@ -57,6 +57,10 @@ proptest! {
         check_grad("mul col", vec![a.clone(), col.clone()], |_, p| &p[0] * &p[1]);
         check_grad("div col", vec![a.clone(), col.clone()], |_, p| &p[0] / &p[1]);
         check_grad("scalar ops", vec![a.clone()], |_, p| (&p[0] * 2.0 - 1.0) / 3.0 + 1.0 - &p[0]);
+        check_grad("optimization_barrier", vec![a.clone(), row.clone()], |_, p| {
+            let r = axle::compiler::optimization_barrier(&[&p[0], &p[1]]);
+            &r[0] * &r[1]
+        });
         check_grad("broadcast_in_dim", vec![col.clone()], |_, p| p[0].broadcast_in_dim(&[2, rows, cols], &[1, 2]));
     }
 

@@ -168,3 +168,26 @@ fn tensors_of_two_functions_do_not_mix() {
         "{msg}"
     );
 }
+
+#[test]
+fn gradient_through_a_while_loop_is_refused() {
+    let b = FunctionBuilder::new("f");
+    let x = b.param("x", DType::F32, &[2]);
+    let i0 = b.scalar(0.0, DType::I32);
+    let limit = b.scalar(3.0, DType::I32);
+    let s = b.while_loop(
+        &[&i0, &x],
+        |s| s[0].less(&limit),
+        |s| vec![&s[0] + &s[0].ones_like(), s[1].sin()],
+    );
+    let line = line!() + 1;
+    let _ = grad(&s[1].sum_all(), &[&x]);
+    let msg = err(&b).to_string();
+    assert_eq!(
+        msg,
+        format!(
+            "grad at {}:{line}:13: while_loop is not differentiable; use scan for loops that need gradients",
+            file!()
+        )
+    );
+}
