@@ -20,6 +20,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+/// Tracing and emission are repeated this many times and the median kept:
+/// each takes milliseconds, so one run would mostly measure the scheduler.
+pub const TRACE_REPEATS: usize = 5;
+
 /// What to benchmark: a model (with the run options that define it), the
 /// meshes to run it on, and how many steps to time.
 #[derive(Clone, Debug)]
@@ -145,9 +149,9 @@ pub struct MeshReport {
     /// Devices it spans.
     pub devices: usize,
     /// Seconds to trace forward, loss, gradients and update
-    /// ([`build_train_step`]).
+    /// ([`build_train_step`]), median of [`TRACE_REPEATS`].
     pub trace_s: f64,
-    /// Seconds to print the StableHLO text.
+    /// Seconds to print the StableHLO text, median of [`TRACE_REPEATS`].
     pub emit_s: f64,
     /// Bytes of StableHLO text.
     pub stablehlo_bytes: usize,
@@ -265,12 +269,20 @@ pub fn run_bench(options: &BenchOptions) -> Result<BenchReport, BenchError> {
 
     let mut reports = Vec::new();
     for (i, mesh) in meshes.iter().enumerate() {
-        let start = Instant::now();
-        let step = build_train_step(&setup.model, &setup.learner, batch, seq, mesh)?;
-        let trace_s = start.elapsed().as_secs_f64();
-        let start = Instant::now();
-        let text = step.function.to_stablehlo();
-        let emit_s = start.elapsed().as_secs_f64();
+        let (mut traces, mut emits) = (Vec::new(), Vec::new());
+        let mut built = None;
+        for _ in 0..TRACE_REPEATS {
+            let start = Instant::now();
+            let step = build_train_step(&setup.model, &setup.learner, batch, seq, mesh)?;
+            traces.push(start.elapsed().as_secs_f64());
+            let start = Instant::now();
+            let text = step.function.to_stablehlo();
+            emits.push(start.elapsed().as_secs_f64());
+            built = Some((step, text));
+        }
+        let (step, text) = built.expect("traced at least once");
+        let trace_s = Spread::of(&traces).ok_or(BenchError::Empty)?.median;
+        let emit_s = Spread::of(&emits).ok_or(BenchError::Empty)?.median;
         let start = Instant::now();
         let train = client.compile(&text, &compile_options(mesh))?;
         let compile_s = start.elapsed().as_secs_f64();
