@@ -7,8 +7,11 @@
 //! The strategies take their steps in turns (one step each per round), so
 //! load from other processes falls on all of them alike; each is given as
 //! the median and the fastest of its rounds (the fastest is the least
-//! disturbed by other processes). The load average is printed before and
-//! after.
+//! disturbed by other processes), and as the median CPU time the process
+//! spent per step (user + system, from `/proc/self/stat` at Linux's fixed
+//! 100 ticks per second): the work partitioning adds, which other
+//! processes on the machine do not inflate the way they inflate wall time.
+//! The load average is printed before and after.
 //!
 //! Run with `cargo bench --bench sharding` (`AXLE_BENCH_ROUNDS`, default 10,
 //! sets the rounds).
@@ -38,6 +41,19 @@ const STRATEGIES: [(&str, &str); 7] = [
 
 fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg").unwrap_or_else(|_| "unknown".into())
+}
+
+/// CPU time (user + system) this process has used so far; zero where
+/// `/proc/self/stat` cannot be read.
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name's closing parenthesis: state is the
+    // first, utime the 12th and stime the 13th, in ticks of 1/100 s.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
+    let field = |i: usize| -> u64 { fields.get(i).and_then(|f| f.parse().ok()).unwrap_or(0) };
+    Duration::from_millis((field(11) + field(12)) * 10)
 }
 
 /// The median and the fastest of `times`.
@@ -82,28 +98,35 @@ fn main() {
             trainer
         })
         .collect();
-    let mut times: Vec<Vec<Duration>> = vec![Vec::new(); STRATEGIES.len()];
+    let mut wall: Vec<Vec<Duration>> = vec![Vec::new(); STRATEGIES.len()];
+    let mut cpu: Vec<Vec<Duration>> = vec![Vec::new(); STRATEGIES.len()];
     for _ in 0..rounds {
         let tokens = loader.next_batch();
-        for (trainer, times) in trainers.iter_mut().zip(&mut times) {
-            let t0 = Instant::now();
+        for (i, trainer) in trainers.iter_mut().enumerate() {
+            let (t0, c0) = (Instant::now(), cpu_time());
             trainer.step(&tokens, 0).expect("step");
-            times.push(t0.elapsed());
+            wall[i].push(t0.elapsed());
+            cpu[i].push(cpu_time().saturating_sub(c0));
         }
     }
-    let stats: Vec<(Duration, Duration)> = times.iter_mut().map(|t| median_and_min(t)).collect();
+    let wall: Vec<(Duration, Duration)> = wall.iter_mut().map(|t| median_and_min(t)).collect();
+    let cpu: Vec<Duration> = cpu.iter_mut().map(|t| median_and_min(t).0).collect();
     println!(
-        "{:>14} {:>10} {:>9} {:>10} {:>9}",
-        "strategy", "median", "vs single", "fastest", "vs single"
+        "{:>14} {:>10} {:>9} {:>10} {:>9} {:>10} {:>9}",
+        "strategy", "median", "vs single", "fastest", "vs single", "CPU", "vs single"
     );
-    let (single_median, single_min) = stats[0];
-    for ((name, _), (median, min)) in STRATEGIES.iter().zip(&stats) {
+    let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64();
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    for (i, (name, _)) in STRATEGIES.iter().enumerate() {
+        let ((median, min), cpu_median) = (wall[i], cpu[i]);
         println!(
-            "{name:>14} {:>8.0}ms {:>8.2}x {:>8.0}ms {:>8.2}x",
-            median.as_secs_f64() * 1e3,
-            median.as_secs_f64() / single_median.as_secs_f64(),
-            min.as_secs_f64() * 1e3,
-            min.as_secs_f64() / single_min.as_secs_f64(),
+            "{name:>14} {:>8.0}ms {:>8.2}x {:>8.0}ms {:>8.2}x {:>8.0}ms {:>8.2}x",
+            ms(median),
+            ratio(median, wall[0].0),
+            ms(min),
+            ratio(min, wall[0].1),
+            ms(cpu_median),
+            ratio(cpu_median, cpu[0]),
         );
     }
     println!("load average after: {}", load_average().trim());
