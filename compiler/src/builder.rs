@@ -28,6 +28,9 @@ pub(crate) struct Inner {
     pub(crate) depth: usize,
     /// Outer value ids captured as trailing parameters (loop bodies only).
     pub(crate) captures: Vec<ValueId>,
+    /// True once a loop body has been turned into its op: its values may not
+    /// be used any more.
+    pub(crate) closed: bool,
     capture_map: HashMap<ValueId, ValueId>,
 }
 
@@ -63,6 +66,7 @@ impl FunctionBuilder {
                 parent,
                 depth,
                 captures: Vec::new(),
+                closed: false,
                 capture_map: HashMap::new(),
             })),
         }
@@ -211,6 +215,18 @@ impl FunctionBuilder {
             .unwrap_or(self)
             .clone();
         let tys: Vec<&TensorType> = operands.iter().map(|t| &t.ty).collect();
+        if target.inner.borrow().closed {
+            let open = target.open_ancestor();
+            open.fail(
+                op,
+                loc,
+                format!(
+                    "operand of `{}` was traced inside a scan or while body and cannot be used outside it",
+                    target.name()
+                ),
+            );
+            return open.placeholders(rule(&tys), operands);
+        }
         if target.failed() || operands.iter().any(|t| t.is_placeholder()) {
             return target.placeholders(rule(&tys), operands);
         }
@@ -253,6 +269,24 @@ impl FunctionBuilder {
         rule: impl FnOnce(&[&TensorType]) -> Rule,
     ) -> Tensor {
         self.record(op, loc, operands, rule).remove(0)
+    }
+
+    /// The nearest enclosing builder that is still being traced.
+    fn open_ancestor(&self) -> FunctionBuilder {
+        let mut b = self.clone();
+        loop {
+            let parent = {
+                let inner = b.inner.borrow();
+                if !inner.closed {
+                    return b.clone();
+                }
+                inner.parent.clone()
+            };
+            match parent {
+                Some(p) => b = FunctionBuilder { inner: p },
+                None => return b,
+            }
+        }
     }
 
     /// Stand-ins for the results of an op that is not recorded: of the

@@ -191,3 +191,25 @@ fn gradient_through_a_while_loop_is_refused() {
         )
     );
 }
+
+#[test]
+fn values_of_a_scan_body_do_not_leak_out() {
+    let b = FunctionBuilder::new("f");
+    let c = b.param("c", DType::F32, &[3]);
+    let xs = b.param("xs", DType::F32, &[5, 3]);
+    let mut leaked = None;
+    let _ = b.scan(5, &[&c], &[&xs], |c, x| {
+        leaked = Some(x[0].clone());
+        (vec![&c[0] + &x[0]], vec![])
+    });
+    let _ = &c * leaked.as_ref().unwrap();
+    let msg = err(&b).to_string();
+    assert!(
+        msg.starts_with("mul at ") && msg.contains("errors.rs:"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("traced inside a scan or while body and cannot be used outside it"),
+        "{msg}"
+    );
+}

@@ -41,6 +41,7 @@ fn trace_region(
         parent.fail_with(e);
         return None;
     }
+    child.inner.borrow_mut().closed = true;
     let inner = child.inner.borrow();
     let mut graph = inner.graph.clone();
     graph.results = ids;
