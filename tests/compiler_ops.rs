@@ -516,3 +516,47 @@ fn half_precision_types() {
     assert_close32("bf16", &out[0], &want, 4.0 / 256.0, 4.0 * 4.0 / 256.0);
     assert_close32("f16", &out[1], &want, 4.0 / 2048.0, 4.0 * 4.0 / 2048.0);
 }
+
+/// Logical ops on pred and the unsigned shift used by the random helpers,
+/// against plain Rust on all input combinations.
+#[test]
+fn logical_and_shift_ops() {
+    let p = ArrayD::from_shape_vec(IxDyn(&[4]), vec![false, false, true, true]).unwrap();
+    let q = ArrayD::from_shape_vec(IxDyn(&[4]), vec![false, true, false, true]).unwrap();
+    let bits =
+        ArrayD::from_shape_vec(IxDyn(&[4]), vec![0u32, 1, 0xFFFF_FFFF, 0x8000_0001]).unwrap();
+    let by = ArrayD::from_shape_vec(IxDyn(&[4]), vec![0u32, 1, 8, 31]).unwrap();
+    let out = run(
+        "logical",
+        vec![
+            p.clone().into(),
+            q.clone().into(),
+            bits.clone().into(),
+            by.clone().into(),
+        ],
+        |_, t| {
+            vec![
+                t[0].logical_and(&t[1]),
+                t[0].logical_or(&t[1]),
+                t[0].logical_not(),
+                t[2].shift_right_logical(&t[3]),
+            ]
+        },
+    );
+    let preds: Vec<ArrayD<bool>> = out[..3]
+        .iter()
+        .map(|h| h.clone().try_into().unwrap())
+        .collect();
+    let zip =
+        |f: fn(bool, bool) -> bool| ndarray::Zip::from(&p).and(&q).map_collect(|&a, &b| f(a, b));
+    assert_eq!(preds[0], zip(|a, b| a && b));
+    assert_eq!(preds[1], zip(|a, b| a || b));
+    assert_eq!(preds[2], p.mapv(|a| !a));
+    let shifted: ArrayD<u32> = out[3].clone().try_into().unwrap();
+    assert_eq!(
+        shifted,
+        ndarray::Zip::from(&bits)
+            .and(&by)
+            .map_collect(|&a, &s| a >> s)
+    );
+}
