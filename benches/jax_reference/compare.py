@@ -29,6 +29,8 @@ def parse_args():
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--workdir", default=os.path.join(HERE, "../../target/jax_reference"))
     p.add_argument("--out", default=None, help="markdown file (stdout too)")
+    p.add_argument("--from-json", action="store_true",
+                   help="run nothing: tabulate the JSON files an earlier run left in --workdir")
     return p.parse_args()
 
 
@@ -46,7 +48,7 @@ def main():
     args = parse_args()
     os.makedirs(args.workdir, exist_ok=True)
     rows = []
-    loads = [load_average()]
+    loads = [load_average()] if not args.from_json else ["(earlier run)"]
     for model in args.models:
         export = os.path.join(args.workdir, f"{model}-export")
         for mesh in args.meshes:
@@ -64,39 +66,43 @@ def main():
                            "--warmup", str(args.warmup), "--steps", str(args.steps),
                            "--json", j_json]
                 order = [axle_cmd, jax_cmd] if r % 2 == 0 else [jax_cmd, axle_cmd]
-                for cmd in order:
+                for cmd in order if not args.from_json else []:
                     run(cmd)
                 with open(a_json) as f:
                     axle_runs.append(json.load(f)["meshes"][0])
                 with open(j_json) as f:
                     jax_runs.append(json.load(f))
-            med = lambda xs: statistics.median(xs)
-            a_trace = med([m["trace_s"] + m["emit_s"] for m in axle_runs])
-            j_trace = med([j["trace_lower_s"] for j in jax_runs])
-            a_compile = med([m["compile_s"] for m in axle_runs])
-            j_compile = med([j["compile_s"] for j in jax_runs])
-            a_step = med([m["step_s"]["median"] for m in axle_runs])
-            j_step = med([j["step_s"]["median"] for j in jax_runs])
+            a_trace = [m["trace_s"] + m["emit_s"] for m in axle_runs]
+            j_trace = [j["trace_lower_s"] for j in jax_runs]
+            a_compile = [m["compile_s"] for m in axle_runs]
+            j_compile = [j["compile_s"] for j in jax_runs]
+            a_step = [m["step_s"]["median"] for m in axle_runs]
+            j_step = [j["step_s"]["median"] for j in jax_runs]
+            # Ratios are taken within a round (the two runs were adjacent in
+            # time), then the median over rounds.
+            ratio = lambda num, den: statistics.median(n / d for n, d in zip(num, den))
             a_loss, j_loss = axle_runs[0]["losses"][:3], jax_runs[0]["losses"][:3]
             diff = max(abs(a - j) for a, j in zip(a_loss, j_loss))
-            rows.append((model, mesh, a_trace, j_trace, a_compile, j_compile, a_step, j_step,
-                         a_loss, j_loss, diff))
-    loads.append(load_average())
+            med = statistics.median
+            rows.append((model, mesh, med(a_trace), med(j_trace), ratio(j_trace, a_trace),
+                         med(a_compile), med(j_compile), ratio(a_compile, j_compile),
+                         med(a_step), med(j_step), ratio(a_step, j_step), a_loss, j_loss, diff))
+    loads.append(load_average() if not args.from_json else "(earlier run)")
     fmt = lambda xs: ", ".join(f"{x:.5f}" for x in xs)
     lines = [
         f"Load average (1/5/15 min) before: {loads[0]}; after: {loads[1]}. "
-        f"{args.rounds} rounds, {args.warmup} warm-up + {args.steps} timed steps each; medians.",
+        f"{args.rounds} rounds, {args.warmup} warm-up + {args.steps} timed steps each; "
+        "times are medians over rounds, ratios medians of the per-round ratios.",
         "",
         "| model | mesh | trace+emit axle s | trace+lower JAX s | JAX / axle | compile axle s "
         "| compile JAX s | axle / JAX | step axle s | step JAX s | axle / JAX "
         "| first losses axle | first losses JAX | max abs diff |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for (model, mesh, at, jt, ac, jc, ast, jst, al, jl, d) in rows:
+    for (model, mesh, at, jt, tr, ac, jc, cr, ast, jst, sr, al, jl, d) in rows:
         lines.append(
-            f"| {model} | {mesh} | {at:.4f} | {jt:.3f} | {jt / at:.0f}x | {ac:.2f} | {jc:.2f} "
-            f"| {ac / jc:.2f} | {ast:.4f} | {jst:.4f} | {ast / jst:.2f} | {fmt(al)} | {fmt(jl)} "
-            f"| {d:.1e} |"
+            f"| {model} | {mesh} | {at:.4f} | {jt:.3f} | {tr:.0f}x | {ac:.2f} | {jc:.2f} "
+            f"| {cr:.2f} | {ast:.4f} | {jst:.4f} | {sr:.2f} | {fmt(al)} | {fmt(jl)} | {d:.1e} |"
         )
     text = "\n".join(lines) + "\n"
     print(text)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Side-by-side axle vs JAX on the same PJRT plugin file (see README.md here).
+# Side-by-side axle vs JAX on the same PJRT plugin file (see docs/benchmarks.md).
 # Installs JAX into a virtual environment under target/, builds axle in
 # release mode, and runs compare.py; extra arguments go to compare.py.
 set -euo pipefail
