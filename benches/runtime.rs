@@ -27,7 +27,9 @@ fn transfer(c: &mut Criterion) {
     group.bench_function("host_to_device", |b| {
         b.iter(|| client.buffer_from_slice(&host, &[ELEMENTS], 0).unwrap())
     });
-    group.bench_function("device_to_host", |b| b.iter(|| buffer.copy_to_bytes(&mut back).unwrap()));
+    group.bench_function("device_to_host", |b| {
+        b.iter(|| buffer.copy_to_bytes(&mut back).unwrap())
+    });
     group.bench_function("alloc_memcpy", |b| {
         // What host_to_device does at best: a fresh 64 MiB allocation, filled.
         b.iter(|| std::hint::black_box(&host).to_vec())
