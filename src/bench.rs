@@ -12,7 +12,7 @@ use crate::trainer::{TrainError, Trainer, compile_options};
 use axle_compiler::{DType, FunctionBuilder};
 use axle_modules::{Module, count_params};
 use axle_partition::Mesh;
-use axle_runtime::{Client, CompileOptions};
+use axle_runtime::{Buffer, Client, CompileOptions, Executable};
 use ndarray::{Array2, Array3, Axis};
 use ndarray_npy::WriteNpyExt;
 use serde::Serialize;
@@ -165,7 +165,10 @@ pub struct MeshReport {
     pub achieved_flops: f64,
     /// Achieved FLOP/s over the peak of the devices, when the peak is known.
     pub mfu: Option<f64>,
-    /// Achieved FLOP/s over the matmul reference's, when it ran.
+    /// FLOP/s of the matmul reference timed right after each of this
+    /// mesh's timed steps (median), so both see the same machine load.
+    pub matmul_flops: Option<f64>,
+    /// Achieved FLOP/s over `matmul_flops`.
     pub vs_matmul: Option<f64>,
     /// XLA's memory estimate, where the plugin reports it.
     pub memory: Option<Memory>,
@@ -178,7 +181,7 @@ pub struct MeshReport {
 pub struct MatmulReport {
     /// Side of the square matrices.
     pub size: usize,
-    /// Time of one matmul.
+    /// Time of one matmul, over every run of the benchmark.
     pub seconds: Spread,
     /// `2 n^3` over the median time.
     pub flops: f64,
@@ -220,7 +223,8 @@ pub struct BenchReport {
     pub matmul: Option<MatmulReport>,
 }
 
-/// Runs the benchmark: the matmul reference first, then each mesh in turn.
+/// Runs the benchmark: each mesh in turn, with the matmul reference timed
+/// after each timed step.
 pub fn run_bench(options: &BenchOptions) -> Result<BenchReport, BenchError> {
     if options.steps == 0 || options.meshes.is_empty() {
         return Err(BenchError::Empty);
@@ -257,10 +261,11 @@ pub fn run_bench(options: &BenchOptions) -> Result<BenchReport, BenchError> {
             })
         })
         .collect::<Result<_, _>>()?;
-    let matmul = match options.matmul_size {
+    let probe = match options.matmul_size {
         0 => None,
-        n => Some(matmul_reference(client, n, options.steps.max(5))?),
+        n => Some(MatmulProbe::new(client, n)?),
     };
+    let mut matmul_times = Vec::new();
     let vocab = setup.config.decoder.vocab_size.unwrap_or(0);
     let source = Synthetic::new(vocab, options.run.seed);
     let total = options.warmup + options.steps;
@@ -308,16 +313,25 @@ pub fn run_bench(options: &BenchOptions) -> Result<BenchReport, BenchError> {
         }
         let mut losses = Vec::new();
         let mut times = Vec::new();
+        let mut matmuls = Vec::new();
         for (n, tokens) in batches.iter().enumerate() {
             let start = Instant::now();
             let metrics = trainer.step(tokens, options.run.seed)?;
             if n >= options.warmup {
                 times.push(start.elapsed().as_secs_f64());
+                if let Some(probe) = &probe {
+                    matmuls.push(probe.time()?);
+                }
             }
             losses.push(metrics.loss);
         }
         let step_s = Spread::of(&times).ok_or(BenchError::Empty)?;
         let achieved_flops = flops_per_step / step_s.median;
+        let matmul_flops = probe
+            .as_ref()
+            .and_then(|p| p.report(&matmuls))
+            .map(|m| m.flops);
+        matmul_times.extend(matmuls);
         reports.push(MeshReport {
             mesh: mesh.to_string(),
             devices: mesh.size(),
@@ -328,7 +342,8 @@ pub fn run_bench(options: &BenchOptions) -> Result<BenchReport, BenchError> {
             tokens_per_s: (batch * seq) as f64 / step_s.median,
             achieved_flops,
             mfu: peak.map(|p| achieved_flops / (p * mesh.size() as f64)),
-            vs_matmul: matmul.as_ref().map(|m| achieved_flops / m.flops),
+            matmul_flops,
+            vs_matmul: matmul_flops.map(|m| achieved_flops / m),
             step_s,
             memory,
             losses,
@@ -349,40 +364,56 @@ pub fn run_bench(options: &BenchOptions) -> Result<BenchReport, BenchError> {
         steps: options.steps,
         load_average: [load_before, load_average()],
         meshes: reports,
-        matmul,
+        matmul: probe.and_then(|p| p.report(&matmul_times)),
     })
 }
 
-/// Times an `n x n` f32 matmul on the client's first device: `reps` timed
-/// runs after two untimed ones, inputs already on the device.
-pub fn matmul_reference(
-    client: &Client,
-    n: usize,
-    reps: usize,
-) -> Result<MatmulReport, BenchError> {
-    let b = FunctionBuilder::new("matmul");
-    let x = b.param("x", DType::F32, &[n, n]);
-    let y = b.param("y", DType::F32, &[n, n]);
-    let function = b.build(&[("xy", &x.matmul(&y))]).map_err(StepError::from)?;
-    let exe = client.compile(&function.to_stablehlo(), &CompileOptions::single_device())?;
-    let values: Vec<f32> = (0..n * n).map(|i| (i % 7) as f32 * 0.125).collect();
-    let x = client.buffer_from_slice(&values, &[n, n], 0)?;
-    let y = client.buffer_from_slice(&values, &[n, n], 0)?;
-    let mut times = Vec::new();
-    for rep in 0..reps + 2 {
-        let start = Instant::now();
-        let out = exe.execute_one(&[&x, &y])?;
-        out[0].ready()?;
-        if rep >= 2 {
-            times.push(start.elapsed().as_secs_f64());
-        }
+/// An `n x n` f32 matmul compiled for the client's first device, with its
+/// inputs already there: the yardstick for achieved FLOP/s.
+pub struct MatmulProbe {
+    size: usize,
+    exe: Executable,
+    x: Buffer,
+    y: Buffer,
+}
+
+impl MatmulProbe {
+    /// Compiles the matmul, places its inputs and runs it twice untimed.
+    pub fn new(client: &Client, n: usize) -> Result<MatmulProbe, BenchError> {
+        let b = FunctionBuilder::new("matmul");
+        let x = b.param("x", DType::F32, &[n, n]);
+        let y = b.param("y", DType::F32, &[n, n]);
+        let function = b.build(&[("xy", &x.matmul(&y))]).map_err(StepError::from)?;
+        let exe = client.compile(&function.to_stablehlo(), &CompileOptions::single_device())?;
+        let values: Vec<f32> = (0..n * n).map(|i| (i % 7) as f32 * 0.125).collect();
+        let probe = MatmulProbe {
+            size: n,
+            exe,
+            x: client.buffer_from_slice(&values, &[n, n], 0)?,
+            y: client.buffer_from_slice(&values, &[n, n], 0)?,
+        };
+        probe.time()?;
+        probe.time()?;
+        Ok(probe)
     }
-    let seconds = Spread::of(&times).ok_or(BenchError::Empty)?;
-    Ok(MatmulReport {
-        size: n,
-        flops: 2.0 * (n as f64).powi(3) / seconds.median,
-        seconds,
-    })
+
+    /// Seconds of one matmul, until its result is ready.
+    pub fn time(&self) -> Result<f64, BenchError> {
+        let start = Instant::now();
+        let out = self.exe.execute_one(&[&self.x, &self.y])?;
+        out[0].ready()?;
+        Ok(start.elapsed().as_secs_f64())
+    }
+
+    /// The report of these timings, `None` when there are none.
+    pub fn report(&self, seconds: &[f64]) -> Option<MatmulReport> {
+        let seconds = Spread::of(seconds)?;
+        Some(MatmulReport {
+            size: self.size,
+            flops: 2.0 * (self.size as f64).powi(3) / seconds.median,
+            seconds,
+        })
+    }
 }
 
 /// Writes what another system needs to run the same computation: the
@@ -458,7 +489,7 @@ pub fn render_table(report: &BenchReport) -> String {
     );
     if let Some(m) = &report.matmul {
         out += &format!(
-            "f32 matmul {0}x{0}: median {1:.4} s (min {2:.4}, max {3:.4}), {4:.2} GFLOP/s\n",
+            "f32 matmul {0}x{0} after each timed step: median {1:.4} s (min {2:.4}, max {3:.4}), {4:.2} GFLOP/s\n",
             m.size,
             m.seconds.median,
             m.seconds.min,
@@ -467,7 +498,7 @@ pub fn render_table(report: &BenchReport) -> String {
         );
     }
     out += &format!(
-        "{:<16} {:>8} {:>8} {:>9} {:>9} {:>15} {:>9} {:>8} {:>7} {:>6} {:>9}\n",
+        "{:<16} {:>8} {:>8} {:>9} {:>9} {:>15} {:>9} {:>8} {:>10} {:>7} {:>6} {:>9}\n",
         "mesh",
         "trace s",
         "emit s",
@@ -476,6 +507,7 @@ pub fn render_table(report: &BenchReport) -> String {
         "step min/max",
         "tok/s",
         "GFLOP/s",
+        "mm GFLOP/s",
         "/matmul",
         "MFU",
         "mem MiB"
@@ -485,7 +517,7 @@ pub fn render_table(report: &BenchReport) -> String {
     };
     for m in &report.meshes {
         out += &format!(
-            "{:<16} {:>8.4} {:>8.4} {:>9.2} {:>9.4} {:>15} {:>9.0} {:>8.2} {:>7} {:>6} {:>9}\n",
+            "{:<16} {:>8.4} {:>8.4} {:>9.2} {:>9.4} {:>15} {:>9.0} {:>8.2} {:>10} {:>7} {:>6} {:>9}\n",
             m.mesh,
             m.trace_s,
             m.emit_s,
@@ -494,6 +526,7 @@ pub fn render_table(report: &BenchReport) -> String {
             format!("{:.3}/{:.3}", m.step_s.min, m.step_s.max),
             m.tokens_per_s,
             m.achieved_flops / 1e9,
+            optional(m.matmul_flops, 1e-9, 2),
             m.vs_matmul
                 .map_or("-".to_string(), |v| format!("{:.0}%", v * 100.0)),
             optional(m.mfu, 100.0, 1),
