@@ -189,6 +189,22 @@ fn array_shapes(shape: &Shape) -> Vec<Vec<usize>> {
     }
 }
 
+/// Sequence parallelism (data=2, seq=4) really splits the work: no matmul
+/// runs on the flattened rows of a device's 4 sequences at full length
+/// (4 x 128 = 512 rows), which is what a `batch x seq` flatten that Shardy
+/// cannot split along `seq` would produce.
+fn assert_sequence_split(hlo: &HloModule) {
+    let full_rows = 4 * 128;
+    let dots = shapes_of(hlo, "dot");
+    assert!(!dots.is_empty());
+    for dims in &dots {
+        assert!(
+            !(dims.len() == 2 && dims[0] == full_rows),
+            "sequence: a matmul over full-length sequences {dims:?} in {dots:?}"
+        );
+    }
+}
+
 /// The result shapes of every instruction with this opcode.
 fn shapes_of(hlo: &HloModule, opcode: &str) -> Vec<Vec<usize>> {
     hlo.find_opcode(opcode)
@@ -397,6 +413,9 @@ fn every_strategy_on_8_devices_matches_one_device() {
         }
         if name == "fsdp" {
             assert_fsdp_collectives(&hlo, &trainer);
+        }
+        if name == "sequence" {
+            assert_sequence_split(&hlo);
         }
         let t0 = std::time::Instant::now();
         let run = train(&mut trainer);

@@ -42,6 +42,12 @@ impl Ctx {
         self
     }
 
+    /// Whether this pass is traced for a mesh of several devices (layers then
+    /// keep the dimensions the mesh may split, rather than flattening them).
+    pub fn is_partitioned(&self) -> bool {
+        self.mesh.is_some()
+    }
+
     /// `x` constrained to be split as `spec` (from a config; axes the mesh lacks are dropped),
     /// when tracing for a mesh; `x` itself otherwise.
     pub fn constrain(&self, x: &Tensor, spec: &PartitionSpec) -> Tensor {

@@ -1,6 +1,6 @@
 //! Linear (dense) layer: `y = x W (+ b)` over the last axis.
 
-use axle_compiler::{DType, Tensor};
+use axle_compiler::{DType, DotDims, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{join, required};
@@ -135,15 +135,32 @@ impl Module for Linear {
 
 impl Linear {
     /// `x W (+ b)` over the last axis of `x`, which must be `input_dim`.
+    ///
+    /// On one device the leading axes are flattened into one matmul (the
+    /// fastest form for XLA's CPU backend). When partitioned they are kept,
+    /// contracting only the last axis, so that a sharding of any of them
+    /// (the sequence axis under sequence parallelism) survives the matmul:
+    /// Shardy cannot split a flattened `batch x seq` axis by `seq`.
     pub fn forward(&self, ctx: &mut Ctx, x: &Tensor) -> Result<Tensor> {
         check_last_dim(ctx, "x", x, self.input_dim)?;
         let w = ctx.param("weight", &[self.input_dim, self.output_dim])?;
         let mut out_dims = x.dims().to_vec();
         *out_dims.last_mut().expect("checked rank") = self.output_dim;
-        let y = x
-            .reshape(&[x.numel() / self.input_dim, self.input_dim])
-            .matmul(&w)
-            .reshape(&out_dims);
+        let y = if ctx.is_partitioned() {
+            x.dot_general(
+                &w,
+                DotDims {
+                    lhs_batch: vec![],
+                    rhs_batch: vec![],
+                    lhs_contract: vec![x.rank() - 1],
+                    rhs_contract: vec![0],
+                },
+            )
+        } else {
+            x.reshape(&[x.numel() / self.input_dim, self.input_dim])
+                .matmul(&w)
+                .reshape(&out_dims)
+        };
         if self.cfg.bias {
             return Ok(&y + &ctx.param("bias", &[self.output_dim])?);
         }
