@@ -156,6 +156,22 @@ pub struct Setup {
     pub mesh: axle_partition::Mesh,
 }
 
+impl Setup {
+    /// A trainer for this model, learner, shape and mesh, with parameters
+    /// initialised from `seed`.
+    pub fn trainer(&self, seed: u64) -> Result<Trainer, TrainError> {
+        Trainer::new(
+            &self.client,
+            &self.model,
+            &self.learner,
+            self.batch_size,
+            self.seq_len,
+            &self.mesh,
+            seed,
+        )
+    }
+}
+
 impl RunOptions {
     /// Resolves the model, overrides, plugin, client and mesh.
     pub fn setup(&self) -> Result<Setup, RunError> {
@@ -257,15 +273,7 @@ pub fn evaluate(options: &RunOptions) -> Result<(f32, PathBuf), RunError> {
     let latest = Checkpointer::new(dir, 1)
         .latest()?
         .ok_or_else(|| RunError::NoCheckpoint(format!("no checkpoint in {}", dir.display())))?;
-    let mut trainer = Trainer::new(
-        &setup.client,
-        &setup.model,
-        &setup.learner,
-        setup.batch_size,
-        setup.seq_len,
-        &setup.mesh,
-        options.seed,
-    )?;
+    let mut trainer = setup.trainer(options.seed)?;
     trainer.restore(&checkpoint::load(&latest)?)?;
     let vocab = setup.config.decoder.vocab_size.unwrap_or(0);
     let source = options.source(vocab, setup.seq_len)?;
@@ -283,15 +291,7 @@ pub fn train(
     let setup = options.setup()?;
     let vocab = setup.config.decoder.vocab_size.unwrap_or(0);
     let source = options.source(vocab, setup.seq_len)?;
-    let mut trainer = Trainer::new(
-        &setup.client,
-        &setup.model,
-        &setup.learner,
-        setup.batch_size,
-        setup.seq_len,
-        &setup.mesh,
-        options.seed,
-    )?;
+    let mut trainer = setup.trainer(options.seed)?;
     let mut loader = Loader::new(
         source.as_ref(),
         Split::Train,
