@@ -46,12 +46,6 @@ pub enum DataError {
         /// What was wrong.
         message: String,
     },
-    /// The file's extension names no known token format.
-    #[error("unknown data format for {path}: expected .txt (bytes), .bin (uint16 tokens) or .npy")]
-    UnknownFormat {
-        /// The file.
-        path: PathBuf,
-    },
     /// A token id is not below the model's vocabulary size.
     #[error("{path}: token {value} at index {index} is not below the vocabulary size {vocab}")]
     TokenOutOfRange {
