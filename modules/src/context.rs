@@ -42,10 +42,15 @@ impl Ctx {
         self
     }
 
-    /// Whether this pass is traced for a mesh of several devices (layers then
-    /// keep the dimensions the mesh may split, rather than flattening them).
-    pub fn is_partitioned(&self) -> bool {
-        self.mesh.is_some()
+    /// Whether the mesh splits activations along the sequence (a `seq` axis
+    /// larger than one, which activation layouts put on dimension 1): layers
+    /// then keep `[batch, seq, ...]` whole instead of flattening it, since
+    /// Shardy cannot split a flattened `batch x seq` axis by `seq`.
+    pub fn splits_sequence(&self) -> bool {
+        self.mesh
+            .as_ref()
+            .and_then(|m| m.axis_size("seq"))
+            .is_some_and(|size| size > 1)
     }
 
     /// `x` constrained to be split as `spec` (from a config; axes the mesh lacks are dropped),

@@ -136,17 +136,16 @@ impl Module for Linear {
 impl Linear {
     /// `x W (+ b)` over the last axis of `x`, which must be `input_dim`.
     ///
-    /// On one device the leading axes are flattened into one matmul (the
-    /// fastest form for XLA's CPU backend). When partitioned they are kept,
-    /// contracting only the last axis, so that a sharding of any of them
-    /// (the sequence axis under sequence parallelism) survives the matmul:
-    /// Shardy cannot split a flattened `batch x seq` axis by `seq`.
+    /// The leading axes are flattened into one matmul (the fastest form for
+    /// XLA's CPU backend, also when partitioned over batch or weights),
+    /// except under sequence parallelism: then they are kept, contracting
+    /// only the last axis, so that the sequence split survives the matmul.
     pub fn forward(&self, ctx: &mut Ctx, x: &Tensor) -> Result<Tensor> {
         check_last_dim(ctx, "x", x, self.input_dim)?;
         let w = ctx.param("weight", &[self.input_dim, self.output_dim])?;
         let mut out_dims = x.dims().to_vec();
         *out_dims.last_mut().expect("checked rank") = self.output_dim;
-        let y = if ctx.is_partitioned() {
+        let y = if ctx.splits_sequence() {
             x.dot_general(
                 &w,
                 DotDims {
