@@ -89,17 +89,8 @@ impl FromStr for LogicalSpec {
             text: text.to_string(),
             reason,
         };
-        let inner = text
-            .trim()
-            .strip_prefix('(')
-            .and_then(|rest| rest.strip_suffix(')'))
-            .ok_or_else(|| parse_error("must be enclosed in `(` and `)`".to_string()))?;
-        if inner.trim().is_empty() {
-            return Ok(LogicalSpec(Vec::new()));
-        }
-        inner
-            .split(',')
-            .map(str::trim)
+        crate::spec::split_dims(text)?
+            .into_iter()
             .map(|name| {
                 LogicalAxis::ALL
                     .into_iter()

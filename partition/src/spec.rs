@@ -297,6 +297,23 @@ impl fmt::Display for PartitionSpec {
     }
 }
 
+/// The trimmed per-dimension entries of a parenthesised spec text such as
+/// `(data+fsdp, _)`; none for `()`. Shared by the spec and logical-spec parsers.
+pub(crate) fn split_dims(text: &str) -> Result<Vec<&str>, SpecError> {
+    let inner = text
+        .trim()
+        .strip_prefix('(')
+        .and_then(|rest| rest.strip_suffix(')'))
+        .ok_or_else(|| SpecError::Parse {
+            text: text.to_string(),
+            reason: "must be enclosed in `(` and `)`".to_string(),
+        })?;
+    if inner.trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(inner.split(',').map(str::trim).collect())
+}
+
 impl FromStr for PartitionSpec {
     type Err = SpecError;
 
@@ -305,17 +322,8 @@ impl FromStr for PartitionSpec {
             text: text.to_string(),
             reason,
         };
-        let inner = text
-            .trim()
-            .strip_prefix('(')
-            .and_then(|rest| rest.strip_suffix(')'))
-            .ok_or_else(|| parse_error("must be enclosed in `(` and `)`".to_string()))?;
-        if inner.trim().is_empty() {
-            return Ok(PartitionSpec::replicated(0));
-        }
         let mut dims = Vec::new();
-        for (dim, entry) in inner.split(',').enumerate() {
-            let entry = entry.trim();
+        for (dim, entry) in split_dims(text)?.into_iter().enumerate() {
             let sharding = match entry {
                 "" => {
                     return Err(parse_error(format!(
