@@ -3,7 +3,7 @@
 //! on every argument and result, parameters and optimizer state donated to
 //! their new values so they stay on device between steps).
 
-use crate::learner::{LearnerConfig, ParamUpdate, STEP, decays};
+use crate::learner::{LearnerConfig, ParamUpdate, decays, state_param};
 use axle_compiler::{DType, Function, FunctionBuilder, Tensor, TraceError, grad};
 use axle_modules::{Batch, CausalLm, Ctx, Module, ParamSpec, ParamTree};
 use axle_partition::{MESH_SYMBOL, Mesh, PartitionSpec, SpecError, pspec};
@@ -239,17 +239,6 @@ fn loss_and_grads(
     }
     let scale = 1.0 / k as f64;
     Ok((&loss * scale, grads.iter().map(|g| g * scale).collect()))
-}
-
-/// The parameter path an optimizer-state slot belongs to (`opt/mu/<path>`),
-/// `None` for state of no parameter (the step counter).
-fn state_param(name: &str) -> Option<&str> {
-    if name == STEP {
-        return None;
-    }
-    name.strip_prefix("opt/")
-        .and_then(|rest| rest.split_once('/'))
-        .map(|(_, path)| path)
 }
 
 fn arg(

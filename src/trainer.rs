@@ -74,6 +74,8 @@ pub struct Trainer {
     train: Executable,
     eval: Executable,
     carried: Vec<ShardedArray>,
+    /// The runtime layout of each argument of the step, in argument order.
+    layouts: Vec<ShardLayout>,
     batch: usize,
     seq: usize,
     vocab: usize,
@@ -120,12 +122,18 @@ impl Trainer {
             state.insert(a.name.clone(), ArrayD::zeros(IxDyn(&a.shape)));
         }
         host.append(&mut state);
+        let layouts = step
+            .args
+            .iter()
+            .map(|a| layout(&step.mesh, a))
+            .collect::<Result<_, _>>()?;
         let mut trainer = Trainer {
             client: client.clone(),
             step,
             train,
             eval,
             carried: Vec::new(),
+            layouts,
             batch,
             seq,
             vocab: model.cfg.decoder.vocab_size.unwrap_or(0),
@@ -191,12 +199,9 @@ impl Trainer {
         per_output.truncate(self.step.num_carried());
         self.carried = per_output
             .into_iter()
-            .zip(&self.step.args)
-            .map(|(shards, a)| {
-                let layout = layout(&self.step.mesh, a)?;
-                Ok(ShardedArray::from_shards(&a.shape, &layout, shards)?)
-            })
-            .collect::<Result<_, TrainError>>()?;
+            .zip(self.step.args.iter().zip(&self.layouts))
+            .map(|(shards, (a, layout))| ShardedArray::from_shards(&a.shape, layout, shards))
+            .collect::<Result<_, _>>()?;
         self.steps_done += 1;
         Ok(StepMetrics {
             loss: scalars[0],
@@ -267,11 +272,11 @@ impl Trainer {
                     a.shape
                 )));
             }
-            let layout = layout(&self.step.mesh, a)?;
+            let layout = &self.layouts[carried.len()];
             let placed = if a.dtype == DType::I32 {
-                ShardedArray::from_array(&self.client, &array.mapv(|v| v as i32), &layout)?
+                ShardedArray::from_array(&self.client, &array.mapv(|v| v as i32), layout)?
             } else {
-                ShardedArray::from_array(&self.client, array, &layout)?
+                ShardedArray::from_array(&self.client, array, layout)?
             };
             carried.push(placed);
         }
@@ -299,16 +304,11 @@ impl Trainer {
         let targets = tokens.slice(s![.., 1..]).to_owned().into_dyn();
         let key = ArrayD::from_shape_vec(IxDyn(&[2]), vec![rng as i64, self.steps_done as i64])
             .expect("two elements");
-        let args = &self.step.args;
-        debug_assert_eq!(args[n + 2].name, RNG_KEY);
+        debug_assert_eq!(self.step.args[n + 2].name, RNG_KEY);
         Ok(vec![
-            ShardedArray::from_array(&self.client, &inputs, &layout(&self.step.mesh, &args[n])?)?,
-            ShardedArray::from_array(
-                &self.client,
-                &targets,
-                &layout(&self.step.mesh, &args[n + 1])?,
-            )?,
-            ShardedArray::from_array(&self.client, &key, &layout(&self.step.mesh, &args[n + 2])?)?,
+            ShardedArray::from_array(&self.client, &inputs, &self.layouts[n])?,
+            ShardedArray::from_array(&self.client, &targets, &self.layouts[n + 1])?,
+            ShardedArray::from_array(&self.client, &key, &self.layouts[n + 2])?,
         ])
     }
 }

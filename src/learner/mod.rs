@@ -211,3 +211,15 @@ pub fn decays(spec: &ParamSpec) -> bool {
 fn slot_name(slot: &str, path: &str) -> String {
     format!("opt/{slot}/{path}")
 }
+
+/// The parameter path an optimizer-state entry belongs to (`opt/mu/<path>`
+/// → `<path>`), `None` for state of no parameter (the step counter), so
+/// that state is sharded like its parameter.
+pub fn state_param(name: &str) -> Option<&str> {
+    if name == STEP {
+        return None;
+    }
+    name.strip_prefix("opt/")
+        .and_then(|rest| rest.split_once('/'))
+        .map(|(_, path)| path)
+}
