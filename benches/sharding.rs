@@ -18,12 +18,12 @@
 
 use std::time::{Duration, Instant};
 
-use axle::data::{Loader, Split, Synthetic};
+use axle::data::{LanguageModelSource, Loader, Split, Synthetic};
 use axle::learner::LearnerConfig;
 use axle::partition::Mesh;
 use axle::runtime::Client;
 use axle::trainer::Trainer;
-use axle_modules::{CausalLm, registered_model};
+use axle_modules::{BatchShape, CausalLm, registered_model};
 
 /// Devices of the client.
 const DEVICES: usize = 4;
@@ -70,8 +70,12 @@ fn main() {
     let reg = registered_model("llama-tiny").expect("llama-tiny is registered");
     let model = CausalLm::new(&reg.config).expect("llama-tiny builds");
     let client = Client::cpu(DEVICES).expect("default CPU plugin");
-    let task = Synthetic::new(1024, 0);
-    let mut loader = Loader::new(&task, Split::Train, reg.batch_size, reg.seq_len, 0);
+    let task = LanguageModelSource::new(Box::new(Synthetic::new(1024, 0)), reg.seq_len);
+    let mut loader = Loader::new(&task, Split::Train, reg.batch_size, 0);
+    let shape = BatchShape {
+        batch_size: reg.batch_size,
+        seq_len: reg.seq_len,
+    };
     println!(
         "llama-tiny step on {DEVICES} CPU devices, {} cores; load average before: {}",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
@@ -82,16 +86,9 @@ fn main() {
         .map(|(name, mesh)| {
             let mesh = Mesh::parse(mesh, DEVICES).expect("valid mesh");
             let t0 = Instant::now();
-            let mut trainer = Trainer::new(
-                &client,
-                &model,
-                &LearnerConfig::default(),
-                reg.batch_size,
-                reg.seq_len,
-                &mesh,
-                0,
-            )
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
+            let mut trainer =
+                Trainer::new(&client, &model, &LearnerConfig::default(), &shape, &mesh, 0)
+                    .unwrap_or_else(|e| panic!("{name}: {e}"));
             let compiled = t0.elapsed();
             trainer.step(&loader.next_batch(), 0).expect("warm-up step");
             println!("{name:>14} ({mesh}): built and compiled in {compiled:.1?}");

@@ -4,13 +4,13 @@
 //! (for scripts such as `benches/jax_reference/`) and a readable table.
 
 use crate::checkpoint::{CheckpointError, Checkpointer, Meta};
-use crate::data::{Loader, Split, Synthetic};
-use crate::metrics::{peak_flops, train_flops_per_token};
+use crate::data::{HostArray, HostBatch, Loader, Split};
+use crate::metrics::peak_flops;
 use crate::run::{RunError, RunOptions};
 use crate::train_step::{StepError, build_train_step};
 use crate::trainer::{TrainError, Trainer, compile_options};
 use axle_compiler::{DType, FunctionBuilder};
-use axle_modules::{Module, count_params};
+use axle_modules::{INPUT_IDS, TARGET_LABELS, count_params};
 use axle_partition::Mesh;
 use axle_runtime::{Buffer, Client, CompileOptions, Executable};
 use ndarray::{Array2, Array3, Axis};
@@ -206,8 +206,8 @@ pub struct BenchReport {
     pub batch_size: usize,
     /// Sequence length.
     pub seq_len: usize,
-    /// Model FLOPs of one training step (PaLM's count, see
-    /// [`train_flops_per_token`]).
+    /// Model FLOPs of one training step (the model's
+    /// [`axle_modules::Model::train_flops`]).
     pub flops_per_step: f64,
     /// Peak FLOP/s of one device used for MFU, if known.
     pub peak_flops_per_device: Option<f64>,
@@ -240,13 +240,8 @@ pub fn run_bench(options: &BenchOptions) -> Result<BenchReport, BenchError> {
     let device_kind = devices.first().map_or(String::new(), |d| d.kind.clone());
     let specs = setup.model.param_specs();
     let params = count_params(&specs);
-    let (batch, seq) = (setup.batch_size, setup.seq_len);
-    let flops_per_step = train_flops_per_token(
-        params,
-        setup.config.decoder.transformer.num_layers.unwrap_or(0) as u64,
-        setup.config.decoder.dim.unwrap_or(0) as u64,
-        seq as u64,
-    ) * (batch * seq) as f64;
+    let (batch, seq) = (setup.shape.batch_size, setup.shape.seq_len);
+    let flops_per_step = setup.model.train_flops(&setup.shape);
     let peak = options
         .run
         .peak_flops
@@ -266,11 +261,9 @@ pub fn run_bench(options: &BenchOptions) -> Result<BenchReport, BenchError> {
         n => Some(MatmulProbe::new(client, n)?),
     };
     let mut matmul_times = Vec::new();
-    let vocab = setup.config.decoder.vocab_size.unwrap_or(0);
-    let source = Synthetic::new(vocab, options.run.seed);
     let total = options.warmup + options.steps;
-    let mut loader = Loader::new(&source, Split::Train, batch, seq, options.run.seed);
-    let batches: Vec<Array2<i32>> = (0..total).map(|_| loader.next_batch()).collect();
+    let mut loader = Loader::new(setup.source.as_ref(), Split::Train, batch, options.run.seed);
+    let batches: Vec<HostBatch> = (0..total).map(|_| loader.next_batch()).collect();
 
     let mut reports = Vec::new();
     for (i, mesh) in meshes.iter().enumerate() {
@@ -278,7 +271,7 @@ pub fn run_bench(options: &BenchOptions) -> Result<BenchReport, BenchError> {
         let mut built = None;
         for _ in 0..TRACE_REPEATS {
             let start = Instant::now();
-            let step = build_train_step(&setup.model, &setup.learner, batch, seq, mesh)?;
+            let step = build_train_step(setup.model.as_ref(), &setup.learner, &setup.shape, mesh)?;
             traces.push(start.elapsed().as_secs_f64());
             let start = Instant::now();
             let text = step.function.to_stablehlo();
@@ -299,24 +292,17 @@ pub fn run_bench(options: &BenchOptions) -> Result<BenchReport, BenchError> {
             generated_code: m.generated_code,
             peak: m.arguments + m.outputs - m.alias + m.temp,
         });
-        let mut trainer = Trainer::from_compiled(
-            client,
-            &setup.model,
-            step,
-            train,
-            batch,
-            seq,
-            options.run.seed,
-        )?;
+        let mut trainer =
+            Trainer::from_compiled(client, setup.model.as_ref(), step, train, options.run.seed)?;
         if let Some(dir) = &options.export_dir {
             export(dir, &trainer, &batches, i == 0, options.run.seed)?;
         }
         let mut losses = Vec::new();
         let mut times = Vec::new();
         let mut matmuls = Vec::new();
-        for (n, tokens) in batches.iter().enumerate() {
+        for (n, host) in batches.iter().enumerate() {
             let start = Instant::now();
-            let metrics = trainer.step(tokens, options.run.seed)?;
+            let metrics = trainer.step(host, options.run.seed)?;
             if n >= options.warmup {
                 times.push(start.elapsed().as_secs_f64());
                 if let Some(probe) = &probe {
@@ -350,7 +336,7 @@ pub fn run_bench(options: &BenchOptions) -> Result<BenchReport, BenchError> {
         });
     }
     Ok(BenchReport {
-        model: options.run.model.clone(),
+        model: setup.name.clone(),
         overrides: options.run.overrides.clone(),
         plugin: client.plugin().path().display().to_string(),
         platform: format!("{} {}", client.platform_name()?, client.platform_version()?),
@@ -424,7 +410,7 @@ impl MatmulProbe {
 fn export(
     dir: &Path,
     trainer: &Trainer,
-    batches: &[Array2<i32>],
+    batches: &[HostBatch],
     tensors: bool,
     seed: u64,
 ) -> Result<(), BenchError> {
@@ -456,11 +442,35 @@ fn export(
         run: BTreeMap::from([("exported_by".to_string(), "axle bench".to_string())]),
     };
     Checkpointer::new(dir, 1).save(&trainer.checkpoint(meta)?)?;
-    let views: Vec<_> = batches.iter().map(|b| b.view()).collect();
+    let tokens: Vec<Array2<i32>> = batches
+        .iter()
+        .map(token_rows)
+        .collect::<Option<_>>()
+        .ok_or_else(|| {
+            error(
+                dir,
+                &"only causal LMs (input_ids, target_labels) export batches",
+            )
+        })?;
+    let views: Vec<_> = tokens.iter().map(|b| b.view()).collect();
     let stacked: Array3<i32> = ndarray::stack(Axis(0), &views).map_err(|e| error(dir, &e))?;
     let path = dir.join("batches.npy");
     let file = std::fs::File::create(&path).map_err(|e| error(&path, &e))?;
     stacked.write_npy(file).map_err(|e| error(&path, &e))
+}
+
+/// The `[batch, seq + 1]` token rows of a causal-LM batch: the inputs and
+/// the last target of each row.
+fn token_rows(batch: &HostBatch) -> Option<Array2<i32>> {
+    let (Some(HostArray::I32(ids)), Some(HostArray::I32(labels))) =
+        (batch.get(INPUT_IDS), batch.get(TARGET_LABELS))
+    else {
+        return None;
+    };
+    let ids = ids.view().into_dimensionality::<ndarray::Ix2>().ok()?;
+    let labels = labels.view().into_dimensionality::<ndarray::Ix2>().ok()?;
+    let last = labels.slice(ndarray::s![.., -1..]);
+    ndarray::concatenate(Axis(1), &[ids, last]).ok()
 }
 
 /// The system's load average, as `/proc/loadavg` gives it.

@@ -11,6 +11,7 @@ pub use axle_runtime as runtime;
 pub mod bench;
 pub mod checkpoint;
 pub mod data;
+pub mod experiment;
 pub mod learner;
 pub mod metrics;
 pub mod plot;

@@ -2,6 +2,7 @@
 //! evaluate, benchmark and plot.
 
 use axle::bench::{BenchOptions, render_table, run_bench};
+use axle::experiment::{EXPERIMENT_NAMES, MODIFIERS};
 use axle::metrics::Record;
 use axle::run::{RunOptions, evaluate, train};
 use axle::train_step::build_train_step;
@@ -29,6 +30,22 @@ enum Command {
         /// Virtual CPU devices.
         #[arg(long)]
         cpu_devices: Option<usize>,
+    },
+    /// Print an experiment's resolved config (model, learner, input) after
+    /// its modifiers and overrides, one `path = value` line per field.
+    Config {
+        /// Registered experiment.
+        #[arg(long, alias = "model", default_value = "llama-tiny")]
+        experiment: String,
+        /// Modifier NAME[=ARGS], repeatable, applied in order.
+        #[arg(long = "modifier", value_name = "NAME[=ARGS]")]
+        modifiers: Vec<String>,
+        /// Config override path=value, repeatable, applied after the modifiers.
+        #[arg(long = "set", value_name = "PATH=VALUE")]
+        overrides: Vec<String>,
+        /// List the experiments and modifiers instead.
+        #[arg(long)]
+        list: bool,
     },
     /// Write the training step's StableHLO for a model and mesh.
     Lower {
@@ -70,16 +87,18 @@ enum Command {
         #[arg(long)]
         peak_flops: Option<f64>,
     },
-    /// Evaluate the newest checkpoint on held-out data.
+    /// Evaluate the newest checkpoint on held-out data. The checkpoint
+    /// records its experiment, modifiers, overrides, data and mesh; options
+    /// that define the model must match it (they are checked, not needed).
     Eval {
         #[command(flatten)]
         model: ModelArgs,
         /// Directory holding the checkpoints.
         #[arg(long)]
         checkpoint_dir: PathBuf,
-        /// Batches to evaluate.
-        #[arg(long, default_value_t = 8)]
-        eval_batches: u64,
+        /// Batches to evaluate (the number the run used when absent).
+        #[arg(long)]
+        eval_batches: Option<u64>,
     },
     /// Time tracing, emission, compilation and steps of a model on meshes.
     Bench {
@@ -100,9 +119,12 @@ enum Command {
 /// Options of `axle bench`.
 #[derive(Args)]
 struct BenchArgs {
-    /// Registered model: llama-tiny, gpt2-tiny, llama-small, llama2-7b, llama2-70b.
-    #[arg(long, default_value = "llama-tiny")]
-    model: String,
+    /// Registered experiment (`axle config --list` lists them).
+    #[arg(long, alias = "model", default_value = "llama-tiny")]
+    experiment: String,
+    /// Modifier NAME[=ARGS], repeatable, applied in order.
+    #[arg(long = "modifier", value_name = "NAME[=ARGS]")]
+    modifiers: Vec<String>,
     /// Config override path=value, repeatable.
     #[arg(long = "set", value_name = "PATH=VALUE")]
     overrides: Vec<String>,
@@ -147,11 +169,17 @@ struct BenchArgs {
 /// Options shared by the commands that build a model.
 #[derive(Args)]
 struct ModelArgs {
-    /// Registered model: llama-tiny, gpt2-tiny, llama-small, llama2-7b, llama2-70b.
-    #[arg(long, default_value = "llama-tiny")]
-    model: String,
-    /// Config override path=value, repeatable (e.g. decoder.transformer.num_layers=2,
-    /// learner.schedule.lr=3e-3).
+    /// Registered experiment (`axle config --list` lists them; llama-tiny
+    /// when absent, the checkpoint's for `eval`). `--model` is an alias.
+    #[arg(long, alias = "model")]
+    experiment: Option<String>,
+    /// Modifier NAME[=ARGS], repeatable, applied in order (after the mesh
+    /// rule's): `axle config --list` lists them.
+    #[arg(long = "modifier", value_name = "NAME[=ARGS]")]
+    modifiers: Vec<String>,
+    /// Config override path=value, repeatable, applied after the modifiers
+    /// (e.g. decoder.transformer.num_layers=2, learner.schedule.lr=3e-3,
+    /// input.batch_size=16).
     #[arg(long = "set", value_name = "PATH=VALUE")]
     overrides: Vec<String>,
     /// Mesh such as data=2,fsdp=4 (-1 infers one size); mesh rules choose when absent.
@@ -166,10 +194,10 @@ struct ModelArgs {
     /// Data: .txt (bytes), .bin (uint16 tokens) or .npy [N, seq+1]; synthetic when absent.
     #[arg(long)]
     data: Option<PathBuf>,
-    /// Batch size (the model's registered one when absent).
+    /// Batch size (the experiment's input.batch_size when absent).
     #[arg(long)]
     batch_size: Option<usize>,
-    /// Sequence length (the model's registered one when absent).
+    /// Sequence length (the experiment's input.seq_len when absent).
     #[arg(long)]
     seq_len: Option<usize>,
     /// Seed of initialisation, data order and dropout.
@@ -180,7 +208,8 @@ struct ModelArgs {
 impl ModelArgs {
     fn options(&self) -> RunOptions {
         RunOptions {
-            model: self.model.clone(),
+            experiment: self.experiment.clone(),
+            modifiers: self.modifiers.clone(),
             overrides: self.overrides.clone(),
             mesh: self.mesh.clone(),
             plugin: self.plugin.clone(),
@@ -231,13 +260,33 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 );
             }
         }
+        Command::Config {
+            experiment,
+            modifiers,
+            overrides,
+            list,
+        } => {
+            if list {
+                println!("experiments: {}", EXPERIMENT_NAMES.join(", "));
+                println!("modifiers:");
+                for m in MODIFIERS {
+                    let name = match m.arg {
+                        Some(arg) => format!("{}={arg}", m.name),
+                        None => m.name.to_string(),
+                    };
+                    println!("  {name:<28} {}", m.help);
+                }
+                return Ok(());
+            }
+            let config = axle::experiment::resolve_config(&experiment, &modifiers, &overrides)?;
+            print!("{}", config.dump());
+        }
         Command::Lower { model, out } => {
             let setup = model.options().setup()?;
             let step = build_train_step(
-                &setup.model,
+                setup.model.as_ref(),
                 &setup.learner,
-                setup.batch_size,
-                setup.seq_len,
+                &setup.shape,
                 &setup.mesh,
             )?;
             let text = step.function.to_stablehlo();
@@ -273,7 +322,11 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             };
             eprintln!(
                 "training {} for {} steps (compiling the step first)",
-                options.model, options.steps
+                options
+                    .experiment
+                    .as_deref()
+                    .unwrap_or(axle::run::DEFAULT_EXPERIMENT),
+                options.steps
             );
             let bar = progress_bar(steps);
             let summary = train(&options, |record| report(&bar, record))?;
@@ -285,6 +338,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             );
             if let Some((step, loss)) = summary.eval_losses.last() {
                 println!("eval loss {loss:.4} after step {step}");
+                print_metrics(&summary.eval_metrics);
             }
         }
         Command::Eval {
@@ -294,20 +348,23 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         } => {
             let options = RunOptions {
                 checkpoint_dir: Some(checkpoint_dir),
-                eval_batches,
                 ..model.options()
             };
-            let (loss, dir) = evaluate(&options)?;
+            let result = evaluate(&options, eval_batches)?;
             println!(
-                "eval loss {loss:.4} ({} batches, checkpoint {})",
-                eval_batches.max(1),
-                dir.display()
+                "eval loss {:.6} ({} at step {}, checkpoint {})",
+                result.report.loss,
+                result.experiment,
+                result.step,
+                result.checkpoint.display()
             );
+            print_metrics(&result.report.metrics);
         }
         Command::Bench { bench } => {
             let options = BenchOptions {
                 run: RunOptions {
-                    model: bench.model,
+                    experiment: Some(bench.experiment),
+                    modifiers: bench.modifiers,
                     overrides: bench.overrides,
                     plugin: bench.plugin,
                     cpu_devices: bench.cpu_devices,
@@ -339,6 +396,13 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
+/// Prints evaluation metrics, one per line.
+fn print_metrics(metrics: &std::collections::BTreeMap<String, f64>) {
+    for (name, value) in metrics {
+        println!("  {name} {value:.6}");
+    }
+}
+
 /// A progress bar on a terminal; hidden otherwise (plain lines are printed).
 fn progress_bar(steps: u64) -> ProgressBar {
     if !std::io::stderr().is_terminal() {
@@ -368,7 +432,18 @@ fn report(bar: &ProgressBar, record: &Record) {
                 "step {step:>5}  loss {loss:.4}  grad_norm {grad_norm:.3}  {step_time_s:.3} s/step  {tokens_per_s:.0} tok/s"
             )
         }
-        Record::Eval { step, loss } => format!("step {step:>5}  eval loss {loss:.4}"),
+        Record::Eval {
+            step,
+            loss,
+            metrics,
+        } => {
+            let extra: Vec<String> = metrics
+                .iter()
+                .filter(|(name, _)| !name.contains('/'))
+                .map(|(name, v)| format!("  {name} {v:.4}"))
+                .collect();
+            format!("step {step:>5}  eval loss {loss:.4}{}", extra.join(""))
+        }
     };
     if bar.is_hidden() {
         eprintln!("{line}");

@@ -2,6 +2,7 @@
 //! counts for model FLOP utilisation, and the peak FLOP/s of known devices.
 
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -13,7 +14,7 @@ pub enum Record {
     Train {
         /// Step number, counting from 1.
         step: u64,
-        /// Mean cross-entropy of the step's batch.
+        /// Mean loss of the step's batch.
         loss: f64,
         /// Global L2 norm of the gradients, before clipping.
         grad_norm: f64,
@@ -21,18 +22,28 @@ pub enum Record {
         learning_rate: f64,
         /// Wall-clock seconds of the step (host to host).
         step_time_s: f64,
-        /// Training tokens per second.
+        /// Training tokens per second (examples per second for models
+        /// without a sequence).
         tokens_per_s: f64,
         /// Model FLOP utilisation, when the device's peak is known.
         #[serde(skip_serializing_if = "Option::is_none", default)]
         mfu: Option<f64>,
+        /// The model's summaries by path (`loss/cross_entropy`,
+        /// `decoder/transformer/layers/0/output_rms`, `accuracy`, ...).
+        #[serde(skip_serializing_if = "BTreeMap::is_empty", default)]
+        summaries: BTreeMap<String, f64>,
     },
     /// A periodic evaluation on held-out data.
     Eval {
         /// The training step after which it ran.
         step: u64,
-        /// Mean cross-entropy over the evaluation batches.
+        /// Mean loss over the evaluation batches (weighted by their
+        /// live targets).
         loss: f64,
+        /// Mean summaries and the model's derived metrics (accuracy,
+        /// perplexity).
+        #[serde(skip_serializing_if = "BTreeMap::is_empty", default)]
+        metrics: BTreeMap<String, f64>,
     },
 }
 
@@ -106,13 +117,6 @@ pub fn read_records(path: &Path) -> Result<Vec<Record>, MetricsError> {
         .collect()
 }
 
-/// Training FLOPs per token of a decoder-only transformer: `6 N` for the
-/// matmuls with the parameters (forward and backward) plus `12 L d s` for
-/// attention scores and values, as in the PaLM paper's MFU appendix.
-pub fn train_flops_per_token(params: u64, layers: u64, d_model: u64, seq: u64) -> f64 {
-    6.0 * params as f64 + 12.0 * (layers * d_model * seq) as f64
-}
-
 /// Dense peak FLOP/s of a device for a dtype (`"f32"` or `"bf16"`), from the
 /// vendors' data sheets, matched on a substring of the device kind that
 /// PJRT reports. `None` for devices or dtypes not in the table (CPUs, and
@@ -145,10 +149,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn flops_and_peaks() {
-        // llama-tiny: 3,737,856 params, 4 layers, d 256, seq 128.
-        let per_token = train_flops_per_token(3_737_856, 4, 256, 128);
-        assert_eq!(per_token, 6.0 * 3_737_856.0 + 12.0 * 4.0 * 256.0 * 128.0);
+    fn peaks() {
         assert_eq!(peak_flops("NVIDIA H100 80GB HBM3", "bf16"), Some(989e12));
         assert_eq!(peak_flops("TPU v5p", "f32"), None);
         assert_eq!(peak_flops("cpu", "f32"), None);
@@ -167,8 +168,13 @@ mod tests {
                 step_time_s: 0.4,
                 tokens_per_s: 2560.0,
                 mfu: None,
+                summaries: BTreeMap::from([("loss/z_loss".to_string(), 40.5)]),
             },
-            Record::Eval { step: 1, loss: 6.8 },
+            Record::Eval {
+                step: 1,
+                loss: 6.8,
+                metrics: BTreeMap::from([("perplexity".to_string(), 897.8)]),
+            },
         ];
         let mut writer = MetricsWriter::append(&path).unwrap();
         for record in &records {

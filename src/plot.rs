@@ -39,7 +39,7 @@ pub fn plot_losses(runs: &[PathBuf], out: &Path) -> Result<(), PlotError> {
         let eval: Vec<(f64, f64)> = records
             .iter()
             .filter_map(|r| match r {
-                Record::Eval { step, loss } => Some((*step as f64, *loss)),
+                Record::Eval { step, loss, .. } => Some((*step as f64, *loss)),
                 Record::Train { .. } => None,
             })
             .collect();

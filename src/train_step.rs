@@ -1,25 +1,23 @@
 //! The training step as one program: forward, loss, gradients and the
-//! learner's update, traced once and annotated for a mesh (Shardy shardings
-//! on every argument and result, parameters and optimizer state donated to
-//! their new values so they stay on device between steps).
+//! learner's update, traced once for any [`Model`] and annotated for a mesh
+//! (Shardy shardings on every argument and result, parameters and optimizer
+//! state donated to their new values so they stay on device between steps).
+//! The evaluation step shares its argument layout.
 
 use crate::learner::{LearnerConfig, ParamUpdate, decays, state_param};
 use axle_compiler::{DType, Function, FunctionBuilder, Tensor, TraceError, grad};
-use axle_modules::{Batch, CausalLm, Ctx, Module, ParamSpec, ParamTree};
-use axle_partition::{MESH_SYMBOL, Mesh, PartitionSpec, SpecError, pspec};
+use axle_modules::{
+    BatchShape, Ctx, InputSpec, Inputs, LOSS, LOSS_WEIGHT, Model, ParamSpec, ParamTree, RNG_KEY,
+    declare_inputs, declare_params,
+};
+use axle_partition::{LogicalRules, MESH_SYMBOL, Mesh, PartitionSpec, SpecError};
 
-/// Name of the input token ids argument, `i32[batch, seq]`.
-pub const INPUT_IDS: &str = "input_ids";
-/// Name of the next-token labels argument, `i32[batch, seq]`.
-pub const TARGET_LABELS: &str = "target_labels";
-/// Name of the RNG key argument, `i64[2]` (seed, step) for dropout.
-pub const RNG_KEY: &str = "rng_key";
-/// Result: the batch's mean loss.
-pub const LOSS: &str = "loss";
 /// Result: the global gradient norm before clipping.
 pub const GRAD_NORM: &str = "grad_norm";
 /// Result: the learning rate of the step.
 pub const LEARNING_RATE: &str = "learning_rate";
+/// Prefix of summary results: summary `<path>` is result `summary/<path>`.
+pub const SUMMARY_PREFIX: &str = "summary/";
 
 /// A step could not be built for this model, shape and mesh.
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +40,14 @@ pub enum StepError {
         batch: usize,
         /// Requested micro-batches.
         micro_batches: usize,
+    },
+    /// The model's loss is not a scalar, or an input has no batch dimension.
+    #[error("model `{kind}`: {message}")]
+    Interface {
+        /// The model's kind.
+        kind: String,
+        /// What is wrong.
+        message: String,
     },
     /// The traced function refused an annotation.
     #[error(transparent)]
@@ -68,50 +74,57 @@ pub struct TrainStep {
     /// The mesh it is partitioned over.
     pub mesh: Mesh,
     /// Its arguments in order: model parameters (by path), optimizer state
-    /// (by name), then [`INPUT_IDS`], [`TARGET_LABELS`], [`RNG_KEY`].
+    /// (by name), the model's inputs (in [`Model::input_specs`] order), then
+    /// [`RNG_KEY`].
     pub args: Vec<ArgSpec>,
     /// The model's parameter specs.
     pub param_specs: ParamTree<ParamSpec>,
+    /// The model's inputs for the step's batch shape.
+    pub inputs: Vec<InputSpec>,
+    /// The batch shape the step was built for.
+    pub shape: BatchShape,
+    /// Paths of the summaries the step returns after its scalar results,
+    /// in result order (each result is named [`SUMMARY_PREFIX`]`<path>`).
+    pub summaries: Vec<String>,
 }
 
 impl TrainStep {
     /// Number of carried arguments (parameters and optimizer state), which
     /// are also the first results, in the same order.
     pub fn num_carried(&self) -> usize {
-        self.args.len() - 3
+        self.args.len() - self.inputs.len() - 1
+    }
+
+    /// The argument specs of the model's inputs.
+    pub fn input_args(&self) -> &[ArgSpec] {
+        let n = self.num_carried();
+        &self.args[n..n + self.inputs.len()]
     }
 }
 
-/// Traces the training step of `model` on batches of `[batch_size,
-/// seq_len]` tokens with `learner`, sharded over `mesh`. Results, in order:
-/// the carried arguments' new values, then [`LOSS`], [`GRAD_NORM`],
-/// [`LEARNING_RATE`].
+/// The scalar results of the training step after the carried values, in order.
+pub const STEP_SCALARS: [&str; 4] = [LOSS, LOSS_WEIGHT, GRAD_NORM, LEARNING_RATE];
+
+/// Traces the training step of `model` on batches of `shape` with
+/// `learner`, sharded over `mesh`. Results, in order: the carried
+/// arguments' new values, then [`STEP_SCALARS`], then the summaries.
 pub fn build_train_step(
-    model: &CausalLm,
+    model: &dyn Model,
     learner: &LearnerConfig,
-    batch_size: usize,
-    seq_len: usize,
+    shape: &BatchShape,
     mesh: &Mesh,
 ) -> Result<TrainStep, StepError> {
     let specs = model.param_specs();
+    let inputs = model.input_specs(shape)?;
     let b = FunctionBuilder::new("train_step");
-    let params: ParamTree<_> = specs
-        .iter()
-        .map(|(path, spec)| (path.clone(), b.param(path, DType::F32, &spec.shape)))
-        .collect();
+    let params = declare_params(&b, &specs, DType::F32);
     let state = learner.declare_state(&b, &specs);
-    let dims = [batch_size, seq_len];
-    let batch = Batch {
-        input_ids: b.param(INPUT_IDS, DType::I32, &dims),
-        target_labels: b.param(TARGET_LABELS, DType::I32, &dims),
-        positions: None,
-        segment_ids: None,
-    };
+    let batch = declare_inputs(&b, model, shape)?;
     let key = b.param(RNG_KEY, DType::I64, &[2]);
-    let (loss, grads) = loss_and_grads(model, &params, &batch, &key, learner, mesh)?;
+    let traced = loss_and_grads(model, &params, &batch, &key, learner, mesh)?;
     let updates: Vec<ParamUpdate<'_>> = params
         .iter()
-        .zip(&grads)
+        .zip(&traced.grads)
         .map(|((path, value), grad)| ParamUpdate {
             path,
             value,
@@ -124,9 +137,21 @@ pub fn build_train_step(
     let carried: Vec<(&String, &Tensor)> =
         update.params.iter().chain(update.state.iter()).collect();
     let mut results: Vec<(&str, &Tensor)> = carried.iter().map(|(n, t)| (n.as_str(), *t)).collect();
-    results.push((LOSS, &loss));
+    results.push((LOSS, &traced.loss));
+    results.push((LOSS_WEIGHT, &traced.weight));
     results.push((GRAD_NORM, &update.grad_norm));
     results.push((LEARNING_RATE, &update.learning_rate));
+    let summary_names: Vec<String> = traced
+        .summaries
+        .keys()
+        .map(|p| format!("{SUMMARY_PREFIX}{p}"))
+        .collect();
+    results.extend(
+        summary_names
+            .iter()
+            .map(String::as_str)
+            .zip(traced.summaries.values()),
+    );
     let mut function = b.build(&results)?;
 
     let mut args = Vec::new();
@@ -140,105 +165,296 @@ pub fn build_train_step(
         };
         args.push(arg(name, t.dtype(), t.dims(), &partition, mesh)?);
     }
-    let batch_spec = pspec![["data", "expert", "fsdp"], "seq"];
-    args.push(arg(INPUT_IDS, DType::I32, &dims, &batch_spec, mesh)?);
-    args.push(arg(TARGET_LABELS, DType::I32, &dims, &batch_spec, mesh)?);
-    args.push(arg(RNG_KEY, DType::I64, &[2], &pspec![_], mesh)?);
-
-    function.set_num_partitions(mesh.size());
-    if mesh.size() > 1 {
-        function.add_mesh(&mesh.sdy_mesh_op(MESH_SYMBOL));
+    let rules = LogicalRules::default();
+    for input in &inputs {
+        let partition = rules.resolve(&input.roles, mesh);
+        args.push(arg(
+            &input.name,
+            input.dtype,
+            &input.shape,
+            &partition,
+            mesh,
+        )?);
     }
-    for a in &args {
-        if mesh.size() > 1 {
-            let sharding = a.partition.sdy_sharding(MESH_SYMBOL);
-            function.set_param_sharding(&a.name, &sharding)?;
-        }
-        if a.name != INPUT_IDS && a.name != TARGET_LABELS && a.name != RNG_KEY {
-            if mesh.size() > 1 {
-                function.set_result_sharding(&a.name, &a.partition.sdy_sharding(MESH_SYMBOL))?;
-            }
-            function.donate(&a.name, &a.name)?;
-        }
+    args.push(arg(
+        RNG_KEY,
+        DType::I64,
+        &[2],
+        &PartitionSpec::replicated(1),
+        mesh,
+    )?);
+    let num_carried = specs.len() + state.len();
+    annotate(&mut function, mesh, &args, &args[..num_carried])?;
+    for a in &args[..num_carried] {
+        function.donate(&a.name, &a.name)?;
     }
-    if mesh.size() > 1 {
-        let scalar = PartitionSpec::replicated(0).sdy_sharding(MESH_SYMBOL);
-        for name in [LOSS, GRAD_NORM, LEARNING_RATE] {
-            function.set_result_sharding(name, &scalar)?;
-        }
-    }
+    let outputs: Vec<&str> = STEP_SCALARS
+        .iter()
+        .copied()
+        .chain(summary_names.iter().map(String::as_str))
+        .collect();
+    replicate_results(&mut function, mesh, &outputs)?;
     Ok(TrainStep {
         function,
         mesh: mesh.clone(),
         args,
         param_specs: specs,
+        inputs,
+        shape: *shape,
+        summaries: traced.summaries.into_keys().collect(),
     })
 }
 
-/// The mean loss over `micro_batches` equal slices of the batch rows and
-/// the mean of their gradients (gradient accumulation, traced unrolled: one
+/// Traces the evaluation step of the model `step` was built for: the loss,
+/// its weight and the summaries of the parameters on a batch, without
+/// dropout, with the same argument shardings as `step` (parameters, then
+/// inputs). Results: [`LOSS`], [`LOSS_WEIGHT`], then the summaries in the
+/// order of the returned paths.
+pub fn build_eval_step(
+    model: &dyn Model,
+    step: &TrainStep,
+) -> Result<(Function, Vec<String>), StepError> {
+    let b = FunctionBuilder::new("eval_step");
+    let params = declare_params(&b, &step.param_specs, DType::F32);
+    let inputs = declare_inputs(&b, model, &step.shape)?;
+    let mut ctx = Ctx::new(params, false, None);
+    if step.mesh.size() > 1 {
+        ctx = ctx.with_mesh(step.mesh.clone());
+    }
+    let out = model.loss(&mut ctx, &inputs)?;
+    let summaries = scalar_summaries(model, ctx.take_summaries())?;
+    let names: Vec<String> = summaries
+        .keys()
+        .map(|p| format!("{SUMMARY_PREFIX}{p}"))
+        .collect();
+    let mut results = vec![(LOSS, &out.loss), (LOSS_WEIGHT, &out.weight)];
+    results.extend(names.iter().map(String::as_str).zip(summaries.values()));
+    let mut function = b.build(&results)?;
+    let num_params = step.param_specs.len();
+    let args: Vec<ArgSpec> = step.args[..num_params]
+        .iter()
+        .chain(step.input_args())
+        .cloned()
+        .collect();
+    annotate(&mut function, &step.mesh, &args, &[])?;
+    let outputs: Vec<&str> = [LOSS, LOSS_WEIGHT]
+        .into_iter()
+        .chain(names.iter().map(String::as_str))
+        .collect();
+    replicate_results(&mut function, &step.mesh, &outputs)?;
+    Ok((function, summaries.into_keys().collect()))
+}
+
+/// Sets the mesh, the number of partitions, the shardings of `args` and of
+/// the results named like `carried` (on a mesh of several devices).
+fn annotate(
+    function: &mut Function,
+    mesh: &Mesh,
+    args: &[ArgSpec],
+    carried: &[ArgSpec],
+) -> Result<(), StepError> {
+    function.set_num_partitions(mesh.size());
+    if mesh.size() == 1 {
+        return Ok(());
+    }
+    function.add_mesh(&mesh.sdy_mesh_op(MESH_SYMBOL));
+    for a in args {
+        function.set_param_sharding(&a.name, &a.partition.sdy_sharding(MESH_SYMBOL))?;
+    }
+    for a in carried {
+        function.set_result_sharding(&a.name, &a.partition.sdy_sharding(MESH_SYMBOL))?;
+    }
+    Ok(())
+}
+
+/// Marks the results `names` replicated (on a mesh of several devices).
+fn replicate_results(
+    function: &mut Function,
+    mesh: &Mesh,
+    names: &[&str],
+) -> Result<(), StepError> {
+    if mesh.size() == 1 {
+        return Ok(());
+    }
+    let types = function.result_types();
+    for name in names {
+        let rank = types[function.result_index(name)?].dims.len();
+        let sharding = PartitionSpec::replicated(rank).sdy_sharding(MESH_SYMBOL);
+        function.set_result_sharding(name, &sharding)?;
+    }
+    Ok(())
+}
+
+/// The loss, weight, gradients and summaries of a batch, combined over
+/// micro-batches.
+struct Traced {
+    loss: Tensor,
+    weight: Tensor,
+    grads: Vec<Tensor>,
+    summaries: ParamTree<Tensor>,
+}
+
+/// The summaries as f32 (scalars, or per-layer vectors from a scanned
+/// stack); anything of higher rank is an error naming it.
+fn scalar_summaries(
+    model: &dyn Model,
+    summaries: ParamTree<Tensor>,
+) -> Result<ParamTree<Tensor>, StepError> {
+    summaries
+        .into_iter()
+        .map(|(path, t)| {
+            if t.rank() > 1 {
+                return Err(StepError::Interface {
+                    kind: model.kind().to_string(),
+                    message: format!(
+                        "summary `{path}` is {:?}; summaries must be scalars (or per-layer vectors)",
+                        t.dims()
+                    ),
+                });
+            }
+            Ok((path, t.convert(DType::F32)))
+        })
+        .collect()
+}
+
+/// The loss over `micro_batches` equal slices of the batch rows, combined
+/// as the full batch would be: each micro-batch's mean loss (and summary)
+/// weighted by its loss weight, over the total weight; the gradient is that
+/// of the combined loss (gradient accumulation, traced unrolled: one
 /// forward and backward per micro-batch, summed in the step). Micro-batch
 /// `i` draws its dropout from the key `rng_key + [0, i]`. The forward sees
 /// the parameters cast to the learner's compute dtype; gradients come back
 /// to the f32 parameters through the cast. On a mesh of several devices the
-/// layers constrain their outputs' sharding (their `output_partition`).
+/// layers constrain their outputs' sharding.
 fn loss_and_grads(
-    model: &CausalLm,
+    model: &dyn Model,
     params: &ParamTree<Tensor>,
-    batch: &Batch,
+    batch: &Inputs,
     key: &Tensor,
     learner: &LearnerConfig,
     mesh: &Mesh,
-) -> Result<(Tensor, Vec<Tensor>), StepError> {
-    let [rows, seq] = batch.input_ids.dims() else {
-        unreachable!("declared as [batch, seq]");
-    };
-    let (rows, seq) = (*rows, *seq);
+) -> Result<Traced, StepError> {
+    let rows = batch_rows(model, batch)?;
     let k = learner.micro_batches.max(1);
-    let compute = learner.compute_dtype.dtype();
-    let compute_params: ParamTree<Tensor> = params
-        .iter()
-        .map(|(path, p)| (path.clone(), p.convert(compute)))
-        .collect();
     if rows % k != 0 {
         return Err(StepError::MicroBatches {
             batch: rows,
             micro_batches: k,
         });
     }
+    let compute = learner.compute_dtype.dtype();
+    let compute_params: ParamTree<Tensor> = params
+        .iter()
+        .map(|(path, p)| (path.clone(), p.convert(compute)))
+        .collect();
     let size = rows / k;
     let wrt: Vec<&Tensor> = params.values().collect();
-    let mut total: Option<(Tensor, Vec<Tensor>)> = None;
+    let mut parts = Vec::with_capacity(k);
     for i in 0..k {
-        let rows_of = |t: &Tensor| t.slice(&[i * size, 0], &[(i + 1) * size, seq], &[1, 1]);
-        let micro = Batch {
-            input_ids: rows_of(&batch.input_ids),
-            target_labels: rows_of(&batch.target_labels),
-            positions: None,
-            segment_ids: None,
-        };
+        let micro: Inputs = batch
+            .iter()
+            .map(|(name, t)| (name.clone(), rows_of(t, i * size, size)))
+            .collect();
         let offset = key.builder().constant(&[0i64, i as i64], &[2]);
         let micro_key = (key + &offset).convert(DType::U64);
         let mut ctx = Ctx::new(compute_params.clone(), true, Some(micro_key));
         if mesh.size() > 1 {
             ctx = ctx.with_mesh(mesh.clone());
         }
-        let loss = model.loss(&mut ctx, &micro)?;
+        let out = model.loss(&mut ctx, &micro)?;
+        if out.loss.rank() != 0 || out.weight.rank() != 0 {
+            return Err(StepError::Interface {
+                kind: model.kind().to_string(),
+                message: format!(
+                    "loss and weight must be scalars, got {:?} and {:?}",
+                    out.loss.dims(),
+                    out.weight.dims()
+                ),
+            });
+        }
+        let summaries = scalar_summaries(model, ctx.take_summaries())?;
+        parts.push((
+            out.loss.convert(DType::F32),
+            out.weight.convert(DType::F32),
+            summaries,
+        ));
+    }
+    let weight = parts
+        .iter()
+        .map(|(_, w, _)| w.clone())
+        .reduce(|a, b| &a + &b)
+        .expect("at least one micro-batch");
+    if k == 1 {
+        let (loss, weight, summaries) = parts.pop().expect("one micro-batch");
         let grads = grad(&loss, &wrt);
-        total = Some(match total {
-            None => (loss, grads),
-            Some((l, g)) => (
-                &l + &loss,
-                g.iter().zip(&grads).map(|(a, b)| a + b).collect(),
-            ),
+        return Ok(Traced {
+            loss,
+            weight,
+            grads,
+            summaries,
         });
     }
-    let (loss, grads) = total.expect("at least one micro-batch");
-    if k == 1 {
-        return Ok((loss, grads));
+    // A batch with no live target has weight 0 and loss 0, not 0/0.
+    let total = weight.maximum(&weight.splat_like(f64::from(f32::MIN_POSITIVE)));
+    let weighted =
+        |value: &Tensor, w: &Tensor| &(value * &w.stop_gradient()) / &total.stop_gradient();
+    let loss = parts
+        .iter()
+        .map(|(l, w, _)| weighted(l, w))
+        .reduce(|a, b| &a + &b)
+        .expect("at least one micro-batch");
+    let grads = grad(&loss, &wrt);
+    let mut summaries = ParamTree::new();
+    for (path, _) in parts[0].2.iter() {
+        let combined = parts
+            .iter()
+            .map(|(_, w, s)| weighted(&s[path], w))
+            .reduce(|a, b| &a + &b)
+            .expect("at least one micro-batch");
+        summaries.insert(path.clone(), combined);
     }
-    let scale = 1.0 / k as f64;
-    Ok((&loss * scale, grads.iter().map(|g| g * scale).collect()))
+    Ok(Traced {
+        loss,
+        weight,
+        grads,
+        summaries,
+    })
+}
+
+/// The batch size of `batch` (the leading dimension every input shares).
+fn batch_rows(model: &dyn Model, batch: &Inputs) -> Result<usize, StepError> {
+    let mut rows = None;
+    for (name, t) in batch {
+        let Some(&first) = t.dims().first() else {
+            return Err(StepError::Interface {
+                kind: model.kind().to_string(),
+                message: format!("input `{name}` is a scalar; inputs need a batch dimension"),
+            });
+        };
+        if rows.is_some_and(|r| r != first) {
+            return Err(StepError::Interface {
+                kind: model.kind().to_string(),
+                message: format!("input `{name}` has {first} rows, other inputs {rows:?}"),
+            });
+        }
+        rows = Some(first);
+    }
+    rows.ok_or_else(|| StepError::Interface {
+        kind: model.kind().to_string(),
+        message: "the model declares no inputs".into(),
+    })
+}
+
+/// Rows `start..start + len` of `t` along its leading dimension.
+fn rows_of(t: &Tensor, start: usize, len: usize) -> Tensor {
+    if t.dims()[0] == len {
+        return t.clone();
+    }
+    let mut lo = vec![0; t.rank()];
+    let mut hi = t.dims().to_vec();
+    lo[0] = start;
+    hi[0] = start + len;
+    t.slice(&lo, &hi, &vec![1; t.rank()])
 }
 
 fn arg(

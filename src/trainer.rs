@@ -4,13 +4,16 @@
 //! evaluates, and moves state to and from host checkpoints.
 
 use crate::checkpoint::{Checkpoint, Meta, Tensors};
+use crate::data::{HostArray, HostBatch, check_batch};
 use crate::learner::LearnerConfig;
-use crate::train_step::{ArgSpec, RNG_KEY, StepError, TrainStep, build_train_step};
+use crate::train_step::{
+    ArgSpec, STEP_SCALARS, StepError, TrainStep, build_eval_step, build_train_step,
+};
 use axle_compiler::DType;
-use axle_modules::{CausalLm, LossSignature, init_params, trace_loss};
-use axle_partition::{MESH_SYMBOL, Mesh};
+use axle_modules::{BatchShape, Model, init_params};
+use axle_partition::Mesh;
 use axle_runtime::{Arg, Buffer, Client, CompileOptions, Executable, ShardLayout, ShardedArray};
-use ndarray::{Array2, ArrayD, IxDyn, s};
+use ndarray::{ArrayD, IxDyn};
 
 /// A failure of the trainer, naming what is at fault.
 #[derive(Debug, thiserror::Error)]
@@ -33,38 +36,40 @@ pub enum TrainError {
         /// Addressable devices of the client.
         available: usize,
     },
-    /// A batch of the wrong shape.
-    #[error("batch is {got:?}, the step was built for [{batch}, {seq} + 1]")]
-    BatchShape {
-        /// Shape given.
-        got: Vec<usize>,
-        /// Batch size of the step.
-        batch: usize,
-        /// Sequence length of the step.
-        seq: usize,
-    },
-    /// A token id outside the vocabulary.
-    #[error("batch holds token id {token}, outside the vocabulary of {vocab}")]
-    TokenOutOfRange {
-        /// The id.
-        token: i32,
-        /// The model's vocabulary size.
-        vocab: usize,
-    },
+    /// A batch that does not fit the model's inputs (missing input, wrong
+    /// dtype or shape, an id outside its valid range).
+    #[error("batch does not fit the model: {0}")]
+    Batch(String),
     /// A checkpoint does not match the model or learner.
     #[error("checkpoint does not fit this run: {0}")]
     Checkpoint(String),
 }
 
 /// What one step reports.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct StepMetrics {
-    /// Mean cross-entropy of the batch.
+    /// Mean loss of the batch.
     pub loss: f32,
+    /// Weight of that mean (live targets).
+    pub weight: f32,
     /// Global gradient norm before clipping.
     pub grad_norm: f32,
     /// Learning rate used.
     pub learning_rate: f32,
+    /// The model's summaries, by path; a per-layer vector `p` of a scanned
+    /// stack gives `p/0`, `p/1`, ...
+    pub summaries: Vec<(String, f32)>,
+}
+
+/// What evaluating one batch reports.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EvalMetrics {
+    /// Mean loss of the batch.
+    pub loss: f32,
+    /// Weight of that mean (live targets).
+    pub weight: f32,
+    /// The model's summaries, by path (as in [`StepMetrics::summaries`]).
+    pub summaries: Vec<(String, f32)>,
 }
 
 /// A model being trained on the devices of one client.
@@ -73,12 +78,10 @@ pub struct Trainer {
     step: TrainStep,
     train: Executable,
     eval: Executable,
+    eval_summaries: Vec<String>,
     carried: Vec<ShardedArray>,
     /// The runtime layout of each argument of the step, in argument order.
     layouts: Vec<ShardLayout>,
-    batch: usize,
-    seq: usize,
-    vocab: usize,
     steps_done: u64,
 }
 
@@ -88,17 +91,16 @@ impl Trainer {
     /// (on the host, so the same on any mesh) and zero optimizer state.
     pub fn new(
         client: &Client,
-        model: &CausalLm,
+        model: &dyn Model,
         learner: &LearnerConfig,
-        batch: usize,
-        seq: usize,
+        shape: &BatchShape,
         mesh: &Mesh,
         seed: u64,
     ) -> Result<Trainer, TrainError> {
         check_mesh(client, mesh)?;
-        let step = build_train_step(model, learner, batch, seq, mesh)?;
+        let step = build_train_step(model, learner, shape, mesh)?;
         let train = client.compile(&step.function.to_stablehlo(), &compile_options(mesh))?;
-        Trainer::from_compiled(client, model, step, train, batch, seq, seed)
+        Trainer::from_compiled(client, model, step, train, seed)
     }
 
     /// A trainer around a step already built by [`build_train_step`] and
@@ -106,16 +108,14 @@ impl Trainer {
     /// can time tracing, emission and compilation apart.
     pub fn from_compiled(
         client: &Client,
-        model: &CausalLm,
+        model: &dyn Model,
         step: TrainStep,
         train: Executable,
-        batch: usize,
-        seq: usize,
         seed: u64,
     ) -> Result<Trainer, TrainError> {
         check_mesh(client, &step.mesh)?;
-        let options = compile_options(&step.mesh);
-        let eval = compile_eval(client, model, &step, batch, seq, &options)?;
+        let (eval_function, eval_summaries) = build_eval_step(model, &step)?;
+        let eval = client.compile(&eval_function.to_stablehlo(), &compile_options(&step.mesh))?;
         let mut host = init_params(&step.param_specs, seed);
         let mut state: Tensors = Tensors::new();
         for a in &step.args[step.param_specs.len()..step.num_carried()] {
@@ -132,11 +132,9 @@ impl Trainer {
             step,
             train,
             eval,
+            eval_summaries,
             carried: Vec::new(),
             layouts,
-            batch,
-            seq,
-            vocab: model.cfg.decoder.vocab_size.unwrap_or(0),
             steps_done: 0,
         };
         trainer.place(&host)?;
@@ -163,11 +161,11 @@ impl Trainer {
         self.step.args.iter().zip(&self.carried)
     }
 
-    /// Runs one training step on `tokens` (`[batch, seq + 1]`: inputs are
-    /// the first `seq` columns, targets the last `seq`). `rng` seeds the
-    /// step's randomness (dropout).
-    pub fn step(&mut self, tokens: &Array2<i32>, rng: u64) -> Result<StepMetrics, TrainError> {
-        let inputs = self.place_batch(tokens, rng)?;
+    /// Runs one training step on `batch` (one array per model input, shaped
+    /// as [`Model::input_specs`] says). `rng` seeds the step's randomness
+    /// (dropout).
+    pub fn step(&mut self, batch: &HostBatch, rng: u64) -> Result<StepMetrics, TrainError> {
+        let inputs = self.place_batch(batch, rng)?;
         let carried = std::mem::take(&mut self.carried);
         let mut per_arg: Vec<Vec<Buffer>> = carried.into_iter().map(|a| a.into_shards()).collect();
         let devices = self.step.mesh.size();
@@ -192,10 +190,12 @@ impl Trainer {
                 per_output[j].push(buffer);
             }
         }
-        let scalars: Vec<f32> = per_output[self.step.num_carried()..]
+        let values: Vec<Vec<f32>> = per_output[self.step.num_carried()..]
             .iter()
-            .map(|shards| shards[0].to_vec::<f32>().map(|v| v[0]))
+            .map(|shards| shards[0].to_vec::<f32>())
             .collect::<Result<_, _>>()?;
+        let scalars: Vec<f32> = values[..STEP_SCALARS.len()].iter().map(|v| v[0]).collect();
+        let summaries = flatten(&self.step.summaries, &values[STEP_SCALARS.len()..]);
         per_output.truncate(self.step.num_carried());
         self.carried = per_output
             .into_iter()
@@ -205,21 +205,32 @@ impl Trainer {
         self.steps_done += 1;
         Ok(StepMetrics {
             loss: scalars[0],
-            grad_norm: scalars[1],
-            learning_rate: scalars[2],
+            weight: scalars[1],
+            grad_norm: scalars[2],
+            learning_rate: scalars[3],
+            summaries,
         })
     }
 
-    /// Mean loss of the current parameters on `tokens`, without dropout.
-    pub fn eval_loss(&self, tokens: &Array2<i32>) -> Result<f32, TrainError> {
-        let inputs = self.place_batch(tokens, 0)?;
+    /// The loss, weight and summaries of the current parameters on
+    /// `batch`, without dropout.
+    pub fn evaluate(&self, batch: &HostBatch) -> Result<EvalMetrics, TrainError> {
+        let inputs = self.place_batch(batch, 0)?;
         let num_params = self.step.param_specs.len();
         let args: Vec<&ShardedArray> = self.carried[..num_params]
             .iter()
-            .chain(&inputs[..2])
+            .chain(&inputs[..self.step.inputs.len()])
             .collect();
         let outputs = self.eval.execute_sharded(&args)?;
-        Ok(outputs[0][0].to_vec::<f32>()?[0])
+        let values: Vec<Vec<f32>> = outputs
+            .iter()
+            .map(|shards| shards[0].to_vec::<f32>())
+            .collect::<Result<_, _>>()?;
+        Ok(EvalMetrics {
+            loss: values[0][0],
+            weight: values[1][0],
+            summaries: flatten(&self.eval_summaries, &values[2..]),
+        })
     }
 
     /// Copies parameters and optimizer state to the host as a checkpoint.
@@ -284,33 +295,44 @@ impl Trainer {
         Ok(())
     }
 
-    /// Places a token batch as the step's last three arguments.
-    fn place_batch(&self, tokens: &Array2<i32>, rng: u64) -> Result<Vec<ShardedArray>, TrainError> {
-        if tokens.dim() != (self.batch, self.seq + 1) {
-            return Err(TrainError::BatchShape {
-                got: tokens.shape().to_vec(),
-                batch: self.batch,
-                seq: self.seq,
-            });
-        }
-        if let Some(&token) = tokens.iter().find(|&&t| t < 0 || t as usize >= self.vocab) {
-            return Err(TrainError::TokenOutOfRange {
-                token,
-                vocab: self.vocab,
-            });
-        }
+    /// Places `batch` and the RNG key as the step's arguments after the
+    /// carried ones, after checking the batch against the model's inputs.
+    fn place_batch(&self, batch: &HostBatch, rng: u64) -> Result<Vec<ShardedArray>, TrainError> {
+        check_batch(batch, &self.step.inputs).map_err(TrainError::Batch)?;
         let n = self.step.num_carried();
-        let inputs = tokens.slice(s![.., ..self.seq]).to_owned().into_dyn();
-        let targets = tokens.slice(s![.., 1..]).to_owned().into_dyn();
+        let mut placed = Vec::with_capacity(self.step.inputs.len() + 1);
+        for (i, spec) in self.step.inputs.iter().enumerate() {
+            let layout = &self.layouts[n + i];
+            placed.push(match &batch[&spec.name] {
+                HostArray::I32(a) => ShardedArray::from_array(&self.client, a, layout)?,
+                HostArray::F32(a) => ShardedArray::from_array(&self.client, a, layout)?,
+            });
+        }
         let key = ArrayD::from_shape_vec(IxDyn(&[2]), vec![rng as i64, self.steps_done as i64])
             .expect("two elements");
-        debug_assert_eq!(self.step.args[n + 2].name, RNG_KEY);
-        Ok(vec![
-            ShardedArray::from_array(&self.client, &inputs, &self.layouts[n])?,
-            ShardedArray::from_array(&self.client, &targets, &self.layouts[n + 1])?,
-            ShardedArray::from_array(&self.client, &key, &self.layouts[n + 2])?,
-        ])
+        let key_layout = self
+            .layouts
+            .last()
+            .expect("the RNG key is the last argument");
+        placed.push(ShardedArray::from_array(&self.client, &key, key_layout)?);
+        Ok(placed)
     }
+}
+
+/// Summary values by name: a scalar `p` as `p`, a vector as `p/0`, `p/1`...
+fn flatten(names: &[String], values: &[Vec<f32>]) -> Vec<(String, f32)> {
+    let mut out = Vec::new();
+    for (name, v) in names.iter().zip(values) {
+        match v.as_slice() {
+            [x] => out.push((name.clone(), *x)),
+            many => out.extend(
+                many.iter()
+                    .enumerate()
+                    .map(|(i, x)| (format!("{name}/{i}"), *x)),
+            ),
+        }
+    }
+    out
 }
 
 /// Checks that `mesh` uses the client's devices 0..n in order.
@@ -346,40 +368,4 @@ fn layout(mesh: &Mesh, a: &ArgSpec) -> Result<ShardLayout, TrainError> {
         mesh_shape: l.mesh_shape,
         dim_axes: l.dim_axes,
     })
-}
-
-/// The evaluation step: the loss of the parameters on a batch, with the
-/// same shardings as the training step's arguments.
-fn compile_eval(
-    client: &Client,
-    model: &CausalLm,
-    step: &TrainStep,
-    batch: usize,
-    seq: usize,
-    options: &CompileOptions,
-) -> Result<Executable, TrainError> {
-    let b = axle_compiler::FunctionBuilder::new("eval_step");
-    let sig = LossSignature {
-        batch_size: batch,
-        seq_len: seq,
-        dtype: DType::F32,
-        is_training: false,
-        packed: false,
-    };
-    let (_, loss, _) = trace_loss(model, &b, &sig).map_err(StepError::from)?;
-    let mut function = b.build(&[("loss", &loss)]).map_err(StepError::from)?;
-    let mesh = &step.mesh;
-    function.set_num_partitions(mesh.size());
-    if mesh.size() > 1 {
-        function.add_mesh(&mesh.sdy_mesh_op(MESH_SYMBOL));
-        let num_params = step.param_specs.len();
-        let n = step.num_carried();
-        for a in step.args[..num_params].iter().chain(&step.args[n..n + 2]) {
-            let sharding = a.partition.sdy_sharding(MESH_SYMBOL);
-            function
-                .set_param_sharding(&a.name, &sharding)
-                .map_err(StepError::from)?;
-        }
-    }
-    Ok(client.compile(&function.to_stablehlo(), options)?)
 }

@@ -1,23 +1,48 @@
 //! The input pipeline against hand-computed expectations: file formats,
 //! determinism, resumption, splits and every bad-input error.
 
-use axle::data::{DataError, Loader, Source, Split, Synthetic, TokenFile};
+use axle::data::{
+    DataError, HostArray, HostBatch, LanguageModelSource, Loader, Split, Synthetic, TokenFile,
+    TokenSource,
+};
+use ndarray::Array2;
 use ndarray_npy::WriteNpyExt;
 use std::collections::HashSet;
 
+/// The `[batch, seq]` integer input `name` of a batch.
+fn ids(batch: &HostBatch, name: &str) -> Array2<i32> {
+    match &batch[name] {
+        HostArray::I32(a) => a.clone().into_dimensionality().unwrap(),
+        HostArray::F32(_) => panic!("{name} is f32"),
+    }
+}
+
+fn lm(tokens: impl TokenSource + 'static, seq: usize) -> LanguageModelSource {
+    LanguageModelSource::new(Box::new(tokens), seq)
+}
+
 #[test]
 fn batches_are_deterministic_and_resume_from_a_position() {
-    let task = Synthetic::new(1024, 3);
-    let mut straight = Loader::new(&task, Split::Train, 8, 128, 11);
+    let task = lm(Synthetic::new(1024, 3), 128);
+    let mut straight = Loader::new(&task, Split::Train, 8, 11);
     let batches: Vec<_> = (0..6).map(|_| straight.next_batch()).collect();
-    let mut resumed = Loader::new(&task, Split::Train, 8, 128, 11);
+    let mut resumed = Loader::new(&task, Split::Train, 8, 11);
     resumed.seek(4);
     assert_eq!(resumed.next_batch(), batches[4]);
     assert_eq!(resumed.next_batch(), batches[5]);
     assert_eq!(resumed.position(), 6);
-    assert_eq!(batches[0].dim(), (8, 129));
+    let (inputs, targets) = (
+        ids(&batches[0], "input_ids"),
+        ids(&batches[0], "target_labels"),
+    );
+    assert_eq!(inputs.dim(), (8, 128));
+    // Targets are the inputs shifted by one token.
+    assert_eq!(
+        inputs.slice(ndarray::s![.., 1..]),
+        targets.slice(ndarray::s![.., ..127])
+    );
     assert_ne!(batches[0], batches[1]);
-    let other_seed = Loader::new(&task, Split::Train, 8, 128, 12).batch_at(0);
+    let other_seed = Loader::new(&task, Split::Train, 8, 12).batch_at(0);
     assert_ne!(other_seed, batches[0]);
 }
 
@@ -31,15 +56,18 @@ fn byte_file_windows_cover_the_train_split_once_per_pass() {
     // 100 bytes: the last 10 are eval, so 90 train tokens give 86 windows of 5.
     assert_eq!(file.len(Split::Train), Some(86));
     assert_eq!(file.len(Split::Eval), Some(6));
-    let loader = Loader::new(&file, Split::Train, 2, 4, 0);
+    let source = lm(file, 4);
+    let loader = Loader::new(&source, Split::Train, 2, 0);
     let starts: HashSet<i32> = (0..43)
-        .flat_map(|p| loader.batch_at(p).column(0).to_vec())
+        .flat_map(|p| ids(&loader.batch_at(p), "input_ids").column(0).to_vec())
         .collect();
     assert_eq!(starts, (0..86).collect::<HashSet<i32>>());
-    let row = loader.batch_at(0).row(0).to_vec();
-    assert_eq!(row, (row[0]..row[0] + 5).collect::<Vec<_>>());
-    let eval = Loader::new(&file, Split::Eval, 6, 4, 0).batch_at(0);
-    assert!(eval.iter().all(|&t| t >= 90));
+    let first = loader.batch_at(0);
+    let row = ids(&first, "input_ids").row(0).to_vec();
+    assert_eq!(row, (row[0]..row[0] + 4).collect::<Vec<_>>());
+    assert_eq!(ids(&first, "target_labels")[[0, 3]], row[0] + 4);
+    let eval = Loader::new(&source, Split::Eval, 6, 0).batch_at(0);
+    assert!(ids(&eval, "input_ids").iter().all(|&t| t >= 90));
 }
 
 #[test]

@@ -32,13 +32,13 @@ use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 use axle::checkpoint::Meta;
-use axle::data::{Loader, Split, Synthetic};
+use axle::data::{LanguageModelSource, Loader, Split, Synthetic};
 use axle::learner::LearnerConfig;
 use axle::partition::{Mesh, MeshRules, choose_mesh, device_selector, pspec};
 use axle::runtime::{Client, HloModule, Shape};
 use axle::train_step::ArgSpec;
 use axle::trainer::{TrainError, Trainer};
-use axle_modules::{CausalLm, LinearConfig, ParamTree, for_each_mut, registered_model};
+use axle_modules::{BatchShape, CausalLm, LinearConfig, ParamTree, for_each_mut, registered_model};
 use ndarray::ArrayD;
 
 /// Steps each run takes.
@@ -81,12 +81,18 @@ fn trainer(client: &Client, mesh: &Mesh) -> Trainer {
         client,
         &model,
         &LearnerConfig::default(),
-        batch,
-        seq,
+        &shape(batch, seq),
         mesh,
         0,
     )
     .unwrap_or_else(|e| panic!("{mesh}: {e}"))
+}
+
+fn shape(batch_size: usize, seq_len: usize) -> BatchShape {
+    BatchShape {
+        batch_size,
+        seq_len,
+    }
 }
 
 fn params(trainer: &Trainer) -> ParamTree<ArrayD<f32>> {
@@ -101,8 +107,8 @@ fn params(trainer: &Trainer) -> ParamTree<ArrayD<f32>> {
 /// Trains `STEPS` steps on the same batches as every other run.
 fn train(trainer: &mut Trainer) -> Run {
     let (_, batch, seq) = llama_tiny();
-    let task = Synthetic::new(1024, 0);
-    let mut loader = Loader::new(&task, Split::Train, batch, seq, 0);
+    let task = LanguageModelSource::new(Box::new(Synthetic::new(1024, 0)), seq);
+    let mut loader = Loader::new(&task, Split::Train, batch, 0);
     let mut run = Run {
         losses: Vec::new(),
         grad_norms: Vec::new(),
@@ -449,7 +455,7 @@ fn default_mesh_rules_pick_the_mesh_from_the_device_count() {
 fn step_error(model: &CausalLm, batch: usize, mesh: &Mesh, client: &Client) -> String {
     let (_, _, seq) = llama_tiny();
     let learner = LearnerConfig::default();
-    match Trainer::new(client, model, &learner, batch, seq, mesh, 0) {
+    match Trainer::new(client, model, &learner, &shape(batch, seq), mesh, 0) {
         Err(e @ TrainError::Step(_)) => e.to_string(),
         Err(e) => panic!("expected an error from building the step, got: {e}"),
         Ok(_) => panic!("{mesh}: bad input accepted"),
@@ -474,8 +480,7 @@ fn bad_meshes_are_refused_before_compiling() {
         &small,
         &model,
         &LearnerConfig::default(),
-        batch,
-        seq,
+        &shape(batch, seq),
         &mesh,
         0,
     )

@@ -209,3 +209,39 @@ pub fn registered_model(name: &str) -> Result<RegisteredModel> {
         batch_size,
     })
 }
+
+/// The config of any registered model kind.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ModelConfig {
+    /// A decoder-only causal language model.
+    CausalLm(CausalLmConfig),
+}
+
+impl crate::ConfigNode for ModelConfig {
+    fn children_mut(&mut self, f: &mut dyn FnMut(&mut dyn crate::ConfigNode)) {
+        match self {
+            ModelConfig::CausalLm(c) => f(c),
+        }
+    }
+    fn children(&self, f: &mut dyn FnMut(&dyn crate::ConfigNode)) {
+        match self {
+            ModelConfig::CausalLm(c) => f(c),
+        }
+    }
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
+        self
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+impl ModelConfig {
+    /// The model this config describes.
+    pub fn build(&self) -> Result<Box<dyn crate::Model>> {
+        Ok(match self {
+            ModelConfig::CausalLm(c) => Box::new(crate::CausalLm::new(c)?),
+        })
+    }
+}

@@ -2,7 +2,7 @@
 //! token file (the `train.bin` convention) or an `.npy` integer array of
 //! shape `[N, seq + 1]`.
 
-use super::{DataError, Source, Split};
+use super::{DataError, Split, TokenSource};
 use std::path::{Path, PathBuf};
 
 /// Fraction of a file's tokens (or rows) held out for evaluation.
@@ -107,7 +107,7 @@ impl TokenFile {
     }
 }
 
-impl Source for TokenFile {
+impl TokenSource for TokenFile {
     fn len(&self, split: Split) -> Option<u64> {
         let n = match (&self.layout, split) {
             (Layout::Stream { train, .. }, Split::Train) => train.len() + 1 - self.example_len,

@@ -1,20 +1,30 @@
-//! The input pipeline: token examples of length `seq + 1` from a synthetic
-//! task or a file, cut into batches that are deterministic from a seed and
-//! resumable from a saved position.
+//! The input pipeline: named examples (one row of each model input) from a
+//! synthetic task or a file, cut into batches that are deterministic from a
+//! seed and resumable from a saved position. Language models read token
+//! files ([`TokenFile`], [`LanguageModelSource`]); other models read named
+//! arrays ([`ArrayFile`]); every model kind has a synthetic task
+//! ([`SyntheticTask`]).
 //!
 //! Every source is a set of examples addressed by index; a [`Loader`] maps
 //! its position (the number of batches already produced) to example indices
 //! with a seeded hash, so batch `p` is the same whether the run got there
 //! straight or was restored from a checkpoint at any earlier position.
 
+mod arrays;
+mod batch;
 mod files;
 mod mix;
 mod synthetic;
+mod tasks;
 
+pub use arrays::ArrayFile;
+pub use batch::{HostArray, HostBatch, check_batch};
 pub use files::TokenFile;
 pub use synthetic::Synthetic;
+pub use tasks::SyntheticTask;
 
-use ndarray::Array2;
+use axle_modules::{INPUT_IDS, TARGET_LABELS};
+use ndarray::{ArrayD, IxDyn};
 use std::path::PathBuf;
 
 /// Which part of a source a loader reads: training or held-out evaluation
@@ -46,6 +56,22 @@ pub enum DataError {
         /// What was wrong.
         message: String,
     },
+    /// A named-array data file does not fit the model's inputs.
+    #[error("data file {path}: {message}")]
+    Arrays {
+        /// The file or directory.
+        path: PathBuf,
+        /// What does not fit, naming the input.
+        message: String,
+    },
+    /// A synthetic task does not fit the model's inputs.
+    #[error("synthetic task `{task}`: {message}")]
+    Task {
+        /// The task's kind.
+        task: String,
+        /// What does not fit, naming the input.
+        message: String,
+    },
     /// A token id is not below the model's vocabulary size.
     #[error("{path}: token {value} at index {index} is not below the vocabulary size {vocab}")]
     TokenOutOfRange {
@@ -74,34 +100,77 @@ pub enum DataError {
     },
 }
 
-/// A set of token examples of a fixed length, addressed by index.
+/// A set of named examples, addressed by index: each example is one row of
+/// every input of a model (arrays without the batch dimension).
 pub trait Source: Send {
     /// Number of distinct examples in `split`; `None` for an unbounded source.
     fn len(&self, split: Split) -> Option<u64>;
-    /// Writes example `index` of `split` (taken modulo the split's length)
+    /// Example `index` of `split` (taken modulo the split's length).
+    fn example(&self, split: Split, index: u64) -> HostBatch;
+}
+
+/// A set of token sequences of a fixed length, addressed by index: what a
+/// language model reads.
+pub trait TokenSource: Send {
+    /// Number of distinct sequences in `split`; `None` for an unbounded source.
+    fn len(&self, split: Split) -> Option<u64>;
+    /// Writes sequence `index` of `split` (taken modulo the split's length)
     /// into `out`, whose length is the example length `seq + 1`.
     fn example(&self, split: Split, index: u64, out: &mut [i32]);
 }
 
-/// Cuts a [`Source`] into batches `[batch, seq + 1]` of token ids; inputs are
-/// `[:, :seq]` and targets `[:, 1:]`.
+/// Token sequences of `seq + 1` as causal-LM examples: `input_ids` the
+/// first `seq` tokens, `target_labels` the last `seq`.
+pub struct LanguageModelSource {
+    tokens: Box<dyn TokenSource>,
+    seq: usize,
+}
+
+impl LanguageModelSource {
+    /// Examples of `seq` inputs and `seq` next-token targets from `tokens`.
+    pub fn new(tokens: Box<dyn TokenSource>, seq: usize) -> Self {
+        LanguageModelSource { tokens, seq }
+    }
+}
+
+impl Source for LanguageModelSource {
+    fn len(&self, split: Split) -> Option<u64> {
+        self.tokens.len(split)
+    }
+
+    fn example(&self, split: Split, index: u64) -> HostBatch {
+        let mut row = vec![0; self.seq + 1];
+        self.tokens.example(split, index, &mut row);
+        let ids = |range: std::ops::Range<usize>| {
+            HostArray::I32(
+                ArrayD::from_shape_vec(IxDyn(&[self.seq]), row[range].to_vec())
+                    .expect("seq tokens"),
+            )
+        };
+        HostBatch::from([
+            (INPUT_IDS.to_string(), ids(0..self.seq)),
+            (TARGET_LABELS.to_string(), ids(1..self.seq + 1)),
+        ])
+    }
+}
+
+/// Cuts a [`Source`] into batches of named arrays, each with a leading
+/// batch dimension.
 pub struct Loader<'a> {
     source: &'a dyn Source,
     split: Split,
     batch: usize,
-    seq: usize,
     seed: u64,
     position: u64,
 }
 
 impl<'a> Loader<'a> {
     /// A loader at position 0. `seed` picks the order of the examples.
-    pub fn new(source: &'a dyn Source, split: Split, batch: usize, seq: usize, seed: u64) -> Self {
+    pub fn new(source: &'a dyn Source, split: Split, batch: usize, seed: u64) -> Self {
         Loader {
             source,
             split,
             batch,
-            seq,
             seed,
             position: 0,
         }
@@ -119,26 +188,34 @@ impl<'a> Loader<'a> {
         self.position = position;
     }
 
-    /// The next batch, `[batch, seq + 1]`.
-    pub fn next_batch(&mut self) -> Array2<i32> {
+    /// The next batch.
+    pub fn next_batch(&mut self) -> HostBatch {
         let batch = self.batch_at(self.position);
         self.position += 1;
         batch
     }
 
-    /// The batch at `position`, without moving.
-    pub fn batch_at(&self, position: u64) -> Array2<i32> {
-        let width = self.seq + 1;
-        let mut out = Array2::zeros((self.batch, width));
-        for (row, mut line) in out.rows_mut().into_iter().enumerate() {
-            let slot = position * self.batch as u64 + row as u64;
-            let index = self.example_index(slot);
-            let line = line
-                .as_slice_mut()
-                .expect("rows of a standard-layout array are contiguous");
-            self.source.example(self.split, index, line);
-        }
-        out
+    /// The batch at `position`, without moving. Panics if the source's
+    /// examples do not share their fields' dtypes and shapes (a bug of the
+    /// source).
+    pub fn batch_at(&self, position: u64) -> HostBatch {
+        let examples: Vec<HostBatch> = (0..self.batch)
+            .map(|row| {
+                let slot = position * self.batch as u64 + row as u64;
+                self.source.example(self.split, self.example_index(slot))
+            })
+            .collect();
+        let first = examples.first().cloned().unwrap_or_default();
+        first
+            .keys()
+            .map(|name| {
+                let rows: Vec<&HostArray> = examples.iter().map(|e| &e[name]).collect();
+                let stacked = HostArray::stack(&rows).unwrap_or_else(|| {
+                    panic!("examples of field `{name}` differ in dtype or shape")
+                });
+                (name.clone(), stacked)
+            })
+            .collect()
     }
 
     /// Maps the `slot`-th example drawn to an example index: a seeded

@@ -1,7 +1,7 @@
 //! A synthetic language with learnable structure, for training without data.
 
 use super::mix::mix;
-use super::{Source, Split};
+use super::{Split, TokenSource};
 
 /// Number of generating rules; a sequence's rule is visible from its first
 /// two tokens, so a model that learns the rules and reads its context
@@ -34,7 +34,7 @@ impl Synthetic {
     }
 }
 
-impl Source for Synthetic {
+impl TokenSource for Synthetic {
     fn len(&self, _split: Split) -> Option<u64> {
         None
     }

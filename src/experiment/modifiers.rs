@@ -1,0 +1,75 @@
+//! The modifiers the command line and mesh rules name: `NAME` or
+//! `NAME=ARGS`, each a cross-cutting change to the whole model config
+//! written once in `axle_modules::modifiers` over the config visitor.
+
+use super::ExperimentConfig;
+use axle_modules::modifiers;
+
+/// A modifier the command line accepts.
+#[derive(Clone, Copy, Debug)]
+pub struct ModifierInfo {
+    /// Its name (`--modifier NAME`).
+    pub name: &'static str,
+    /// The form of its argument (`THETA`), if it takes one.
+    pub arg: Option<&'static str>,
+    /// What it does.
+    pub help: &'static str,
+}
+
+/// Every modifier, in the order `axle config --help` lists them.
+pub const MODIFIERS: &[ModifierInfo] = &[
+    ModifierInfo {
+        name: "rope_everywhere",
+        arg: Some("THETA"),
+        help: "every attention gets RoPE with base THETA",
+    },
+    ModifierInfo {
+        name: "swap_norms",
+        arg: None,
+        help: "RMSNorm <-> LayerNorm everywhere",
+    },
+    ModifierInfo {
+        name: "mha_to_gqa",
+        arg: Some("K"),
+        help: "multi-head attention becomes grouped-query with K key/value heads",
+    },
+];
+
+/// Applies the modifier `spec` (`NAME` or `NAME=ARGS`) to `cfg`; returns
+/// how many configs it changed. Errors name the modifier and list the
+/// known ones, or name the bad argument.
+pub fn apply_modifier(cfg: &mut ExperimentConfig, spec: &str) -> Result<usize, String> {
+    let (name, arg) = match spec.split_once('=') {
+        Some((name, arg)) => (name.trim(), Some(arg.trim())),
+        None => (spec.trim(), None),
+    };
+    let info = MODIFIERS.iter().find(|m| m.name == name).ok_or_else(|| {
+        let known: Vec<&str> = MODIFIERS.iter().map(|m| m.name).collect();
+        format!("unknown modifier `{name}`; known: {}", known.join(", "))
+    })?;
+    let arg = match (info.arg, arg) {
+        (Some(form), None) => {
+            return Err(format!(
+                "modifier `{name}` needs an argument: {name}={form}"
+            ));
+        }
+        (None, Some(a)) => return Err(format!("modifier `{name}` takes no argument, got `{a}`")),
+        (_, a) => a.unwrap_or(""),
+    };
+    let number = |what: &str| -> Result<f64, String> {
+        arg.parse::<f64>()
+            .map_err(|_| format!("modifier `{name}`: {what} must be a number, got `{arg}`"))
+    };
+    let count = |what: &str| -> Result<usize, String> {
+        arg.parse::<usize>().ok().filter(|&n| n > 0).ok_or_else(|| {
+            format!("modifier `{name}`: {what} must be a positive integer, got `{arg}`")
+        })
+    };
+    let model = &mut cfg.model;
+    Ok(match name {
+        "rope_everywhere" => modifiers::rope_everywhere(model, number("THETA")?),
+        "swap_norms" => modifiers::swap_norms(model),
+        "mha_to_gqa" => modifiers::mha_to_gqa(model, count("K")?),
+        _ => unreachable!("every listed modifier is dispatched"),
+    })
+}
