@@ -7,12 +7,14 @@ use crate::checkpoint::{self, CheckpointError, Checkpointer, Meta};
 use crate::data::{
     ArrayFile, DataError, LanguageModelSource, Loader, Source, Split, SyntheticTask, TokenFile,
 };
-use crate::experiment::{ExperimentConfig, apply_modifier, experiment};
+use crate::experiment::{Experiment, ExperimentConfig, apply_modifier, experiment};
 use crate::learner::LearnerConfig;
 use crate::metrics::{MetricsError, MetricsWriter, Record};
 use crate::trainer::{TrainError, Trainer};
 use axle_modules::{BatchShape, INPUT_IDS, InputSpec, Model, TARGET_LABELS};
-use axle_partition::{LogicalAxis, Mesh, MeshShape, choose_mesh, device_selector};
+use axle_partition::{
+    LogicalAxis, Mesh, MeshChoice, MeshRules, MeshShape, choose_mesh, device_selector,
+};
 use axle_runtime::{Client, CreateOption, Plugin};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -280,20 +282,17 @@ impl RunOptions {
         client: &Client,
     ) -> Result<(ExperimentConfig, Mesh, Vec<String>), RunError> {
         let name = self.experiment.as_deref().unwrap_or(DEFAULT_EXPERIMENT);
-        let exp = experiment(name)?;
-        let devices = client.addressable_devices()?;
-        let explicit = self
-            .mesh
-            .as_deref()
-            .map(|m| m.parse::<MeshShape>())
-            .transpose()
-            .map_err(|e| RunError::Mesh(e.to_string()))?;
-        let kind = devices
-            .first()
-            .map_or("unknown".to_string(), |d| d.kind.clone());
-        let selector = device_selector(&client.platform_name()?, &kind, devices.len());
-        let choice = choose_mesh(explicit.as_ref(), &selector, &exp.mesh_rules, devices.len())
-            .map_err(|e| RunError::Mesh(e.to_string()))?;
+        self.resolve_experiment(experiment(name)?, client)
+    }
+
+    /// As [`RunOptions::resolve`], for an experiment given whole (one not
+    /// in the registry, or a registered one with other mesh rules).
+    pub fn resolve_experiment(
+        &self,
+        exp: Experiment,
+        client: &Client,
+    ) -> Result<(ExperimentConfig, Mesh, Vec<String>), RunError> {
+        let choice = self.choose_mesh(client, &exp.mesh_rules)?;
         let mut config = exp.config;
         for m in choice.modifiers.iter().chain(&self.modifiers) {
             apply_modifier(&mut config, m).map_err(RunError::Modifier)?;
@@ -314,6 +313,44 @@ impl RunOptions {
         let client = self.client()?;
         let (config, mesh, mesh_modifiers) = self.resolve(&client)?;
         self.setup_from(config, client, mesh, mesh_modifiers)
+    }
+
+    /// A setup for a model built in code: the client, mesh (explicit, or
+    /// the default mesh rules') and data (`self.data`, or `task`) come from
+    /// these options, as for a registered experiment.
+    pub fn setup_model(
+        &self,
+        name: &str,
+        model: Box<dyn Model>,
+        learner: LearnerConfig,
+        shape: BatchShape,
+        task: &SyntheticTask,
+    ) -> Result<Setup, RunError> {
+        let client = self.client()?;
+        let mesh = self.choose_mesh(&client, &MeshRules::default())?.mesh;
+        let inputs = model.input_specs(&shape)?;
+        let source = open_source(self.data.as_deref(), &inputs, task, self.seed)?;
+        Ok(Setup::new(
+            name, model, learner, shape, source, client, mesh,
+        ))
+    }
+
+    /// The mesh: explicit (`self.mesh`) or the first of `rules` matching
+    /// the client's devices.
+    fn choose_mesh(&self, client: &Client, rules: &MeshRules) -> Result<MeshChoice, RunError> {
+        let devices = client.addressable_devices()?;
+        let explicit = self
+            .mesh
+            .as_deref()
+            .map(|m| m.parse::<MeshShape>())
+            .transpose()
+            .map_err(|e| RunError::Mesh(e.to_string()))?;
+        let kind = devices
+            .first()
+            .map_or("unknown".to_string(), |d| d.kind.clone());
+        let selector = device_selector(&client.platform_name()?, &kind, devices.len());
+        choose_mesh(explicit.as_ref(), &selector, rules, devices.len())
+            .map_err(|e| RunError::Mesh(e.to_string()))
     }
 
     fn setup_from(

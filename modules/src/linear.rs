@@ -43,6 +43,14 @@ impl Default for LinearConfig {
 }
 
 impl LinearConfig {
+    /// This config with a bias (`x W + b`).
+    pub fn with_bias(&self) -> LinearConfig {
+        LinearConfig {
+            bias: true,
+            ..self.clone()
+        }
+    }
+
     /// This config with both dimensions set, as a parent does before building it.
     pub fn with_dims(&self, input_dim: usize, output_dim: usize) -> LinearConfig {
         LinearConfig {

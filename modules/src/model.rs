@@ -31,6 +31,17 @@ pub struct BatchShape {
     pub seq_len: usize,
 }
 
+impl BatchShape {
+    /// A batch of `batch_size` examples of `seq_len` tokens (0 for models
+    /// that read no sequence).
+    pub fn new(batch_size: usize, seq_len: usize) -> BatchShape {
+        BatchShape {
+            batch_size,
+            seq_len,
+        }
+    }
+}
+
 /// One named input of a model.
 #[derive(Clone, Debug, PartialEq)]
 pub struct InputSpec {

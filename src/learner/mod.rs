@@ -82,6 +82,16 @@ impl Default for LearnerConfig {
     }
 }
 
+impl LearnerConfig {
+    /// This learner with a constant learning rate `lr`.
+    pub fn with_lr(self, lr: f64) -> LearnerConfig {
+        LearnerConfig {
+            schedule: Schedule::Constant { lr },
+            ..self
+        }
+    }
+}
+
 /// One parameter as the learner sees it: its traced value, gradient and
 /// whether weight decay applies to it.
 pub struct ParamUpdate<'a> {
