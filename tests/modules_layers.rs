@@ -9,8 +9,9 @@ mod modules_common;
 use axle::backend::HostTensor;
 use axle::modules::{
     Activation, Attention, AttentionConfig, Ctx, Embedding, EmbeddingConfig, FeedForward,
-    FeedForwardConfig, LayerNormConfig, Linear, LinearConfig, Module, Norm, NormConfig,
-    RmsNormConfig, RopeConfig, TransformerLayer, TransformerLayerConfig, cross_entropy,
+    FeedForwardConfig, LayerNormConfig, Linear, LinearConfig, Module, Norm, NormConfig, ParamSpec,
+    ParamTree, RmsNormConfig, RopeConfig, Stack, TransformerLayer, TransformerLayerConfig,
+    cross_entropy, modifiers,
 };
 use axle::modules::{CausalLm, Config, registered_model};
 use modules_common::{Tree, assert_close, normal, params_f64, run_layer};
@@ -101,6 +102,10 @@ fn attention_ref(
             .unwrap()
     };
     let (mut q, mut k, v) = (proj("q_proj", h), proj("k_proj", kv), proj("v_proj", kv));
+    if let Some(norm) = &layer.cfg.qk_norm {
+        q = norm_ref(norm, p, &format!("{prefix}q_norm/"), &q);
+        k = norm_ref(norm, p, &format!("{prefix}k_norm/"), &k);
+    }
     if let Some(rope) = &layer.cfg.rope {
         q = rope_ref(&q, positions, rope.theta);
         k = rope_ref(&k, positions, rope.theta);
@@ -112,6 +117,7 @@ fn attention_ref(
             for qi in 0..t {
                 let visible: Vec<usize> = (0..t)
                     .filter(|&si| !layer.cfg.causal || si <= qi)
+                    .filter(|&si| layer.cfg.sliding_window.is_none_or(|w| qi.abs_diff(si) < w))
                     .filter(|&si| segments.is_none_or(|s| s[[bi, si]] == s[[bi, qi]]))
                     .collect();
                 let logits: Vec<f64> = visible
@@ -120,7 +126,11 @@ fn attention_ref(
                         let dot: f64 = (0..hd)
                             .map(|e| q[[bi, qi, hi, e]] * k[[bi, si, kh, e]])
                             .sum();
-                        dot / (hd as f64).sqrt()
+                        let logit = dot / (hd as f64).sqrt();
+                        match layer.cfg.logit_soft_cap {
+                            Some(cap) => cap * (logit / cap).tanh(),
+                            None => logit,
+                        }
                     })
                     .collect();
                 let max = logits.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
@@ -329,6 +339,66 @@ fn attention_with_rope_gqa_causal_mask_and_segments_matches_reference() {
     }
 }
 
+/// QK-norm (RMSNorm and LayerNorm over head_dim, before RoPE), sliding windows (causal:
+/// `q - W < k <= q`; not causal: `|q - k| < W`) and logit soft-capping, alone and together, with
+/// GQA, RoPE and packed segments. The tolerance stays 1e-10: the new ops (an rsqrt per head, a
+/// tanh per logit) are f64 on both sides and accurate to a few ulp, while a formula error (a
+/// window off by one, the cap applied after masking or before scaling, the norm over the wrong
+/// axis or after RoPE) changes outputs by 1e-3 or more.
+#[test]
+fn attention_with_qk_norm_sliding_window_and_soft_cap_matches_reference() {
+    let rms = NormConfig::RmsNorm(RmsNormConfig::default());
+    let layer_norm = NormConfig::LayerNorm(LayerNormConfig::default());
+    // (qk norm, window, cap, causal, packed)
+    let cases = [
+        (Some(rms.clone()), None, None, true, false),
+        (Some(layer_norm), None, None, true, true),
+        (None, Some(1), None, true, false),
+        (None, Some(2), None, true, true),
+        (None, Some(3), None, false, false),
+        (None, Some(2), None, false, true),
+        (None, None, Some(0.5), true, false),
+        (None, None, Some(2.0), false, true),
+        (Some(rms), Some(3), Some(1.0), true, true),
+    ];
+    for (qk_norm, window, cap, causal, packed) in cases {
+        let cfg = AttentionConfig {
+            input_dim: Some(32),
+            num_heads: Some(4),
+            num_kv_heads: Some(2),
+            causal,
+            rope: Some(RopeConfig::default()),
+            qk_norm: qk_norm.clone(),
+            sliding_window: window,
+            logit_soft_cap: cap,
+            ..AttentionConfig::default()
+        };
+        let layer = Attention::new(&cfg, "attention").unwrap();
+        let specs = layer.param_specs();
+        let p = params_f64(&specs);
+        // Larger inputs give logits of several units, so that a cap of 0.5 to 2 bites.
+        let x = normal(&[2, 6, 32], "x", 9) * 2.0;
+        let positions = ids(&[0, 1, 2, 0, 1, 2, 5, 6, 7, 8, 0, 1], &[2, 6]);
+        let segments = ids(&[1, 1, 1, 2, 2, 2, 1, 1, 1, 1, 2, 2], &[2, 6]);
+        let mut inputs = vec![
+            ("x", HostTensor::from(x.clone())),
+            ("positions", positions.clone().into()),
+        ];
+        if packed {
+            inputs.push(("segment_ids", segments.clone().into()));
+        }
+        let got = run_layer(&specs, &p, &inputs, false, |ctx, xs| {
+            layer.forward(ctx, &xs[0], &xs[1], xs.get(2)).unwrap()
+        });
+        let want = attention_ref(&layer, &p, "", &x, &positions, packed.then_some(&segments));
+        let name = format!(
+            "attention qk_norm {} window {window:?} cap {cap:?} causal {causal} packed {packed}",
+            qk_norm.is_some()
+        );
+        assert_close(&name, &got, &want, TOL, TOL);
+    }
+}
+
 #[test]
 fn feed_forward_matches_reference() {
     for (activation, gated) in [
@@ -408,33 +478,42 @@ fn layer_ref(
 }
 
 /// The whole decoder (embeddings, stack, final norm, head) on small versions of llama-tiny
-/// (RoPE, untied head) and gpt2-tiny (learned positions, tied head).
+/// (RoPE, untied head), gpt2-tiny (learned positions, tied head) and llama-tiny with a
+/// `[local, global]` layer pattern, QK-norm and a logit soft cap (4 layers: the pattern twice),
+/// each unrolled and scanned. The scanned stack gets the unrolled parameters stacked per pattern
+/// entry, so both must give the reference logits (tolerance 1e-10, as everywhere here).
 #[test]
-fn decoder_logits_match_reference() {
-    for name in ["llama-tiny", "gpt2-tiny"] {
+fn decoder_logits_match_reference_unrolled_and_scanned() {
+    for (name, local_global) in [
+        ("llama-tiny", false),
+        ("gpt2-tiny", false),
+        ("llama-tiny", true),
+    ] {
         let mut cfg = registered_model(name).unwrap().config;
         cfg.apply_overrides(&[
             "decoder.vocab_size=13",
             "decoder.dim=16",
             "decoder.transformer.num_layers=2",
-            "decoder.transformer.layer.feed_forward.hidden_dim=24",
+            "decoder.transformer.layers.0.feed_forward.hidden_dim=24",
         ])
         .unwrap();
         if cfg.decoder.position_embedding.is_some() {
             cfg.set("decoder.position_embedding.num_embeddings", "8")
                 .unwrap();
         }
+        if local_global {
+            modifiers::qk_norm(&mut cfg);
+            modifiers::alternate_local_global(&mut cfg, 2);
+            cfg.apply_overrides(&[
+                "decoder.transformer.num_layers=4",
+                "decoder.transformer.layers.1.attention.logit_soft_cap=1.5",
+            ])
+            .unwrap();
+        }
         let decoder = CausalLm::new(&cfg).unwrap().decoder;
         let specs = decoder.param_specs();
         let p = params_f64(&specs);
         let token_ids = ids(&[1, 5, 12, 0, 7, 7, 3, 2, 9, 11, 4, 6], &[2, 6]);
-        let got = run_layer(
-            &specs,
-            &p,
-            &[("ids", token_ids.clone().into())],
-            false,
-            |ctx, xs| decoder.forward(ctx, &xs[0], None, None).unwrap(),
-        );
         let table = &p["token_embedding/weight"];
         let positions = ids(&[0, 1, 2, 3, 4, 5, 0, 1, 2, 3, 4, 5], &[2, 6]);
         let mut x = ArrayD::zeros(IxDyn(&[2, 6, 16]));
@@ -448,9 +527,9 @@ fn decoder_logits_match_reference() {
                 row += &pos.slice(s![t, ..]);
             }
         }
-        for i in 0..2 {
+        for i in 0..decoder.transformer.num_layers {
             x = layer_ref(
-                &decoder.transformer.layer,
+                decoder.transformer.layer(i),
                 &p,
                 &format!("transformer/layers/{i}/"),
                 &x,
@@ -462,8 +541,51 @@ fn decoder_logits_match_reference() {
             Some(_) => linear_ref(&p, "lm_head/", &x),
             None => matmul_last(&x, &table.t().to_owned()),
         };
-        assert_close(name, &got, &want, TOL, TOL);
+        cfg.set("decoder.transformer.scan", "true").unwrap();
+        let scanned = CausalLm::new(&cfg).unwrap().decoder;
+        let scanned_specs = scanned.param_specs();
+        let scanned_p = stacked_params(&scanned.transformer, &scanned_specs, &p);
+        for (layout, decoder, specs, p) in [
+            ("unrolled", &decoder, &specs, &p),
+            ("scanned", &scanned, &scanned_specs, &scanned_p),
+        ] {
+            let got = run_layer(
+                specs,
+                p,
+                &[("ids", token_ids.clone().into())],
+                false,
+                |ctx, xs| decoder.forward(ctx, &xs[0], None, None).unwrap(),
+            );
+            let case = format!("{name} local/global {local_global} {layout}");
+            assert_close(&case, &got, &want, TOL, TOL);
+        }
     }
+}
+
+/// The decoder parameters of the scanned stack `stack` (specs `specs`) built from the unrolled
+/// ones: pattern entry `j`'s `transformer/layer/{j}/rel` (`transformer/layer/rel` for a one-entry
+/// pattern) stacks `transformer/layers/{r * pattern + j}/rel` over the repeats `r`.
+fn stacked_params(stack: &Stack, specs: &ParamTree<ParamSpec>, unrolled: &Tree) -> Tree {
+    let pattern = stack.layers.len();
+    specs
+        .keys()
+        .map(|path| {
+            let Some(rest) = path.strip_prefix("transformer/layer/") else {
+                return (path.clone(), unrolled[path].clone());
+            };
+            let (j, rel) = match pattern {
+                1 => (0, rest),
+                _ => rest
+                    .split_once('/')
+                    .map(|(j, rel)| (j.parse::<usize>().unwrap(), rel))
+                    .unwrap(),
+            };
+            let slices: Vec<_> = (0..stack.repeats())
+                .map(|r| unrolled[&format!("transformer/layers/{}/{rel}", r * pattern + j)].view())
+                .collect();
+            (path.clone(), ndarray::stack(Axis(0), &slices).unwrap())
+        })
+        .collect()
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! Multi-head dot-product attention with grouped-query heads (`num_kv_heads`), causal masking,
-//! optional segment ids for packed sequences, optional RoPE, and softmax in at least f32.
+//! optional segment ids for packed sequences, optional QK-norm, RoPE, sliding-window (local)
+//! masking and logit soft-capping, and softmax in at least f32.
 
 use axle_compiler::{DType, Tensor, einsum};
 use serde::{Deserialize, Serialize};
@@ -9,7 +10,7 @@ use crate::context::Ctx;
 use crate::error::{Error, Result};
 use crate::linear::{Linear, LinearConfig, check_last_dim};
 use crate::module::Module;
-use crate::norm::{cast, upcast};
+use crate::norm::{Norm, NormConfig, cast, upcast};
 use crate::param::{ParamSpec, ParamTree, nest};
 use crate::rope::RopeConfig;
 
@@ -31,6 +32,20 @@ pub struct AttentionConfig {
     pub output_linear: LinearConfig,
     /// Rotary position embedding of queries and keys, if any.
     pub rope: Option<RopeConfig>,
+    /// QK-norm: a norm of each query and key head over `head_dim`, after the projections and
+    /// before RoPE, as in Qwen3 and Gemma 3 (Hugging Face `Qwen3Attention`: `q_norm`/`k_norm`
+    /// are RMSNorms of width `head_dim`, applied per head before the rotary embedding). Its
+    /// `input_dim` is set by this layer. Parameters `q_norm/scale` and `k_norm/scale` (and
+    /// `bias` for a LayerNorm with bias), f32 of shape `[head_dim]`, shared by all heads.
+    pub qk_norm: Option<NormConfig>,
+    /// Local attention over a window of `W` keys, in Mistral's convention: when causal, the
+    /// query at index `q` sees the keys `k` with `q - W < k <= q` (itself and the `W - 1`
+    /// before it); when not causal, `|q - k| < W`. Must be at least 1. Unset: global attention.
+    pub sliding_window: Option<usize>,
+    /// Soft cap of the attention logits, as in Gemma 2: `cap * tanh(logits / cap)` on the
+    /// scaled logits `q.k / sqrt(head_dim)` (in the softmax dtype), before masking. Must be
+    /// positive and finite. Unset: no cap.
+    pub logit_soft_cap: Option<f64>,
 }
 
 impl Default for AttentionConfig {
@@ -43,13 +58,17 @@ impl Default for AttentionConfig {
             input_linear: LinearConfig::default(),
             output_linear: LinearConfig::output_projection(),
             rope: None,
+            qk_norm: None,
+            sliding_window: None,
+            logit_soft_cap: None,
         }
     }
 }
 
-crate::config_node!(AttentionConfig, input_linear, output_linear, rope);
+crate::config_node!(AttentionConfig, input_linear, output_linear, rope, qk_norm);
 
-/// Multi-head attention with child projections `q_proj`, `k_proj`, `v_proj` and `o_proj`.
+/// Multi-head attention with child projections `q_proj`, `k_proj`, `v_proj` and `o_proj`, and
+/// with QK-norm the children `q_norm` and `k_norm`.
 #[derive(Clone, Debug)]
 pub struct Attention {
     /// The config, with dimensions resolved.
@@ -68,10 +87,17 @@ pub struct Attention {
     pub v_proj: Linear,
     /// Output projection `(num_heads * head_dim, dim)`.
     pub o_proj: Linear,
+    /// QK-norm of the queries, over `head_dim`, if configured.
+    pub q_norm: Option<Norm>,
+    /// QK-norm of the keys, over `head_dim`, if configured.
+    pub k_norm: Option<Norm>,
 }
 
 impl Attention {
-    /// Builds the layer; `path` is the config's dotted path, for errors.
+    /// Builds the layer; `path` is the config's dotted path, for errors. Errors:
+    /// [`Error::Missing`] for an unset `input_dim` or `num_heads`, [`Error::Inconsistent`] for
+    /// heads that do not divide, an odd head dimension with RoPE, a `sliding_window` of 0 or a
+    /// `logit_soft_cap` that is not positive and finite, each naming the field's path.
     pub fn new(cfg: &AttentionConfig, path: &str) -> Result<Attention> {
         let dim = required(cfg.input_dim, path, "input_dim")?;
         let num_heads = required(cfg.num_heads, path, "num_heads")?;
@@ -95,6 +121,28 @@ impl Attention {
                 message: format!("RoPE needs an even head dimension, got {head_dim}"),
             });
         }
+        if cfg.sliding_window == Some(0) {
+            return Err(Error::Inconsistent {
+                path: join(path, "sliding_window"),
+                message: "a sliding window must hold at least 1 key, got 0".into(),
+            });
+        }
+        if let Some(cap) = cfg
+            .logit_soft_cap
+            .filter(|cap| !cap.is_finite() || *cap <= 0.0)
+        {
+            return Err(Error::Inconsistent {
+                path: join(path, "logit_soft_cap"),
+                message: format!("the logit soft cap must be positive and finite, got {cap}"),
+            });
+        }
+        let qk_norm = match &cfg.qk_norm {
+            Some(norm) => Some(Norm::new(
+                &norm.with_input_dim(head_dim),
+                &join(path, "qk_norm"),
+            )?),
+            None => None,
+        };
         let input = join(path, "input_linear");
         let output = join(path, "output_linear");
         let kv_dim = num_kv_heads * head_dim;
@@ -107,6 +155,8 @@ impl Attention {
             k_proj: Linear::new(&cfg.input_linear.with_dims(dim, kv_dim), &input)?,
             v_proj: Linear::new(&cfg.input_linear.with_dims(dim, kv_dim), &input)?,
             o_proj: Linear::new(&cfg.output_linear.with_dims(dim, dim), &output)?,
+            q_norm: qk_norm.clone(),
+            k_norm: qk_norm,
         })
     }
 }
@@ -118,6 +168,11 @@ impl Module for Attention {
         nest(&mut specs, "k_proj", self.k_proj.param_specs());
         nest(&mut specs, "v_proj", self.v_proj.param_specs());
         nest(&mut specs, "o_proj", self.o_proj.param_specs());
+        for (name, norm) in [("q_norm", &self.q_norm), ("k_norm", &self.k_norm)] {
+            if let Some(norm) = norm {
+                nest(&mut specs, name, norm.param_specs());
+            }
+        }
         specs
     }
 }
@@ -127,8 +182,11 @@ impl Module for Attention {
 const MASKED_LOGIT: f64 = -1e30;
 
 impl Attention {
-    /// Self-attention over `x` `[batch, seq, dim]`. `positions` `[batch, seq]` (integers) feed
-    /// RoPE; `segment_ids` `[batch, seq]` (integers), if given, keep packed sequences apart.
+    /// Self-attention over `x` `[batch, seq, dim]` (any float dtype; softmax in at least f32),
+    /// giving `[batch, seq, dim]` in the dtype of `x`. `positions` `[batch, seq]` (integers)
+    /// feed RoPE; `segment_ids` `[batch, seq]` (integers), if given, keep packed sequences apart.
+    /// Errors: [`Error::BadInput`] for inputs of the wrong shape or dtype, [`Error::MissingParam`]
+    /// and [`Error::ParamShape`] for parameters.
     pub fn forward(
         &self,
         ctx: &mut Ctx,
@@ -170,6 +228,8 @@ impl Attention {
         let v = ctx
             .scope("v_proj", |c| self.v_proj.forward(c, x))?
             .reshape(&[b, t, kv, hd]);
+        let q = normed(ctx, "q_norm", self.q_norm.as_ref(), q)?;
+        let k = normed(ctx, "k_norm", self.k_norm.as_ref(), k)?;
         let (q, k) = match &self.cfg.rope {
             Some(rope) => (rope.apply(&q, positions), rope.apply(&k, positions)),
             None => (q, k),
@@ -179,6 +239,10 @@ impl Attention {
         let logits = einsum("bqkgd,bskd->bkgqs", &[&q, &k]);
         let (logits, dtype) = upcast(&logits);
         let logits = &logits * (1.0 / (hd as f64).sqrt());
+        let logits = match self.cfg.logit_soft_cap {
+            Some(cap) => &(&logits * (1.0 / cap)).tanh() * cap,
+            None => logits,
+        };
         let allowed = self.mask(x, segment_ids, b, t);
         let allowed = allowed.broadcast_in_dim(&[b, kv, group, t, t], &[0, 3, 4]);
         let logits = allowed.select(&logits, &logits.splat_like(MASKED_LOGIT));
@@ -187,7 +251,8 @@ impl Attention {
         ctx.scope("o_proj", |c| self.o_proj.forward(c, &out))
     }
 
-    /// Which keys each query may see, `pred[batch, seq_q, seq_k]`.
+    /// Which keys each query may see, `pred[batch, seq_q, seq_k]`: causal, within the sliding
+    /// window, and in the same segment, as configured.
     fn mask(&self, x: &Tensor, segment_ids: Option<&Tensor>, b: usize, t: usize) -> Tensor {
         let builder = x.builder();
         let query = builder.iota(DType::I32, &[b, t, t], 1);
@@ -197,6 +262,15 @@ impl Attention {
         } else {
             query.equal(&query)
         };
+        if let Some(window) = self.cfg.sliding_window {
+            let offset = &query - &key;
+            let distance = if self.cfg.causal {
+                offset
+            } else {
+                offset.abs()
+            };
+            allowed = allowed.logical_and(&distance.less(&distance.splat_like(window as f64)));
+        }
         if let Some(segments) = segment_ids {
             let same = segments
                 .broadcast_in_dim(&[b, t, t], &[0, 1])
@@ -204,6 +278,15 @@ impl Attention {
             allowed = allowed.logical_and(&same);
         }
         allowed
+    }
+}
+
+/// `x` `[batch, seq, heads, head_dim]` normalized over `head_dim` by `norm` under the child
+/// scope `name`, or `x` itself without a norm.
+fn normed(ctx: &mut Ctx, name: &str, norm: Option<&Norm>, x: Tensor) -> Result<Tensor> {
+    match norm {
+        Some(norm) => ctx.scope(name, |c| norm.forward(c, &x)),
+        None => Ok(x),
     }
 }
 

@@ -13,7 +13,8 @@ use crate::error::{Error, Result};
 /// A node of a config tree that knows its child configs.
 ///
 /// Implemented with [`crate::config_node!`] for structs, by hand for enum slots such as
-/// [`crate::NormConfig`], and generically for `Option<T>` (an optional child).
+/// [`crate::NormConfig`], and generically for `Option<T>` (an optional child) and `Vec<T>` (a
+/// list of children, such as the layer pattern of a [`crate::StackConfig`]).
 /// The visitor sees every node as `dyn Any`, so a modifier can downcast to the type it
 /// cares about and edit or replace it wholesale.
 pub trait ConfigNode: Any {
@@ -67,6 +68,25 @@ impl<T: ConfigNode> ConfigNode for Option<T> {
     }
 }
 
+impl<T: ConfigNode> ConfigNode for Vec<T> {
+    fn children_mut(&mut self, f: &mut dyn FnMut(&mut dyn ConfigNode)) {
+        for child in self {
+            f(child);
+        }
+    }
+    fn children(&self, f: &mut dyn FnMut(&dyn ConfigNode)) {
+        for child in self {
+            f(child);
+        }
+    }
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
 /// Calls `f` on `node` and then, depth first, on every config below it.
 ///
 /// `f` runs on a node before its children are visited, so a node replaced by `f` has the
@@ -108,7 +128,8 @@ pub fn find_all<T: Any + Clone>(root: &dyn ConfigNode) -> Vec<T> {
 
 /// A root config: a serializable config tree with dotted-path access and a stable text dump.
 ///
-/// Paths name struct fields from the root, joined by `.`: `decoder.transformer.layer.attention.num_heads`.
+/// Paths name struct fields from the root, joined by `.`, and list entries by their index:
+/// `decoder.transformer.layers.0.attention.num_heads`.
 pub trait Config: ConfigNode + Serialize + DeserializeOwned + Clone {
     /// The value at `path`, as JSON.
     fn get(&self, path: &str) -> Result<serde_json::Value> {

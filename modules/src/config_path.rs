@@ -1,6 +1,7 @@
 //! Dotted-path get/set and the text dump of configs, through a `serde_json::Value` round trip:
-//! serialize, navigate or edit the JSON, deserialize. Deserialization is the type check, so a
-//! wrong value is refused with the field's path and the type serde expected.
+//! serialize, navigate or edit the JSON (numeric segments index lists), deserialize.
+//! Deserialization is the type check, so a wrong value is refused with the field's path and the
+//! type serde expected.
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -12,28 +13,49 @@ fn to_value<T: Serialize>(cfg: &T) -> Value {
     serde_json::to_value(cfg).expect("config types serialize to JSON without failure")
 }
 
-/// Follows `path` from `root`; errors name the first segment that does not exist.
+/// Follows `path` from `root`: a segment names a key of an object or, as a number, an entry of
+/// a list (`layers.0`). Errors name the first segment that does not exist, and for a list index
+/// past the end, the list and its length.
 fn navigate<'a>(root: &'a mut Value, path: &str) -> Result<&'a mut Value> {
     let mut node = root;
     let mut walked = String::new();
     for key in path.split('.') {
-        let valid = match &*node {
-            Value::Object(map) if map.contains_key(key) => None,
-            Value::Object(map) => Some(map.keys().cloned().collect::<Vec<_>>().join(", ")),
-            other => Some(format!("none (`{walked}` is the leaf value {other})")),
+        let parent = if walked.is_empty() {
+            "<root>".to_string()
+        } else {
+            walked.clone()
         };
-        if let Some(valid) = valid {
-            return Err(Error::UnknownPath {
-                path: path.to_string(),
-                parent: if walked.is_empty() {
-                    "<root>".into()
-                } else {
-                    walked
-                },
-                valid,
-            });
-        }
-        node = node.get_mut(key).expect("key checked above");
+        let unknown = |valid: String| Error::UnknownPath {
+            path: path.to_string(),
+            parent: parent.clone(),
+            valid,
+        };
+        node = match node {
+            Value::Object(map) => {
+                let valid = map.keys().cloned().collect::<Vec<_>>().join(", ");
+                map.get_mut(key).ok_or_else(|| unknown(valid))?
+            }
+            Value::Array(items) => {
+                let len = items.len();
+                let index: usize = key.parse().map_err(|_| {
+                    unknown(match len {
+                        0 => "none (an empty list)".to_string(),
+                        _ => format!("the list indices 0 to {}", len - 1),
+                    })
+                })?;
+                items.get_mut(index).ok_or_else(|| Error::IndexOutOfRange {
+                    path: path.to_string(),
+                    list: parent.clone(),
+                    index,
+                    len,
+                })?
+            }
+            other => {
+                return Err(unknown(format!(
+                    "none (`{walked}` is the leaf value {other})"
+                )));
+            }
+        };
         walked = crate::config::join(&walked, key);
     }
     Ok(node)
@@ -69,11 +91,22 @@ fn flatten(prefix: &str, value: &Value, lines: &mut Vec<String>) {
                 flatten(&crate::config::join(prefix, key), child, lines);
             }
         }
+        Value::Array(items) if !items.is_empty() => {
+            for (index, child) in items.iter().enumerate() {
+                flatten(
+                    &crate::config::join(prefix, &index.to_string()),
+                    child,
+                    lines,
+                );
+            }
+        }
         leaf => lines.push(format!("{prefix} = {leaf}")),
     }
 }
 
 /// One `path = value` line per leaf (values as compact JSON), sorted by path, newline terminated.
+/// Lists are flattened by index (`decoder.transformer.layers.0.attention.num_heads = 4`), as
+/// [`get`] and [`set`] address them; an empty list is the leaf `[]`.
 pub fn dump<T: Serialize>(cfg: &T) -> String {
     let mut lines = Vec::new();
     flatten("", &to_value(cfg), &mut lines);

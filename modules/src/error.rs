@@ -6,7 +6,7 @@ pub enum Error {
     /// A required config field was left unset (`null`) at instantiation.
     #[error("config `{path}`: required field is not set")]
     Missing {
-        /// Full dotted path of the field, e.g. `decoder.transformer.layer.attention.num_heads`.
+        /// Full dotted path of the field, e.g. `decoder.transformer.layers.0.attention.num_heads`.
         path: String,
     },
     /// A path given to get/set names no field of the config.
@@ -18,6 +18,18 @@ pub enum Error {
         parent: String,
         /// The keys that exist under `parent`, comma separated.
         valid: String,
+    },
+    /// A path indexes a list (a numeric segment) past its end.
+    #[error("config `{path}`: index {index} is out of range; `{list}` has {len} entries")]
+    IndexOutOfRange {
+        /// The path as given.
+        path: String,
+        /// The path of the list.
+        list: String,
+        /// The index given.
+        index: usize,
+        /// The length of the list.
+        len: usize,
     },
     /// A value could not be stored at a path because it has the wrong type or form.
     #[error("config `{path}`: cannot set `{value}`: {reason}")]

@@ -73,7 +73,7 @@ fn llama(shape: LlamaShape) -> CausalLmConfig {
             dim: Some(shape.dim),
             transformer: StackConfig {
                 num_layers: Some(shape.layers),
-                layer,
+                layers: vec![layer],
                 ..StackConfig::default()
             },
             output_norm: norm,
@@ -124,7 +124,7 @@ fn gpt2_tiny() -> CausalLmConfig {
             }),
             transformer: StackConfig {
                 num_layers: Some(4),
-                layer,
+                layers: vec![layer],
                 ..StackConfig::default()
             },
             output_norm: norm,

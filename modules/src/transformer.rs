@@ -1,5 +1,7 @@
-//! Pre-norm transformer layer, and a stack of identical layers that is either unrolled or one
-//! scanned loop (a config choice; the parameters of a scanned stack carry a leading layer axis).
+//! Pre-norm transformer layer, and a stack of layers that follows a pattern of layer configs
+//! repeated over depth (one entry: identical layers; `[local, global]`: alternating), either
+//! unrolled or one scanned loop over the repeats of the pattern (a config choice; the parameters
+//! of a scanned stack carry a leading axis of the number of repeats).
 
 use axle_compiler::Tensor;
 use axle_partition::{PartitionSpec, pspec};
@@ -123,36 +125,57 @@ impl Module for TransformerLayer {
     }
 }
 
-/// Config of [`Stack`]: `num_layers` copies of `layer`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+/// Config of [`Stack`]: `num_layers` layers following the pattern `layers`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StackConfig {
     /// Model dimension (set by the parent).
     pub input_dim: Option<usize>,
     /// Number of layers.
     pub num_layers: Option<usize>,
-    /// The layer, repeated.
-    pub layer: TransformerLayerConfig,
-    /// Run the layers as one scanned loop (compile time flat in depth) instead of unrolled.
+    /// The layer pattern, repeated over depth: layer `i` is `layers[i % layers.len()]` (one
+    /// entry: every layer alike). Must not be empty; when scanned, its length must divide
+    /// `num_layers`. Config paths index it: `decoder.transformer.layers.0.attention.num_heads`.
+    pub layers: Vec<TransformerLayerConfig>,
+    /// Run the layers as one scanned loop over the repeats of the pattern (compile time flat in
+    /// depth) instead of unrolled.
     pub scan: bool,
 }
 
-crate::config_node!(StackConfig, layer);
+impl Default for StackConfig {
+    fn default() -> Self {
+        StackConfig {
+            input_dim: None,
+            num_layers: None,
+            layers: vec![TransformerLayerConfig::default()],
+            scan: false,
+        }
+    }
+}
 
-/// A stack of identical layers. Unrolled, layer `i` has parameters under `layers/{i}/`;
-/// scanned, all layers' parameters are stacked under `layer/` with a leading axis of size
-/// `num_layers`.
+crate::config_node!(StackConfig, layers);
+
+/// A stack of layers following a pattern. Unrolled, layer `i` has parameters under
+/// `layers/{i}/` (with the structure of pattern entry `i % pattern length`). Scanned, the loop
+/// runs `num_layers / pattern length` times over the whole pattern, and pattern entry `j` has its
+/// parameters stacked under `layer/{j}/` with a leading axis of that size; a one-entry pattern
+/// keeps the names it had before patterns existed, `layer/` (no index), so that scanned
+/// checkpoints of uniform stacks stay loadable.
 #[derive(Clone, Debug)]
 pub struct Stack {
     /// The config, with dimensions resolved.
     pub cfg: StackConfig,
     /// Number of layers.
     pub num_layers: usize,
-    /// The layer (every layer has this structure).
-    pub layer: TransformerLayer,
+    /// The layer pattern: layer `i` has the structure of `layers[i % layers.len()]`.
+    pub layers: Vec<TransformerLayer>,
 }
 
 impl Stack {
-    /// Builds the stack; `path` is the config's dotted path, for errors.
+    /// Builds the stack; `path` is the config's dotted path, for errors. Errors:
+    /// [`Error::Missing`] for an unset `input_dim` or `num_layers`, [`Error::Inconsistent`] for
+    /// zero layers, an empty pattern (naming `{path}.layers`) or, when scanned, a pattern length
+    /// that does not divide `num_layers` (naming `{path}.num_layers`), and the errors of each
+    /// pattern entry (naming `{path}.layers.{j}...`).
     pub fn new(cfg: &StackConfig, path: &str) -> Result<Stack> {
         let dim = required(cfg.input_dim, path, "input_dim")?;
         let num_layers = required(cfg.num_layers, path, "num_layers")?;
@@ -162,29 +185,79 @@ impl Stack {
                 message: "a stack needs at least one layer".into(),
             });
         }
-        let mut layer = cfg.layer.clone();
-        layer.input_dim = Some(dim);
+        let pattern = cfg.layers.len();
+        if pattern == 0 {
+            return Err(Error::Inconsistent {
+                path: join(path, "layers"),
+                message: "the layer pattern is empty; it needs at least one layer config".into(),
+            });
+        }
+        if cfg.scan && num_layers % pattern != 0 {
+            return Err(Error::Inconsistent {
+                path: join(path, "num_layers"),
+                message: format!(
+                    "a scanned stack repeats its pattern of {pattern} layers whole, \
+                     which does not divide {num_layers} layers"
+                ),
+            });
+        }
+        let layers = cfg
+            .layers
+            .iter()
+            .enumerate()
+            .map(|(j, layer)| {
+                let mut layer = layer.clone();
+                layer.input_dim = Some(dim);
+                TransformerLayer::new(&layer, &join(path, &format!("layers.{j}")))
+            })
+            .collect::<Result<Vec<_>>>()?;
         Ok(Stack {
             cfg: cfg.clone(),
             num_layers,
-            layer: TransformerLayer::new(&layer, &join(path, "layer"))?,
+            layers,
         })
+    }
+
+    /// The layer at depth `i` (`0 <= i < num_layers`): pattern entry `i % layers.len()`.
+    pub fn layer(&self, i: usize) -> &TransformerLayer {
+        &self.layers[i % self.layers.len()]
+    }
+
+    /// How many times a scanned stack runs its pattern: `num_layers / layers.len()`.
+    pub fn repeats(&self) -> usize {
+        self.num_layers / self.layers.len()
+    }
+
+    /// The parameter path prefix of pattern entry `j` in a scanned stack: `layer/{j}`, or
+    /// `layer` for a one-entry pattern.
+    pub fn scanned_prefix(&self, j: usize) -> String {
+        if self.layers.len() == 1 {
+            "layer".to_string()
+        } else {
+            format!("layer/{j}")
+        }
     }
 }
 
 impl Module for Stack {
     fn param_specs(&self) -> ParamTree<ParamSpec> {
-        let layer = self.layer.param_specs();
         let mut specs = ParamTree::new();
         if self.cfg.scan {
-            let stacked = layer
-                .into_iter()
-                .map(|(path, spec)| (path, spec.stacked(self.num_layers)))
-                .collect();
-            nest(&mut specs, "layer", stacked);
+            for (j, layer) in self.layers.iter().enumerate() {
+                let stacked = layer
+                    .param_specs()
+                    .into_iter()
+                    .map(|(path, spec)| (path, spec.stacked(self.repeats())))
+                    .collect();
+                nest(&mut specs, &self.scanned_prefix(j), stacked);
+            }
         } else {
             for i in 0..self.num_layers {
-                nest(&mut specs, &format!("layers/{i}"), layer.clone());
+                nest(
+                    &mut specs,
+                    &format!("layers/{i}"),
+                    self.layer(i).param_specs(),
+                );
             }
         }
         specs
@@ -217,8 +290,10 @@ impl TransformerLayer {
 }
 
 impl Stack {
-    /// Runs the layers in order on `x` `[batch, seq, dim]`: unrolled, or as one scan over the
-    /// stacked parameters (the RNG key is carried; summaries come out stacked, one per layer).
+    /// Runs the layers in order on `x` `[batch, seq, dim]`, giving `[batch, seq, dim]`:
+    /// unrolled, or as one scan over the repeats of the pattern, each iteration running every
+    /// pattern entry in order on its slice of the stacked parameters (the RNG key is carried;
+    /// summaries come out stacked, one per repeat, under each entry's prefix).
     pub fn forward(
         &self,
         ctx: &mut Ctx,
@@ -230,28 +305,34 @@ impl Stack {
             let mut x = x.clone();
             for i in 0..self.num_layers {
                 x = ctx.scope(&format!("layers/{i}"), |c| {
-                    self.layer.forward(c, &x, positions, segment_ids)
+                    self.layer(i).forward(c, &x, positions, segment_ids)
                 })?;
             }
             return Ok(x);
         }
         let mut names = Vec::new();
         let mut xs = Vec::new();
-        for (path, spec) in self.layer.param_specs() {
-            let name = format!("layer/{path}");
-            xs.push(ctx.param(&name, &spec.stacked(self.num_layers).shape)?);
-            names.push(ctx.path(&name));
+        for (j, layer) in self.layers.iter().enumerate() {
+            let prefix = self.scanned_prefix(j);
+            for (path, spec) in layer.param_specs() {
+                let name = format!("{prefix}/{path}");
+                xs.push(ctx.param(&name, &spec.stacked(self.repeats()).shape)?);
+                names.push(ctx.path(&name));
+            }
         }
         let xs: Vec<&Tensor> = xs.iter().collect();
         let mut carry = vec![x];
         carry.extend(ctx.key());
         let mut outcome = Ok(Vec::new());
         let builder = x.builder().clone();
-        let (carry, ys) = builder.scan(self.num_layers, &carry, &xs, |c, slices| {
+        let (carry, ys) = builder.scan(self.repeats(), &carry, &xs, |c, slices| {
             let params = names.iter().cloned().zip(slices.iter().cloned()).collect();
             let mut body = ctx.for_loop_body(params, c.get(1).cloned());
-            match body.scope("layer", |b| {
-                self.layer.forward(b, &c[0], positions, segment_ids)
+            let mut pattern = self.layers.iter().enumerate();
+            match pattern.try_fold(c[0].clone(), |x, (j, layer)| {
+                body.scope(&self.scanned_prefix(j), |b| {
+                    layer.forward(b, &x, positions, segment_ids)
+                })
             }) {
                 Ok(y) => {
                     let summaries = body.take_summaries();

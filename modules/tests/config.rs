@@ -3,7 +3,7 @@
 
 use axle_modules::{
     AttentionConfig, CausalLm, CausalLmConfig, Config, Error, LinearConfig, Module, NormConfig,
-    find_all, for_each_mut, registered_model,
+    find_all, for_each_mut, modifiers, registered_model,
 };
 
 fn llama_tiny() -> CausalLmConfig {
@@ -14,20 +14,23 @@ fn llama_tiny() -> CausalLmConfig {
 fn set_and_get_by_path() {
     let mut cfg = llama_tiny();
     cfg.apply_overrides(&[
-        "decoder.transformer.layer.attention.num_heads=8",
-        "decoder.transformer.layer.feed_forward.activation=gelu",
+        "decoder.transformer.layers.0.attention.num_heads=8",
+        "decoder.transformer.layers.0.feed_forward.activation=gelu",
         "decoder.output_norm.eps = 1e-5",
-        "decoder.transformer.layer.attention.input_linear.weight_partition=(model, _)",
+        "decoder.transformer.layers.0.attention.input_linear.weight_partition=(model, _)",
     ])
     .unwrap();
     assert_eq!(
-        cfg.get("decoder.transformer.layer.attention.num_heads")
+        cfg.get("decoder.transformer.layers.0.attention.num_heads")
             .unwrap(),
         8
     );
-    assert_eq!(cfg.decoder.transformer.layer.attention.num_heads, Some(8));
     assert_eq!(
-        cfg.get("decoder.transformer.layer.feed_forward.activation")
+        cfg.decoder.transformer.layers[0].attention.num_heads,
+        Some(8)
+    );
+    assert_eq!(
+        cfg.get("decoder.transformer.layers.0.feed_forward.activation")
             .unwrap(),
         "gelu"
     );
@@ -49,11 +52,11 @@ fn set_and_get_by_path() {
 #[test]
 fn required_field_unset_names_its_full_path() {
     let mut cfg = llama_tiny();
-    cfg.set("decoder.transformer.layer.attention.num_heads", "null")
+    cfg.set("decoder.transformer.layers.0.attention.num_heads", "null")
         .unwrap();
     let err = CausalLm::new(&cfg).unwrap_err();
     assert!(
-        matches!(&err, Error::Missing { path } if path == "decoder.transformer.layer.attention.num_heads"),
+        matches!(&err, Error::Missing { path } if path == "decoder.transformer.layers.0.attention.num_heads"),
         "{err}"
     );
     let err = CausalLm::new(&CausalLmConfig::default()).unwrap_err();
@@ -68,36 +71,36 @@ fn parents_fill_in_children_dimensions() {
     let mut cfg = llama_tiny();
     cfg.set("decoder.dim", "512").unwrap();
     let model = CausalLm::new(&cfg).unwrap();
-    let attention = &model.decoder.transformer.layer.attention;
+    let attention = &model.decoder.transformer.layers[0].attention;
     assert_eq!(attention.cfg.input_dim, Some(512));
     assert_eq!(
         (attention.q_proj.input_dim, attention.q_proj.output_dim),
         (512, 512)
     );
     assert_eq!(attention.head_dim, 128);
-    let ffn = &model.decoder.transformer.layer.feed_forward;
+    let ffn = &model.decoder.transformer.layers[0].feed_forward;
     assert_eq!(
         (ffn.down_proj.input_dim, ffn.down_proj.output_dim),
         (704, 512)
     );
     assert_eq!(model.decoder.output_norm.dim, 512);
     // The user's config is not modified by instantiation.
-    assert_eq!(cfg.decoder.transformer.layer.attention.input_dim, None);
+    assert_eq!(cfg.decoder.transformer.layers[0].attention.input_dim, None);
 }
 
 #[test]
 fn unknown_path_names_the_path_and_the_valid_keys() {
     let mut cfg = llama_tiny();
     let err = cfg
-        .set("decoder.transformer.layer.atention.num_heads", "8")
+        .set("decoder.transformer.layers.0.atention.num_heads", "8")
         .unwrap_err();
     let text = err.to_string();
     assert!(matches!(err, Error::UnknownPath { .. }), "{text}");
     assert!(
-        text.contains("decoder.transformer.layer.atention.num_heads"),
+        text.contains("decoder.transformer.layers.0.atention.num_heads"),
         "{text}"
     );
-    assert!(text.contains("`decoder.transformer.layer`"), "{text}");
+    assert!(text.contains("`decoder.transformer.layers.0`"), "{text}");
     assert!(
         text.contains("attention, attention_norm, feed_forward"),
         "{text}"
@@ -120,11 +123,11 @@ fn wrong_value_type_names_path_value_and_expected_type() {
     let mut cfg = llama_tiny();
     let before = cfg.clone();
     let err = cfg
-        .set("decoder.transformer.layer.attention.num_heads", "eight")
+        .set("decoder.transformer.layers.0.attention.num_heads", "eight")
         .unwrap_err();
     assert_eq!(
         err.to_string(),
-        "config `decoder.transformer.layer.attention.num_heads`: cannot set `eight`: \
+        "config `decoder.transformer.layers.0.attention.num_heads`: cannot set `eight`: \
          invalid type: string \"eight\", expected usize"
     );
     let err = cfg
@@ -136,7 +139,10 @@ fn wrong_value_type_names_path_value_and_expected_type() {
         "{err}"
     );
     let err = cfg
-        .set("decoder.transformer.layer.feed_forward.activation", "relu")
+        .set(
+            "decoder.transformer.layers.0.feed_forward.activation",
+            "relu",
+        )
         .unwrap_err()
         .to_string();
     assert!(
@@ -157,25 +163,25 @@ fn wrong_value_type_names_path_value_and_expected_type() {
 #[test]
 fn heads_must_divide_dim_and_kv_heads_must_divide_heads() {
     let mut cfg = llama_tiny();
-    cfg.set("decoder.transformer.layer.attention.num_heads", "3")
+    cfg.set("decoder.transformer.layers.0.attention.num_heads", "3")
         .unwrap();
     assert_eq!(
         CausalLm::new(&cfg).unwrap_err().to_string(),
-        "config `decoder.transformer.layer.attention.num_heads`: 3 heads do not divide the model dimension 256"
+        "config `decoder.transformer.layers.0.attention.num_heads`: 3 heads do not divide the model dimension 256"
     );
     let mut cfg = llama_tiny();
-    cfg.set("decoder.transformer.layer.attention.num_kv_heads", "3")
+    cfg.set("decoder.transformer.layers.0.attention.num_kv_heads", "3")
         .unwrap();
     assert_eq!(
         CausalLm::new(&cfg).unwrap_err().to_string(),
-        "config `decoder.transformer.layer.attention.num_kv_heads`: 3 key/value heads do not divide 4 heads"
+        "config `decoder.transformer.layers.0.attention.num_kv_heads`: 3 key/value heads do not divide 4 heads"
     );
     let mut cfg = llama_tiny();
-    cfg.set("decoder.transformer.layer.residual_dropout.rate", "1.5")
+    cfg.set("decoder.transformer.layers.0.residual_dropout.rate", "1.5")
         .unwrap();
     let err = CausalLm::new(&cfg).unwrap_err().to_string();
     assert!(
-        err.contains("decoder.transformer.layer.residual_dropout.rate"),
+        err.contains("decoder.transformer.layers.0.residual_dropout.rate"),
         "{err}"
     );
     let mut cfg = llama_tiny();
@@ -206,13 +212,9 @@ fn visitor_finds_and_replaces_configs_by_type() {
             ..AttentionConfig::default()
         }
     });
-    assert_eq!(cfg.decoder.transformer.layer.attention.rope, None);
+    assert_eq!(cfg.decoder.transformer.layers[0].attention.rope, None);
     assert_eq!(
-        CausalLm::new(&cfg)
-            .unwrap()
-            .decoder
-            .transformer
-            .layer
+        CausalLm::new(&cfg).unwrap().decoder.transformer.layers[0]
             .attention
             .head_dim,
         128
@@ -226,5 +228,135 @@ fn config_round_trips_through_json() {
         let json = serde_json::to_string(&cfg).unwrap();
         let back: CausalLmConfig = serde_json::from_str(&json).unwrap();
         assert_eq!(back, cfg, "{name}");
+    }
+}
+
+#[test]
+fn list_entries_are_addressed_by_index() {
+    let mut cfg = llama_tiny();
+    // A whole pattern can be set as JSON; its entries are then addressed by index.
+    let layer = serde_json::to_string(&cfg.decoder.transformer.layers[0]).unwrap();
+    cfg.set("decoder.transformer.layers", &format!("[{layer},{layer}]"))
+        .unwrap();
+    cfg.set("decoder.transformer.layers.1.attention.num_heads", "8")
+        .unwrap();
+    assert_eq!(
+        cfg.get("decoder.transformer.layers.1.attention.num_heads")
+            .unwrap(),
+        8
+    );
+    assert_eq!(
+        cfg.decoder.transformer.layers[0].attention.num_heads,
+        Some(4)
+    );
+    assert!(
+        cfg.dump()
+            .contains("\ndecoder.transformer.layers.1.attention.num_heads = 8\n")
+    );
+    let err = cfg
+        .set("decoder.transformer.layers.2.attention.num_heads", "8")
+        .unwrap_err();
+    assert!(matches!(err, Error::IndexOutOfRange { .. }), "{err}");
+    assert_eq!(
+        err.to_string(),
+        "config `decoder.transformer.layers.2.attention.num_heads`: index 2 is out of range; \
+         `decoder.transformer.layers` has 2 entries"
+    );
+    let err = cfg
+        .get("decoder.transformer.layers.first")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("`decoder.transformer.layers`") && err.contains("the list indices 0 to 1"),
+        "{err}"
+    );
+    // The visitor sees every pattern entry, in order.
+    let heads: Vec<_> = find_all::<AttentionConfig>(&cfg)
+        .iter()
+        .map(|a| a.num_heads)
+        .collect();
+    assert_eq!(heads, [Some(4), Some(8)]);
+    // Errors inside an entry name its index.
+    cfg.set("decoder.transformer.layers.1.attention.num_heads", "3")
+        .unwrap();
+    assert_eq!(
+        CausalLm::new(&cfg).unwrap_err().to_string(),
+        "config `decoder.transformer.layers.1.attention.num_heads`: \
+         3 heads do not divide the model dimension 256"
+    );
+}
+
+#[test]
+fn layer_pattern_must_be_non_empty_and_divide_a_scanned_stack() {
+    let mut cfg = llama_tiny();
+    cfg.set("decoder.transformer.layers", "[]").unwrap();
+    assert_eq!(
+        CausalLm::new(&cfg).unwrap_err().to_string(),
+        "config `decoder.transformer.layers`: the layer pattern is empty; \
+         it needs at least one layer config"
+    );
+    let mut cfg = llama_tiny();
+    modifiers::alternate_local_global(&mut cfg, 16);
+    cfg.set("decoder.transformer.num_layers", "3").unwrap();
+    // Unrolled, layers 0 and 2 are local and layer 1 global.
+    let model = CausalLm::new(&cfg).unwrap();
+    let windows: Vec<_> = (0..3)
+        .map(|i| {
+            model
+                .decoder
+                .transformer
+                .layer(i)
+                .attention
+                .cfg
+                .sliding_window
+        })
+        .collect();
+    assert_eq!(windows, [Some(16), None, Some(16)]);
+    cfg.set("decoder.transformer.scan", "true").unwrap();
+    assert_eq!(
+        CausalLm::new(&cfg).unwrap_err().to_string(),
+        "config `decoder.transformer.num_layers`: a scanned stack repeats its pattern of 2 \
+         layers whole, which does not divide 3 layers"
+    );
+}
+
+#[test]
+fn attention_variants_are_validated_and_qk_norm_declares_per_head_scales() {
+    for (field, value, message) in [
+        (
+            "sliding_window",
+            "0",
+            "a sliding window must hold at least 1 key, got 0",
+        ),
+        (
+            "logit_soft_cap",
+            "0.0",
+            "the logit soft cap must be positive and finite, got 0",
+        ),
+        (
+            "logit_soft_cap",
+            "-30.0",
+            "the logit soft cap must be positive and finite, got -30",
+        ),
+    ] {
+        let mut cfg = llama_tiny();
+        let path = format!("decoder.transformer.layers.0.attention.{field}");
+        cfg.set(&path, value).unwrap();
+        assert_eq!(
+            CausalLm::new(&cfg).unwrap_err().to_string(),
+            format!("config `{path}`: {message}")
+        );
+    }
+    let mut cfg = llama_tiny();
+    cfg.apply_overrides(&[
+        "decoder.transformer.layers.0.attention.sliding_window=1",
+        "decoder.transformer.layers.0.attention.logit_soft_cap=50.0",
+        r#"decoder.transformer.layers.0.attention.qk_norm={"kind":"rms_norm","input_dim":null,"eps":1e-6}"#,
+    ])
+    .unwrap();
+    let specs = CausalLm::new(&cfg).unwrap().param_specs();
+    for norm in ["q_norm", "k_norm"] {
+        let scale = &specs[&format!("decoder/transformer/layers/3/attention/{norm}/scale")];
+        assert_eq!(scale.shape, vec![64], "per head: head_dim = 256 / 4");
     }
 }

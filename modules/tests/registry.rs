@@ -1,7 +1,7 @@
 //! Registered models: exact parameter counts from specs (published figures or closed forms),
 //! golden config dumps, and stable parameter paths.
 
-use axle_modules::{CausalLm, Config, MODEL_NAMES, Module, registered_model};
+use axle_modules::{CausalLm, Config, MODEL_NAMES, Module, modifiers, registered_model};
 
 fn count(name: &str) -> u64 {
     CausalLm::new(&registered_model(name).unwrap().config)
@@ -59,6 +59,50 @@ fn scanned_and_unrolled_stacks_declare_the_same_parameters() {
     // token embedding, final norm, LM head, and one stacked layer of 2 norms + 4 + 3 projections.
     assert_eq!(scanned.len(), 3 + 9);
     assert_eq!(unrolled.len(), 3 + 4 * 9);
+}
+
+/// A two-entry pattern whose entries differ (QK-norm on the second only): unrolled, layer `i`
+/// has the structure of entry `i % 2`; scanned, entry `j` is stacked under `layer/{j}/` over
+/// the two repeats, with the same parameter count.
+#[test]
+fn scanned_pattern_stacks_each_entry_over_the_repeats() {
+    let mut cfg = registered_model("llama-tiny").unwrap().config;
+    modifiers::alternate_local_global(&mut cfg, 32);
+    cfg.set(
+        "decoder.transformer.layers.1.attention.qk_norm",
+        r#"{"kind":"rms_norm","input_dim":null,"eps":1e-6}"#,
+    )
+    .unwrap();
+    let unrolled = CausalLm::new(&cfg).unwrap().param_specs();
+    for i in 0..4 {
+        let q_norm = format!("decoder/transformer/layers/{i}/attention/q_norm/scale");
+        assert_eq!(unrolled.contains_key(&q_norm), i % 2 == 1, "{q_norm}");
+    }
+    cfg.set("decoder.transformer.scan", "true").unwrap();
+    let scanned = CausalLm::new(&cfg).unwrap().param_specs();
+    for (path, spec) in &unrolled {
+        let Some(rest) = path.strip_prefix("decoder/transformer/layers/") else {
+            assert_eq!(&scanned[path], spec, "{path}");
+            continue;
+        };
+        let (i, rel) = rest.split_once('/').unwrap();
+        let j = i.parse::<usize>().unwrap() % 2;
+        let stacked = &scanned[&format!("decoder/transformer/layer/{j}/{rel}")];
+        assert_eq!(stacked, &spec.stacked(2), "{path}");
+    }
+    let q = &scanned["decoder/transformer/layer/0/attention/q_proj/weight"];
+    assert_eq!(q.shape, vec![2, 256, 256]);
+    assert_eq!(q.partition.to_string(), "(_, fsdp, model)");
+    assert_eq!(
+        scanned["decoder/transformer/layer/1/attention/k_norm/scale"].shape,
+        vec![2, 64]
+    );
+    assert_eq!(
+        axle_modules::count_params(&scanned),
+        axle_modules::count_params(&unrolled)
+    );
+    // 3 outside the stack; entry 0 has 9 parameters, entry 1 two more (q_norm, k_norm).
+    assert_eq!(scanned.len(), 3 + 9 + 11);
 }
 
 #[test]

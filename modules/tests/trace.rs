@@ -23,7 +23,7 @@ fn small_models_trace_loss_and_gradients_unrolled_and_scanned() {
         for scan in ["false", "true"] {
             let mut cfg = registered_model(name).unwrap().config;
             cfg.set("decoder.transformer.scan", scan).unwrap();
-            cfg.set("decoder.transformer.layer.residual_dropout.rate", "0.1")
+            cfg.set("decoder.transformer.layers.0.residual_dropout.rate", "0.1")
                 .unwrap();
             let model = CausalLm::new(&cfg).unwrap();
             let sig = LossSignature {
@@ -130,11 +130,12 @@ fn layer_outputs_are_constrained_only_when_tracing_for_a_mesh() {
         2
     );
 
-    cfg.set("decoder.transformer.layer.output_partition", "(data, _)")
+    cfg.set("decoder.transformer.layers.0.output_partition", "(data, _)")
         .unwrap();
     let err = CausalLm::new(&cfg).unwrap_err().to_string();
     assert!(
-        err.contains("decoder.transformer.layer.output_partition") && err.contains("3 dimensions"),
+        err.contains("decoder.transformer.layers.0.output_partition")
+            && err.contains("3 dimensions"),
         "{err}"
     );
 }
