@@ -15,7 +15,7 @@ fn tiny(meshes: &[&str]) -> BenchOptions {
             overrides: vec![
                 "decoder.dim=64".into(),
                 "decoder.transformer.num_layers=1".into(),
-                "decoder.transformer.layer.feed_forward.hidden_dim=128".into(),
+                "decoder.transformer.layers.0.feed_forward.hidden_dim=128".into(),
             ],
             cpu_devices: Some(2),
             batch_size: Some(2),

@@ -17,7 +17,7 @@ fn small(steps: u64) -> RunOptions {
         overrides: vec![
             "decoder.dim=64".into(),
             "decoder.transformer.num_layers=1".into(),
-            "decoder.transformer.layer.feed_forward.hidden_dim=128".into(),
+            "decoder.transformer.layers.0.feed_forward.hidden_dim=128".into(),
         ],
         mesh: Some("data=1".into()),
         cpu_devices: Some(1),

@@ -33,6 +33,36 @@ pub const MODIFIERS: &[ModifierInfo] = &[
         arg: Some("K"),
         help: "multi-head attention becomes grouped-query with K key/value heads",
     },
+    ModifierInfo {
+        name: "qk_norm",
+        arg: None,
+        help: "RMSNorm on queries and keys per head in every attention",
+    },
+    ModifierInfo {
+        name: "sliding_window",
+        arg: Some("W"),
+        help: "every attention is local: each query sees the last W keys",
+    },
+    ModifierInfo {
+        name: "alternate_local_global",
+        arg: Some("W"),
+        help: "every stack alternates local (window W) and global attention layers",
+    },
+    ModifierInfo {
+        name: "swiglu_to_gelu",
+        arg: None,
+        help: "gated SiLU feed-forward blocks become GELU MLPs of 3/2 the hidden size",
+    },
+    ModifierInfo {
+        name: "tie_embeddings",
+        arg: None,
+        help: "LM heads are tied to the token embedding",
+    },
+    ModifierInfo {
+        name: "dropout",
+        arg: Some("P"),
+        help: "every dropout rate becomes P",
+    },
 ];
 
 /// Applies the modifier `spec` (`NAME` or `NAME=ARGS`) to `cfg`; returns
@@ -70,6 +100,18 @@ pub fn apply_modifier(cfg: &mut ExperimentConfig, spec: &str) -> Result<usize, S
         "rope_everywhere" => modifiers::rope_everywhere(model, number("THETA")?),
         "swap_norms" => modifiers::swap_norms(model),
         "mha_to_gqa" => modifiers::mha_to_gqa(model, count("K")?),
+        "qk_norm" => modifiers::qk_norm(model),
+        "sliding_window" => modifiers::sliding_window(model, count("W")?),
+        "alternate_local_global" => modifiers::alternate_local_global(model, count("W")?),
+        "swiglu_to_gelu" => modifiers::swiglu_to_gelu(model),
+        "tie_embeddings" => modifiers::tie_embeddings(model),
+        "dropout" => {
+            let p = number("P")?;
+            if !(0.0..1.0).contains(&p) {
+                return Err(format!("modifier `dropout`: P must be in [0, 1), got {p}"));
+            }
+            modifiers::dropout(model, p)
+        }
         _ => unreachable!("every listed modifier is dispatched"),
     })
 }
