@@ -7,7 +7,7 @@ use crate::causal_lm::DecoderConfig;
 use crate::config::{ConfigNode, for_each_mut};
 use crate::dropout::DropoutConfig;
 use crate::feed_forward::{Activation, FeedForwardConfig};
-use crate::norm::{LayerNormConfig, NormConfig, RmsNormConfig};
+use crate::norm::{NormConfig, RmsNormConfig};
 use crate::rope::RopeConfig;
 use crate::transformer::StackConfig;
 
@@ -18,20 +18,13 @@ pub fn rope_everywhere(cfg: &mut dyn ConfigNode, theta: f64) -> usize {
     })
 }
 
-/// Replaces every RMSNorm by a LayerNorm (with bias) and every LayerNorm by an RMSNorm, keeping eps.
+/// Replaces every RMSNorm by a LayerNorm (with bias) and every LayerNorm by an RMSNorm, keeping
+/// eps (the `From` conversions of [`crate::norm`]).
 pub fn swap_norms(cfg: &mut dyn ConfigNode) -> usize {
     for_each_mut(cfg, |norm: &mut NormConfig| {
         *norm = match norm.clone() {
-            NormConfig::RmsNorm(RmsNormConfig { input_dim, eps }) => {
-                NormConfig::LayerNorm(LayerNormConfig {
-                    input_dim,
-                    eps,
-                    bias: true,
-                })
-            }
-            NormConfig::LayerNorm(LayerNormConfig { input_dim, eps, .. }) => {
-                NormConfig::RmsNorm(RmsNormConfig { input_dim, eps })
-            }
+            NormConfig::RmsNorm(c) => NormConfig::LayerNorm(c.into()),
+            NormConfig::LayerNorm(c) => NormConfig::RmsNorm(c.into()),
         }
     })
 }

@@ -74,6 +74,27 @@ impl Default for NormConfig {
     }
 }
 
+impl From<RmsNormConfig> for LayerNormConfig {
+    /// The LayerNorm (with bias) of the same dimension and eps.
+    fn from(c: RmsNormConfig) -> LayerNormConfig {
+        LayerNormConfig {
+            input_dim: c.input_dim,
+            eps: c.eps,
+            bias: true,
+        }
+    }
+}
+
+impl From<LayerNormConfig> for RmsNormConfig {
+    /// The RMSNorm of the same dimension and eps (a bias is dropped).
+    fn from(c: LayerNormConfig) -> RmsNormConfig {
+        RmsNormConfig {
+            input_dim: c.input_dim,
+            eps: c.eps,
+        }
+    }
+}
+
 impl NormConfig {
     /// This config with the normalized dimension set, as a parent does before building it.
     pub fn with_input_dim(&self, dim: usize) -> NormConfig {
