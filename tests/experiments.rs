@@ -9,6 +9,7 @@ use axle::learner::LearnerConfig;
 use axle::partition::{Mesh, MeshRule, MeshRules};
 use axle::run::{RunError, RunOptions, evaluate, train};
 use axle::runtime::Client;
+use axle::train_step::build_train_step;
 use axle::trainer::Trainer;
 use axle_modules::{BatchShape, CausalLm, Config, registered_model};
 use ndarray::{ArrayD, IxDyn};
@@ -298,4 +299,31 @@ fn custom_model_example_trains_with_the_stock_trainer() {
     assert!(eval < first / 10.0, "{stdout}");
     assert!(dir.path().join("ckpt").read_dir().unwrap().count() > 0);
     assert!(dir.path().join("metrics.jsonl").exists());
+}
+
+/// Every registered experiment lowers on the default CPU client (4
+/// devices, so the mesh rules pick `data=1,fsdp=4`) with no flag: its
+/// batch splits over the mesh and every parameter's sharding is valid.
+#[test]
+fn every_experiment_lowers_with_no_flags() {
+    for name in EXPERIMENT_NAMES {
+        let setup = RunOptions {
+            experiment: Some(name.into()),
+            ..RunOptions::default()
+        }
+        .setup()
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(setup.mesh.to_string(), "data=1,fsdp=4", "{name}");
+        let step = build_train_step(
+            setup.model.as_ref(),
+            &setup.learner,
+            &setup.shape,
+            &setup.mesh,
+        )
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(
+            step.function.to_stablehlo().contains("sdy.mesh @mesh"),
+            "{name}"
+        );
+    }
 }
