@@ -6,7 +6,6 @@
 //! parameter delta is computed from the modified model's parameter specs.
 
 use axle::experiment::{EXPERIMENT_NAMES, MODIFIERS, apply_modifier, experiment};
-use axle_modules::Module;
 use std::path::Path;
 
 /// The argument each modifier is tabulated with.

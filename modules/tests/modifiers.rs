@@ -363,7 +363,6 @@ fn modified_small_models_trace_unrolled_and_scanned() {
         seq_len: 8,
         dtype: DType::F32,
         is_training: true,
-        packed: true,
     };
     for name in ["llama-tiny", "gpt2-tiny"] {
         for (modifier, modify) in modifiers {
