@@ -26,7 +26,6 @@ fn trace_and_emit(c: &mut Criterion) {
                     seq_len: registered.seq_len,
                     dtype: DType::F32,
                     is_training: false,
-                    packed: false,
                 };
                 let label = format!("{name}/{}", if scan { "scanned" } else { "unrolled" });
                 group.bench_with_input(BenchmarkId::new(label, depth), &model, |b, model| {

@@ -60,7 +60,6 @@ fn sig(dtype: DType) -> LossSignature {
         seq_len: SEQ,
         dtype,
         is_training: false,
-        packed: false,
     }
 }
 

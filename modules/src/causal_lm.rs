@@ -2,7 +2,9 @@
 //! transformer stack, final norm, LM head (untied, or tied to the token embedding), and the
 //! next-token cross-entropy loss.
 
-use axle_compiler::Tensor;
+use std::collections::BTreeMap;
+
+use axle_compiler::{DType, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{join, required};
@@ -11,11 +13,19 @@ use crate::dropout::DropoutConfig;
 use crate::embedding::{Embedding, EmbeddingConfig};
 use crate::error::{Error, Result};
 use crate::linear::{Linear, LinearConfig};
-use crate::loss::{CrossEntropyConfig, cross_entropy};
+use crate::loss::{CrossEntropyConfig, LossTerms, cross_entropy};
+use crate::model::{BatchShape, InputSpec, Inputs, LossOutput, Model, input};
 use crate::module::Module;
 use crate::norm::{Norm, NormConfig};
 use crate::param::{ParamSpec, ParamTree, nest};
 use crate::transformer::{Stack, StackConfig};
+
+/// Name of the input token ids, `i32[batch, seq]`.
+pub const INPUT_IDS: &str = "input_ids";
+/// Name of the next-token labels, `i32[batch, seq]` (negative = masked).
+pub const TARGET_LABELS: &str = "target_labels";
+/// Name of the optional segment ids of packed batches, `i32[batch, seq]`.
+pub const SEGMENT_IDS: &str = "segment_ids";
 
 /// Config of [`Decoder`]. `dim` and `vocab_size` are set here and passed down to every child.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -242,15 +252,15 @@ impl Decoder {
 }
 
 impl CausalLm {
-    /// The training loss of `batch` (cross-entropy plus z-loss), with the loss terms and the
-    /// number of live targets recorded as summaries under `loss/`.
-    pub fn loss(&self, ctx: &mut Ctx, batch: &Batch) -> Result<Tensor> {
+    /// The loss terms of `batch` (cross-entropy plus z-loss), with the terms and the number of
+    /// live targets recorded as summaries under `loss/`.
+    pub fn batch_loss(&self, ctx: &mut Ctx, batch: &Batch) -> Result<LossTerms> {
         if batch.target_labels.dims() != batch.input_ids.dims()
             || !batch.target_labels.dtype().is_int()
         {
             return Err(Error::BadInput {
                 path: "<root>".into(),
-                name: "target_labels".into(),
+                name: TARGET_LABELS.into(),
                 message: format!(
                     "expected integers shaped like input_ids {:?}, got {:?} {:?}",
                     batch.input_ids.dims(),
@@ -273,6 +283,69 @@ impl CausalLm {
             c.add_summary("z_loss", terms.z_loss.clone());
             c.add_summary("num_targets", terms.num_targets.clone());
         });
-        Ok(terms.total)
+        Ok(terms)
+    }
+}
+
+impl Model for CausalLm {
+    fn kind(&self) -> &str {
+        "causal_lm"
+    }
+
+    /// `input_ids` (token ids below the vocabulary) and `target_labels` (negative = masked),
+    /// both `i32[batch, seq]` with roles `(batch, seq)`. A batch may also carry
+    /// [`SEGMENT_IDS`] (packed sequences), which the loss uses when present.
+    fn input_specs(&self, shape: &BatchShape) -> Result<Vec<InputSpec>> {
+        if let Some(table) = &self.decoder.position_embedding
+            && shape.seq_len > table.num_embeddings
+        {
+            return Err(Error::Inconsistent {
+                path: "decoder.position_embedding.num_embeddings".into(),
+                message: format!(
+                    "{} learned positions, but the batch has sequences of {}",
+                    table.num_embeddings, shape.seq_len
+                ),
+            });
+        }
+        let dims = [shape.batch_size, shape.seq_len];
+        let vocab = self.decoder.vocab_size as i64;
+        Ok(vec![
+            InputSpec::new(INPUT_IDS, DType::I32, &dims, "(batch, seq)").with_valid(0..vocab),
+            InputSpec::new(TARGET_LABELS, DType::I32, &dims, "(batch, seq)")
+                .with_valid(i64::from(i32::MIN)..vocab),
+        ])
+    }
+
+    /// Cross-entropy (plus z-loss) averaged over the live targets; the weight is their number.
+    fn loss(&self, ctx: &mut Ctx, inputs: &Inputs) -> Result<LossOutput> {
+        let batch = Batch {
+            input_ids: input(inputs, INPUT_IDS)?.clone(),
+            target_labels: input(inputs, TARGET_LABELS)?.clone(),
+            positions: None,
+            segment_ids: inputs.get(SEGMENT_IDS).cloned(),
+        };
+        let terms = self.batch_loss(ctx, &batch)?;
+        Ok(LossOutput {
+            loss: terms.total.convert(DType::F32),
+            weight: terms.num_targets.convert(DType::F32),
+        })
+    }
+
+    /// Perplexity: `exp` of the mean cross-entropy (without the z-loss).
+    fn eval_metrics(&self, loss: f64, summaries: &BTreeMap<String, f64>) -> Vec<(String, f64)> {
+        let cross_entropy = summaries
+            .get("loss/cross_entropy")
+            .copied()
+            .unwrap_or(loss);
+        vec![("perplexity".into(), cross_entropy.exp())]
+    }
+
+    /// `6 * params + 12 * layers * dim * seq` FLOPs per token (the PaLM paper's estimate,
+    /// appendix B: matmuls plus attention scores), times the tokens of the batch.
+    fn train_flops(&self, shape: &BatchShape) -> f64 {
+        let layers = self.decoder.transformer.num_layers as f64;
+        let per_token = 6.0 * self.num_params() as f64
+            + 12.0 * layers * self.decoder.dim as f64 * shape.seq_len as f64;
+        per_token * (shape.batch_size * shape.seq_len) as f64
     }
 }

@@ -9,8 +9,11 @@
 //!   (`decoder/transformer/layers/3/attention/q_proj/weight`); [`init_params`] draws values
 //!   from a seed, independently of the device count.
 //! - Forward: each layer's `forward(&self, ctx, inputs...)` traces into compiler [`axle_compiler::Tensor`]s,
-//!   reading parameters from a [`Ctx`] by path; [`trace_loss`], [`loss_function`] and
-//!   [`loss_and_grad_function`] turn a [`CausalLm`] into a compiler function.
+//!   reading parameters from a [`Ctx`] by path.
+//! - Models ([`Model`]): the interface the step and the trainer see: parameter specs, named
+//!   inputs for a batch shape ([`InputSpec`]), and a traced loss with its weight; summaries
+//!   recorded on the [`Ctx`]. [`trace_loss`], [`loss_function`] and [`loss_and_grad_function`]
+//!   turn any model into a compiler function. [`CausalLm`] is one model.
 //! - Layers, the causal LM and its loss; the [`registry`] of named models; [`modifiers`].
 
 pub mod attention;
@@ -25,6 +28,7 @@ pub mod feed_forward;
 pub mod init;
 pub mod linear;
 pub mod loss;
+pub mod model;
 pub mod modifiers;
 pub mod module;
 pub mod norm;
@@ -35,7 +39,9 @@ pub mod trace;
 pub mod transformer;
 
 pub use attention::{Attention, AttentionConfig};
-pub use causal_lm::{Batch, CausalLm, CausalLmConfig, Decoder, DecoderConfig};
+pub use causal_lm::{
+    Batch, CausalLm, CausalLmConfig, Decoder, DecoderConfig, INPUT_IDS, SEGMENT_IDS, TARGET_LABELS,
+};
 pub use config::{Config, ConfigNode, find_all, for_each_mut, visit, visit_mut};
 pub use context::Ctx;
 pub use dropout::DropoutConfig;
@@ -45,12 +51,14 @@ pub use feed_forward::{Activation, FeedForward, FeedForwardConfig};
 pub use init::{init_param, init_params};
 pub use linear::{Linear, LinearConfig};
 pub use loss::{CrossEntropyConfig, LossTerms, cross_entropy};
+pub use model::{BatchShape, InputSpec, Inputs, LossOutput, Model, input};
 pub use module::Module;
 pub use norm::{LayerNormConfig, Norm, NormConfig, RmsNormConfig};
 pub use param::{FanAxes, Initializer, ParamSpec, ParamTree, count_params};
 pub use registry::{MODEL_NAMES, RegisteredModel, registered_model};
 pub use rope::RopeConfig;
 pub use trace::{
-    LossSignature, declare_batch, declare_params, loss_and_grad_function, loss_function, trace_loss,
+    LOSS, LOSS_WEIGHT, LossSignature, RNG_KEY, TracedLoss, declare_batch, declare_inputs,
+    declare_params, loss_and_grad_function, loss_function, trace_loss,
 };
 pub use transformer::{Stack, StackConfig, TransformerLayer, TransformerLayerConfig};

@@ -14,7 +14,6 @@ fn sig(dtype: DType) -> LossSignature {
         seq_len: 8,
         dtype,
         is_training: false,
-        packed: false,
     }
 }
 
@@ -29,7 +28,6 @@ fn small_models_trace_loss_and_gradients_unrolled_and_scanned() {
             let model = CausalLm::new(&cfg).unwrap();
             let sig = LossSignature {
                 is_training: true,
-                packed: true,
                 ..sig(DType::F32)
             };
             let f = loss_and_grad_function(&model, &sig)
@@ -52,7 +50,7 @@ fn missing_or_misshapen_parameters_are_named() {
     let builder = FunctionBuilder::new("f");
     let batch = declare_batch(&builder, 2, 8, false);
     let mut ctx = Ctx::new(ParamTree::new(), false, None);
-    let err = model.loss(&mut ctx, &batch).unwrap_err();
+    let err = model.batch_loss(&mut ctx, &batch).unwrap_err();
     assert_eq!(
         err.to_string(),
         "parameter `decoder/token_embedding/weight` is missing (expected shape [1024, 256])"
@@ -62,7 +60,7 @@ fn missing_or_misshapen_parameters_are_named() {
     let bad = "decoder/transformer/layers/2/attention/k_proj/weight";
     params.insert(bad.into(), builder.param("k", DType::F32, &[256, 128]));
     let err = model
-        .loss(&mut Ctx::new(params, false, None), &batch)
+        .batch_loss(&mut Ctx::new(params, false, None), &batch)
         .unwrap_err();
     assert!(
         matches!(&err, Error::ParamShape { path, .. } if path == bad),
@@ -79,7 +77,7 @@ fn dropout_in_training_without_a_key_is_an_error() {
     let params = axle_modules::declare_params(&builder, &model.param_specs(), DType::F32);
     let batch = declare_batch(&builder, 2, 8, false);
     let err = model
-        .loss(&mut Ctx::new(params, true, None), &batch)
+        .batch_loss(&mut Ctx::new(params, true, None), &batch)
         .unwrap_err();
     assert_eq!(
         err.to_string(),
@@ -97,7 +95,7 @@ fn sequences_longer_than_the_learned_positions_are_refused() {
     let err = loss_and_grad_function(&model, &sig).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "config `decoder.position_embedding.num_embeddings`: 128 learned positions, but the sequence has 200"
+        "config `decoder.position_embedding.num_embeddings`: 128 learned positions, but the batch has sequences of 200"
     );
 }
 
@@ -114,7 +112,7 @@ fn layer_outputs_are_constrained_only_when_tracing_for_a_mesh() {
         if let Some(mesh) = mesh {
             ctx = ctx.with_mesh(mesh);
         }
-        let loss = model.loss(&mut ctx, &batch).unwrap();
+        let loss = model.batch_loss(&mut ctx, &batch).unwrap().total;
         builder.build(&[("loss", &loss)]).unwrap().to_stablehlo()
     };
     assert!(!trace(None).contains("sharding_constraint"));
