@@ -223,7 +223,7 @@ fn loss_and_grads(
         if mesh.size() > 1 {
             ctx = ctx.with_mesh(mesh.clone());
         }
-        let loss = model.loss(&mut ctx, &micro)?;
+        let loss = model.batch_loss(&mut ctx, &micro)?.total;
         let grads = grad(&loss, &wrt);
         total = Some(match total {
             None => (loss, grads),

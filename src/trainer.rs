@@ -364,9 +364,11 @@ fn compile_eval(
         seq_len: seq,
         dtype: DType::F32,
         is_training: false,
-        packed: false,
     };
-    let (_, loss, _) = trace_loss(model, &b, &sig).map_err(StepError::from)?;
+    let loss = trace_loss(model, &b, &sig)
+        .map_err(StepError::from)?
+        .output
+        .loss;
     let mut function = b.build(&[("loss", &loss)]).map_err(StepError::from)?;
     let mesh = &step.mesh;
     function.set_num_partitions(mesh.size());
