@@ -333,10 +333,7 @@ impl Model for CausalLm {
 
     /// Perplexity: `exp` of the mean cross-entropy (without the z-loss).
     fn eval_metrics(&self, loss: f64, summaries: &BTreeMap<String, f64>) -> Vec<(String, f64)> {
-        let cross_entropy = summaries
-            .get("loss/cross_entropy")
-            .copied()
-            .unwrap_or(loss);
+        let cross_entropy = summaries.get("loss/cross_entropy").copied().unwrap_or(loss);
         vec![("perplexity".into(), cross_entropy.exp())]
     }
 
