@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::attention::AttentionConfig;
 use crate::causal_lm::INPUT_IDS;
-use crate::config::{find_all, join, required};
+use crate::config::{find_all, for_each_mut, join, required};
 use crate::context::Ctx;
 use crate::embedding::{Embedding, EmbeddingConfig};
 use crate::error::{Error, Result};
@@ -56,7 +56,7 @@ impl Pooling {
 
 /// Config of [`EncoderClassifier`]. `vocab_size`, `dim` and `num_classes` are set here and
 /// passed down to every child.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EncoderClassifierConfig {
     /// Vocabulary size: token ids are in `0..vocab_size`.
     pub vocab_size: Option<usize>,
@@ -78,6 +78,24 @@ pub struct EncoderClassifierConfig {
     pub pooling: Pooling,
     /// Classification head `(dim, num_classes)` (dimensions set here).
     pub head: LinearConfig,
+}
+
+impl Default for EncoderClassifierConfig {
+    /// Required fields unset, no position embedding, a default stack made bidirectional,
+    /// RMSNorm, mean pooling, a default head.
+    fn default() -> Self {
+        EncoderClassifierConfig {
+            vocab_size: None,
+            dim: None,
+            num_classes: None,
+            token_embedding: EmbeddingConfig::default(),
+            position_embedding: None,
+            transformer: bidirectional_stack(),
+            output_norm: NormConfig::default(),
+            pooling: Pooling::default(),
+            head: LinearConfig::default(),
+        }
+    }
 }
 
 crate::config_node!(
@@ -245,6 +263,13 @@ pub(crate) fn check_num_classes(num_classes: Option<usize>, path: &str) -> Resul
         });
     }
     Ok(num_classes)
+}
+
+/// The default stack config with every attention in it bidirectional (`causal = false`).
+pub(crate) fn bidirectional_stack() -> StackConfig {
+    let mut stack = StackConfig::default();
+    for_each_mut::<AttentionConfig>(&mut stack, |a| a.causal = false);
+    stack
 }
 
 /// Errors naming `path` when any attention under the stack config is causal: an encoder

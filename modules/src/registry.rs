@@ -148,7 +148,8 @@ fn gpt2_tiny() -> CausalLmConfig {
     }
 }
 
-/// The registered model called `name`, or an error listing the registered names.
+/// The registered causal LM called `name`, or an error: naming [`registered_config`] for a
+/// registered model of another kind, listing the causal LMs otherwise.
 pub fn registered_model(name: &str) -> Result<RegisteredModel> {
     let (config, seq_len, batch_size) = match name {
         "llama-tiny" => (

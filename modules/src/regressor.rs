@@ -119,11 +119,9 @@ impl MlpRegressor {
                 ),
             });
         }
-        let first = self.hidden.first().unwrap_or(&self.output);
-        let first_path = if self.hidden.is_empty() {
-            "output"
-        } else {
-            "hidden/0"
+        let (first_path, first) = match self.hidden.first() {
+            Some(layer) => ("hidden/0", layer),
+            None => ("output", &self.output),
         };
         let dtype = ctx
             .scope(first_path, |c| {

@@ -11,8 +11,8 @@ use axle_compiler::{DType, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::classifier::{
-    LABELS, Pooling, check_bidirectional, check_num_classes, classification_loss, encoder_flops,
-    encoder_stack, labels_spec,
+    LABELS, Pooling, bidirectional_stack, check_bidirectional, check_num_classes,
+    classification_loss, encoder_flops, encoder_stack, labels_spec,
 };
 use crate::config::required;
 use crate::context::Ctx;
@@ -30,7 +30,7 @@ pub const IMAGE: &str = "image";
 
 /// Config of [`Vit`]. The image geometry, `dim` and `num_classes` are set here and passed
 /// down to every child.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct VitConfig {
     /// Height and width of the (square) images.
     pub image_size: Option<usize>,
@@ -55,6 +55,26 @@ pub struct VitConfig {
     pub pooling: Pooling,
     /// Classification head `(dim, num_classes)` (dimensions set here).
     pub head: LinearConfig,
+}
+
+impl Default for VitConfig {
+    /// Required fields unset, no position embedding, a default stack made bidirectional,
+    /// RMSNorm, mean pooling, default patch projection and head.
+    fn default() -> Self {
+        VitConfig {
+            image_size: None,
+            patch_size: None,
+            channels: None,
+            dim: None,
+            num_classes: None,
+            patch_embedding: LinearConfig::default(),
+            position_embedding: None,
+            transformer: bidirectional_stack(),
+            output_norm: NormConfig::default(),
+            pooling: Pooling::default(),
+            head: LinearConfig::default(),
+        }
+    }
 }
 
 crate::config_node!(

@@ -4,8 +4,9 @@
 
 use axle_compiler::DType;
 use axle_modules::{
-    AttentionConfig, BatchShape, CONFIG_NAMES, Config, LinearConfig, MODEL_NAMES, Model,
-    ModelConfig, NormConfig, find_all, for_each_mut, registered_config, registered_model,
+    AttentionConfig, BatchShape, CONFIG_NAMES, Config, FeedForwardConfig, LinearConfig,
+    MODEL_NAMES, Model, ModelConfig, NormConfig, find_all, for_each_mut, registered_config,
+    registered_model,
 };
 
 fn config(name: &str) -> ModelConfig {
@@ -264,4 +265,44 @@ fn registry_serves_every_kind() {
         err.contains("resnet-50") && err.contains("bert-tiny, vit-tiny, mlp-regressor"),
         "{err}"
     );
+}
+
+/// The default configs are bidirectional encoders: once the required fields are set (heads
+/// and MLP width through the visitor, wherever the stack keeps its layers) they build.
+#[test]
+fn default_configs_build_once_required_fields_are_set() {
+    let defaults = [
+        (
+            ModelConfig::EncoderClassifier(Default::default()),
+            &[("vocab_size", "16"), ("dim", "8"), ("num_classes", "3")][..],
+        ),
+        (
+            ModelConfig::Vit(Default::default()),
+            &[
+                ("image_size", "8"),
+                ("patch_size", "2"),
+                ("channels", "3"),
+                ("dim", "8"),
+                ("num_classes", "3"),
+            ][..],
+        ),
+        (
+            ModelConfig::MlpRegressor(Default::default()),
+            &[("input_dim", "5")][..],
+        ),
+    ];
+    for (mut cfg, fields) in defaults {
+        let first = build_error(&cfg);
+        assert!(first.contains("required field is not set"), "{first}");
+        for (path, value) in fields {
+            cfg.set(path, value).unwrap();
+        }
+        if !matches!(cfg, ModelConfig::MlpRegressor(_)) {
+            cfg.set("transformer.num_layers", "1").unwrap();
+            for_each_mut::<AttentionConfig>(&mut cfg, |a| a.num_heads = Some(2));
+            for_each_mut::<FeedForwardConfig>(&mut cfg, |f| f.hidden_dim = Some(16));
+        }
+        let model = build(&cfg);
+        assert!(model.num_params() > 0);
+    }
 }
