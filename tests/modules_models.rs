@@ -241,8 +241,11 @@ fn classifiers_start_near_chance() {
     }
 }
 
+/// An elementwise nonlinearity on the host.
+type Activation = fn(f64) -> f64;
+
 /// The MLP forward in ndarray f64: hidden layers with `act`, then the output layer.
-fn mlp_ref(p: &Tree, features: &Array2<f64>, layers: usize, act: fn(f64) -> f64) -> Vec<f64> {
+fn mlp_ref(p: &Tree, features: &Array2<f64>, layers: usize, act: Activation) -> Vec<f64> {
     let dense = |x: &Array2<f64>, prefix: &str| {
         let w = p[&format!("{prefix}/weight")]
             .clone()
@@ -273,7 +276,7 @@ fn gelu_tanh(x: f64) -> f64 {
 #[test]
 fn mlp_regressor_mse_matches_an_ndarray_forward() {
     let client = client();
-    let acts: [(&str, fn(f64) -> f64); 2] = [("silu", silu), ("gelu_tanh", gelu_tanh)];
+    let acts: [(&str, Activation); 2] = [("silu", silu), ("gelu_tanh", gelu_tanh)];
     for (act_name, act) in acts {
         let mut cfg = registered_config("mlp-regressor").unwrap().config;
         cfg.set("activation", act_name).unwrap();
