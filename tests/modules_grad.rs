@@ -239,6 +239,7 @@ fn summaries_are_collected_by_path_in_both_stack_layouts() {
             "loss/cross_entropy",
             "loss/num_targets",
             "loss/z_loss",
+            "loss_weight",
         ]
     );
     let stacked = &s["decoder/transformer/layer/output_rms"];

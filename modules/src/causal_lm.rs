@@ -326,7 +326,7 @@ impl Model for CausalLm {
         };
         let terms = self.batch_loss(ctx, &batch)?;
         Ok(LossOutput {
-            loss: terms.total.convert(DType::F32),
+            loss: terms.total,
             weight: terms.num_targets.convert(DType::F32),
         })
     }

@@ -13,11 +13,14 @@
 //! - Models ([`Model`]): the interface the step and the trainer see: parameter specs, named
 //!   inputs for a batch shape ([`InputSpec`]), and a traced loss with its weight; summaries
 //!   recorded on the [`Ctx`]. [`trace_loss`], [`loss_function`] and [`loss_and_grad_function`]
-//!   turn any model into a compiler function. [`CausalLm`] is one model.
-//! - Layers, the causal LM and its loss; the [`registry`] of named models; [`modifiers`].
+//!   turn any model into a compiler function. The models: [`CausalLm`], the BERT-style
+//!   [`EncoderClassifier`], the vision transformer [`Vit`] and the [`MlpRegressor`].
+//! - Layers, the models and their losses; the [`registry`] of named configs ([`ModelConfig`]
+//!   holds any kind); [`modifiers`].
 
 pub mod attention;
 pub mod causal_lm;
+pub mod classifier;
 pub mod config;
 pub mod config_path;
 pub mod context;
@@ -34,14 +37,17 @@ pub mod module;
 pub mod norm;
 pub mod param;
 pub mod registry;
+pub mod regressor;
 pub mod rope;
 pub mod trace;
 pub mod transformer;
+pub mod vit;
 
 pub use attention::{Attention, AttentionConfig};
 pub use causal_lm::{
     Batch, CausalLm, CausalLmConfig, Decoder, DecoderConfig, INPUT_IDS, SEGMENT_IDS, TARGET_LABELS,
 };
+pub use classifier::{EncoderClassifier, EncoderClassifierConfig, LABELS, Pooling};
 pub use config::{Config, ConfigNode, find_all, for_each_mut, visit, visit_mut};
 pub use context::Ctx;
 pub use dropout::DropoutConfig;
@@ -55,10 +61,15 @@ pub use model::{BatchShape, InputSpec, Inputs, LossOutput, Model, input};
 pub use module::Module;
 pub use norm::{LayerNormConfig, Norm, NormConfig, RmsNormConfig};
 pub use param::{FanAxes, Initializer, ParamSpec, ParamTree, count_params};
-pub use registry::{MODEL_NAMES, ModelConfig, RegisteredModel, registered_model};
+pub use registry::{
+    CONFIG_NAMES, MODEL_NAMES, ModelConfig, RegisteredConfig, RegisteredModel, registered_config,
+    registered_model,
+};
+pub use regressor::{FEATURES, MlpRegressor, MlpRegressorConfig, TARGETS};
 pub use rope::RopeConfig;
 pub use trace::{
     LOSS, LOSS_WEIGHT, LossSignature, RNG_KEY, TracedLoss, declare_batch, declare_inputs,
     declare_params, loss_and_grad_function, loss_function, trace_loss,
 };
 pub use transformer::{Stack, StackConfig, TransformerLayer, TransformerLayerConfig};
+pub use vit::{IMAGE, Vit, VitConfig};

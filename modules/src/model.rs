@@ -93,7 +93,8 @@ impl InputSpec {
 /// What a model's loss returns.
 #[derive(Clone, Debug)]
 pub struct LossOutput {
-    /// The mean loss of the batch, an f32 scalar.
+    /// The mean loss of the batch, a scalar in the computation dtype but at least f32 (f32 for
+    /// f32 or bf16 parameters, f64 for f64 ones, so finite-difference checks keep f64 precision).
     pub loss: Tensor,
     /// The weight of that mean, an f32 scalar: how many targets it averages (live tokens,
     /// examples). Batches combine as `sum(loss * weight) / sum(weight)`.

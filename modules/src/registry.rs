@@ -1,15 +1,28 @@
-//! Registered models by name: ready-made [`CausalLmConfig`]s with the sequence length and batch
-//! size they are trained and benchmarked with.
+//! Registered models by name: ready-made configs with the sequence length and batch size they
+//! are trained and benchmarked with. [`ModelConfig`] holds the config of any model kind and
+//! builds it as a [`Model`]; [`registered_config`] serves every registered name,
+//! [`registered_model`] the causal LMs.
+
+use std::any::Any;
+
+use axle_partition::pspec;
+use serde::{Deserialize, Serialize};
 
 use crate::attention::AttentionConfig;
-use crate::causal_lm::{CausalLmConfig, DecoderConfig};
+use crate::causal_lm::{CausalLm, CausalLmConfig, DecoderConfig};
+use crate::classifier::{EncoderClassifier, EncoderClassifierConfig};
+use crate::config::ConfigNode;
 use crate::embedding::EmbeddingConfig;
 use crate::error::{Error, Result};
 use crate::feed_forward::{Activation, FeedForwardConfig};
 use crate::linear::LinearConfig;
+use crate::model::Model;
 use crate::norm::{LayerNormConfig, NormConfig, RmsNormConfig};
+use crate::param::Initializer;
+use crate::regressor::{MlpRegressor, MlpRegressorConfig};
 use crate::rope::RopeConfig;
 use crate::transformer::{StackConfig, TransformerLayerConfig};
+use crate::vit::{Vit, VitConfig};
 
 /// A registered model: its config and the training shape it is used with.
 #[derive(Clone, Debug)]
@@ -135,7 +148,8 @@ fn gpt2_tiny() -> CausalLmConfig {
     }
 }
 
-/// The registered model called `name`, or an error listing the registered names.
+/// The registered causal LM called `name`, or an error: naming [`registered_config`] for a
+/// registered model of another kind, listing the causal LMs otherwise.
 pub fn registered_model(name: &str) -> Result<RegisteredModel> {
     let (config, seq_len, batch_size) = match name {
         "llama-tiny" => (
@@ -191,6 +205,14 @@ pub fn registered_model(name: &str) -> Result<RegisteredModel> {
             4096,
             1,
         ),
+        _ if CONFIG_NAMES.contains(&name) => {
+            return Err(Error::Inconsistent {
+                path: "kind".into(),
+                message: format!(
+                    "`{name}` is not a causal LM; `registered_config` serves every model kind"
+                ),
+            });
+        }
         _ => {
             return Err(Error::UnknownModel {
                 name: name.to_string(),
@@ -210,38 +232,214 @@ pub fn registered_model(name: &str) -> Result<RegisteredModel> {
     })
 }
 
-/// The config of any registered model kind.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+/// The config of a model of any kind. Serialized with a `kind` tag next to the inner config's
+/// fields (`kind = "vit"`, `patch_size = 4`), so dotted paths are those of the inner config.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ModelConfig {
     /// A decoder-only causal language model.
     CausalLm(CausalLmConfig),
-}
-
-impl crate::ConfigNode for ModelConfig {
-    fn children_mut(&mut self, f: &mut dyn FnMut(&mut dyn crate::ConfigNode)) {
-        match self {
-            ModelConfig::CausalLm(c) => f(c),
-        }
-    }
-    fn children(&self, f: &mut dyn FnMut(&dyn crate::ConfigNode)) {
-        match self {
-            ModelConfig::CausalLm(c) => f(c),
-        }
-    }
-    fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
-        self
-    }
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
-    }
+    /// A BERT-style text classifier.
+    EncoderClassifier(EncoderClassifierConfig),
+    /// A vision transformer classifier.
+    Vit(VitConfig),
+    /// An MLP regressor.
+    MlpRegressor(MlpRegressorConfig),
 }
 
 impl ModelConfig {
-    /// The model this config describes.
-    pub fn build(&self) -> Result<Box<dyn crate::Model>> {
+    /// Builds the model; errors name the config path at fault.
+    pub fn build(&self) -> Result<Box<dyn Model>> {
         Ok(match self {
-            ModelConfig::CausalLm(c) => Box::new(crate::CausalLm::new(c)?),
+            ModelConfig::CausalLm(c) => Box::new(CausalLm::new(c)?),
+            ModelConfig::EncoderClassifier(c) => Box::new(EncoderClassifier::new(c)?),
+            ModelConfig::Vit(c) => Box::new(Vit::new(c)?),
+            ModelConfig::MlpRegressor(c) => Box::new(MlpRegressor::new(c)?),
         })
+    }
+}
+
+impl ConfigNode for ModelConfig {
+    fn children_mut(&mut self, f: &mut dyn FnMut(&mut dyn ConfigNode)) {
+        match self {
+            ModelConfig::CausalLm(c) => f(c),
+            ModelConfig::EncoderClassifier(c) => f(c),
+            ModelConfig::Vit(c) => f(c),
+            ModelConfig::MlpRegressor(c) => f(c),
+        }
+    }
+    fn children(&self, f: &mut dyn FnMut(&dyn ConfigNode)) {
+        match self {
+            ModelConfig::CausalLm(c) => f(c),
+            ModelConfig::EncoderClassifier(c) => f(c),
+            ModelConfig::Vit(c) => f(c),
+            ModelConfig::MlpRegressor(c) => f(c),
+        }
+    }
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+/// A registered config of any model kind and the training shape it is used with.
+#[derive(Clone, Debug)]
+pub struct RegisteredConfig {
+    /// The registry name (`bert-tiny`, ...).
+    pub name: &'static str,
+    /// The model config.
+    pub config: ModelConfig,
+    /// Training batch size.
+    pub batch_size: usize,
+    /// Training sequence length: tokens per example for sequence models, patches per image for
+    /// the ViT, 1 for the regressor (models of fixed-size inputs ignore it; it scales
+    /// tokens-per-second figures).
+    pub seq_len: usize,
+}
+
+/// The names of every registered config, causal LMs ([`MODEL_NAMES`]) first.
+pub const CONFIG_NAMES: [&str; 8] = [
+    "llama-tiny",
+    "gpt2-tiny",
+    "llama-small",
+    "llama2-7b",
+    "llama2-70b",
+    "bert-tiny",
+    "vit-tiny",
+    "mlp-regressor",
+];
+
+/// The registered config called `name`, of any kind, or an error listing the registered names.
+pub fn registered_config(name: &str) -> Result<RegisteredConfig> {
+    let (config, batch_size, seq_len) = match name {
+        "bert-tiny" => (ModelConfig::EncoderClassifier(bert_tiny()), 32, 32),
+        "vit-tiny" => (ModelConfig::Vit(vit_tiny()), 32, 16),
+        "mlp-regressor" => (ModelConfig::MlpRegressor(mlp_regressor()), 64, 1),
+        _ if MODEL_NAMES.contains(&name) => {
+            let lm = registered_model(name)?;
+            (ModelConfig::CausalLm(lm.config), lm.batch_size, lm.seq_len)
+        }
+        _ => {
+            return Err(Error::UnknownModel {
+                name: name.to_string(),
+                known: CONFIG_NAMES.join(", "),
+            });
+        }
+    };
+    let name = CONFIG_NAMES
+        .into_iter()
+        .find(|n| *n == name)
+        .expect("every matched name is registered");
+    Ok(RegisteredConfig {
+        name,
+        config,
+        batch_size,
+        seq_len,
+    })
+}
+
+/// A stack of `num_layers` layers configured as `layer`: the one place the configs below
+/// build a [`StackConfig`].
+fn stack(num_layers: usize, layer: TransformerLayerConfig) -> StackConfig {
+    StackConfig {
+        num_layers: Some(num_layers),
+        layers: vec![layer],
+        ..StackConfig::default()
+    }
+}
+
+/// The encoder layer of BERT and ViT (pre-norm here): LayerNorm with bias, bidirectional
+/// attention with biased projections, exact-GELU MLP of width `hidden` with biases.
+fn encoder_layer(heads: usize, hidden: usize) -> TransformerLayerConfig {
+    let norm = NormConfig::LayerNorm(LayerNormConfig::default());
+    let linear = LinearConfig {
+        bias: true,
+        ..LinearConfig::default()
+    };
+    let output_linear = LinearConfig {
+        bias: true,
+        ..LinearConfig::output_projection()
+    };
+    TransformerLayerConfig {
+        attention_norm: norm.clone(),
+        attention: AttentionConfig {
+            num_heads: Some(heads),
+            causal: false,
+            input_linear: linear.clone(),
+            output_linear: output_linear.clone(),
+            ..AttentionConfig::default()
+        },
+        ffn_norm: norm,
+        feed_forward: FeedForwardConfig {
+            hidden_dim: Some(hidden),
+            activation: Activation::Gelu,
+            gated: false,
+            input_linear: linear,
+            output_linear,
+            ..FeedForwardConfig::default()
+        },
+        ..TransformerLayerConfig::default()
+    }
+}
+
+/// A classification head with bias whose weights start at `init`; the few classes are not
+/// split over `model`.
+fn head(init: Initializer) -> LinearConfig {
+    LinearConfig {
+        bias: true,
+        weight_init: init,
+        weight_partition: pspec!["fsdp", _],
+        ..LinearConfig::default()
+    }
+}
+
+/// bert-tiny: vocabulary 64, dim 64, 2 layers of 4 heads and MLP 256, 32 learned positions,
+/// 4 classes, mean pooling; head initialized N(0, 0.02) as in BERT.
+fn bert_tiny() -> EncoderClassifierConfig {
+    EncoderClassifierConfig {
+        vocab_size: Some(64),
+        dim: Some(64),
+        num_classes: Some(4),
+        position_embedding: Some(EmbeddingConfig {
+            num_embeddings: Some(32),
+            ..EmbeddingConfig::default()
+        }),
+        transformer: stack(2, encoder_layer(4, 256)),
+        output_norm: NormConfig::LayerNorm(LayerNormConfig::default()),
+        head: head(Initializer::Normal { std: 0.02 }),
+        ..EncoderClassifierConfig::default()
+    }
+}
+
+/// vit-tiny: 16x16 grayscale images in 4x4 patches (16 patches), dim 64, 2 layers of 4 heads
+/// and MLP 256, learned positions, 4 classes, mean pooling; zero-initialized head as in ViT.
+fn vit_tiny() -> VitConfig {
+    VitConfig {
+        image_size: Some(16),
+        patch_size: Some(4),
+        channels: Some(1),
+        dim: Some(64),
+        num_classes: Some(4),
+        patch_embedding: LinearConfig {
+            bias: true,
+            ..LinearConfig::default()
+        },
+        position_embedding: Some(EmbeddingConfig::default()),
+        transformer: stack(2, encoder_layer(4, 256)),
+        output_norm: NormConfig::LayerNorm(LayerNormConfig::default()),
+        head: head(Initializer::Zeros),
+        ..VitConfig::default()
+    }
+}
+
+/// mlp-regressor: 16 features, 2 hidden layers of 64 with SiLU, biases.
+fn mlp_regressor() -> MlpRegressorConfig {
+    MlpRegressorConfig {
+        input_dim: Some(16),
+        hidden_dims: vec![64, 64],
+        activation: Activation::Silu,
+        ..MlpRegressorConfig::default()
     }
 }

@@ -1,7 +1,10 @@
 //! Registered models: exact parameter counts from specs (published figures or closed forms),
 //! golden config dumps, and stable parameter paths.
 
-use axle_modules::{CausalLm, Config, MODEL_NAMES, Module, modifiers, registered_model};
+use axle_modules::{
+    CONFIG_NAMES, CausalLm, Config, MODEL_NAMES, Module, modifiers, registered_config,
+    registered_model,
+};
 
 fn count(name: &str) -> u64 {
     CausalLm::new(&registered_model(name).unwrap().config)
@@ -111,6 +114,29 @@ fn golden_config_dumps() {
     let bless = std::env::var("AXLE_BLESS").is_ok_and(|v| v == "1");
     for name in MODEL_NAMES {
         let dump = registered_model(name).unwrap().config.dump();
+        let path = dir.join(format!("{name}.txt"));
+        if bless {
+            std::fs::write(&path, &dump).unwrap();
+        }
+        let golden = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{}: {e} (regenerate with AXLE_BLESS=1)", path.display()));
+        assert_eq!(
+            dump,
+            golden,
+            "{name}: dump differs from {} (AXLE_BLESS=1 regenerates)",
+            path.display()
+        );
+    }
+}
+
+/// The registered configs of the other kinds (classifiers, regressor) are dumped whole, with
+/// their `kind` tag: the dump is what `--set` paths address.
+#[test]
+fn golden_config_dumps_of_other_kinds() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
+    let bless = std::env::var("AXLE_BLESS").is_ok_and(|v| v == "1");
+    for name in CONFIG_NAMES.iter().filter(|n| !MODEL_NAMES.contains(n)) {
+        let dump = registered_config(name).unwrap().config.dump();
         let path = dir.join(format!("{name}.txt"));
         if bless {
             std::fs::write(&path, &dump).unwrap();

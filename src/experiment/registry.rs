@@ -1,14 +1,15 @@
-//! The registered experiments: every registered model with the learner,
-//! input and mesh rules it is trained with.
+//! The registered experiments: every registered model config with the
+//! learner, input (batch shape and synthetic task) and mesh rules it is
+//! trained with.
 
 use super::{Experiment, ExperimentConfig, InputConfig};
 use crate::data::SyntheticTask;
 use crate::learner::LearnerConfig;
-use axle_modules::{MODEL_NAMES, ModelConfig, registered_model};
+use axle_modules::{CONFIG_NAMES, ModelConfig, registered_config};
 use axle_partition::MeshRules;
 
 /// Names of the registered experiments, in registry order.
-pub const EXPERIMENT_NAMES: [&str; 5] = MODEL_NAMES;
+pub const EXPERIMENT_NAMES: [&str; 8] = CONFIG_NAMES;
 
 /// The smallest global batch of a registered experiment: the default mesh
 /// rules split the batch up to 8 ways (`data=2,fsdp=4` on 8 CPU devices).
@@ -16,16 +17,33 @@ const MIN_BATCH: usize = 8;
 
 /// The experiment called `name`, or an error listing the registered names.
 pub fn experiment(name: &str) -> Result<Experiment, axle_modules::Error> {
-    let registered = registered_model(name)?;
+    let registered = registered_config(name)?;
+    let (synthetic, learner) = match &registered.config {
+        ModelConfig::CausalLm(_) => (SyntheticTask::AffineTokens, LearnerConfig::default()),
+        // The small non-LM models learn their tasks in a few hundred steps
+        // at a higher rate than the LMs' 1e-3.
+        ModelConfig::EncoderClassifier(_) => (
+            SyntheticTask::MarkerClassification,
+            LearnerConfig::default().with_lr(3e-3),
+        ),
+        ModelConfig::Vit(_) => (
+            SyntheticTask::OrientedStripes { noise: 0.5 },
+            LearnerConfig::default().with_lr(3e-3),
+        ),
+        ModelConfig::MlpRegressor(_) => (
+            SyntheticTask::TeacherRegression { noise: 0.0 },
+            LearnerConfig::default().with_lr(3e-3),
+        ),
+    };
     Ok(Experiment {
         name: registered.name,
         config: ExperimentConfig {
-            model: ModelConfig::CausalLm(registered.config),
-            learner: LearnerConfig::default(),
+            model: registered.config,
+            learner,
             input: InputConfig {
                 batch_size: registered.batch_size.max(MIN_BATCH),
                 seq_len: registered.seq_len,
-                synthetic: SyntheticTask::AffineTokens,
+                synthetic,
             },
         },
         mesh_rules: MeshRules::default(),
