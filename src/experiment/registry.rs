@@ -21,18 +21,19 @@ pub fn experiment(name: &str) -> Result<Experiment, axle_modules::Error> {
     let (synthetic, learner) = match &registered.config {
         ModelConfig::CausalLm(_) => (SyntheticTask::AffineTokens, LearnerConfig::default()),
         // The small non-LM models learn their tasks in a few hundred steps
-        // at a higher rate than the LMs' 1e-3.
+        // at higher rates than the LMs' 1e-3 (the regressor's MSE falls 100x
+        // in 300 steps at 1e-2, 30x at 3e-3).
         ModelConfig::EncoderClassifier(_) => (
             SyntheticTask::MarkerClassification,
             LearnerConfig::default().with_lr(3e-3),
         ),
         ModelConfig::Vit(_) => (
-            SyntheticTask::OrientedStripes { noise: 0.5 },
+            SyntheticTask::OrientedStripes { noise: 1.0 },
             LearnerConfig::default().with_lr(3e-3),
         ),
         ModelConfig::MlpRegressor(_) => (
             SyntheticTask::TeacherRegression { noise: 0.0 },
-            LearnerConfig::default().with_lr(3e-3),
+            LearnerConfig::default().with_lr(1e-2),
         ),
     };
     Ok(Experiment {
