@@ -16,6 +16,7 @@ pub mod learner;
 pub mod metrics;
 pub mod plot;
 pub mod run;
+pub mod summary_writer;
 pub mod train_step;
 pub mod trainer;
 

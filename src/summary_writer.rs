@@ -1,0 +1,229 @@
+//! Scalar summaries as TensorBoard event files, for `tensorboard --logdir DIR`.
+//!
+//! # Format
+//!
+//! An event file is a TFRecord file of serialized `Event` protocol buffers.
+//! Each record is, as written by TensorFlow's `RecordWriter`
+//! (`tensorflow/core/lib/io/record_writer.cc`, now in `tsl`):
+//!
+//! ```text
+//! u64 little-endian  length of the data
+//! u32 little-endian  masked CRC-32C of those 8 length bytes
+//! [u8; length]       data: one serialized Event
+//! u32 little-endian  masked CRC-32C of the data
+//! ```
+//!
+//! where `mask(crc) = ((crc >> 15) | (crc << 17)) + 0xa282ead8` (wrapping)
+//! and CRC-32C is the Castagnoli CRC (from the `crc32c` crate).
+//!
+//! The messages are the subset of `tensorflow/core/util/event.proto` and
+//! `tensorflow/core/framework/summary.proto` that scalars need:
+//! `Event { wall_time = 1 (double, seconds since the Unix epoch), step = 2
+//! (int64), file_version = 3 (string), summary = 5 (Summary) }`,
+//! `Summary { value = 1 (repeated Value) }`, `Value { tag = 1 (string),
+//! simple_value = 2 (float) }`. `file_version` and `summary` are members of
+//! a oneof, and `simple_value` of another; encoding them as proto3 optional
+//! fields gives the same bytes. The first event of a file carries only
+//! `file_version = "brain.Event:2"`, as TensorFlow's `EventsWriter` writes it.
+//!
+//! TensorBoard finds event files by the `tfevents` in their name; ours are
+//! `events.out.tfevents.<secs>.<hostname>.<pid>.axle`, the seconds
+//! zero-padded to 10 digits like TensorFlow's.
+//!
+//! # Testing
+//!
+//! `tests/tensorboard.rs` reads the files back with TensorBoard itself
+//! (`tests/tensorboard_read.py`, packages pinned by hash in
+//! `third_party/tensorboard-requirements.txt`): its record reader, which
+//! checks both CRCs of every record, then its `EventAccumulator`, which
+//! finds the scalars by tag and step. TensorBoard was chosen over the
+//! `tfrecord` crate: that crate always builds an HTTP client, TLS and
+//! `prost-build` for its build script (about two more minutes of CI build),
+//! while installing TensorBoard's wheels takes seconds, and TensorBoard is
+//! the reader these files are for.
+//!
+//! No crate writes the files here: `tensorboard-rs` 0.5.9 pulls in
+//! `protobuf` 2 and `image` 0.23, `tboard` 0.1.1 needs `protoc` at build
+//! time, and `tfrecord` 0.15.0 brings the build dependencies above and a
+//! second `prost`; the writer is this page of code on `prost`'s derive.
+
+use prost::Message;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// `tensorflow.Event`, the fields a scalar summary uses.
+#[derive(Clone, PartialEq, prost::Message)]
+struct Event {
+    /// Seconds since the Unix epoch.
+    #[prost(double, tag = "1")]
+    wall_time: f64,
+    /// The training step.
+    #[prost(int64, tag = "2")]
+    step: i64,
+    /// `"brain.Event:2"` in the first event of a file, absent after.
+    #[prost(string, optional, tag = "3")]
+    file_version: Option<String>,
+    /// The values of this step.
+    #[prost(message, optional, tag = "5")]
+    summary: Option<Summary>,
+}
+
+/// `tensorflow.Summary`.
+#[derive(Clone, PartialEq, prost::Message)]
+struct Summary {
+    /// One entry per tag.
+    #[prost(message, repeated, tag = "1")]
+    value: Vec<Value>,
+}
+
+/// `tensorflow.Summary.Value` holding a `simple_value`.
+#[derive(Clone, PartialEq, prost::Message)]
+struct Value {
+    /// The series name TensorBoard plots under, such as `"loss"`.
+    #[prost(string, tag = "1")]
+    tag: String,
+    /// The scalar.
+    #[prost(float, optional, tag = "2")]
+    simple_value: Option<f32>,
+}
+
+/// The `file_version` of the first event, as TensorFlow's `EventsWriter`
+/// writes it (`"brain.Event:"` followed by version 2).
+const FILE_VERSION: &str = "brain.Event:2";
+
+/// An event file could not be created or written.
+#[derive(Debug, thiserror::Error)]
+#[error("TensorBoard summaries in {path}: {source}")]
+pub struct SummaryError {
+    /// The event file, or the directory when the file could not be created.
+    pub path: PathBuf,
+    /// The underlying error.
+    pub source: std::io::Error,
+}
+
+/// Appends scalar summaries to a new TensorBoard event file.
+///
+/// Events are buffered: call [`SummaryWriter::flush`] to make them visible
+/// to TensorBoard (dropping the writer flushes too, ignoring errors).
+pub struct SummaryWriter {
+    path: PathBuf,
+    file: BufWriter<File>,
+}
+
+impl SummaryWriter {
+    /// Creates `dir` if needed and a new event file
+    /// `events.out.tfevents.<secs>.<hostname>.<pid>.axle` in it, starting
+    /// with the `file_version` event `"brain.Event:2"`. Fails rather than
+    /// overwrite a file of that name (a second writer of this process in
+    /// the same directory within the same second).
+    pub fn create(dir: &Path) -> Result<SummaryWriter, SummaryError> {
+        let dir_error = |source| SummaryError {
+            path: dir.to_path_buf(),
+            source,
+        };
+        std::fs::create_dir_all(dir).map_err(dir_error)?;
+        let wall_time = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let name = format!(
+            "events.out.tfevents.{:010}.{}.{}.axle",
+            wall_time.as_secs(),
+            gethostname::gethostname().to_string_lossy(),
+            std::process::id()
+        );
+        let path = dir.join(name);
+        let file = File::create_new(&path).map_err(|source| SummaryError {
+            path: path.clone(),
+            source,
+        })?;
+        let mut writer = SummaryWriter {
+            path,
+            file: BufWriter::new(file),
+        };
+        writer.write_event(&Event {
+            wall_time: wall_time.as_secs_f64(),
+            step: 0,
+            file_version: Some(FILE_VERSION.to_string()),
+            summary: None,
+        })?;
+        writer.flush()?;
+        Ok(writer)
+    }
+
+    /// Appends one scalar (`tag`, `step`, `value`) as an event with one
+    /// summary value. TensorBoard stores scalars as f32, so `value` is
+    /// rounded to f32.
+    pub fn scalar(&mut self, tag: &str, step: u64, value: f64) -> Result<(), SummaryError> {
+        self.scalars(step, &[(tag.to_string(), value)])
+    }
+
+    /// Appends several scalars of one step, `(tag, value)` pairs, as one
+    /// event; values are rounded to f32.
+    pub fn scalars(&mut self, step: u64, values: &[(String, f64)]) -> Result<(), SummaryError> {
+        let step = i64::try_from(step).map_err(|_| SummaryError {
+            path: self.path.clone(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("step {step} does not fit the event's int64"),
+            ),
+        })?;
+        let value = values
+            .iter()
+            .map(|(tag, value)| Value {
+                tag: tag.clone(),
+                simple_value: Some(*value as f32),
+            })
+            .collect();
+        self.write_event(&Event {
+            wall_time: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs_f64(),
+            step,
+            file_version: None,
+            summary: Some(Summary { value }),
+        })
+    }
+
+    /// Writes the buffered events to the file.
+    pub fn flush(&mut self) -> Result<(), SummaryError> {
+        self.file.flush().map_err(|source| self.error(source))
+    }
+
+    /// The event file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Appends `event` as one TFRecord.
+    fn write_event(&mut self, event: &Event) -> Result<(), SummaryError> {
+        let data = event.encode_to_vec();
+        let length = (data.len() as u64).to_le_bytes();
+        let mut record = Vec::with_capacity(data.len() + 16);
+        record.extend_from_slice(&length);
+        record.extend_from_slice(&masked_crc(&length).to_le_bytes());
+        record.extend_from_slice(&data);
+        record.extend_from_slice(&masked_crc(&data).to_le_bytes());
+        self.file
+            .write_all(&record)
+            .map_err(|source| self.error(source))
+    }
+
+    /// `source` as an error on this writer's file.
+    fn error(&self, source: std::io::Error) -> SummaryError {
+        SummaryError {
+            path: self.path.clone(),
+            source,
+        }
+    }
+}
+
+/// The masked CRC-32C of TFRecords (`tsl/lib/hash/crc32c.h`, `Mask`):
+/// rotated right by 15 bits plus a constant, so that the CRC of data that
+/// holds CRCs is not degenerate.
+fn masked_crc(bytes: &[u8]) -> u32 {
+    let crc = crc32c::crc32c(bytes);
+    crc.rotate_right(15).wrapping_add(0xa282_ead8)
+}

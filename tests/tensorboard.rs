@@ -1,0 +1,122 @@
+//! TensorBoard event files written by `axle::summary_writer`, read back by
+//! TensorBoard itself: `tests/tensorboard_read.py` runs TensorBoard's record
+//! reader (which checks every record's CRCs) and its `EventAccumulator`, with
+//! the packages pinned in `third_party/tensorboard-requirements.txt`, which
+//! `scripts/test.sh` installs.
+
+use axle::summary_writer::SummaryWriter;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Runs the reader on `path`: its JSON report, or its stderr when it fails.
+fn tensorboard_read(path: &Path) -> Result<Value, String> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tensorboard_read.py");
+    let out = Command::new("python3")
+        .arg(&script)
+        .arg(path)
+        .output()
+        .expect("python3 runs");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        !stderr.contains("ModuleNotFoundError"),
+        "{stderr}\ninstall the reader: python3 -m pip install --no-deps --require-hashes \
+         -r third_party/tensorboard-requirements.txt"
+    );
+    if out.status.success() {
+        Ok(serde_json::from_slice(&out.stdout).expect("the reader prints JSON"))
+    } else {
+        Err(stderr)
+    }
+}
+
+/// Writes a file with the version event and three scalars over two steps.
+fn write_sample(dir: &Path) -> PathBuf {
+    let mut writer = SummaryWriter::create(dir).unwrap();
+    writer.scalar("loss", 1, 6.93).unwrap();
+    writer
+        .scalars(
+            2,
+            &[
+                ("loss".to_string(), 5.5),
+                ("learning_rate".to_string(), 1e-3),
+            ],
+        )
+        .unwrap();
+    writer.flush().unwrap();
+    writer.path().to_path_buf()
+}
+
+#[test]
+fn tensorboard_reads_the_scalars_by_tag_and_step() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("run/summaries");
+    let path = write_sample(&dir);
+
+    assert_eq!(path.parent(), Some(dir.as_path()));
+    let name = path.file_name().unwrap().to_str().unwrap();
+    let rest = name.strip_prefix("events.out.tfevents.").unwrap();
+    let (secs, rest) = rest.split_once('.').unwrap();
+    assert!(
+        secs.len() >= 10 && secs.bytes().all(|b| b.is_ascii_digit()),
+        "{name}"
+    );
+    let pid = format!(".{}.axle", std::process::id());
+    let host = rest.strip_suffix(&pid).unwrap_or_else(|| panic!("{name}"));
+    assert!(!host.is_empty(), "{name}");
+
+    let report = tensorboard_read(&path).unwrap();
+    assert_eq!(report["records"], 3, "{report}");
+    assert_eq!(report["file_version"], 2.0, "{report}");
+    let scalars: Vec<(String, u64, f32)> = report["scalars"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            let tag = s[0].as_str().unwrap().to_string();
+            (tag, s[1].as_u64().unwrap(), s[2].as_f64().unwrap() as f32)
+        })
+        .collect();
+    assert_eq!(
+        scalars,
+        [
+            ("learning_rate".to_string(), 2, 1e-3),
+            ("loss".to_string(), 1, 6.93),
+            ("loss".to_string(), 2, 5.5),
+        ]
+    );
+}
+
+#[test]
+fn tensorboard_refuses_a_corrupted_byte() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = write_sample(tmp.path());
+    let clean = std::fs::read(&path).unwrap();
+    let tag_at = clean
+        .windows(b"learning_rate".len())
+        .position(|w| w == b"learning_rate")
+        .unwrap();
+    // The last record's data (its tag), then the first record's length.
+    for (at, check) in [(tag_at, "event crc32"), (0, "header crc32")] {
+        let mut bytes = clean.clone();
+        bytes[at] ^= 0x20;
+        std::fs::write(&path, &bytes).unwrap();
+        let err = tensorboard_read(&path).unwrap_err();
+        assert!(
+            err.contains("DataLossError") && err.contains(check),
+            "byte {at} flipped: {err}"
+        );
+    }
+}
+
+#[test]
+fn an_unwritable_directory_is_named_in_the_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    // A directory below a regular file cannot be created, even by root.
+    let file = tmp.path().join("not_a_dir");
+    std::fs::write(&file, b"").unwrap();
+    let dir = file.join("summaries");
+    let err = SummaryWriter::create(&dir).err().unwrap();
+    assert_eq!(err.path, dir);
+    assert!(err.to_string().contains(&*dir.to_string_lossy()), "{err}");
+}
