@@ -83,6 +83,9 @@ enum Command {
         /// Metrics file (JSON lines).
         #[arg(long)]
         metrics: Option<PathBuf>,
+        /// Directory for TensorBoard event files (`tensorboard --logdir DIR`).
+        #[arg(long)]
+        summaries: Option<PathBuf>,
         /// Peak FLOP/s of one device, for MFU (known GPUs/TPUs have a table).
         #[arg(long)]
         peak_flops: Option<f64>,
@@ -306,9 +309,11 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             eval_every,
             eval_batches,
             metrics,
+            summaries,
             peak_flops,
         } => {
             let options = RunOptions {
+                summaries,
                 steps,
                 checkpoint_dir,
                 checkpoint_every,

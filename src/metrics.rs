@@ -47,6 +47,45 @@ pub enum Record {
     },
 }
 
+impl Record {
+    /// The record's step and its numbers as TensorBoard scalars, tagged
+    /// `train/<name>` or `eval/<name>` (summaries and metrics by path).
+    pub fn scalars(&self) -> (u64, Vec<(String, f64)>) {
+        match self {
+            Record::Train {
+                step,
+                loss,
+                grad_norm,
+                learning_rate,
+                step_time_s,
+                tokens_per_s,
+                mfu,
+                summaries,
+            } => {
+                let mut out = vec![
+                    ("train/loss".to_string(), *loss),
+                    ("train/grad_norm".to_string(), *grad_norm),
+                    ("train/learning_rate".to_string(), *learning_rate),
+                    ("train/step_time_s".to_string(), *step_time_s),
+                    ("train/tokens_per_s".to_string(), *tokens_per_s),
+                ];
+                out.extend(mfu.map(|m| ("train/mfu".to_string(), m)));
+                out.extend(summaries.iter().map(|(k, v)| (format!("train/{k}"), *v)));
+                (*step, out)
+            }
+            Record::Eval {
+                step,
+                loss,
+                metrics,
+            } => {
+                let mut out = vec![("eval/loss".to_string(), *loss)];
+                out.extend(metrics.iter().map(|(k, v)| (format!("eval/{k}"), *v)));
+                (*step, out)
+            }
+        }
+    }
+}
+
 /// Appends [`Record`]s to a JSON-lines file, flushing each line so a crash
 /// loses nothing already reported.
 pub struct MetricsWriter {

@@ -10,6 +10,7 @@ use crate::data::{
 use crate::experiment::{Experiment, ExperimentConfig, apply_modifier, experiment};
 use crate::learner::LearnerConfig;
 use crate::metrics::{MetricsError, MetricsWriter, Record};
+use crate::summary_writer::{SummaryError, SummaryWriter};
 use crate::trainer::{TrainError, Trainer};
 use axle_modules::{BatchShape, INPUT_IDS, InputSpec, Model, TARGET_LABELS};
 use axle_partition::{
@@ -64,6 +65,9 @@ pub struct RunOptions {
     pub eval_batches: u64,
     /// Where metrics go (JSON lines); none when `None`.
     pub metrics: Option<PathBuf>,
+    /// Directory for TensorBoard event files (`train/...` and `eval/...`
+    /// scalars); none when `None`.
+    pub summaries: Option<PathBuf>,
     /// Peak FLOP/s of one device, for MFU (from the device table when `None`).
     pub peak_flops: Option<f64>,
 }
@@ -89,6 +93,7 @@ impl Default for RunOptions {
             eval_every: 50,
             eval_batches: 4,
             metrics: None,
+            summaries: None,
             peak_flops: None,
         }
     }
@@ -132,6 +137,9 @@ pub enum RunError {
     /// Metrics could not be written.
     #[error(transparent)]
     Metrics(#[from] MetricsError),
+    /// TensorBoard summaries could not be written.
+    #[error(transparent)]
+    Summaries(#[from] SummaryError),
     /// The loss stopped being a number; the last good checkpoint is kept.
     #[error(
         "loss is {loss} at step {step}: stopping; the last good checkpoint ({last_checkpoint}) is kept"
@@ -640,6 +648,11 @@ pub fn train_setup(
         .as_ref()
         .map(|p| MetricsWriter::append(p))
         .transpose()?;
+    let mut tensorboard = options
+        .summaries
+        .as_deref()
+        .map(SummaryWriter::create)
+        .transpose()?;
     let flops_per_step = setup.model.train_flops(&setup.shape);
     let tokens_per_step = tokens_per_batch(&setup.inputs()?) as f64;
     let kind = setup
@@ -661,6 +674,13 @@ pub fn train_setup(
     let mut emit = |record: Record, writer: &mut Option<MetricsWriter>| -> Result<(), RunError> {
         if let Some(w) = writer {
             w.write(&record)?;
+        }
+        if let Some(tb) = &mut tensorboard {
+            let (step, scalars) = record.scalars();
+            tb.scalars(step, &scalars)?;
+            if matches!(record, Record::Eval { .. }) {
+                tb.flush()?;
+            }
         }
         progress(&record);
         Ok(())
@@ -723,6 +743,10 @@ pub fn train_setup(
             };
             saver.save(&trainer.checkpoint(meta)?)?;
         }
+    }
+    drop(emit);
+    if let Some(tb) = &mut tensorboard {
+        tb.flush()?;
     }
     summary.steps_done = trainer.steps_done();
     Ok(summary)

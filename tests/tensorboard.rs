@@ -120,3 +120,60 @@ fn an_unwritable_directory_is_named_in_the_error() {
     assert_eq!(err.path, dir);
     assert!(err.to_string().contains(&*dir.to_string_lossy()), "{err}");
 }
+
+/// `axle train --summaries DIR`: every metrics line's numbers reach the
+/// event file, tagged `train/...` and `eval/...`, at their steps, equal to
+/// the JSON metrics up to the f32 rounding of `simple_value` (relative
+/// 1e-7; f32 has a 6e-8 unit roundoff).
+#[test]
+fn training_writes_its_metrics_and_summaries_to_tensorboard() {
+    use axle::metrics::read_records;
+    use axle::run::{RunOptions, train};
+    let tmp = tempfile::tempdir().unwrap();
+    let options = RunOptions {
+        experiment: Some("vit-tiny".into()),
+        mesh: Some("data=1".into()),
+        cpu_devices: Some(1),
+        steps: 4,
+        eval_every: 2,
+        metrics: Some(tmp.path().join("metrics.jsonl")),
+        summaries: Some(tmp.path().join("tb")),
+        ..RunOptions::default()
+    };
+    train(&options, |_| {}).unwrap();
+    let files: Vec<PathBuf> = std::fs::read_dir(tmp.path().join("tb"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let report = tensorboard_read(&files[0]).unwrap();
+    let scalars: Vec<(String, u64, f64)> = report["scalars"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            let tag = s[0].as_str().unwrap().to_string();
+            (tag, s[1].as_u64().unwrap(), s[2].as_f64().unwrap())
+        })
+        .collect();
+    let mut checked = 0;
+    for record in read_records(&tmp.path().join("metrics.jsonl")).unwrap() {
+        let (step, values) = record.scalars();
+        for (tag, want) in values {
+            let got = scalars
+                .iter()
+                .find(|(t, s, _)| *t == tag && *s == step)
+                .unwrap_or_else(|| panic!("no {tag} at step {step} in {scalars:?}"))
+                .2;
+            assert!(
+                (got - want).abs() <= 1e-7 * want.abs().max(1e-30),
+                "{tag}@{step}: {got} vs {want}"
+            );
+            checked += 1;
+        }
+    }
+    assert_eq!(scalars.len(), checked);
+    for tag in ["train/loss", "train/accuracy", "eval/accuracy", "eval/loss"] {
+        assert!(scalars.iter().any(|(t, _, _)| t == tag), "{tag} missing");
+    }
+}
