@@ -1,7 +1,10 @@
 //! axle: train sharded deep learning models in Rust on XLA.
 //!
-//! The root crate re-exports the workspace crates and will hold the trainer,
-//! input pipeline, checkpoints, metrics and the `axle` command.
+//! The root crate re-exports the workspace crates and holds what turns a
+//! model into a training run: the learner, the train and eval steps, the
+//! trainer, the input pipeline, checkpoints, metrics and TensorBoard
+//! summaries, the registry of experiments, benchmarks and the `axle`
+//! command. The map of the code is `docs/design.md`.
 
 pub use axle_compiler as compiler;
 pub use axle_modules as modules;

@@ -2,7 +2,7 @@
 
 use axle::run::{RunOptions, train};
 
-/// llama-tiny (DESIGN.md) on the synthetic task for 30 steps: the loss
+/// llama-tiny (docs/design.md) on the synthetic task for 30 steps: the loss
 /// starts near ln(1024) ≈ 6.93 (a little above it: the untied LM head's
 /// fan-in init gives unit-variance logits) and the mean of the last five
 /// steps is more than one nat below the mean of the first five. The full

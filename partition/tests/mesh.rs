@@ -155,7 +155,7 @@ fn shape_keeps_the_inferred_axis_until_resolved() {
 
 #[test]
 fn shardy_mesh_declarations() {
-    // The first line is the form verified on both CPU plugins (DESIGN.md).
+    // The first line is the form verified on both CPU plugins (docs/design.md).
     let cases: &[(&str, &str)] = &[
         (
             "data=2,model=2",

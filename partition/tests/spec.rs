@@ -149,7 +149,7 @@ fn valid_specs_pass() {
 fn shardy_text() {
     // (spec, argument/result attribute, sharding_constraint form)
     let cases: Vec<(PartitionSpec, &str, &str)> = vec![
-        // The two forms verified on both CPU plugins (DESIGN.md).
+        // The two forms verified on both CPU plugins (docs/design.md).
         (
             pspec!["data", _],
             r#"#sdy.sharding<@mesh, [{"data"}, {}]>"#,

@@ -219,7 +219,7 @@ enum OverrideKind {
 mod tests {
     use super::*;
 
-    /// The byte strings DESIGN.md records as verified against both plugins.
+    /// The byte strings docs/design.md records as verified against both plugins.
     #[test]
     fn encodings_match_the_verified_bytes() {
         assert_eq!(

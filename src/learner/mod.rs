@@ -64,7 +64,7 @@ fn one() -> usize {
 }
 
 impl Default for LearnerConfig {
-    /// The learner of DESIGN.md's reference model: AdamW lr 1e-3, betas
+    /// The learner of the reference model (docs/design.md): AdamW lr 1e-3, betas
     /// 0.9/0.95, eps 1e-8, weight decay 0.1 on matrices, global-norm clip 1.0.
     fn default() -> Self {
         LearnerConfig {
