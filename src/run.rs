@@ -744,7 +744,6 @@ pub fn train_setup(
             saver.save(&trainer.checkpoint(meta)?)?;
         }
     }
-    drop(emit);
     if let Some(tb) = &mut tensorboard {
         tb.flush()?;
     }
