@@ -48,18 +48,26 @@ fn config_dumps_equal_the_reviewed_golden_files() {
             .unwrap_or_else(|e| panic!("{}: {e} (AXLE_BLESS=1 regenerates)", path.display()));
         assert_eq!(dump, golden, "{name}: differs from {}", path.display());
     }
-    // The model part of llama-tiny's dump is the model golden file of the
-    // modules crate, path for path.
-    let dump = resolve_config("llama-tiny", &none, &none).unwrap().dump();
-    let model: String = dump
-        .lines()
-        .filter_map(|l| l.strip_prefix("model."))
-        .filter(|l| !l.starts_with("kind = "))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    let modules_golden =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("modules/tests/golden/llama-tiny.txt");
-    assert_eq!(model, std::fs::read_to_string(modules_golden).unwrap());
+    // The model part of each dump is the model golden file of the modules
+    // crate, path for path (the `model.` prefix and the kind tag aside).
+    for name in EXPERIMENT_NAMES {
+        let dump = resolve_config(name, &none, &none).unwrap().dump();
+        let model: String = dump
+            .lines()
+            .filter_map(|l| l.strip_prefix("model."))
+            .filter(|l| !l.starts_with("kind = "))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let golden =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("modules/tests/golden/{name}.txt"));
+        let golden: String = std::fs::read_to_string(golden)
+            .unwrap()
+            .lines()
+            .filter(|l| !l.starts_with("kind = "))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert_eq!(model, golden, "{name}");
+    }
 }
 
 #[test]
