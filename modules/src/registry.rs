@@ -10,6 +10,7 @@ use crate::linear::LinearConfig;
 use crate::norm::{LayerNormConfig, NormConfig, RmsNormConfig};
 use crate::rope::RopeConfig;
 use crate::transformer::{StackConfig, TransformerLayerConfig};
+use axle_partition::LogicalAxis;
 
 /// A registered model: its config and the training shape it is used with.
 #[derive(Clone, Debug)]
@@ -77,7 +78,7 @@ fn llama(shape: LlamaShape) -> CausalLmConfig {
                 ..StackConfig::default()
             },
             output_norm: norm,
-            lm_head: Some(LinearConfig::default()),
+            lm_head: Some(LinearConfig::default().with_roles(LogicalAxis::Embed, LogicalAxis::Vocab)),
             ..DecoderConfig::default()
         },
         ..CausalLmConfig::default()
@@ -99,8 +100,8 @@ fn gpt2_tiny() -> CausalLmConfig {
         attention_norm: norm.clone(),
         attention: AttentionConfig {
             num_heads: Some(4),
-            input_linear: linear.clone(),
-            output_linear: output_linear.clone(),
+            input_linear: AttentionConfig::default().input_linear.with_bias(),
+            output_linear: AttentionConfig::default().output_linear.with_bias(),
             ..AttentionConfig::default()
         },
         ffn_norm: norm.clone(),
