@@ -58,7 +58,8 @@ impl Default for AttentionConfig {
             num_heads: None,
             num_kv_heads: None,
             causal: true,
-            input_linear: LinearConfig::default().with_roles(LogicalAxis::Embed, LogicalAxis::Heads),
+            input_linear: LinearConfig::default()
+                .with_roles(LogicalAxis::Embed, LogicalAxis::Heads),
             output_linear: LinearConfig::default()
                 .with_roles(LogicalAxis::Heads, LogicalAxis::Embed),
             rope: None,

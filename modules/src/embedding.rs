@@ -22,8 +22,9 @@ pub struct EmbeddingConfig {
     pub dim: Option<usize>,
     /// Initializer of the table.
     pub init: Initializer,
-    /// Logical roles of the table's `(num_embeddings, dim)` dimensions, `(vocab, embed)` by
-    /// default.
+    /// Logical roles of the table's `(num_embeddings, dim)` dimensions,
+    /// `(table_vocab, table_embed)` by default (by the default rules: rows over `fsdp`, width
+    /// over `model`).
     #[serde(with = "crate::param::roles_text")]
     pub weight_roles: LogicalSpec,
 }
@@ -34,7 +35,7 @@ impl Default for EmbeddingConfig {
             num_embeddings: None,
             dim: None,
             init: Initializer::Normal { std: 0.02 },
-            weight_roles: LogicalSpec(vec![LogicalAxis::Vocab, LogicalAxis::Embed]),
+            weight_roles: LogicalSpec(vec![LogicalAxis::TableVocab, LogicalAxis::TableEmbed]),
         }
     }
 }

@@ -78,7 +78,9 @@ fn llama(shape: LlamaShape) -> CausalLmConfig {
                 ..StackConfig::default()
             },
             output_norm: norm,
-            lm_head: Some(LinearConfig::default().with_roles(LogicalAxis::Embed, LogicalAxis::Vocab)),
+            lm_head: Some(
+                LinearConfig::default().with_roles(LogicalAxis::Embed, LogicalAxis::Vocab),
+            ),
             ..DecoderConfig::default()
         },
         ..CausalLmConfig::default()

@@ -134,8 +134,7 @@ fn layer_outputs_are_constrained_only_when_tracing_for_a_mesh() {
         .unwrap();
     let err = CausalLm::new(&cfg).unwrap_err().to_string();
     assert!(
-        err.contains("decoder.transformer.layers.0.output_roles")
-            && err.contains("3 dimensions"),
+        err.contains("decoder.transformer.layers.0.output_roles") && err.contains("3 dimensions"),
         "{err}"
     );
 }

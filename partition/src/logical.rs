@@ -34,8 +34,13 @@ pub enum LogicalAxis {
     Heads,
     /// The feed-forward hidden dimension, of weights and activations (`mlp`).
     Mlp,
-    /// The vocabulary dimension of embeddings, LM heads and logits (`vocab`).
+    /// The vocabulary dimension of LM heads and logits (`vocab`).
     Vocab,
+    /// The row (id) dimension of an embedding table: token ids or positions
+    /// (`table_vocab`).
+    TableVocab,
+    /// The width (model dimension) of an embedding table (`table_embed`).
+    TableEmbed,
     /// The leading layer dimension of a scanned stack's parameters
     /// (`layers`); mapped to no mesh axis by default.
     Layers,
@@ -48,13 +53,15 @@ pub enum LogicalAxis {
 
 impl LogicalAxis {
     /// Every role, in the order of the default rules.
-    pub const ALL: [LogicalAxis; 9] = [
+    pub const ALL: [LogicalAxis; 11] = [
         LogicalAxis::Batch,
         LogicalAxis::Seq,
         LogicalAxis::Embed,
         LogicalAxis::Heads,
         LogicalAxis::Mlp,
         LogicalAxis::Vocab,
+        LogicalAxis::TableVocab,
+        LogicalAxis::TableEmbed,
         LogicalAxis::Layers,
         LogicalAxis::Replicated,
         LogicalAxis::Unconstrained,
@@ -69,6 +76,8 @@ impl LogicalAxis {
             LogicalAxis::Heads => "heads",
             LogicalAxis::Mlp => "mlp",
             LogicalAxis::Vocab => "vocab",
+            LogicalAxis::TableVocab => "table_vocab",
+            LogicalAxis::TableEmbed => "table_embed",
             LogicalAxis::Layers => "layers",
             LogicalAxis::Replicated => "_",
             LogicalAxis::Unconstrained => "?",
@@ -77,7 +86,9 @@ impl LogicalAxis {
 
     /// The role called `name` (its text form), if any.
     pub fn from_name(name: &str) -> Option<LogicalAxis> {
-        LogicalAxis::ALL.into_iter().find(|axis| axis.name() == name)
+        LogicalAxis::ALL
+            .into_iter()
+            .find(|axis| axis.name() == name)
     }
 
     /// Whether rules may map this role to mesh axes: every role but `_` and `?`.
@@ -109,7 +120,11 @@ impl LogicalSpec {
     /// This spec with `role` as a new leading dimension (the `layers` axis of
     /// a scanned stack's parameters).
     pub fn with_leading(&self, role: LogicalAxis) -> LogicalSpec {
-        LogicalSpec(std::iter::once(role).chain(self.0.iter().copied()).collect())
+        LogicalSpec(
+            std::iter::once(role)
+                .chain(self.0.iter().copied())
+                .collect(),
+        )
     }
 }
 
@@ -132,12 +147,12 @@ impl FromStr for LogicalSpec {
             .into_iter()
             .map(|name| {
                 LogicalAxis::from_name(name).ok_or_else(|| {
-                        let known: Vec<&str> = LogicalAxis::ALL.iter().map(|a| a.name()).collect();
-                        parse_error(format!(
-                            "unknown role `{name}` (known: {})",
-                            known.join(", ")
-                        ))
-                    })
+                    let known: Vec<&str> = LogicalAxis::ALL.iter().map(|a| a.name()).collect();
+                    parse_error(format!(
+                        "unknown role `{name}` (known: {})",
+                        known.join(", ")
+                    ))
+                })
             })
             .collect::<Result<Vec<_>, _>>()
             .map(LogicalSpec)
@@ -158,13 +173,19 @@ impl FromStr for LogicalSpec {
 /// | `seq` | `seq` | `seq_axis_names` |
 /// | `embed` | `expert, fsdp, seq` | `fsdp_axis_names` |
 /// | `heads`, `mlp`, `vocab` | `model` | `tp_axis_names` |
+/// | `table_vocab` | `expert, fsdp, seq` | |
+/// | `table_embed` | `model` | |
 /// | `layers` | none | |
 ///
 /// So weights are `(embed, mlp)` -> `(fsdp, model)` and `(mlp, embed)` ->
-/// `(model, fsdp)`; embeddings `(vocab, embed)` -> `(model, fsdp)`; logits
-/// `(batch, seq, vocab)` -> `(data+fsdp, seq, model)`. As in AXLearn, the
-/// `seq` axis also shards weights (a sequence-parallel mesh keeps one copy of
-/// the weights per `seq` group, not per device).
+/// `(model, fsdp)`; the LM head `(embed, vocab)` -> `(fsdp, model)`; logits
+/// `(batch, seq, vocab)` -> `(data+fsdp, seq, model)`. Embedding tables
+/// `(table_vocab, table_embed)` -> `(fsdp, model)`: split by rows for FSDP
+/// (the lookup gathers whole rows) and by width for tensor parallelism;
+/// AXLearn's and MaxText's `(model, fsdp)` tables are
+/// `table_vocab = [model]`, `table_embed = [expert, fsdp, seq]`. As in
+/// AXLearn, the `seq` axis also shards weights (a sequence-parallel mesh
+/// keeps one copy of the weights per `seq` group, not per device).
 ///
 /// Serde form (an experiment's `sharding`): a map from each role that rules
 /// may set (all but `_` and `?`) to its list of mesh axes, e.g.
@@ -199,6 +220,8 @@ impl Default for LogicalRules {
                 rule(LogicalAxis::Heads, &["model"]),
                 rule(LogicalAxis::Mlp, &["model"]),
                 rule(LogicalAxis::Vocab, &["model"]),
+                rule(LogicalAxis::TableVocab, &["expert", "fsdp", "seq"]),
+                rule(LogicalAxis::TableEmbed, &["model"]),
                 rule(LogicalAxis::Layers, &[]),
             ],
         }

@@ -17,6 +17,10 @@ fn roles_resolve_per_mesh() {
         ("data=2,fsdp=4", "(embed, mlp)", "(fsdp, _)"),
         ("data=2,fsdp=4", "(mlp, embed)", "(_, fsdp)"),
         ("data=2,fsdp=4", "(vocab, embed)", "(_, fsdp)"),
+        // Embedding tables: rows over fsdp, width over model.
+        ("data=2,fsdp=4", "(table_vocab, table_embed)", "(fsdp, _)"),
+        ("data=2,model=4", "(table_vocab, table_embed)", "(_, model)"),
+        ("data=2,fsdp=4", "(embed, vocab)", "(fsdp, _)"),
         // Size-1 axes are dropped.
         ("data=1,fsdp=8", "(batch, seq, _)", "(fsdp, _, _)"),
         // Tensor parallel: heads, MLP hidden and vocab over model.
@@ -40,6 +44,12 @@ fn roles_resolve_per_mesh() {
             "(fsdp+seq, model, _)",
         ),
         ("data=2,fsdp=2,model=2", "(vocab, embed)", "(model, fsdp)"),
+        ("data=2,fsdp=2,model=2", "(embed, vocab)", "(fsdp, model)"),
+        (
+            "data=2,fsdp=2,model=2",
+            "(table_vocab, table_embed)",
+            "(fsdp, model)",
+        ),
         // An axis taken by an earlier dim is not used again.
         ("data=2,fsdp=4", "(embed, embed)", "(fsdp, _)"),
         ("data=2,fsdp=4", "(batch, seq, embed)", "(data+fsdp, _, _)"),
@@ -113,6 +123,8 @@ fn rules_serialize_as_a_map_of_roles_to_mesh_axes() {
             "heads": ["model"],
             "mlp": ["model"],
             "vocab": ["model"],
+            "table_vocab": ["expert", "fsdp", "seq"],
+            "table_embed": ["model"],
             "layers": [],
         })
     );
@@ -121,14 +133,15 @@ fn rules_serialize_as_a_map_of_roles_to_mesh_axes() {
     let partial: LogicalRules =
         serde_json::from_value(serde_json::json!({"heads": [], "layers": ["pipeline"]})).unwrap();
     let mut want = LogicalRules::default();
-    want.set(LogicalAxis::Heads, &[]).set(LogicalAxis::Layers, &["pipeline"]);
+    want.set(LogicalAxis::Heads, &[])
+        .set(LogicalAxis::Layers, &["pipeline"]);
     assert_eq!(partial, want);
     let err = serde_json::from_value::<LogicalRules>(serde_json::json!({"hidden": []}))
         .unwrap_err()
         .to_string();
     assert_eq!(
         err,
-        "unknown role `hidden` (known: batch, seq, embed, heads, mlp, vocab, layers)"
+        "unknown role `hidden` (known: batch, seq, embed, heads, mlp, vocab, table_vocab, table_embed, layers)"
     );
     let err = serde_json::from_value::<LogicalRules>(serde_json::json!({"mlp": ["modle"]}))
         .unwrap_err()
@@ -145,7 +158,7 @@ fn logical_text_errors() {
     assert_eq!(
         err.to_string(),
         "cannot parse partition spec `(batch, hidden)`: unknown role `hidden` (known: batch, seq, \
-         embed, heads, mlp, vocab, layers, _, ?) (expected e.g. `(data+fsdp, _, model, ?)`)"
+         embed, heads, mlp, vocab, table_vocab, table_embed, layers, _, ?) (expected e.g. `(data+fsdp, _, model, ?)`)"
     );
     assert!("batch".parse::<LogicalSpec>().is_err());
 }

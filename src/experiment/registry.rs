@@ -5,7 +5,7 @@ use super::{Experiment, ExperimentConfig, InputConfig};
 use crate::data::SyntheticTask;
 use crate::learner::LearnerConfig;
 use axle_modules::{MODEL_NAMES, ModelConfig, registered_model};
-use axle_partition::MeshRules;
+use axle_partition::{LogicalRules, MeshRules};
 
 /// Names of the registered experiments, in registry order.
 pub const EXPERIMENT_NAMES: [&str; 5] = MODEL_NAMES;
@@ -27,6 +27,7 @@ pub fn experiment(name: &str) -> Result<Experiment, axle_modules::Error> {
                 seq_len: registered.seq_len,
                 synthetic: SyntheticTask::AffineTokens,
             },
+            sharding: LogicalRules::default(),
         },
         mesh_rules: MeshRules::default(),
     })
