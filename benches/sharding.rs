@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use axle::data::{LanguageModelSource, Loader, Split, Synthetic};
 use axle::learner::LearnerConfig;
-use axle::partition::Mesh;
+use axle::partition::{LogicalRules, Mesh};
 use axle::runtime::Client;
 use axle::trainer::Trainer;
 use axle_modules::{BatchShape, CausalLm, registered_model};
@@ -81,14 +81,22 @@ fn main() {
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         load_average().trim()
     );
+    let rules = LogicalRules::default();
     let mut trainers: Vec<Trainer> = STRATEGIES
         .iter()
         .map(|(name, mesh)| {
             let mesh = Mesh::parse(mesh, DEVICES).expect("valid mesh");
             let t0 = Instant::now();
-            let mut trainer =
-                Trainer::new(&client, &model, &LearnerConfig::default(), &shape, &mesh, 0)
-                    .unwrap_or_else(|e| panic!("{name}: {e}"));
+            let mut trainer = Trainer::new(
+                &client,
+                &model,
+                &LearnerConfig::default(),
+                &shape,
+                &mesh,
+                &rules,
+                0,
+            )
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
             let compiled = t0.elapsed();
             trainer.step(&loader.next_batch(), 0).expect("warm-up step");
             println!("{name:>14} ({mesh}): built and compiled in {compiled:.1?}");

@@ -271,7 +271,13 @@ pub fn run_bench(options: &BenchOptions) -> Result<BenchReport, BenchError> {
         let mut built = None;
         for _ in 0..TRACE_REPEATS {
             let start = Instant::now();
-            let step = build_train_step(setup.model.as_ref(), &setup.learner, &setup.shape, mesh)?;
+            let step = build_train_step(
+                setup.model.as_ref(),
+                &setup.learner,
+                &setup.shape,
+                mesh,
+                &setup.rules,
+            )?;
             traces.push(start.elapsed().as_secs_f64());
             let start = Instant::now();
             let text = step.function.to_stablehlo();

@@ -291,6 +291,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 &setup.learner,
                 &setup.shape,
                 &setup.mesh,
+                &setup.rules,
             )?;
             let text = step.function.to_stablehlo();
             match out {

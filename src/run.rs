@@ -14,7 +14,7 @@ use crate::summary_writer::{SummaryError, SummaryWriter};
 use crate::trainer::{TrainError, Trainer};
 use axle_modules::{BatchShape, INPUT_IDS, InputSpec, Model, TARGET_LABELS};
 use axle_partition::{
-    LogicalAxis, Mesh, MeshChoice, MeshRules, MeshShape, choose_mesh, device_selector,
+    LogicalAxis, LogicalRules, Mesh, MeshChoice, MeshRules, MeshShape, choose_mesh, device_selector,
 };
 use axle_runtime::{Client, CreateOption, Plugin};
 use std::collections::BTreeMap;
@@ -206,6 +206,9 @@ pub struct Setup {
     pub client: Client,
     /// The mesh (explicit or chosen by the mesh rules).
     pub mesh: Mesh,
+    /// The logical rules mapping the model's roles to the mesh's axes (the
+    /// experiment's `sharding`; the defaults for a model built in code).
+    pub rules: LogicalRules,
     /// Modifiers the chosen mesh rule named (already applied).
     pub mesh_modifiers: Vec<String>,
 }
@@ -213,7 +216,8 @@ pub struct Setup {
 impl Setup {
     /// A setup for a model built in code (not a registered experiment):
     /// the stock trainer, checkpoints, metrics and evaluation work on it
-    /// through [`train_setup`] and [`evaluate_setup`].
+    /// through [`train_setup`] and [`evaluate_setup`]. It shards by the
+    /// default logical rules; set [`Setup::rules`] for others.
     pub fn new(
         name: &str,
         model: Box<dyn Model>,
@@ -232,12 +236,13 @@ impl Setup {
             source,
             client,
             mesh,
+            rules: LogicalRules::default(),
             mesh_modifiers: Vec::new(),
         }
     }
 
-    /// A trainer for this model, learner, shape and mesh, with parameters
-    /// initialised from `seed`.
+    /// A trainer for this model, learner, shape, mesh and rules, with
+    /// parameters initialised from `seed`.
     pub fn trainer(&self, seed: u64) -> Result<Trainer, TrainError> {
         Trainer::new(
             &self.client,
@@ -245,6 +250,7 @@ impl Setup {
             &self.learner,
             &self.shape,
             &self.mesh,
+            &self.rules,
             seed,
         )
     }
@@ -386,6 +392,7 @@ impl RunOptions {
                 .clone()
                 .unwrap_or_else(|| DEFAULT_EXPERIMENT.into()),
             learner: config.learner.clone(),
+            rules: config.sharding.clone(),
             config: Some(config),
             model,
             shape,

@@ -2,7 +2,9 @@
 //! learner's update, traced once for any [`Model`] and annotated for a mesh
 //! (Shardy shardings on every argument and result, parameters and optimizer
 //! state donated to their new values so they stay on device between steps).
-//! The evaluation step shares its argument layout.
+//! Parameters, inputs and layer outputs name logical roles; the
+//! experiment's [`LogicalRules`] turn them into mesh axes. The evaluation
+//! step shares its argument layout and rules.
 
 use crate::learner::{LearnerConfig, ParamUpdate, decays, state_param};
 use axle_compiler::{DType, Function, FunctionBuilder, Tensor, TraceError, grad};
@@ -73,6 +75,9 @@ pub struct TrainStep {
     pub function: Function,
     /// The mesh it is partitioned over.
     pub mesh: Mesh,
+    /// The rules that mapped the roles of parameters, inputs and
+    /// activations to the mesh's axes.
+    pub rules: LogicalRules,
     /// Its arguments in order: model parameters (by path), optimizer state
     /// (by name), the model's inputs (in [`Model::input_specs`] order), then
     /// [`RNG_KEY`].
@@ -106,13 +111,18 @@ impl TrainStep {
 pub const STEP_SCALARS: [&str; 4] = [LOSS, LOSS_WEIGHT, GRAD_NORM, LEARNING_RATE];
 
 /// Traces the training step of `model` on batches of `shape` with
-/// `learner`, sharded over `mesh`. Results, in order: the carried
-/// arguments' new values, then [`STEP_SCALARS`], then the summaries.
+/// `learner`, sharded over `mesh` as `rules` map the logical roles of
+/// parameters, inputs and layer outputs to its axes. Results, in order:
+/// the carried arguments' new values, then [`STEP_SCALARS`], then the
+/// summaries. A role resolved to a mesh axis that does not divide its
+/// dimension (or that the mesh lacks) is an error naming the parameter or
+/// input, the dimension and the axis.
 pub fn build_train_step(
     model: &dyn Model,
     learner: &LearnerConfig,
     shape: &BatchShape,
     mesh: &Mesh,
+    rules: &LogicalRules,
 ) -> Result<TrainStep, StepError> {
     let specs = model.param_specs();
     let inputs = model.input_specs(shape)?;
@@ -121,7 +131,7 @@ pub fn build_train_step(
     let state = learner.declare_state(&b, &specs);
     let batch = declare_inputs(&b, model, shape)?;
     let key = b.param(RNG_KEY, DType::I64, &[2]);
-    let traced = loss_and_grads(model, &params, &batch, &key, learner, mesh)?;
+    let traced = loss_and_grads(model, &params, &batch, &key, learner, mesh, rules)?;
     let updates: Vec<ParamUpdate<'_>> = params
         .iter()
         .zip(&traced.grads)
@@ -154,18 +164,21 @@ pub fn build_train_step(
     );
     let mut function = b.build(&results)?;
 
+    let partitions: ParamTree<PartitionSpec> = specs
+        .iter()
+        .map(|(path, spec)| (path.clone(), rules.resolve(&spec.roles, mesh)))
+        .collect();
     let mut args = Vec::new();
     for (path, spec) in &specs {
-        args.push(arg(path, DType::F32, &spec.shape, &spec.partition, mesh)?);
+        args.push(arg(path, DType::F32, &spec.shape, &partitions[path], mesh)?);
     }
     for (name, t) in &state {
         let partition = match state_param(name) {
-            Some(path) => specs[path].partition.clone(),
+            Some(path) => partitions[path].clone(),
             None => PartitionSpec::replicated(t.rank()),
         };
         args.push(arg(name, t.dtype(), t.dims(), &partition, mesh)?);
     }
-    let rules = LogicalRules::default();
     for input in &inputs {
         let partition = rules.resolve(&input.roles, mesh);
         args.push(arg(
@@ -197,6 +210,7 @@ pub fn build_train_step(
     Ok(TrainStep {
         function,
         mesh: mesh.clone(),
+        rules: rules.clone(),
         args,
         param_specs: specs,
         inputs,
@@ -207,8 +221,8 @@ pub fn build_train_step(
 
 /// Traces the evaluation step of the model `step` was built for: the loss,
 /// its weight and the summaries of the parameters on a batch, without
-/// dropout, with the same argument shardings as `step` (parameters, then
-/// inputs). Results: [`LOSS`], [`LOSS_WEIGHT`], then the summaries in the
+/// dropout, with the same argument shardings and logical rules as `step`
+/// (parameters, then inputs). Results: [`LOSS`], [`LOSS_WEIGHT`], then the summaries in the
 /// order of the returned paths.
 pub fn build_eval_step(
     model: &dyn Model,
@@ -219,7 +233,7 @@ pub fn build_eval_step(
     let inputs = declare_inputs(&b, model, &step.shape)?;
     let mut ctx = Ctx::new(params, false, None);
     if step.mesh.size() > 1 {
-        ctx = ctx.with_mesh(step.mesh.clone());
+        ctx = ctx.with_mesh(step.mesh.clone(), step.rules.clone());
     }
     let out = model.loss(&mut ctx, &inputs)?;
     let summaries = scalar_summaries(model, ctx.take_summaries())?;
@@ -325,7 +339,7 @@ fn scalar_summaries(
 /// `i` draws its dropout from the key `rng_key + [0, i]`. The forward sees
 /// the parameters cast to the learner's compute dtype; gradients come back
 /// to the f32 parameters through the cast. On a mesh of several devices the
-/// layers constrain their outputs' sharding.
+/// layers constrain their outputs' sharding as `rules` resolve their roles.
 fn loss_and_grads(
     model: &dyn Model,
     params: &ParamTree<Tensor>,
@@ -333,6 +347,7 @@ fn loss_and_grads(
     key: &Tensor,
     learner: &LearnerConfig,
     mesh: &Mesh,
+    rules: &LogicalRules,
 ) -> Result<Traced, StepError> {
     let rows = batch_rows(model, batch)?;
     let k = learner.micro_batches.max(1);
@@ -359,7 +374,7 @@ fn loss_and_grads(
         let micro_key = (key + &offset).convert(DType::U64);
         let mut ctx = Ctx::new(compute_params.clone(), true, Some(micro_key));
         if mesh.size() > 1 {
-            ctx = ctx.with_mesh(mesh.clone());
+            ctx = ctx.with_mesh(mesh.clone(), rules.clone());
         }
         let out = model.loss(&mut ctx, &micro)?;
         if out.loss.rank() != 0 || out.weight.rank() != 0 {
@@ -457,6 +472,8 @@ fn rows_of(t: &Tensor, start: usize, len: usize) -> Tensor {
     t.slice(&lo, &hi, &vec![1; t.rank()])
 }
 
+/// The argument `name` split as `partition` (resolved for `mesh`), checked
+/// against its shape; errors name the argument, dimension and mesh axis.
 fn arg(
     name: &str,
     dtype: DType,
@@ -464,12 +481,11 @@ fn arg(
     partition: &PartitionSpec,
     mesh: &Mesh,
 ) -> Result<ArgSpec, StepError> {
-    let partition = partition.restricted_to(mesh);
     partition.validate(mesh, shape, name)?;
     Ok(ArgSpec {
         name: name.to_string(),
         dtype,
         shape: shape.to_vec(),
-        partition,
+        partition: partition.clone(),
     })
 }

@@ -11,7 +11,7 @@ use crate::train_step::{
 };
 use axle_compiler::DType;
 use axle_modules::{BatchShape, Model, init_params};
-use axle_partition::Mesh;
+use axle_partition::{LogicalRules, Mesh};
 use axle_runtime::{Arg, Buffer, Client, CompileOptions, Executable, ShardLayout, ShardedArray};
 use ndarray::{ArrayD, IxDyn};
 
@@ -87,7 +87,8 @@ pub struct Trainer {
 
 impl Trainer {
     /// Builds and compiles the training and evaluation steps of `model` for
-    /// `mesh` on `client`, and places parameters initialised from `seed`
+    /// `mesh` on `client`, sharded as `rules` map the model's logical roles
+    /// to the mesh's axes, and places parameters initialised from `seed`
     /// (on the host, so the same on any mesh) and zero optimizer state.
     pub fn new(
         client: &Client,
@@ -95,17 +96,19 @@ impl Trainer {
         learner: &LearnerConfig,
         shape: &BatchShape,
         mesh: &Mesh,
+        rules: &LogicalRules,
         seed: u64,
     ) -> Result<Trainer, TrainError> {
         check_mesh(client, mesh)?;
-        let step = build_train_step(model, learner, shape, mesh)?;
+        let step = build_train_step(model, learner, shape, mesh, rules)?;
         let train = client.compile(&step.function.to_stablehlo(), &compile_options(mesh))?;
         Trainer::from_compiled(client, model, step, train, seed)
     }
 
     /// A trainer around a step already built by [`build_train_step`] and
     /// compiled with [`compile_options`], so that callers (`axle bench`)
-    /// can time tracing, emission and compilation apart.
+    /// can time tracing, emission and compilation apart. The evaluation step
+    /// takes the step's mesh and logical rules.
     pub fn from_compiled(
         client: &Client,
         model: &dyn Model,

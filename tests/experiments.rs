@@ -6,7 +6,7 @@
 use axle::data::{HostArray, HostBatch};
 use axle::experiment::{EXPERIMENT_NAMES, Experiment, experiment, resolve_config};
 use axle::learner::LearnerConfig;
-use axle::partition::{Mesh, MeshRule, MeshRules};
+use axle::partition::{LogicalRules, Mesh, MeshRule, MeshRules};
 use axle::run::{RunError, RunOptions, evaluate, train};
 use axle::runtime::Client;
 use axle::train_step::build_train_step;
@@ -237,12 +237,14 @@ fn micro_batches_weighted_by_live_targets_equal_the_full_batch() {
         ("input_ids".to_string(), HostArray::I32(ids)),
         ("target_labels".to_string(), HostArray::I32(labels)),
     ]);
+    let rules = LogicalRules::default();
     let step = |micro_batches| {
         let learner = LearnerConfig {
             micro_batches,
             ..LearnerConfig::default()
         };
-        let mut trainer = Trainer::new(&client, &model, &learner, &shape, &mesh, 0).unwrap();
+        let mut trainer =
+            Trainer::new(&client, &model, &learner, &shape, &mesh, &rules, 0).unwrap();
         trainer.step(&batch, 0).unwrap()
     };
     let (whole, split) = (step(1), step(2));
@@ -258,8 +260,16 @@ fn micro_batches_weighted_by_live_targets_equal_the_full_batch() {
             })
             .collect::<HostBatch>();
         let shape = BatchShape::new(1, 8);
-        let mut trainer =
-            Trainer::new(&client, &model, &LearnerConfig::default(), &shape, &mesh, 0).unwrap();
+        let mut trainer = Trainer::new(
+            &client,
+            &model,
+            &LearnerConfig::default(),
+            &shape,
+            &mesh,
+            &rules,
+            0,
+        )
+        .unwrap();
         trainer.step(&rows, 0).unwrap().loss
     };
     let unweighted = (row(0) + row(1)) / 2.0;
@@ -327,6 +337,7 @@ fn every_experiment_lowers_with_no_flags() {
             &setup.learner,
             &setup.shape,
             &setup.mesh,
+            &setup.rules,
         )
         .unwrap_or_else(|e| panic!("{name}: {e}"));
         assert!(

@@ -34,11 +34,11 @@ use std::sync::OnceLock;
 use axle::checkpoint::Meta;
 use axle::data::{LanguageModelSource, Loader, Split, Synthetic};
 use axle::learner::LearnerConfig;
-use axle::partition::{Mesh, MeshRules, choose_mesh, device_selector, pspec};
+use axle::partition::{LogicalAxis, LogicalRules, Mesh, MeshRules, choose_mesh, device_selector};
 use axle::runtime::{Client, HloModule, Shape};
 use axle::train_step::ArgSpec;
 use axle::trainer::{TrainError, Trainer};
-use axle_modules::{BatchShape, CausalLm, LinearConfig, ParamTree, for_each_mut, registered_model};
+use axle_modules::{BatchShape, CausalLm, ParamTree, registered_model};
 use ndarray::ArrayD;
 
 /// Steps each run takes.
@@ -83,6 +83,7 @@ fn trainer(client: &Client, mesh: &Mesh) -> Trainer {
         &LearnerConfig::default(),
         &shape(batch, seq),
         mesh,
+        &LogicalRules::default(),
         0,
     )
     .unwrap_or_else(|e| panic!("{mesh}: {e}"))
@@ -450,12 +451,18 @@ fn default_mesh_rules_pick_the_mesh_from_the_device_count() {
     }
 }
 
-/// The error of `Trainer::new`, which must come from building the step
-/// (before anything is compiled), as text.
-fn step_error(model: &CausalLm, batch: usize, mesh: &Mesh, client: &Client) -> String {
+/// The error of `Trainer::new` with `rules`, which must come from building
+/// the step (before anything is compiled), as text.
+fn step_error(
+    model: &CausalLm,
+    batch: usize,
+    mesh: &Mesh,
+    rules: &LogicalRules,
+    client: &Client,
+) -> String {
     let (_, _, seq) = llama_tiny();
     let learner = LearnerConfig::default();
-    match Trainer::new(client, model, &learner, &shape(batch, seq), mesh, 0) {
+    match Trainer::new(client, model, &learner, &shape(batch, seq), mesh, rules, 0) {
         Err(e @ TrainError::Step(_)) => e.to_string(),
         Err(e) => panic!("expected an error from building the step, got: {e}"),
         Ok(_) => panic!("{mesh}: bad input accepted"),
@@ -482,6 +489,7 @@ fn bad_meshes_are_refused_before_compiling() {
         &LearnerConfig::default(),
         &shape(batch, seq),
         &mesh,
+        &LogicalRules::default(),
         0,
     )
     .err()
@@ -494,8 +502,9 @@ fn bad_meshes_are_refused_before_compiling() {
 
     // Indivisible dimensions: a batch of 4 over data=8, a vocabulary of 1020
     // over fsdp=8.
+    let rules = LogicalRules::default();
     let mesh = Mesh::new(&[("data", 8)], 8).unwrap();
-    let err = step_error(&model, 4, &mesh, &client);
+    let err = step_error(&model, 4, &mesh, &rules, &client);
     assert_eq!(
         err,
         "`input_ids`: dim 0 of size 4 is not divisible by 8 = product of its mesh axes data=8"
@@ -504,26 +513,23 @@ fn bad_meshes_are_refused_before_compiling() {
     cfg.decoder.vocab_size = Some(1020);
     let odd_vocab = CausalLm::new(&cfg).unwrap();
     let mesh = Mesh::new(&[("fsdp", 8)], 8).unwrap();
-    let err = step_error(&odd_vocab, batch, &mesh, &client);
+    let err = step_error(&odd_vocab, batch, &mesh, &rules, &client);
     assert_eq!(
         err,
         "`decoder/token_embedding/weight`: dim 0 of size 1020 is not divisible by 8 = product of its mesh axes fsdp=8"
     );
 
-    // Unknown axes: in a mesh, and in a layer's partition spec.
+    // Unknown axes: in a mesh, and in the rules mapping a role to mesh axes.
     let err = Mesh::parse("data=2,modle=4", 8).unwrap_err().to_string();
     assert_eq!(
         err,
         "unknown mesh axis `modle` (known axes, in order: pipeline, data, expert, fsdp, seq, model)"
     );
-    let mut cfg = registered_model("llama-tiny").unwrap().config;
-    for_each_mut(&mut cfg, |linear: &mut LinearConfig| {
-        linear.weight_partition = pspec!["fsdp", "modle"]
-    });
-    let typo = CausalLm::new(&cfg).unwrap();
-    let err = step_error(&typo, batch, &mesh, &client);
+    let mut typo = LogicalRules::default();
+    typo.set(LogicalAxis::Mlp, &["modle"]);
+    let err = step_error(&model, batch, &mesh, &typo, &client);
     assert_eq!(
         err,
-        "`decoder/lm_head/weight`: dim 1 is sharded over axis `modle`, which mesh `fsdp=8` does not have"
+        "`decoder/transformer/layers/0/feed_forward/down_proj/weight`: dim 0 is sharded over axis `modle`, which mesh `fsdp=8` does not have"
     );
 }

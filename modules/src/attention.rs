@@ -3,6 +3,7 @@
 //! masking and logit soft-capping, and softmax in at least f32.
 
 use axle_compiler::{DType, Tensor, einsum};
+use axle_partition::LogicalAxis;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{join, required};
@@ -26,9 +27,11 @@ pub struct AttentionConfig {
     pub num_kv_heads: Option<usize>,
     /// Mask out keys after the query position.
     pub causal: bool,
-    /// Template of the q, k and v projections (dimensions set by this layer).
+    /// Template of the q, k and v projections (dimensions set by this layer); weight roles
+    /// `(embed, heads)` by default.
     pub input_linear: LinearConfig,
-    /// Template of the output projection (dimensions set by this layer).
+    /// Template of the output projection (dimensions set by this layer); weight roles
+    /// `(heads, embed)` by default.
     pub output_linear: LinearConfig,
     /// Rotary position embedding of queries and keys, if any.
     pub rope: Option<RopeConfig>,
@@ -55,8 +58,10 @@ impl Default for AttentionConfig {
             num_heads: None,
             num_kv_heads: None,
             causal: true,
-            input_linear: LinearConfig::default(),
-            output_linear: LinearConfig::output_projection(),
+            input_linear: LinearConfig::default()
+                .with_roles(LogicalAxis::Embed, LogicalAxis::Heads),
+            output_linear: LinearConfig::default()
+                .with_roles(LogicalAxis::Heads, LogicalAxis::Embed),
             rope: None,
             qk_norm: None,
             sliding_window: None,

@@ -4,7 +4,7 @@
 use std::rc::Rc;
 
 use axle_compiler::{Tensor, dropout};
-use axle_partition::{MESH_SYMBOL, Mesh, PartitionSpec};
+use axle_partition::{LogicalRules, LogicalSpec, MESH_SYMBOL, Mesh};
 
 use crate::error::{Error, Result};
 use crate::param::ParamTree;
@@ -18,7 +18,7 @@ pub struct Ctx {
     is_training: bool,
     key: Option<Tensor>,
     summaries: ParamTree<Tensor>,
-    mesh: Option<Mesh>,
+    mesh: Option<Rc<(Mesh, LogicalRules)>>,
 }
 
 impl Ctx {
@@ -35,30 +35,30 @@ impl Ctx {
         }
     }
 
-    /// This context tracing for `mesh`: [`Ctx::constrain`] then emits sharding constraints
-    /// (without a mesh it records nothing, as for a single device).
-    pub fn with_mesh(mut self, mesh: Mesh) -> Ctx {
-        self.mesh = Some(mesh);
+    /// This context tracing for `mesh`, with `rules` mapping logical roles to its axes:
+    /// [`Ctx::constrain`] then emits sharding constraints (without a mesh it records nothing,
+    /// as for a single device).
+    pub fn with_mesh(mut self, mesh: Mesh, rules: LogicalRules) -> Ctx {
+        self.mesh = Some(Rc::new((mesh, rules)));
         self
     }
 
-    /// Whether the mesh splits activations along the sequence (a `seq` axis
-    /// larger than one, which activation layouts put on dimension 1): layers
-    /// then keep `[batch, seq, ...]` whole instead of flattening it, since
-    /// Shardy cannot split a flattened `batch x seq` axis by `seq`.
+    /// Whether the rules split activations `[batch, seq, ...]` along the sequence on this
+    /// mesh (the `seq` role maps to a mesh axis of size > 1): layers then keep
+    /// `[batch, seq, ...]` whole instead of flattening it, since Shardy cannot split a
+    /// flattened `batch x seq` axis by `seq`.
     pub fn splits_sequence(&self) -> bool {
         self.mesh
             .as_ref()
-            .and_then(|m| m.axis_size("seq"))
-            .is_some_and(|size| size > 1)
+            .is_some_and(|m| m.1.splits_sequence(&m.0))
     }
 
-    /// `x` constrained to be split as `spec` (from a config; axes the mesh lacks are dropped),
-    /// when tracing for a mesh; `x` itself otherwise.
-    pub fn constrain(&self, x: &Tensor, spec: &PartitionSpec) -> Tensor {
-        match &self.mesh {
-            Some(mesh) => {
-                x.sharding_constraint(&spec.restricted_to(mesh).sdy_constraint(MESH_SYMBOL))
+    /// `x` constrained to be split as its dimension roles `roles` resolve by the rules on the
+    /// mesh (axes the mesh lacks are dropped), when tracing for a mesh; `x` itself otherwise.
+    pub fn constrain(&self, x: &Tensor, roles: &LogicalSpec) -> Tensor {
+        match self.mesh.as_deref() {
+            Some((mesh, rules)) => {
+                x.sharding_constraint(&rules.resolve(roles, mesh).sdy_constraint(MESH_SYMBOL))
             }
             None => x.clone(),
         }

@@ -3,12 +3,12 @@
 use axle_compiler::{DType, Tensor};
 use serde::{Deserialize, Serialize};
 
-use crate::config::required;
+use crate::config::{join, required};
 use crate::context::Ctx;
 use crate::error::{Error, Result};
 use crate::linear::check_last_dim;
 use crate::module::Module;
-use axle_partition::{PartitionSpec, pspec};
+use axle_partition::{LogicalAxis, LogicalSpec};
 
 use crate::param::{FanAxes, Initializer, ParamSpec, ParamTree};
 
@@ -22,9 +22,11 @@ pub struct EmbeddingConfig {
     pub dim: Option<usize>,
     /// Initializer of the table.
     pub init: Initializer,
-    /// Mesh axes of the table's `(num_embeddings, dim)` dimensions.
-    #[serde(with = "crate::param::spec_text")]
-    pub weight_partition: PartitionSpec,
+    /// Logical roles of the table's `(num_embeddings, dim)` dimensions,
+    /// `(table_vocab, table_embed)` by default (by the default rules: rows over `fsdp`, width
+    /// over `model`).
+    #[serde(with = "crate::param::roles_text")]
+    pub weight_roles: LogicalSpec,
 }
 
 impl Default for EmbeddingConfig {
@@ -33,7 +35,7 @@ impl Default for EmbeddingConfig {
             num_embeddings: None,
             dim: None,
             init: Initializer::Normal { std: 0.02 },
-            weight_partition: pspec!["fsdp", "model"],
+            weight_roles: LogicalSpec(vec![LogicalAxis::TableVocab, LogicalAxis::TableEmbed]),
         }
     }
 }
@@ -54,6 +56,16 @@ pub struct Embedding {
 impl Embedding {
     /// Builds the table; `path` is the config's dotted path, for errors.
     pub fn new(cfg: &EmbeddingConfig, path: &str) -> Result<Embedding> {
+        if cfg.weight_roles.rank() != 2 {
+            return Err(Error::Inconsistent {
+                path: join(path, "weight_roles"),
+                message: format!(
+                    "an embedding table has 2 dimensions, the roles {} have {}",
+                    cfg.weight_roles,
+                    cfg.weight_roles.rank()
+                ),
+            });
+        }
         Ok(Embedding {
             cfg: cfg.clone(),
             num_embeddings: required(cfg.num_embeddings, path, "num_embeddings")?,
@@ -75,7 +87,7 @@ impl Module for Embedding {
                     fan_out: vec![1],
                     batch: vec![0],
                 },
-                partition: self.cfg.weight_partition.clone(),
+                roles: self.cfg.weight_roles.clone(),
             },
         )])
     }

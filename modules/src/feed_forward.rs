@@ -33,9 +33,11 @@ pub struct FeedForwardConfig {
     pub activation: Activation,
     /// Multiply the activation by a second (gate) projection of the input, as SwiGLU does.
     pub gated: bool,
-    /// Template of the up (and gate) projections (dimensions set by this layer).
+    /// Template of the up (and gate) projections (dimensions set by this layer); weight roles
+    /// `(embed, mlp)` by default.
     pub input_linear: LinearConfig,
-    /// Template of the down projection (dimensions set by this layer).
+    /// Template of the down projection (dimensions set by this layer); weight roles
+    /// `(mlp, embed)` by default.
     pub output_linear: LinearConfig,
 }
 

@@ -90,7 +90,7 @@ mod tests {
     use super::*;
     use crate::param::FanAxes;
     use axle_compiler::DType;
-    use axle_partition::PartitionSpec;
+    use axle_partition::LogicalSpec;
 
     fn spec(shape: &[usize], init: Initializer) -> ParamSpec {
         ParamSpec {
@@ -102,7 +102,7 @@ mod tests {
                 fan_out: vec![1],
                 batch: vec![],
             },
-            partition: PartitionSpec::replicated(shape.len()),
+            roles: LogicalSpec::replicated(shape.len()),
         }
     }
 

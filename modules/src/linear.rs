@@ -7,7 +7,7 @@ use crate::config::{join, required};
 use crate::context::Ctx;
 use crate::error::{Error, Result};
 use crate::module::Module;
-use axle_partition::{PartitionSpec, pspec};
+use axle_partition::{LogicalAxis, LogicalSpec};
 
 use crate::param::{FanAxes, Initializer, ParamSpec, ParamTree};
 
@@ -22,9 +22,12 @@ pub struct LinearConfig {
     pub bias: bool,
     /// Initializer of the weight `(input_dim, output_dim)`.
     pub weight_init: Initializer,
-    /// Mesh axes of the weight's two dimensions; the bias takes those of the output dimension.
-    #[serde(with = "crate::param::spec_text")]
-    pub weight_partition: PartitionSpec,
+    /// Logical roles of the weight's `(input_dim, output_dim)` dimensions, `(embed, mlp)` by
+    /// default; the bias takes the role of the output dimension. A parent's default templates
+    /// name the roles of its projections (attention: `(embed, heads)`, `(heads, embed)`); the
+    /// experiment's rules map roles to mesh axes.
+    #[serde(with = "crate::param::roles_text")]
+    pub weight_roles: LogicalSpec,
 }
 
 impl Default for LinearConfig {
@@ -37,7 +40,7 @@ impl Default for LinearConfig {
                 scale: 1.0,
                 truncated: false,
             },
-            weight_partition: pspec!["fsdp", "model"],
+            weight_roles: LogicalSpec(vec![LogicalAxis::Embed, LogicalAxis::Mlp]),
         }
     }
 }
@@ -60,13 +63,19 @@ impl LinearConfig {
         }
     }
 
-    /// A default config whose weight is split `(model, fsdp)`, for layers that project back to
-    /// the model dimension (attention output, feed-forward down projection).
-    pub fn output_projection() -> LinearConfig {
+    /// This config with weight roles `(input, output)`, e.g. `(embed, heads)` for an
+    /// attention input projection.
+    pub fn with_roles(&self, input: LogicalAxis, output: LogicalAxis) -> LinearConfig {
         LinearConfig {
-            weight_partition: pspec!["model", "fsdp"],
-            ..LinearConfig::default()
+            weight_roles: LogicalSpec(vec![input, output]),
+            ..self.clone()
         }
+    }
+
+    /// A default config whose weight is `(mlp, embed)`, for layers that project back to the
+    /// model dimension (feed-forward down projection; attention sets `(heads, embed)`).
+    pub fn output_projection() -> LinearConfig {
+        LinearConfig::default().with_roles(LogicalAxis::Mlp, LogicalAxis::Embed)
     }
 }
 
@@ -88,13 +97,13 @@ impl Linear {
     pub fn new(cfg: &LinearConfig, path: &str) -> Result<Linear> {
         let input_dim = required(cfg.input_dim, path, "input_dim")?;
         let output_dim = required(cfg.output_dim, path, "output_dim")?;
-        if cfg.weight_partition.rank() != 2 {
+        if cfg.weight_roles.rank() != 2 {
             return Err(Error::Inconsistent {
-                path: join(path, "weight_partition"),
+                path: join(path, "weight_roles"),
                 message: format!(
-                    "a linear weight has 2 dimensions, the partition spec {} has {}",
-                    cfg.weight_partition,
-                    cfg.weight_partition.rank()
+                    "a linear weight has 2 dimensions, the roles {} have {}",
+                    cfg.weight_roles,
+                    cfg.weight_roles.rank()
                 ),
             });
         }
@@ -120,7 +129,7 @@ impl Module for Linear {
                     fan_out: vec![1],
                     batch: vec![],
                 },
-                partition: self.cfg.weight_partition.clone(),
+                roles: self.cfg.weight_roles.clone(),
             },
         );
         if self.cfg.bias {
@@ -131,9 +140,7 @@ impl Module for Linear {
                     dtype: DType::F32,
                     init: Initializer::Zeros,
                     fan_axes: FanAxes::default(),
-                    partition: PartitionSpec::from_dims(vec![
-                        self.cfg.weight_partition.dims()[1].clone(),
-                    ]),
+                    roles: LogicalSpec(vec![self.cfg.weight_roles.0[1]]),
                 },
             );
         }

@@ -4,7 +4,7 @@
 use std::any::Any;
 
 use axle_compiler::{DType, Tensor};
-use axle_partition::PartitionSpec;
+use axle_partition::LogicalSpec;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{ConfigNode, required};
@@ -157,7 +157,7 @@ impl Norm {
             dtype: DType::F32,
             init,
             fan_axes: FanAxes::default(),
-            partition: PartitionSpec::replicated(1),
+            roles: LogicalSpec::replicated(1),
         }
     }
 }

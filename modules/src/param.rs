@@ -1,29 +1,29 @@
 //! Parameter specs: what a module declares about each of its parameters (shape, dtype,
-//! initializer, fan axes, mesh axes per dimension), before anything is allocated.
+//! initializer, fan axes, the logical role of each dimension), before anything is allocated.
 
 use std::collections::BTreeMap;
 
 use axle_compiler::DType;
-use axle_partition::{DimSharding, PartitionSpec};
+use axle_partition::{LogicalAxis, LogicalSpec};
 use serde::{Deserialize, Serialize};
 
-/// Serde form of a [`PartitionSpec`] in configs: its text form, such as `"(fsdp, model)"`, so
-/// that dumps read naturally and `--set ...weight_partition="(model, _)"` works. Use with
-/// `#[serde(with = "crate::param::spec_text")]`.
-pub mod spec_text {
-    use axle_partition::PartitionSpec;
+/// Serde form of a [`LogicalSpec`] in configs: its text form, such as `"(embed, mlp)"`, so that
+/// dumps read naturally and `--set ...weight_roles="(embed, _)"` works. Use with
+/// `#[serde(with = "crate::param::roles_text")]`.
+pub mod roles_text {
+    use axle_partition::LogicalSpec;
     use serde::{Deserialize, Deserializer, Serializer, de::Error};
 
     /// Writes the spec's text form.
-    pub fn serialize<S: Serializer>(spec: &PartitionSpec, s: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: Serializer>(spec: &LogicalSpec, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(spec)
     }
 
     /// Parses the spec's text form.
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<PartitionSpec, D::Error> {
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<LogicalSpec, D::Error> {
         let text = String::deserialize(d)?;
         text.parse()
-            .map_err(|e| D::Error::custom(format!("bad partition spec `{text}`: {e}")))
+            .map_err(|e| D::Error::custom(format!("bad logical roles `{text}`: {e}")))
     }
 }
 
@@ -96,10 +96,11 @@ pub struct ParamSpec {
     pub init: Initializer,
     /// Fan-in / fan-out / batch dimensions, for fan-scaled initializers.
     pub fan_axes: FanAxes,
-    /// Mesh axes of each dimension (same rank as `shape`), AXLearn style: a linear weight
-    /// `(in, out)` is `(fsdp, model)`. Axes absent from the mesh in use are dropped by the
-    /// partition crate, so one config serves every mesh.
-    pub partition: PartitionSpec,
+    /// The logical role of each dimension (same rank as `shape`): a feed-forward input
+    /// weight `(in, out)` is `(embed, mlp)`. The experiment's logical rules turn roles into
+    /// mesh axes (axes absent from the mesh in use are dropped), so a layer names no
+    /// parallelism strategy and one config serves every mesh.
+    pub roles: LogicalSpec,
 }
 
 impl ParamSpec {
@@ -117,19 +118,17 @@ impl ParamSpec {
             .product()
     }
 
-    /// This spec with a new leading dimension of size `n` (not split over any mesh axis), as a
-    /// scanned stack of `n` layers holds it.
+    /// This spec with a new leading dimension of size `n` and role `layers` (split over no
+    /// mesh axis by the default rules), as a scanned stack of `n` layers holds it.
     pub fn stacked(&self, n: usize) -> ParamSpec {
         let mut shape = vec![n];
         shape.extend(&self.shape);
-        let mut dims = vec![DimSharding::replicated()];
-        dims.extend(self.partition.dims().iter().cloned());
         ParamSpec {
             shape,
             dtype: self.dtype,
             init: self.init.clone(),
             fan_axes: self.fan_axes.with_leading_batch(),
-            partition: PartitionSpec::from_dims(dims),
+            roles: self.roles.with_leading(LogicalAxis::Layers),
         }
     }
 }

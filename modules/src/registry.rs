@@ -5,7 +5,6 @@
 
 use std::any::Any;
 
-use axle_partition::pspec;
 use serde::{Deserialize, Serialize};
 
 use crate::attention::AttentionConfig;
@@ -23,6 +22,7 @@ use crate::regressor::{MlpRegressor, MlpRegressorConfig};
 use crate::rope::RopeConfig;
 use crate::transformer::{StackConfig, TransformerLayerConfig};
 use crate::vit::{Vit, VitConfig};
+use axle_partition::LogicalAxis;
 
 /// A registered model: its config and the training shape it is used with.
 #[derive(Clone, Debug)]
@@ -90,7 +90,9 @@ fn llama(shape: LlamaShape) -> CausalLmConfig {
                 ..StackConfig::default()
             },
             output_norm: norm,
-            lm_head: Some(LinearConfig::default()),
+            lm_head: Some(
+                LinearConfig::default().with_roles(LogicalAxis::Embed, LogicalAxis::Vocab),
+            ),
             ..DecoderConfig::default()
         },
         ..CausalLmConfig::default()
@@ -112,8 +114,8 @@ fn gpt2_tiny() -> CausalLmConfig {
         attention_norm: norm.clone(),
         attention: AttentionConfig {
             num_heads: Some(4),
-            input_linear: linear.clone(),
-            output_linear: output_linear.clone(),
+            input_linear: AttentionConfig::default().input_linear.with_bias(),
+            output_linear: AttentionConfig::default().output_linear.with_bias(),
             ..AttentionConfig::default()
         },
         ffn_norm: norm.clone(),
@@ -354,21 +356,13 @@ fn stack(num_layers: usize, layer: TransformerLayerConfig) -> StackConfig {
 /// attention with biased projections, exact-GELU MLP of width `hidden` with biases.
 fn encoder_layer(heads: usize, hidden: usize) -> TransformerLayerConfig {
     let norm = NormConfig::LayerNorm(LayerNormConfig::default());
-    let linear = LinearConfig {
-        bias: true,
-        ..LinearConfig::default()
-    };
-    let output_linear = LinearConfig {
-        bias: true,
-        ..LinearConfig::output_projection()
-    };
     TransformerLayerConfig {
         attention_norm: norm.clone(),
         attention: AttentionConfig {
             num_heads: Some(heads),
             causal: false,
-            input_linear: linear.clone(),
-            output_linear: output_linear.clone(),
+            input_linear: AttentionConfig::default().input_linear.with_bias(),
+            output_linear: AttentionConfig::default().output_linear.with_bias(),
             ..AttentionConfig::default()
         },
         ffn_norm: norm,
@@ -376,23 +370,23 @@ fn encoder_layer(heads: usize, hidden: usize) -> TransformerLayerConfig {
             hidden_dim: Some(hidden),
             activation: Activation::Gelu,
             gated: false,
-            input_linear: linear,
-            output_linear,
+            input_linear: LinearConfig::default().with_bias(),
+            output_linear: LinearConfig::output_projection().with_bias(),
             ..FeedForwardConfig::default()
         },
         ..TransformerLayerConfig::default()
     }
 }
 
-/// A classification head with bias whose weights start at `init`; the few classes are not
-/// split over `model`.
+/// A classification head with bias whose weights start at `init`, `(embed, _)`: the few
+/// classes are not split.
 fn head(init: Initializer) -> LinearConfig {
     LinearConfig {
         bias: true,
         weight_init: init,
-        weight_partition: pspec!["fsdp", _],
         ..LinearConfig::default()
     }
+    .with_roles(LogicalAxis::Embed, LogicalAxis::Replicated)
 }
 
 /// bert-tiny: vocabulary 64, dim 64, 2 layers of 4 heads and MLP 256, 32 learned positions,

@@ -2,7 +2,7 @@
 //! nonlinearity, then a linear layer to one value per example, trained with mean squared error.
 
 use axle_compiler::{DType, Tensor};
-use axle_partition::pspec;
+use axle_partition::LogicalAxis;
 use serde::{Deserialize, Serialize};
 
 use crate::config::required;
@@ -36,8 +36,8 @@ pub struct MlpRegressorConfig {
 }
 
 impl Default for MlpRegressorConfig {
-    /// No hidden layers, GELU, biases on every layer; the output weight's single column is
-    /// not split over `model`.
+    /// No hidden layers, GELU, biases on every layer; the output weight is `(embed, _)`: its
+    /// single column is not split.
     fn default() -> Self {
         let linear = LinearConfig {
             bias: true,
@@ -47,10 +47,7 @@ impl Default for MlpRegressorConfig {
             input_dim: None,
             hidden_dims: Vec::new(),
             activation: Activation::Gelu,
-            output: LinearConfig {
-                weight_partition: pspec!["fsdp", _],
-                ..linear.clone()
-            },
+            output: linear.with_roles(LogicalAxis::Embed, LogicalAxis::Replicated),
             linear,
         }
     }

@@ -4,7 +4,7 @@
 //! of a scanned stack carry a leading axis of the number of repeats).
 
 use axle_compiler::Tensor;
-use axle_partition::{PartitionSpec, pspec};
+use axle_partition::{LogicalAxis, LogicalSpec};
 use serde::{Deserialize, Serialize};
 
 use crate::attention::{Attention, AttentionConfig};
@@ -32,10 +32,11 @@ pub struct TransformerLayerConfig {
     pub feed_forward: FeedForwardConfig,
     /// Dropout on each residual branch.
     pub residual_dropout: DropoutConfig,
-    /// How the layer output `[batch, seq, dim]` is split when tracing for a mesh (AXLearn's
-    /// batch axes `data, expert, fsdp`; `seq` for sequence parallelism).
-    #[serde(with = "crate::param::spec_text")]
-    pub output_partition: PartitionSpec,
+    /// Logical roles of the layer output `[batch, seq, dim]`, `(batch, seq, _)` by default: the
+    /// sharding constraint the layer puts on its output when tracing for a mesh, resolved by
+    /// the experiment's rules (`batch` over `data, expert, fsdp`, `seq` over `seq` by default).
+    #[serde(with = "crate::param::roles_text")]
+    pub output_roles: LogicalSpec,
 }
 
 impl Default for TransformerLayerConfig {
@@ -47,7 +48,11 @@ impl Default for TransformerLayerConfig {
             ffn_norm: NormConfig::default(),
             feed_forward: FeedForwardConfig::default(),
             residual_dropout: DropoutConfig::default(),
-            output_partition: pspec![["data", "expert", "fsdp"], "seq", _],
+            output_roles: LogicalSpec(vec![
+                LogicalAxis::Batch,
+                LogicalAxis::Seq,
+                LogicalAxis::Replicated,
+            ]),
         }
     }
 }
@@ -83,13 +88,13 @@ impl TransformerLayer {
         let dim = required(cfg.input_dim, path, "input_dim")?;
         cfg.residual_dropout
             .validate(&join(path, "residual_dropout"))?;
-        if cfg.output_partition.rank() != 3 {
+        if cfg.output_roles.rank() != 3 {
             return Err(Error::Inconsistent {
-                path: join(path, "output_partition"),
+                path: join(path, "output_roles"),
                 message: format!(
-                    "the layer output [batch, seq, dim] has 3 dimensions, the partition spec {} has {}",
-                    cfg.output_partition,
-                    cfg.output_partition.rank()
+                    "the layer output [batch, seq, dim] has 3 dimensions, the roles {} have {}",
+                    cfg.output_roles,
+                    cfg.output_roles.rank()
                 ),
             });
         }
@@ -283,7 +288,7 @@ impl TransformerLayer {
         let h = ctx.scope("ffn_norm", |c| self.ffn_norm.forward(c, &x))?;
         let h = ctx.scope("feed_forward", |c| self.feed_forward.forward(c, &h))?;
         let x = &x + &ctx.dropout(&h, rate)?;
-        let x = ctx.constrain(&x, &self.cfg.output_partition);
+        let x = ctx.constrain(&x, &self.cfg.output_roles);
         ctx.add_summary("output_rms", x.square().mean_all().sqrt());
         Ok(x)
     }

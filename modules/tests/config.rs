@@ -17,7 +17,7 @@ fn set_and_get_by_path() {
         "decoder.transformer.layers.0.attention.num_heads=8",
         "decoder.transformer.layers.0.feed_forward.activation=gelu",
         "decoder.output_norm.eps = 1e-5",
-        "decoder.transformer.layers.0.attention.input_linear.weight_partition=(model, _)",
+        "decoder.transformer.layers.0.attention.input_linear.weight_roles=(embed, _)",
     ])
     .unwrap();
     assert_eq!(
@@ -37,7 +37,7 @@ fn set_and_get_by_path() {
     assert_eq!(cfg.get("decoder.output_norm.eps").unwrap(), 1e-5);
     let specs = CausalLm::new(&cfg).unwrap().param_specs();
     let q = &specs["decoder/transformer/layers/0/attention/q_proj/weight"];
-    assert_eq!(q.partition.to_string(), "(model, _)");
+    assert_eq!(q.roles.to_string(), "(embed, _)");
     // A whole sub-config can be replaced by JSON, and a null unsets an optional child.
     cfg.set("decoder.lm_head", "null").unwrap();
     assert_eq!(cfg.decoder.lm_head, None);
@@ -150,11 +150,11 @@ fn wrong_value_type_names_path_value_and_expected_type() {
         "{err}"
     );
     let err = cfg
-        .set("decoder.lm_head.weight_partition", "(fsdp, model")
+        .set("decoder.lm_head.weight_roles", "(embed, vocab")
         .unwrap_err()
         .to_string();
     assert!(
-        err.contains("decoder.lm_head.weight_partition") && err.contains("bad partition spec"),
+        err.contains("decoder.lm_head.weight_roles") && err.contains("bad logical roles"),
         "{err}"
     );
     assert_eq!(cfg, before, "a failed set leaves the config unchanged");
@@ -185,11 +185,10 @@ fn heads_must_divide_dim_and_kv_heads_must_divide_heads() {
         "{err}"
     );
     let mut cfg = llama_tiny();
-    cfg.set("decoder.lm_head.weight_partition", "(fsdp)")
-        .unwrap();
+    cfg.set("decoder.lm_head.weight_roles", "(embed)").unwrap();
     let err = CausalLm::new(&cfg).unwrap_err().to_string();
     assert!(
-        err.contains("decoder.lm_head.weight_partition") && err.contains("2 dimensions"),
+        err.contains("decoder.lm_head.weight_roles") && err.contains("2 dimensions"),
         "{err}"
     );
 }

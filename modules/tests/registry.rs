@@ -43,18 +43,18 @@ fn scanned_and_unrolled_stacks_declare_the_same_parameters() {
     let unrolled = CausalLm::new(&cfg).unwrap().param_specs();
     let q = &unrolled["decoder/transformer/layers/3/attention/q_proj/weight"];
     assert_eq!(q.shape, vec![256, 256]);
-    assert_eq!(q.partition.to_string(), "(fsdp, model)");
+    assert_eq!(q.roles.to_string(), "(embed, heads)");
     assert_eq!(
         unrolled["decoder/transformer/layers/0/attention/o_proj/weight"]
-            .partition
+            .roles
             .to_string(),
-        "(model, fsdp)"
+        "(heads, embed)"
     );
     cfg.set("decoder.transformer.scan", "true").unwrap();
     let scanned = CausalLm::new(&cfg).unwrap().param_specs();
     let q = &scanned["decoder/transformer/layer/attention/q_proj/weight"];
     assert_eq!(q.shape, vec![4, 256, 256]);
-    assert_eq!(q.partition.to_string(), "(_, fsdp, model)");
+    assert_eq!(q.roles.to_string(), "(layers, embed, heads)");
     assert_eq!(q.fan_in(), 256);
     let total =
         |t: &axle_modules::ParamTree<axle_modules::ParamSpec>| axle_modules::count_params(t);
@@ -95,7 +95,7 @@ fn scanned_pattern_stacks_each_entry_over_the_repeats() {
     }
     let q = &scanned["decoder/transformer/layer/0/attention/q_proj/weight"];
     assert_eq!(q.shape, vec![2, 256, 256]);
-    assert_eq!(q.partition.to_string(), "(_, fsdp, model)");
+    assert_eq!(q.roles.to_string(), "(layers, embed, heads)");
     assert_eq!(
         scanned["decoder/transformer/layer/1/attention/k_norm/scale"].shape,
         vec![2, 64]

@@ -6,7 +6,7 @@ use axle_modules::{
     CausalLm, Config, Ctx, Error, LossSignature, Module, ParamTree, declare_batch,
     loss_and_grad_function, registered_model,
 };
-use axle_partition::Mesh;
+use axle_partition::{LogicalRules, Mesh};
 
 fn sig(dtype: DType) -> LossSignature {
     LossSignature {
@@ -110,7 +110,7 @@ fn layer_outputs_are_constrained_only_when_tracing_for_a_mesh() {
         let batch = declare_batch(&builder, 4, 8, false);
         let mut ctx = Ctx::new(params, false, None);
         if let Some(mesh) = mesh {
-            ctx = ctx.with_mesh(mesh);
+            ctx = ctx.with_mesh(mesh, LogicalRules::default());
         }
         let loss = model.batch_loss(&mut ctx, &batch).unwrap().total;
         builder.build(&[("loss", &loss)]).unwrap().to_stablehlo()
@@ -130,12 +130,11 @@ fn layer_outputs_are_constrained_only_when_tracing_for_a_mesh() {
         2
     );
 
-    cfg.set("decoder.transformer.layers.0.output_partition", "(data, _)")
+    cfg.set("decoder.transformer.layers.0.output_roles", "(batch, _)")
         .unwrap();
     let err = CausalLm::new(&cfg).unwrap_err().to_string();
     assert!(
-        err.contains("decoder.transformer.layers.0.output_partition")
-            && err.contains("3 dimensions"),
+        err.contains("decoder.transformer.layers.0.output_roles") && err.contains("3 dimensions"),
         "{err}"
     );
 }

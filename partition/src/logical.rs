@@ -7,11 +7,17 @@
 //! parallelism strategy: data parallel, FSDP, tensor and sequence parallel
 //! are all the same layer code on different meshes.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
+use serde::de::Error as _;
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
 use crate::error::SpecError;
 use crate::mesh::Mesh;
+use crate::mesh_shape::MESH_AXIS_NAMES;
 use crate::spec::{DimSharding, PartitionSpec};
 
 /// The role of one tensor dimension.
@@ -28,8 +34,16 @@ pub enum LogicalAxis {
     Heads,
     /// The feed-forward hidden dimension, of weights and activations (`mlp`).
     Mlp,
-    /// The vocabulary dimension of embeddings, LM heads and logits (`vocab`).
+    /// The vocabulary dimension of LM heads and logits (`vocab`).
     Vocab,
+    /// The row (id) dimension of an embedding table: token ids or positions
+    /// (`table_vocab`).
+    TableVocab,
+    /// The width (model dimension) of an embedding table (`table_embed`).
+    TableEmbed,
+    /// The leading layer dimension of a scanned stack's parameters
+    /// (`layers`); mapped to no mesh axis by default.
+    Layers,
     /// Never split: head_dim, norm scales, biases, activation widths (`_`).
     Replicated,
     /// Left to the partitioner (Shardy `{?}`), for activation constraints
@@ -39,13 +53,16 @@ pub enum LogicalAxis {
 
 impl LogicalAxis {
     /// Every role, in the order of the default rules.
-    pub const ALL: [LogicalAxis; 8] = [
+    pub const ALL: [LogicalAxis; 11] = [
         LogicalAxis::Batch,
         LogicalAxis::Seq,
         LogicalAxis::Embed,
         LogicalAxis::Heads,
         LogicalAxis::Mlp,
         LogicalAxis::Vocab,
+        LogicalAxis::TableVocab,
+        LogicalAxis::TableEmbed,
+        LogicalAxis::Layers,
         LogicalAxis::Replicated,
         LogicalAxis::Unconstrained,
     ];
@@ -59,9 +76,24 @@ impl LogicalAxis {
             LogicalAxis::Heads => "heads",
             LogicalAxis::Mlp => "mlp",
             LogicalAxis::Vocab => "vocab",
+            LogicalAxis::TableVocab => "table_vocab",
+            LogicalAxis::TableEmbed => "table_embed",
+            LogicalAxis::Layers => "layers",
             LogicalAxis::Replicated => "_",
             LogicalAxis::Unconstrained => "?",
         }
+    }
+
+    /// The role called `name` (its text form), if any.
+    pub fn from_name(name: &str) -> Option<LogicalAxis> {
+        LogicalAxis::ALL
+            .into_iter()
+            .find(|axis| axis.name() == name)
+    }
+
+    /// Whether rules may map this role to mesh axes: every role but `_` and `?`.
+    pub fn is_settable(self) -> bool {
+        !matches!(self, LogicalAxis::Replicated | LogicalAxis::Unconstrained)
     }
 }
 
@@ -73,6 +105,28 @@ impl LogicalAxis {
 /// parsed by `FromStr` and written by `Display`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct LogicalSpec(pub Vec<LogicalAxis>);
+
+impl LogicalSpec {
+    /// A spec of `rank` dimensions that are never split (`(_, _)`).
+    pub fn replicated(rank: usize) -> LogicalSpec {
+        LogicalSpec(vec![LogicalAxis::Replicated; rank])
+    }
+
+    /// The number of dimensions.
+    pub fn rank(&self) -> usize {
+        self.0.len()
+    }
+
+    /// This spec with `role` as a new leading dimension (the `layers` axis of
+    /// a scanned stack's parameters).
+    pub fn with_leading(&self, role: LogicalAxis) -> LogicalSpec {
+        LogicalSpec(
+            std::iter::once(role)
+                .chain(self.0.iter().copied())
+                .collect(),
+        )
+    }
+}
 
 impl fmt::Display for LogicalSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -92,23 +146,22 @@ impl FromStr for LogicalSpec {
         crate::spec::split_dims(text)?
             .into_iter()
             .map(|name| {
-                LogicalAxis::ALL
-                    .into_iter()
-                    .find(|axis| axis.name() == name)
-                    .ok_or_else(|| {
-                        let known: Vec<&str> = LogicalAxis::ALL.iter().map(|a| a.name()).collect();
-                        parse_error(format!(
-                            "unknown role `{name}` (known: {})",
-                            known.join(", ")
-                        ))
-                    })
+                LogicalAxis::from_name(name).ok_or_else(|| {
+                    let known: Vec<&str> = LogicalAxis::ALL.iter().map(|a| a.name()).collect();
+                    parse_error(format!(
+                        "unknown role `{name}` (known: {})",
+                        known.join(", ")
+                    ))
+                })
             })
             .collect::<Result<Vec<_>, _>>()
             .map(LogicalSpec)
     }
 }
 
-/// Which mesh axes each role may use, major to minor.
+/// Which mesh axes each role may use, major to minor: the part of an
+/// experiment that decides the parallelism strategy (MaxText's logical axis
+/// rules), so that layers name only the roles of their dimensions.
 ///
 /// The defaults follow AXLearn's GPT configs (`batch_axis_names`,
 /// `fsdp_axis_names`, `tp_axis_names`, `seq_axis_names` of
@@ -120,12 +173,37 @@ impl FromStr for LogicalSpec {
 /// | `seq` | `seq` | `seq_axis_names` |
 /// | `embed` | `expert, fsdp, seq` | `fsdp_axis_names` |
 /// | `heads`, `mlp`, `vocab` | `model` | `tp_axis_names` |
+/// | `table_vocab` | `expert, fsdp, seq` | |
+/// | `table_embed` | `model` | |
+/// | `layers` | none | |
 ///
 /// So weights are `(embed, mlp)` -> `(fsdp, model)` and `(mlp, embed)` ->
-/// `(model, fsdp)`; embeddings `(vocab, embed)` -> `(model, fsdp)`; logits
-/// `(batch, seq, vocab)` -> `(data+fsdp, seq, model)`. As in AXLearn, the
-/// `seq` axis also shards weights (a sequence-parallel mesh keeps one copy of
-/// the weights per `seq` group, not per device).
+/// `(model, fsdp)`; the LM head `(embed, vocab)` -> `(fsdp, model)`; logits
+/// `(batch, seq, vocab)` -> `(data+fsdp, seq, model)`. Embedding tables
+/// `(table_vocab, table_embed)` -> `(fsdp, model)`: split by rows for FSDP
+/// (the lookup gathers whole rows) and by width for tensor parallelism;
+/// AXLearn's and MaxText's `(model, fsdp)` tables are
+/// `table_vocab = [model]`, `table_embed = [expert, fsdp, seq]`. As in
+/// AXLearn, the `seq` axis also shards weights (a sequence-parallel mesh
+/// keeps one copy of the weights per `seq` group, not per device).
+///
+/// Serde form (an experiment's `sharding`): a map from each role that rules
+/// may set (all but `_` and `?`) to its list of mesh axes, e.g.
+/// `{"batch": ["data", "expert", "fsdp"], ..., "mlp": ["model"]}`; a role
+/// left out takes its default axes, an unknown role or mesh axis name is an
+/// error naming it.
+///
+/// ```
+/// use axle_partition::{LogicalAxis, LogicalRules, LogicalSpec, Mesh};
+///
+/// // Tensor parallel on the MLP only: attention heads stay whole.
+/// let mut rules = LogicalRules::default();
+/// rules.set(LogicalAxis::Heads, &[]);
+/// let mesh = Mesh::parse("fsdp=2,model=2", 4).unwrap();
+/// let resolve = |text: &str| rules.resolve(&text.parse::<LogicalSpec>().unwrap(), &mesh);
+/// assert_eq!(resolve("(embed, mlp)").to_string(), "(fsdp, model)");
+/// assert_eq!(resolve("(embed, heads)").to_string(), "(fsdp, _)");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogicalRules {
     axes: Vec<(LogicalAxis, Vec<String>)>,
@@ -142,6 +220,9 @@ impl Default for LogicalRules {
                 rule(LogicalAxis::Heads, &["model"]),
                 rule(LogicalAxis::Mlp, &["model"]),
                 rule(LogicalAxis::Vocab, &["model"]),
+                rule(LogicalAxis::TableVocab, &["expert", "fsdp", "seq"]),
+                rule(LogicalAxis::TableEmbed, &["model"]),
+                rule(LogicalAxis::Layers, &[]),
             ],
         }
     }
@@ -152,7 +233,7 @@ impl LogicalRules {
     /// sharding weights over `seq`). Setting `Replicated` or `Unconstrained`
     /// has no effect: their meaning is fixed.
     pub fn set(&mut self, role: LogicalAxis, axes: &[&str]) -> &mut LogicalRules {
-        if matches!(role, LogicalAxis::Replicated | LogicalAxis::Unconstrained) {
+        if !role.is_settable() {
             return self;
         }
         let axes: Vec<String> = axes.iter().map(|a| a.to_string()).collect();
@@ -174,8 +255,10 @@ impl LogicalRules {
     /// The partition spec of `spec` on `mesh`: each role's axes that the mesh
     /// has with size > 1, in the rule's order, skipping axes an earlier
     /// dimension already took (as Flax's logical axis rules do: a tensor with
-    /// two `embed` dimensions is split on the first only). The result still
-    /// needs [`PartitionSpec::validate`] against the tensor's shape.
+    /// two `embed` dimensions is split on the first only). Names that are no
+    /// mesh axis at all (typos in rules built in code) are kept, so that
+    /// [`PartitionSpec::validate`] reports them with the tensor's path; the
+    /// result needs that validation against the tensor's shape anyway.
     pub fn resolve(&self, spec: &LogicalSpec, mesh: &Mesh) -> PartitionSpec {
         let mut taken: Vec<&str> = Vec::new();
         let mut dims = Vec::with_capacity(spec.0.len());
@@ -186,7 +269,10 @@ impl LogicalRules {
             }
             let mut axes = Vec::new();
             for axis in self.axes_for(role) {
-                let usable = mesh.axis_size(axis).is_some_and(|size| size > 1);
+                let usable = match mesh.axis_size(axis) {
+                    Some(size) => size > 1,
+                    None => !MESH_AXIS_NAMES.contains(&axis.as_str()),
+                };
                 if usable && !taken.contains(&axis.as_str()) {
                     taken.push(axis);
                     axes.push(axis.clone());
@@ -195,6 +281,61 @@ impl LogicalRules {
             dims.push(DimSharding::Axes(axes));
         }
         PartitionSpec::from_dims(dims)
+    }
+
+    /// Whether activations `(batch, seq, ...)` resolve with their sequence
+    /// dimension split over some mesh axis on `mesh` (sequence parallelism).
+    pub fn splits_sequence(&self, mesh: &Mesh) -> bool {
+        let activation = LogicalSpec(vec![LogicalAxis::Batch, LogicalAxis::Seq]);
+        !self.resolve(&activation, mesh).dims()[1].axes().is_empty()
+    }
+}
+
+impl Serialize for LogicalRules {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let roles: Vec<LogicalAxis> = LogicalAxis::ALL
+            .into_iter()
+            .filter(|role| role.is_settable())
+            .collect();
+        let mut map = s.serialize_map(Some(roles.len()))?;
+        for role in roles {
+            map.serialize_entry(role.name(), self.axes_for(role))?;
+        }
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for LogicalRules {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<LogicalRules, D::Error> {
+        let entries = BTreeMap::<String, Vec<String>>::deserialize(d)?;
+        let mut rules = LogicalRules::default();
+        for (name, axes) in &entries {
+            let role = LogicalAxis::from_name(name)
+                .filter(|role| role.is_settable())
+                .ok_or_else(|| {
+                    let known: Vec<&str> = LogicalAxis::ALL
+                        .iter()
+                        .filter(|role| role.is_settable())
+                        .map(|role| role.name())
+                        .collect();
+                    D::Error::custom(format!(
+                        "unknown role `{name}` (known: {})",
+                        known.join(", ")
+                    ))
+                })?;
+            if let Some(axis) = axes
+                .iter()
+                .find(|axis| !MESH_AXIS_NAMES.contains(&axis.as_str()))
+            {
+                return Err(D::Error::custom(format!(
+                    "role `{name}`: unknown mesh axis `{axis}` (known axes: {})",
+                    MESH_AXIS_NAMES.join(", ")
+                )));
+            }
+            let axes: Vec<&str> = axes.iter().map(String::as_str).collect();
+            rules.set(role, &axes);
+        }
+        Ok(rules)
     }
 }
 

@@ -17,6 +17,10 @@ fn roles_resolve_per_mesh() {
         ("data=2,fsdp=4", "(embed, mlp)", "(fsdp, _)"),
         ("data=2,fsdp=4", "(mlp, embed)", "(_, fsdp)"),
         ("data=2,fsdp=4", "(vocab, embed)", "(_, fsdp)"),
+        // Embedding tables: rows over fsdp, width over model.
+        ("data=2,fsdp=4", "(table_vocab, table_embed)", "(fsdp, _)"),
+        ("data=2,model=4", "(table_vocab, table_embed)", "(_, model)"),
+        ("data=2,fsdp=4", "(embed, vocab)", "(fsdp, _)"),
         // Size-1 axes are dropped.
         ("data=1,fsdp=8", "(batch, seq, _)", "(fsdp, _, _)"),
         // Tensor parallel: heads, MLP hidden and vocab over model.
@@ -40,6 +44,12 @@ fn roles_resolve_per_mesh() {
             "(fsdp+seq, model, _)",
         ),
         ("data=2,fsdp=2,model=2", "(vocab, embed)", "(model, fsdp)"),
+        ("data=2,fsdp=2,model=2", "(embed, vocab)", "(fsdp, model)"),
+        (
+            "data=2,fsdp=2,model=2",
+            "(table_vocab, table_embed)",
+            "(fsdp, model)",
+        ),
         // An axis taken by an earlier dim is not used again.
         ("data=2,fsdp=4", "(embed, embed)", "(fsdp, _)"),
         ("data=2,fsdp=4", "(batch, seq, embed)", "(data+fsdp, _, _)"),
@@ -72,12 +82,83 @@ fn rules_can_be_overridden() {
 }
 
 #[test]
+fn typos_in_rules_are_kept_for_validation_to_report() {
+    let mut rules = LogicalRules::default();
+    rules.set(LogicalAxis::Mlp, &["modle"]);
+    let mesh = Mesh::parse("fsdp=8", 8).unwrap();
+    let spec = rules.resolve(&"(mlp, embed)".parse().unwrap(), &mesh);
+    assert_eq!(spec.to_string(), "(modle, fsdp)");
+    let err = spec
+        .validate(&mesh, &[704, 256], "ffn/down_proj/weight")
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "`ffn/down_proj/weight`: dim 0 is sharded over axis `modle`, which mesh `fsdp=8` does not have"
+    );
+}
+
+#[test]
+fn sequence_splitting_follows_the_rules() {
+    let mesh = Mesh::parse("data=2,seq=4", 8).unwrap();
+    let mut rules = LogicalRules::default();
+    assert!(rules.splits_sequence(&mesh));
+    assert!(!rules.splits_sequence(&Mesh::parse("data=8", 8).unwrap()));
+    rules.set(LogicalAxis::Seq, &[]);
+    assert!(!rules.splits_sequence(&mesh));
+    // Sequence parallel over `model`, chosen by rules alone.
+    rules.set(LogicalAxis::Seq, &["model"]);
+    assert!(rules.splits_sequence(&Mesh::parse("data=2,model=4", 8).unwrap()));
+}
+
+#[test]
+fn rules_serialize_as_a_map_of_roles_to_mesh_axes() {
+    let rules = LogicalRules::default();
+    let json = serde_json::to_value(&rules).unwrap();
+    assert_eq!(
+        json,
+        serde_json::json!({
+            "batch": ["data", "expert", "fsdp"],
+            "seq": ["seq"],
+            "embed": ["expert", "fsdp", "seq"],
+            "heads": ["model"],
+            "mlp": ["model"],
+            "vocab": ["model"],
+            "table_vocab": ["expert", "fsdp", "seq"],
+            "table_embed": ["model"],
+            "layers": [],
+        })
+    );
+    assert_eq!(serde_json::from_value::<LogicalRules>(json).unwrap(), rules);
+    // A role left out keeps its default; one given replaces it.
+    let partial: LogicalRules =
+        serde_json::from_value(serde_json::json!({"heads": [], "layers": ["pipeline"]})).unwrap();
+    let mut want = LogicalRules::default();
+    want.set(LogicalAxis::Heads, &[])
+        .set(LogicalAxis::Layers, &["pipeline"]);
+    assert_eq!(partial, want);
+    let err = serde_json::from_value::<LogicalRules>(serde_json::json!({"hidden": []}))
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "unknown role `hidden` (known: batch, seq, embed, heads, mlp, vocab, table_vocab, table_embed, layers)"
+    );
+    let err = serde_json::from_value::<LogicalRules>(serde_json::json!({"mlp": ["modle"]}))
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "role `mlp`: unknown mesh axis `modle` (known axes: pipeline, data, expert, fsdp, seq, model)"
+    );
+}
+
+#[test]
 fn logical_text_errors() {
     let err = "(batch, hidden)".parse::<LogicalSpec>().unwrap_err();
     assert_eq!(
         err.to_string(),
         "cannot parse partition spec `(batch, hidden)`: unknown role `hidden` (known: batch, seq, \
-         embed, heads, mlp, vocab, _, ?) (expected e.g. `(data+fsdp, _, model, ?)`)"
+         embed, heads, mlp, vocab, table_vocab, table_embed, layers, _, ?) (expected e.g. `(data+fsdp, _, model, ?)`)"
     );
     assert!("batch".parse::<LogicalSpec>().is_err());
 }

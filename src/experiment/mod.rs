@@ -15,7 +15,7 @@ pub use registry::{EXPERIMENT_NAMES, experiment};
 use crate::data::SyntheticTask;
 use crate::learner::LearnerConfig;
 use axle_modules::{ConfigNode, ModelConfig, config_path};
-use axle_partition::MeshRules;
+use axle_partition::{LogicalRules, MeshRules};
 use serde::{Deserialize, Serialize};
 
 /// What an experiment trains on.
@@ -30,9 +30,10 @@ pub struct InputConfig {
 }
 
 /// The config of an experiment: everything `axle config` prints and
-/// `--set` can change (`learner.` and `input.` paths address the learner
-/// and the input; any other path, with or without a `model.` prefix, the
-/// model).
+/// `--set` can change (`learner.`, `input.` and `sharding.` paths address
+/// the learner, the input and the logical rules, e.g.
+/// `sharding.mlp=["model"]`; any other path, with or without a `model.`
+/// prefix, the model).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ExperimentConfig {
     /// The model.
@@ -41,6 +42,11 @@ pub struct ExperimentConfig {
     pub learner: LearnerConfig,
     /// The input.
     pub input: InputConfig,
+    /// The logical rules: which mesh axes each role the layers name
+    /// (`batch`, `embed`, `mlp`, ...) is split over. Recorded configs
+    /// without it take the defaults.
+    #[serde(default)]
+    pub sharding: LogicalRules,
 }
 
 impl ConfigNode for ExperimentConfig {
@@ -70,7 +76,7 @@ impl ExperimentConfig {
                 .split_once('=')
                 .ok_or_else(|| axle_modules::Error::BadOverride(item.to_string()))?;
             let path = path.trim();
-            let full = if ["model.", "learner.", "input."]
+            let full = if ["model.", "learner.", "input.", "sharding."]
                 .iter()
                 .any(|p| path.starts_with(p))
             {

@@ -6,7 +6,7 @@ use super::{Experiment, ExperimentConfig, InputConfig};
 use crate::data::SyntheticTask;
 use crate::learner::LearnerConfig;
 use axle_modules::{CONFIG_NAMES, ModelConfig, registered_config};
-use axle_partition::MeshRules;
+use axle_partition::{LogicalRules, MeshRules};
 
 /// Names of the registered experiments, in registry order.
 pub const EXPERIMENT_NAMES: [&str; 8] = CONFIG_NAMES;
@@ -46,6 +46,7 @@ pub fn experiment(name: &str) -> Result<Experiment, axle_modules::Error> {
                 seq_len: registered.seq_len,
                 synthetic,
             },
+            sharding: LogicalRules::default(),
         },
         mesh_rules: MeshRules::default(),
     })

@@ -6,7 +6,7 @@
 use axle::backend::{HostTensor, compile};
 use axle::compiler::{DType, Function, FunctionBuilder, Tensor};
 use axle::modules::{Ctx, Initializer, ParamSpec, ParamTree, declare_params, init_param};
-use axle::partition::PartitionSpec;
+use axle::partition::LogicalSpec;
 use axle::runtime::Client;
 use ndarray::ArrayD;
 
@@ -25,7 +25,7 @@ pub fn normal(shape: &[usize], name: &str, seed: u64) -> ArrayD<f64> {
         dtype: DType::F32,
         init: Initializer::Normal { std: 1.0 },
         fan_axes: Default::default(),
-        partition: PartitionSpec::replicated(shape.len()),
+        roles: LogicalSpec::replicated(shape.len()),
     };
     init_param(&spec, name, seed).mapv(f64::from)
 }
