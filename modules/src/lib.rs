@@ -26,6 +26,7 @@ pub mod config_path;
 pub mod context;
 pub mod dropout;
 pub mod embedding;
+pub mod encoder;
 pub mod error;
 pub mod feed_forward;
 pub mod init;
@@ -47,11 +48,12 @@ pub use attention::{Attention, AttentionConfig};
 pub use causal_lm::{
     Batch, CausalLm, CausalLmConfig, Decoder, DecoderConfig, INPUT_IDS, SEGMENT_IDS, TARGET_LABELS,
 };
-pub use classifier::{EncoderClassifier, EncoderClassifierConfig, LABELS, Pooling};
+pub use classifier::{EncoderClassifier, EncoderClassifierConfig};
 pub use config::{Config, ConfigNode, find_all, for_each_mut, visit, visit_mut};
 pub use context::Ctx;
 pub use dropout::DropoutConfig;
 pub use embedding::{Embedding, EmbeddingConfig};
+pub use encoder::{EncoderTrunk, LABELS, Pooling};
 pub use error::{Error, Result};
 pub use feed_forward::{Activation, FeedForward, FeedForwardConfig};
 pub use init::{init_param, init_params};

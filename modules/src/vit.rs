@@ -10,20 +10,20 @@
 use axle_compiler::{DType, Tensor};
 use serde::{Deserialize, Serialize};
 
-use crate::classifier::{
-    LABELS, Pooling, bidirectional_stack, check_bidirectional, check_num_classes,
-    classification_loss, encoder_flops, encoder_stack, labels_spec,
-};
 use crate::config::required;
 use crate::context::Ctx;
-use crate::embedding::{Embedding, EmbeddingConfig};
+use crate::embedding::EmbeddingConfig;
+use crate::encoder::{
+    EncoderTrunk, LABELS, Pooling, bidirectional_stack, check_num_classes, classification_loss,
+    encoder_flops, labels_spec,
+};
 use crate::error::{Error, Result};
 use crate::linear::{Linear, LinearConfig};
 use crate::model::{BatchShape, InputSpec, Inputs, LossOutput, Model, input};
 use crate::module::Module;
-use crate::norm::{Norm, NormConfig, cast};
+use crate::norm::{NormConfig, cast};
 use crate::param::{ParamSpec, ParamTree, nest};
-use crate::transformer::{Stack, StackConfig};
+use crate::transformer::StackConfig;
 
 /// Name of the images input, `f32[batch, image_size, image_size, channels]` (channels last).
 pub const IMAGE: &str = "image";
@@ -102,14 +102,8 @@ pub struct Vit {
     pub dim: usize,
     /// Patch projection `(patch_size^2 * channels, dim)`.
     pub patch_embedding: Linear,
-    /// Learned position embedding `(num_patches, dim)`, if any.
-    pub position_embedding: Option<Embedding>,
-    /// The bidirectional transformer stack.
-    pub transformer: Stack,
-    /// Final norm.
-    pub output_norm: Norm,
-    /// Head `(dim, num_classes)`.
-    pub head: Linear,
+    /// Positions, stack, norm, pooling and head.
+    pub trunk: EncoderTrunk,
 }
 
 impl Vit {
@@ -137,17 +131,11 @@ impl Vit {
                 message: "images need at least one channel".into(),
             });
         }
-        check_bidirectional(&cfg.transformer, "transformer")?;
         let num_patches = (image_size / patch_size).pow(2);
-        let position_embedding = match &cfg.position_embedding {
-            Some(position) => {
-                let mut position = position.clone();
-                position.num_embeddings = Some(num_patches);
-                position.dim = Some(dim);
-                Some(Embedding::new(&position, "position_embedding")?)
-            }
-            None => None,
-        };
+        let position = cfg.position_embedding.clone().map(|mut position| {
+            position.num_embeddings = Some(num_patches);
+            position
+        });
         let patch_dim = patch_size * patch_size * channels;
         Ok(Vit {
             cfg: cfg.clone(),
@@ -159,10 +147,15 @@ impl Vit {
                 &cfg.patch_embedding.with_dims(patch_dim, dim),
                 "patch_embedding",
             )?,
-            position_embedding,
-            transformer: encoder_stack(&cfg.transformer, dim, "transformer")?,
-            output_norm: Norm::new(&cfg.output_norm.with_input_dim(dim), "output_norm")?,
-            head: Linear::new(&cfg.head.with_dims(dim, num_classes), "head")?,
+            trunk: EncoderTrunk::new(
+                position,
+                &cfg.transformer,
+                &cfg.output_norm,
+                cfg.pooling,
+                &cfg.head,
+                dim,
+                num_classes,
+            )?,
         })
     }
 
@@ -210,38 +203,21 @@ impl Vit {
             })?
             .dtype();
         let patches = self.patchify(&cast(images, dtype));
-        let mut x = ctx.scope("patch_embedding", |c| {
+        let x = ctx.scope("patch_embedding", |c| {
             self.patch_embedding.forward(c, &patches)
         })?;
-        let positions = images
-            .builder()
-            .iota(DType::I32, &[b, self.num_patches()], 1);
-        if let Some(table) = &self.position_embedding {
-            x = &x + &ctx.scope("position_embedding", |c| table.forward(c, &positions))?;
-        }
-        let x = ctx.scope("transformer", |c| {
-            self.transformer.forward(c, &x, &positions, None)
-        })?;
-        let x = ctx.scope("output_norm", |c| self.output_norm.forward(c, &x))?;
-        let pooled = self.cfg.pooling.apply(&x);
-        ctx.scope("head", |c| self.head.forward(c, &pooled))
+        self.trunk.forward(ctx, &x)
     }
 }
 
 impl Module for Vit {
     fn param_specs(&self) -> ParamTree<ParamSpec> {
-        let mut specs = ParamTree::new();
+        let mut specs = self.trunk.param_specs();
         nest(
             &mut specs,
             "patch_embedding",
             self.patch_embedding.param_specs(),
         );
-        if let Some(position) = &self.position_embedding {
-            nest(&mut specs, "position_embedding", position.param_specs());
-        }
-        nest(&mut specs, "transformer", self.transformer.param_specs());
-        nest(&mut specs, "output_norm", self.output_norm.param_specs());
-        nest(&mut specs, "head", self.head.param_specs());
         specs
     }
 }
@@ -263,7 +239,7 @@ impl Model for Vit {
                 &[shape.batch_size, s, s, c],
                 "(batch, _, _, _)",
             ),
-            labels_spec(shape.batch_size, self.head.output_dim),
+            labels_spec(shape.batch_size, self.trunk.num_classes()),
         ])
     }
 
@@ -281,7 +257,7 @@ impl Model for Vit {
     fn train_flops(&self, shape: &BatchShape) -> f64 {
         encoder_flops(
             self.num_params(),
-            self.transformer.num_layers,
+            self.trunk.transformer.num_layers,
             self.dim,
             shape.batch_size,
             self.num_patches(),
