@@ -6,10 +6,9 @@
 
 mod sharding_common;
 
-use axle::checkpoint::Meta;
 use axle::data::{Loader, Split};
 use axle::run::{RunOptions, train};
-use sharding_common::{Run, assert_matches};
+use sharding_common::{Run, assert_matches, params};
 use std::collections::BTreeMap;
 
 fn options(experiment: &str, steps: u64) -> RunOptions {
@@ -64,12 +63,7 @@ fn run(
     .setup()
     .unwrap();
     let mut trainer = setup.trainer(0).unwrap();
-    let meta = || Meta {
-        input_position: 0,
-        rng_state: 0,
-        run: BTreeMap::new(),
-    };
-    let initial = trainer.checkpoint(meta()).unwrap().params;
+    let initial = params(&trainer);
     let mut loader = Loader::new(
         setup.source.as_ref(),
         Split::Train,
@@ -88,7 +82,7 @@ fn run(
         run.grad_norms.push(m.grad_norm);
         lr = m.learning_rate;
     }
-    run.params = trainer.checkpoint(meta()).unwrap().params;
+    run.params = params(&trainer);
     (run, initial, lr)
 }
 

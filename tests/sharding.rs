@@ -28,37 +28,22 @@
 //!   and even for the smallest tensor (a 256-element norm scale among 3.7M
 //!   parameters) about sqrt(256 / 3.7e6) = 8e-3 of the update's L2 norm.
 
+mod sharding_common;
+
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
-use axle::checkpoint::Meta;
-use axle::data::{LanguageModelSource, Loader, Split, Synthetic};
 use axle::learner::LearnerConfig;
 use axle::partition::{LogicalAxis, LogicalRules, Mesh, MeshRules, choose_mesh, device_selector};
-use axle::runtime::{Client, HloModule, Shape};
+use axle::runtime::{Client, HloModule};
 use axle::train_step::ArgSpec;
 use axle::trainer::{TrainError, Trainer};
 use axle_modules::{BatchShape, CausalLm, ParamTree, registered_model};
 use ndarray::ArrayD;
-
-/// Steps each run takes.
-const STEPS: usize = 3;
-/// Learning rate of the default learner (AdamW, constant).
-const LR: f32 = 1e-3;
-/// Loss and gradient-norm tolerance, relative (see the module docs).
-const METRIC_RTOL: f32 = 1e-5;
-/// Per-coordinate parameter tolerance, in units of the learning rate.
-const PARAM_ATOL_IN_LR: f32 = 0.5;
-/// Tolerance on the L2 norm of the update difference, relative to the
-/// norm of the single-device update.
-const UPDATE_RTOL: f64 = 1e-3;
-
-/// One training run: metrics of each step and the parameters after them.
-struct Run {
-    losses: Vec<f32>,
-    grad_norms: Vec<f32>,
-    params: ParamTree<ArrayD<f32>>,
-}
+use sharding_common::{
+    LR, Run, STEPS, assert_matches, assert_no_full_sequence_matmul, llama_tiny_trainer, params,
+    shapes_of, train_llama_tiny,
+};
 
 /// The single-device run and the parameters it started from.
 struct Reference {
@@ -66,63 +51,11 @@ struct Reference {
     initial: ParamTree<ArrayD<f32>>,
 }
 
+/// llama-tiny with its registered batch size and sequence length.
 fn llama_tiny() -> (CausalLm, usize, usize) {
     let reg = registered_model("llama-tiny").unwrap();
-    (
-        CausalLm::new(&reg.config).unwrap(),
-        reg.batch_size,
-        reg.seq_len,
-    )
-}
-
-fn trainer(client: &Client, mesh: &Mesh) -> Trainer {
-    let (model, batch, seq) = llama_tiny();
-    Trainer::new(
-        client,
-        &model,
-        &LearnerConfig::default(),
-        &shape(batch, seq),
-        mesh,
-        &LogicalRules::default(),
-        0,
-    )
-    .unwrap_or_else(|e| panic!("{mesh}: {e}"))
-}
-
-fn shape(batch_size: usize, seq_len: usize) -> BatchShape {
-    BatchShape {
-        batch_size,
-        seq_len,
-    }
-}
-
-fn params(trainer: &Trainer) -> ParamTree<ArrayD<f32>> {
-    let meta = Meta {
-        input_position: 0,
-        rng_state: 0,
-        run: BTreeMap::new(),
-    };
-    trainer.checkpoint(meta).unwrap().params
-}
-
-/// Trains `STEPS` steps on the same batches as every other run.
-fn train(trainer: &mut Trainer) -> Run {
-    let (_, batch, seq) = llama_tiny();
-    let task = LanguageModelSource::new(Box::new(Synthetic::new(1024, 0)), seq);
-    let mut loader = Loader::new(&task, Split::Train, batch, 0);
-    let mut run = Run {
-        losses: Vec::new(),
-        grad_norms: Vec::new(),
-        params: ParamTree::new(),
-    };
-    for _ in 0..STEPS {
-        let metrics = trainer.step(&loader.next_batch(), 0).unwrap();
-        assert_eq!(metrics.learning_rate, LR, "the tolerances assume this lr");
-        run.losses.push(metrics.loss);
-        run.grad_norms.push(metrics.grad_norm);
-    }
-    run.params = params(trainer);
-    run
+    let model = CausalLm::new(&reg.config).unwrap();
+    (model, reg.batch_size, reg.seq_len)
 }
 
 /// The single-device run every sharded run is compared with (computed once).
@@ -130,70 +63,24 @@ fn reference() -> &'static Reference {
     static REFERENCE: OnceLock<Reference> = OnceLock::new();
     REFERENCE.get_or_init(|| {
         let client = Client::cpu(1).unwrap();
-        let mut trainer = trainer(&client, &Mesh::new(&[("data", 1)], 1).unwrap());
+        let mut trainer = llama_tiny_trainer(
+            &client,
+            &Mesh::new(&[("data", 1)], 1).unwrap(),
+            &LogicalRules::default(),
+        );
         let initial = params(&trainer);
         Reference {
-            run: train(&mut trainer),
+            run: train_llama_tiny(&mut trainer),
             initial,
         }
     })
-}
-
-fn assert_close(what: &str, metric: &str, got: &[f32], want: &[f32]) {
-    for (step, (got, want)) in got.iter().zip(want).enumerate() {
-        let rel = (got - want).abs() / want.abs();
-        eprintln!("{what}: step {step} {metric} {got} vs {want} (relative {rel:.1e})");
-        assert!(
-            rel <= METRIC_RTOL,
-            "{what}: step {step} {metric} is {got}, on one device {want}"
-        );
-    }
 }
 
 /// Asserts that `run` equals the single-device run within the module's
 /// tolerances.
 fn assert_matches_reference(run: &Run, what: &str) {
     let reference = reference();
-    let want = &reference.run;
-    assert_close(what, "loss", &run.losses, &want.losses);
-    assert_close(what, "grad norm", &run.grad_norms, &want.grad_norms);
-    let (mut worst, mut worst_path) = (0.0f32, "");
-    let (mut diff_sq, mut update_sq) = (0.0f64, 0.0f64);
-    for (path, want) in &want.params {
-        let got = &run.params[path];
-        assert_eq!(got.shape(), want.shape(), "{what}: {path}");
-        let update = want - &reference.initial[path];
-        update_sq += update.iter().map(|&u| f64::from(u).powi(2)).sum::<f64>();
-        for (g, w) in got.iter().zip(want) {
-            let d = (g - w).abs();
-            diff_sq += f64::from(d).powi(2);
-            if d > worst {
-                (worst, worst_path) = (d, path);
-            }
-        }
-    }
-    let update_rel = (diff_sq / update_sq).sqrt();
-    eprintln!(
-        "{what}: largest parameter difference {:.3} lr at {worst_path}; update differs by {update_rel:.1e} (relative L2)",
-        worst / LR
-    );
-    assert!(
-        worst <= PARAM_ATOL_IN_LR * LR,
-        "{what}: {worst_path} differs by {worst} from the single-device run"
-    );
-    assert!(
-        update_rel <= UPDATE_RTOL,
-        "{what}: the 3-step update differs from the single-device one by {update_rel} (relative L2)"
-    );
-}
-
-/// The array shapes of an HLO shape (a tuple's elements, or itself).
-fn array_shapes(shape: &Shape) -> Vec<Vec<usize>> {
-    if shape.tuple_shapes.is_empty() {
-        vec![shape.dims()]
-    } else {
-        shape.tuple_shapes.iter().flat_map(array_shapes).collect()
-    }
+    assert_matches(what, run, &reference.run, &reference.initial, LR);
 }
 
 /// Sequence parallelism (data=2, seq=4) really splits the work: no matmul
@@ -201,23 +88,7 @@ fn array_shapes(shape: &Shape) -> Vec<Vec<usize>> {
 /// (4 x 128 = 512 rows), which is what a `batch x seq` flatten that Shardy
 /// cannot split along `seq` would produce.
 fn assert_sequence_split(hlo: &HloModule) {
-    let full_rows = 4 * 128;
-    let dots = shapes_of(hlo, "dot");
-    assert!(!dots.is_empty());
-    for dims in &dots {
-        assert!(
-            !(dims.len() == 2 && dims[0] == full_rows),
-            "sequence: a matmul over full-length sequences {dims:?} in {dots:?}"
-        );
-    }
-}
-
-/// The result shapes of every instruction with this opcode.
-fn shapes_of(hlo: &HloModule, opcode: &str) -> Vec<Vec<usize>> {
-    hlo.find_opcode(opcode)
-        .filter_map(|i| i.shape.as_ref())
-        .flat_map(array_shapes)
-        .collect()
+    assert_no_full_sequence_matmul(hlo, 4 * 128);
 }
 
 const COLLECTIVES: [&str; 5] = [
@@ -401,7 +272,7 @@ fn every_strategy_on_8_devices_matches_one_device() {
     {
         let mesh = Mesh::parse(mesh, 8).unwrap();
         let t0 = std::time::Instant::now();
-        let mut trainer = trainer(&client, &mesh);
+        let mut trainer = llama_tiny_trainer(&client, &mesh, &LogicalRules::default());
         eprintln!(
             "{name} ({mesh}): built and compiled in {:.1?}",
             t0.elapsed()
@@ -425,7 +296,7 @@ fn every_strategy_on_8_devices_matches_one_device() {
             assert_sequence_split(&hlo);
         }
         let t0 = std::time::Instant::now();
-        let run = train(&mut trainer);
+        let run = train_llama_tiny(&mut trainer);
         eprintln!("{name}: {STEPS} steps in {:.1?}", t0.elapsed());
         assert_matches_reference(&run, name);
         if name == "fsdp" {
@@ -446,7 +317,11 @@ fn default_mesh_rules_pick_the_mesh_from_the_device_count() {
         assert_eq!(selector, format!("cpu-{devices}"));
         let choice = choose_mesh(None, &selector, &MeshRules::default(), devices).unwrap();
         assert_eq!(choice.mesh.to_string(), want, "{selector}");
-        let run = train(&mut trainer(&client, &choice.mesh));
+        let run = train_llama_tiny(&mut llama_tiny_trainer(
+            &client,
+            &choice.mesh,
+            &LogicalRules::default(),
+        ));
         assert_matches_reference(&run, &format!("{selector} -> {want}"));
     }
 }
@@ -462,7 +337,15 @@ fn step_error(
 ) -> String {
     let (_, _, seq) = llama_tiny();
     let learner = LearnerConfig::default();
-    match Trainer::new(client, model, &learner, &shape(batch, seq), mesh, rules, 0) {
+    match Trainer::new(
+        client,
+        model,
+        &learner,
+        &BatchShape::new(batch, seq),
+        mesh,
+        rules,
+        0,
+    ) {
         Err(e @ TrainError::Step(_)) => e.to_string(),
         Err(e) => panic!("expected an error from building the step, got: {e}"),
         Ok(_) => panic!("{mesh}: bad input accepted"),
@@ -487,7 +370,7 @@ fn bad_meshes_are_refused_before_compiling() {
         &small,
         &model,
         &LearnerConfig::default(),
-        &shape(batch, seq),
+        &BatchShape::new(batch, seq),
         &mesh,
         &LogicalRules::default(),
         0,

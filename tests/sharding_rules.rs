@@ -21,127 +21,27 @@
 //! gradient norms relative 1e-5, parameters within 0.5 lr per coordinate,
 //! the 3-step update within 1e-3 (relative L2).
 
+mod sharding_common;
+
 use std::collections::BTreeMap;
 
-use axle::checkpoint::Meta;
-use axle::data::{LanguageModelSource, Loader, Split, Synthetic};
 use axle::experiment::resolve_config;
-use axle::learner::LearnerConfig;
 use axle::partition::{LogicalRules, Mesh};
-use axle::runtime::{Client, HloModule, Shape};
+use axle::runtime::Client;
 use axle::trainer::Trainer;
-use axle_modules::{BatchShape, CausalLm, ParamTree, registered_model};
-use ndarray::ArrayD;
-
-const STEPS: usize = 3;
-/// The default learner's (constant) learning rate.
-const LR: f32 = 1e-3;
-const METRIC_RTOL: f32 = 1e-5;
-const PARAM_ATOL_IN_LR: f32 = 0.5;
-const UPDATE_RTOL: f64 = 1e-3;
+use sharding_common::{
+    LR, assert_matches, assert_no_full_sequence_matmul, llama_tiny_trainer, params,
+    train_llama_tiny,
+};
 
 /// The mesh both layouts use.
 const MESH: &str = "fsdp=2,model=2";
-
-struct Run {
-    losses: Vec<f32>,
-    grad_norms: Vec<f32>,
-    params: ParamTree<ArrayD<f32>>,
-}
 
 /// The rules of llama-tiny's experiment after `overrides` (`--set` paths).
 fn rules(overrides: &[&str]) -> LogicalRules {
     resolve_config("llama-tiny", &[], overrides)
         .unwrap()
         .sharding
-}
-
-fn trainer(client: &Client, mesh: &Mesh, rules: &LogicalRules) -> Trainer {
-    let reg = registered_model("llama-tiny").unwrap();
-    let model = CausalLm::new(&reg.config).unwrap();
-    let shape = BatchShape::new(reg.batch_size, reg.seq_len);
-    Trainer::new(
-        client,
-        &model,
-        &LearnerConfig::default(),
-        &shape,
-        mesh,
-        rules,
-        0,
-    )
-    .unwrap_or_else(|e| panic!("{mesh}: {e}"))
-}
-
-fn params(trainer: &Trainer) -> ParamTree<ArrayD<f32>> {
-    let meta = Meta {
-        input_position: 0,
-        rng_state: 0,
-        run: BTreeMap::new(),
-    };
-    trainer.checkpoint(meta).unwrap().params
-}
-
-fn train(trainer: &mut Trainer) -> Run {
-    let reg = registered_model("llama-tiny").unwrap();
-    let task = LanguageModelSource::new(Box::new(Synthetic::new(1024, 0)), reg.seq_len);
-    let mut loader = Loader::new(&task, Split::Train, reg.batch_size, 0);
-    let (mut losses, mut grad_norms) = (Vec::new(), Vec::new());
-    for _ in 0..STEPS {
-        let metrics = trainer.step(&loader.next_batch(), 0).unwrap();
-        assert_eq!(metrics.learning_rate, LR, "the tolerances assume this lr");
-        losses.push(metrics.loss);
-        grad_norms.push(metrics.grad_norm);
-    }
-    Run {
-        losses,
-        grad_norms,
-        params: params(trainer),
-    }
-}
-
-fn assert_close(what: &str, metric: &str, got: &[f32], want: &[f32]) {
-    for (step, (got, want)) in got.iter().zip(want).enumerate() {
-        let rel = (got - want).abs() / want.abs();
-        eprintln!("{what}: step {step} {metric} {got} vs {want} (relative {rel:.1e})");
-        assert!(
-            rel <= METRIC_RTOL,
-            "{what}: step {step} {metric} is {got}, on one device {want}"
-        );
-    }
-}
-
-/// `run` equals the single-device run `want` (which started from `initial`)
-/// within the module's tolerances.
-fn assert_matches(run: &Run, want: &Run, initial: &ParamTree<ArrayD<f32>>, what: &str) {
-    assert_close(what, "loss", &run.losses, &want.losses);
-    assert_close(what, "grad norm", &run.grad_norms, &want.grad_norms);
-    let (mut worst, mut worst_path) = (0.0f32, "");
-    let (mut diff_sq, mut update_sq) = (0.0f64, 0.0f64);
-    for (path, want) in &want.params {
-        let got = &run.params[path];
-        let update = want - &initial[path];
-        update_sq += update.iter().map(|&u| f64::from(u).powi(2)).sum::<f64>();
-        for (g, w) in got.iter().zip(want) {
-            let d = (g - w).abs();
-            diff_sq += f64::from(d).powi(2);
-            if d > worst {
-                (worst, worst_path) = (d, path);
-            }
-        }
-    }
-    let update_rel = (diff_sq / update_sq).sqrt();
-    eprintln!(
-        "{what}: largest parameter difference {:.3} lr at {worst_path}; update differs by {update_rel:.1e} (relative L2)",
-        worst / LR
-    );
-    assert!(
-        worst <= PARAM_ATOL_IN_LR * LR,
-        "{what}: {worst_path} differs by {worst} from the single-device run"
-    );
-    assert!(
-        update_rel <= UPDATE_RTOL,
-        "{what}: the update differs by {update_rel} (relative L2)"
-    );
 }
 
 /// The shape device 0 holds of each carried parameter (not optimizer state).
@@ -158,39 +58,14 @@ fn device_shards(trainer: &Trainer) -> BTreeMap<String, (Vec<usize>, Vec<usize>)
         .collect()
 }
 
-fn array_shapes(shape: &Shape) -> Vec<Vec<usize>> {
-    if shape.tuple_shapes.is_empty() {
-        vec![shape.dims()]
-    } else {
-        shape.tuple_shapes.iter().flat_map(array_shapes).collect()
-    }
-}
-
-/// No 2-D matmul over the flattened rows of a device's full-length
-/// sequences (`rows` of them).
-fn assert_no_full_sequence_matmul(hlo: &HloModule, rows: usize) {
-    let dots: Vec<Vec<usize>> = hlo
-        .find_opcode("dot")
-        .filter_map(|i| i.shape.as_ref())
-        .flat_map(array_shapes)
-        .collect();
-    assert!(!dots.is_empty());
-    for dims in &dots {
-        assert!(
-            !(dims.len() == 2 && dims[0] == rows),
-            "a matmul over full-length sequences {dims:?} in {dots:?}"
-        );
-    }
-}
-
 #[test]
 fn rules_alone_switch_between_mlp_tensor_parallel_and_sequence_parallel() {
     let reference = {
         let client = Client::cpu(1).unwrap();
         let mesh = Mesh::parse("data=1", 1).unwrap();
-        let mut trainer = trainer(&client, &mesh, &LogicalRules::default());
+        let mut trainer = llama_tiny_trainer(&client, &mesh, &LogicalRules::default());
         let initial = params(&trainer);
-        (train(&mut trainer), initial)
+        (train_llama_tiny(&mut trainer), initial)
     };
     let client = Client::cpu(4).unwrap();
     let mesh = Mesh::parse(MESH, 4).unwrap();
@@ -201,7 +76,7 @@ fn rules_alone_switch_between_mlp_tensor_parallel_and_sequence_parallel() {
         "sharding.vocab=[]",
         "sharding.table_embed=[]",
     ]);
-    let mut t = trainer(&client, &mesh, &mlp_tp);
+    let mut t = llama_tiny_trainer(&client, &mesh, &mlp_tp);
     let spec_of = |t: &Trainer, name: &str| {
         let args = &t.train_step().args;
         let arg = args.iter().find(|a| a.name == name).unwrap();
@@ -237,12 +112,12 @@ fn rules_alone_switch_between_mlp_tensor_parallel_and_sequence_parallel() {
         "mlp tensor parallel: {mlp} MLP weights split on fsdp x model, {attention} attention weights on fsdp only"
     );
     assert_eq!((mlp, attention), (4 * 3, 4 * 4));
-    let run = train(&mut t);
-    assert_matches(&run, &reference.0, &reference.1, "mlp tensor parallel");
+    let run = train_llama_tiny(&mut t);
+    assert_matches("mlp tensor parallel", &run, &reference.0, &reference.1, LR);
     drop(t);
 
     // The default rules on the same mesh split the attention heads too.
-    let t = trainer(&client, &mesh, &LogicalRules::default());
+    let t = llama_tiny_trainer(&client, &mesh, &LogicalRules::default());
     assert_eq!(
         spec_of(&t, &format!("{layer}/attention/q_proj/weight")),
         "(fsdp, model)"
@@ -260,7 +135,7 @@ fn rules_alone_switch_between_mlp_tensor_parallel_and_sequence_parallel() {
         "sharding.table_vocab=[\"fsdp\"]",
         "sharding.table_embed=[]",
     ]);
-    let mut t = trainer(&client, &mesh, &sequence);
+    let mut t = llama_tiny_trainer(&client, &mesh, &sequence);
     assert_eq!(spec_of(&t, "input_ids"), "(fsdp, model)");
     assert_eq!(
         spec_of(&t, &format!("{layer}/feed_forward/up_proj/weight")),
@@ -273,12 +148,13 @@ fn rules_alone_switch_between_mlp_tensor_parallel_and_sequence_parallel() {
     );
     // Each device holds 4 sequences (batch 8 over fsdp=2) of 128 tokens.
     assert_no_full_sequence_matmul(&t.executable().optimized_hlo().unwrap(), 4 * 128);
-    let run = train(&mut t);
+    let run = train_llama_tiny(&mut t);
     assert_matches(
+        "sequence parallel over model",
         &run,
         &reference.0,
         &reference.1,
-        "sequence parallel over model",
+        LR,
     );
 }
 
