@@ -1,0 +1,140 @@
+//! Evaluation: of a trainer's parameters, and of a checkpoint with the run
+//! it recorded.
+
+use super::record::{self, differences, recorded_config};
+use super::{RunError, RunOptions, Setup};
+use crate::checkpoint::{self, Checkpointer};
+use crate::data::{Loader, Source, Split};
+use crate::trainer::Trainer;
+use axle_modules::Model;
+use axle_partition::Mesh;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// Mean metrics of an evaluation: the loss and every summary weighted by
+/// the batches' loss weights, then the model's derived metrics.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EvalReport {
+    /// Mean loss over the evaluated targets.
+    pub loss: f32,
+    /// Summaries and derived metrics (accuracy, perplexity, ...).
+    pub metrics: BTreeMap<String, f64>,
+}
+
+/// Evaluates `trainer`'s parameters on the first `batches` held-out
+/// batches of `setup.source` (in the order `seed` gives).
+pub fn evaluate_trainer(
+    trainer: &Trainer,
+    setup: &Setup,
+    seed: u64,
+    batches: u64,
+) -> Result<EvalReport, RunError> {
+    let eval = Loader::new(
+        setup.source.as_ref(),
+        Split::Eval,
+        setup.shape.batch_size,
+        seed,
+    );
+    let (mut loss, mut weight) = (0.0f64, 0.0f64);
+    let mut sums: BTreeMap<String, f64> = BTreeMap::new();
+    for p in 0..batches.max(1) {
+        let m = trainer.evaluate(&eval.batch_at(p))?;
+        let w = f64::from(m.weight);
+        loss += f64::from(m.loss) * w;
+        weight += w;
+        for (name, v) in m.summaries {
+            *sums.entry(name).or_default() += f64::from(v) * w;
+        }
+    }
+    let weight = weight.max(f64::MIN_POSITIVE);
+    let loss = loss / weight;
+    let mut metrics: BTreeMap<String, f64> =
+        sums.into_iter().map(|(k, v)| (k, v / weight)).collect();
+    let derived = setup.model.eval_metrics(loss, &metrics);
+    metrics.extend(derived);
+    Ok(EvalReport {
+        loss: loss as f32,
+        metrics,
+    })
+}
+
+/// The result of `axle eval`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Evaluation {
+    /// Loss and metrics.
+    pub report: EvalReport,
+    /// The checkpoint evaluated.
+    pub checkpoint: PathBuf,
+    /// Its step.
+    pub step: u64,
+    /// The experiment it belongs to.
+    pub experiment: String,
+}
+
+/// Evaluates the newest checkpoint in `options.checkpoint_dir`, rebuilding
+/// the run it recorded (experiment, modifiers, overrides, data, mesh,
+/// seed): nothing else needs to be given. Given options that define a
+/// different model, learner or input are an error naming the checkpoint
+/// and what differs. `eval_batches` defaults to the number the run used.
+pub fn evaluate(options: &RunOptions, eval_batches: Option<u64>) -> Result<Evaluation, RunError> {
+    let dir = options
+        .checkpoint_dir
+        .as_ref()
+        .ok_or_else(|| RunError::NoCheckpoint("no checkpoint directory given".into()))?;
+    let latest = Checkpointer::new(dir, 1)
+        .latest()?
+        .ok_or_else(|| RunError::NoCheckpoint(format!("no checkpoint in {}", dir.display())))?;
+    let restored = checkpoint::load(&latest)?;
+    let run = &restored.meta.run;
+    let recorded = recorded_config(&restored.meta, &latest)?.ok_or_else(|| {
+        RunError::NoCheckpoint(format!(
+            "{} records no experiment config (written by an older axle, or by `axle bench`)",
+            latest.display()
+        ))
+    })?;
+    let client = options.client()?;
+    let asked = options.experiment.is_some()
+        || !options.modifiers.is_empty()
+        || !options.overrides.is_empty()
+        || options.batch_size.is_some()
+        || options.seq_len.is_some();
+    let mut recorded_options = options.clone();
+    recorded_options.experiment = run.get(record::EXPERIMENT).cloned();
+    if asked {
+        let (config, _, _) = options.resolve(&client)?;
+        if config != recorded {
+            return Err(RunError::Mismatch {
+                dir: latest.clone(),
+                differences: differences(&recorded, &config),
+            });
+        }
+    }
+    if recorded_options.data.is_none() {
+        recorded_options.data = run
+            .get(record::DATA)
+            .filter(|d| !d.is_empty())
+            .map(PathBuf::from);
+    }
+    if recorded_options.mesh.is_none() {
+        recorded_options.mesh = run.get(record::MESH).cloned();
+    }
+    recorded_options.seed = restored.meta.rng_state;
+    let batches = eval_batches
+        .or_else(|| run.get(record::EVAL_BATCHES).and_then(|b| b.parse().ok()))
+        .unwrap_or(options.eval_batches);
+    let mesh = match &recorded_options.mesh {
+        Some(m) => Mesh::parse(m, client.addressable_devices()?.len())
+            .map_err(|e| RunError::Mesh(e.to_string()))?,
+        None => recorded_options.resolve(&client)?.1,
+    };
+    let setup = recorded_options.setup_from(recorded, client, mesh, Vec::new())?;
+    let mut trainer = setup.trainer(recorded_options.seed)?;
+    trainer.restore(&restored)?;
+    let report = evaluate_trainer(&trainer, &setup, recorded_options.seed, batches)?;
+    Ok(Evaluation {
+        report,
+        checkpoint: latest,
+        step: restored.step,
+        experiment: setup.name,
+    })
+}

@@ -1,0 +1,153 @@
+//! A training run from options to metrics and checkpoints: what `axle
+//! train` and `axle eval` do, callable from tests and other programs, for
+//! registered experiments ([`RunOptions::setup`]) and for any model
+//! ([`Setup::new`]).
+
+mod eval;
+mod record;
+mod setup;
+mod train_loop;
+
+pub use eval::{EvalReport, Evaluation, evaluate, evaluate_trainer};
+pub use setup::{Setup, open_source};
+pub use train_loop::{RunSummary, train, train_setup};
+
+use crate::checkpoint::CheckpointError;
+use crate::data::DataError;
+use crate::metrics::MetricsError;
+use crate::summary_writer::SummaryError;
+use crate::trainer::TrainError;
+use std::path::PathBuf;
+
+/// The experiment trained when none is named.
+pub const DEFAULT_EXPERIMENT: &str = "llama-tiny";
+
+/// Everything that defines a run (the `axle train` options).
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// Registered experiment name; [`DEFAULT_EXPERIMENT`] for training when
+    /// `None`, the checkpoint's for evaluation.
+    pub experiment: Option<String>,
+    /// Modifiers `NAME[=ARGS]`, applied in order after the mesh rule's.
+    pub modifiers: Vec<String>,
+    /// Config overrides `path=value`, applied after the modifiers
+    /// (see [`ExperimentConfig::apply_overrides`] for paths).
+    pub overrides: Vec<String>,
+    /// An explicit mesh (`data=2,fsdp=4`); the mesh rules choose otherwise.
+    pub mesh: Option<String>,
+    /// The plugin: `cpu`, `cuda`, `tpu` or a path to a PJRT plugin.
+    pub plugin: String,
+    /// Virtual CPU devices (`cpu_device_count`); ignored by other plugins.
+    pub cpu_devices: Option<usize>,
+    /// Training data file; the experiment's synthetic task when `None`.
+    pub data: Option<PathBuf>,
+    /// Train until this many steps are done.
+    pub steps: u64,
+    /// Batch size (`input.batch_size` of the experiment when `None`).
+    pub batch_size: Option<usize>,
+    /// Sequence length (`input.seq_len` of the experiment when `None`).
+    pub seq_len: Option<usize>,
+    /// Seed of initialisation, data order, synthetic task and dropout.
+    pub seed: u64,
+    /// Where checkpoints go; none are written when `None`.
+    pub checkpoint_dir: Option<PathBuf>,
+    /// Save every this many steps (and at the end).
+    pub checkpoint_every: u64,
+    /// Checkpoints kept.
+    pub keep: usize,
+    /// Continue from the newest checkpoint in `checkpoint_dir`, if any.
+    pub resume: bool,
+    /// Evaluate every this many steps (0: never).
+    pub eval_every: u64,
+    /// Batches per evaluation.
+    pub eval_batches: u64,
+    /// Where metrics go (JSON lines); none when `None`.
+    pub metrics: Option<PathBuf>,
+    /// Directory for TensorBoard event files (`train/...` and `eval/...`
+    /// scalars); none when `None`.
+    pub summaries: Option<PathBuf>,
+    /// Peak FLOP/s of one device, for MFU (from the device table when `None`).
+    pub peak_flops: Option<f64>,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            experiment: None,
+            modifiers: Vec::new(),
+            overrides: Vec::new(),
+            mesh: None,
+            plugin: "cpu".into(),
+            cpu_devices: None,
+            data: None,
+            steps: 300,
+            batch_size: None,
+            seq_len: None,
+            seed: 0,
+            checkpoint_dir: None,
+            checkpoint_every: 100,
+            keep: 3,
+            resume: false,
+            eval_every: 50,
+            eval_batches: 4,
+            metrics: None,
+            summaries: None,
+            peak_flops: None,
+        }
+    }
+}
+
+/// A run failed; the message names what is at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The model config or an override is wrong.
+    #[error(transparent)]
+    Config(#[from] axle_modules::Error),
+    /// A modifier is unknown or its argument is wrong.
+    #[error("{0}")]
+    Modifier(String),
+    /// The mesh text or the mesh rules failed.
+    #[error("mesh: {0}")]
+    Mesh(String),
+    /// The plugin or device failed.
+    #[error(transparent)]
+    Runtime(#[from] axle_runtime::Error),
+    /// The trainer failed.
+    #[error(transparent)]
+    Train(#[from] TrainError),
+    /// The data could not be read.
+    #[error(transparent)]
+    Data(#[from] DataError),
+    /// A checkpoint could not be written or read.
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    /// There is no checkpoint to evaluate.
+    #[error("{0}")]
+    NoCheckpoint(String),
+    /// The checkpoint was written by a different run than the one asked for.
+    #[error("checkpoint {dir} does not match this run:\n{differences}")]
+    Mismatch {
+        /// The checkpoint directory.
+        dir: PathBuf,
+        /// The differing config lines, `checkpoint: ...` / `this run: ...`.
+        differences: String,
+    },
+    /// Metrics could not be written.
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
+    /// TensorBoard summaries could not be written.
+    #[error(transparent)]
+    Summaries(#[from] SummaryError),
+    /// The loss stopped being a number; the last good checkpoint is kept.
+    #[error(
+        "loss is {loss} at step {step}: stopping; the last good checkpoint ({last_checkpoint}) is kept"
+    )]
+    NonFiniteLoss {
+        /// The step whose loss was not finite.
+        step: u64,
+        /// The loss.
+        loss: f32,
+        /// The newest checkpoint on disk.
+        last_checkpoint: String,
+    },
+}

@@ -1,0 +1,243 @@
+//! Resolving a run: the experiment, its modifiers and overrides, the
+//! client, the mesh and the data; or a model built in code.
+
+use super::{DEFAULT_EXPERIMENT, RunError, RunOptions};
+use crate::data::{ArrayFile, LanguageModelSource, Source, SyntheticTask, TokenFile};
+use crate::experiment::{Experiment, ExperimentConfig, apply_modifier, experiment};
+use crate::learner::LearnerConfig;
+use crate::trainer::{TrainError, Trainer};
+use axle_modules::{BatchShape, INPUT_IDS, InputSpec, Model, TARGET_LABELS};
+use axle_partition::{
+    LogicalRules, Mesh, MeshChoice, MeshRules, MeshShape, choose_mesh, device_selector,
+};
+use axle_runtime::{Client, CreateOption, Plugin};
+use std::path::Path;
+
+/// A run's resolved pieces: model, learner, batch shape, data, client and
+/// mesh.
+pub struct Setup {
+    /// The experiment's name, or any name for a model built in code.
+    pub name: String,
+    /// The resolved experiment config (`None` for a model built in code).
+    pub config: Option<ExperimentConfig>,
+    /// The model.
+    pub model: Box<dyn Model>,
+    /// The learner.
+    pub learner: LearnerConfig,
+    /// The batch shape.
+    pub shape: BatchShape,
+    /// The training and evaluation examples.
+    pub source: Box<dyn Source>,
+    /// The client of the chosen plugin.
+    pub client: Client,
+    /// The mesh (explicit or chosen by the mesh rules).
+    pub mesh: Mesh,
+    /// The logical rules mapping the model's roles to the mesh's axes (the
+    /// experiment's `sharding`; the defaults for a model built in code).
+    pub rules: LogicalRules,
+    /// Modifiers the chosen mesh rule named (already applied).
+    pub mesh_modifiers: Vec<String>,
+}
+
+impl Setup {
+    /// A setup for a model built in code (not a registered experiment):
+    /// the stock trainer, checkpoints, metrics and evaluation work on it
+    /// through [`train_setup`] and [`evaluate_setup`]. It shards by the
+    /// default logical rules; set [`Setup::rules`] for others.
+    pub fn new(
+        name: &str,
+        model: Box<dyn Model>,
+        learner: LearnerConfig,
+        shape: BatchShape,
+        source: Box<dyn Source>,
+        client: Client,
+        mesh: Mesh,
+    ) -> Setup {
+        Setup {
+            name: name.to_string(),
+            config: None,
+            model,
+            learner,
+            shape,
+            source,
+            client,
+            mesh,
+            rules: LogicalRules::default(),
+            mesh_modifiers: Vec::new(),
+        }
+    }
+
+    /// A trainer for this model, learner, shape, mesh and rules, with
+    /// parameters initialised from `seed`.
+    pub fn trainer(&self, seed: u64) -> Result<Trainer, TrainError> {
+        Trainer::new(
+            &self.client,
+            self.model.as_ref(),
+            &self.learner,
+            &self.shape,
+            &self.mesh,
+            &self.rules,
+            seed,
+        )
+    }
+
+    /// The model's inputs for this setup's batch shape.
+    pub fn inputs(&self) -> Result<Vec<InputSpec>, RunError> {
+        Ok(self.model.input_specs(&self.shape)?)
+    }
+}
+
+/// The examples for `model`'s `inputs`: a data file (token formats for a
+/// causal LM's `input_ids`/`target_labels`; `.safetensors` or a directory
+/// of `.npy` named arrays otherwise), or `task` when `data` is `None`.
+pub fn open_source(
+    data: Option<&Path>,
+    inputs: &[InputSpec],
+    task: &SyntheticTask,
+    seed: u64,
+) -> Result<Box<dyn Source>, RunError> {
+    let Some(path) = data else {
+        return Ok(task.source(inputs, seed)?);
+    };
+    let names: Vec<&str> = inputs.iter().map(|s| s.name.as_str()).collect();
+    let named_arrays = path.is_dir() || path.extension().is_some_and(|e| e == "safetensors");
+    if names == [INPUT_IDS, TARGET_LABELS] && !named_arrays {
+        let ids = &inputs[0];
+        let vocab = ids.valid.as_ref().map_or(0, |v| v.end.max(0) as usize);
+        let seq = ids.shape[1];
+        return Ok(Box::new(LanguageModelSource::new(
+            Box::new(TokenFile::open(path, vocab, seq)?),
+            seq,
+        )));
+    }
+    Ok(Box::new(ArrayFile::open(path, inputs)?))
+}
+
+impl RunOptions {
+    /// The experiment's config after the mesh rule's modifiers, this run's
+    /// modifiers and overrides, and the batch size / sequence length
+    /// options; with the mesh and the mesh rule's modifiers.
+    pub fn resolve(
+        &self,
+        client: &Client,
+    ) -> Result<(ExperimentConfig, Mesh, Vec<String>), RunError> {
+        let name = self.experiment.as_deref().unwrap_or(DEFAULT_EXPERIMENT);
+        self.resolve_experiment(experiment(name)?, client)
+    }
+
+    /// As [`RunOptions::resolve`], for an experiment given whole (one not
+    /// in the registry, or a registered one with other mesh rules).
+    pub fn resolve_experiment(
+        &self,
+        exp: Experiment,
+        client: &Client,
+    ) -> Result<(ExperimentConfig, Mesh, Vec<String>), RunError> {
+        let choice = self.choose_mesh(client, &exp.mesh_rules)?;
+        let mut config = exp.config;
+        for m in choice.modifiers.iter().chain(&self.modifiers) {
+            apply_modifier(&mut config, m).map_err(RunError::Modifier)?;
+        }
+        config.apply_overrides(&self.overrides)?;
+        if let Some(b) = self.batch_size {
+            config.input.batch_size = b;
+        }
+        if let Some(s) = self.seq_len {
+            config.input.seq_len = s;
+        }
+        Ok((config, choice.mesh, choice.modifiers))
+    }
+
+    /// Resolves the experiment, modifiers, overrides, plugin, client, mesh
+    /// and data.
+    pub fn setup(&self) -> Result<Setup, RunError> {
+        let client = self.client()?;
+        let (config, mesh, mesh_modifiers) = self.resolve(&client)?;
+        self.setup_from(config, client, mesh, mesh_modifiers)
+    }
+
+    /// A setup for a model built in code: the client, mesh (explicit, or
+    /// the default mesh rules') and data (`self.data`, or `task`) come from
+    /// these options, as for a registered experiment.
+    pub fn setup_model(
+        &self,
+        name: &str,
+        model: Box<dyn Model>,
+        learner: LearnerConfig,
+        shape: BatchShape,
+        task: &SyntheticTask,
+    ) -> Result<Setup, RunError> {
+        let client = self.client()?;
+        let mesh = self.choose_mesh(&client, &MeshRules::default())?.mesh;
+        let inputs = model.input_specs(&shape)?;
+        let source = open_source(self.data.as_deref(), &inputs, task, self.seed)?;
+        Ok(Setup::new(
+            name, model, learner, shape, source, client, mesh,
+        ))
+    }
+
+    /// The mesh: explicit (`self.mesh`) or the first of `rules` matching
+    /// the client's devices.
+    fn choose_mesh(&self, client: &Client, rules: &MeshRules) -> Result<MeshChoice, RunError> {
+        let devices = client.addressable_devices()?;
+        let explicit = self
+            .mesh
+            .as_deref()
+            .map(|m| m.parse::<MeshShape>())
+            .transpose()
+            .map_err(|e| RunError::Mesh(e.to_string()))?;
+        let kind = devices
+            .first()
+            .map_or("unknown".to_string(), |d| d.kind.clone());
+        let selector = device_selector(&client.platform_name()?, &kind, devices.len());
+        choose_mesh(explicit.as_ref(), &selector, rules, devices.len())
+            .map_err(|e| RunError::Mesh(e.to_string()))
+    }
+
+    pub(super) fn setup_from(
+        &self,
+        config: ExperimentConfig,
+        client: Client,
+        mesh: Mesh,
+        mesh_modifiers: Vec<String>,
+    ) -> Result<Setup, RunError> {
+        let model = config.model.build()?;
+        let shape = BatchShape {
+            batch_size: config.input.batch_size,
+            seq_len: config.input.seq_len,
+        };
+        let inputs = model.input_specs(&shape)?;
+        let source = open_source(
+            self.data.as_deref(),
+            &inputs,
+            &config.input.synthetic,
+            self.seed,
+        )?;
+        Ok(Setup {
+            name: self
+                .experiment
+                .clone()
+                .unwrap_or_else(|| DEFAULT_EXPERIMENT.into()),
+            learner: config.learner.clone(),
+            rules: config.sharding.clone(),
+            config: Some(config),
+            model,
+            shape,
+            source,
+            client,
+            mesh,
+            mesh_modifiers,
+        })
+    }
+
+    /// A client of the chosen plugin (with `cpu_device_count` on CPU).
+    pub fn client(&self) -> Result<Client, RunError> {
+        let plugin = Plugin::load(&self.plugin)?;
+        let mut options = Vec::new();
+        if let Some(n) = self.cpu_devices
+            && self.plugin.contains("cpu")
+        {
+            options.push(CreateOption::int("cpu_device_count", n as i64));
+        }
+        Ok(Client::new(plugin, &options)?)
+    }
+}

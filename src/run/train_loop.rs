@@ -1,0 +1,193 @@
+//! The training loop: steps, metrics, TensorBoard summaries, periodic
+//! evaluation and checkpoints, resumption.
+
+use super::eval::evaluate_trainer;
+use super::record::{differences, recorded_config};
+use super::{RunError, RunOptions, Setup};
+use crate::checkpoint::{self, Checkpointer, Meta};
+use crate::data::{Loader, Split};
+use crate::metrics::{MetricsWriter, Record};
+use crate::summary_writer::SummaryWriter;
+use axle_modules::{InputSpec, Model};
+use axle_partition::LogicalAxis;
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+/// What a run reports at the end.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunSummary {
+    /// Steps completed (including those of a resumed checkpoint).
+    pub steps_done: u64,
+    /// Training loss of each step this run executed, as (step, loss).
+    pub losses: Vec<(u64, f32)>,
+    /// Evaluation losses, as (step, loss).
+    pub eval_losses: Vec<(u64, f32)>,
+    /// The last evaluation's metrics (summaries and derived metrics).
+    pub eval_metrics: BTreeMap<String, f64>,
+    /// The mesh the run used.
+    pub mesh: String,
+}
+
+/// Trains as `options` say: resumes if asked, logs metrics, evaluates and
+/// checkpoints periodically, and stops with an error (keeping the last good
+/// checkpoint) if the loss stops being finite.
+pub fn train(options: &RunOptions, progress: impl FnMut(&Record)) -> Result<RunSummary, RunError> {
+    let setup = options.setup()?;
+    train_setup(&setup, options, progress)
+}
+
+/// Trains `setup` (a registered experiment's or a model built in code)
+/// with the loop options of `options` (steps, seed, checkpoints, eval,
+/// metrics); its experiment fields are not read.
+pub fn train_setup(
+    setup: &Setup,
+    options: &RunOptions,
+    mut progress: impl FnMut(&Record),
+) -> Result<RunSummary, RunError> {
+    let mut trainer = setup.trainer(options.seed)?;
+    let mut loader = Loader::new(
+        setup.source.as_ref(),
+        Split::Train,
+        setup.shape.batch_size,
+        options.seed,
+    );
+    let saver = options
+        .checkpoint_dir
+        .as_ref()
+        .map(|dir| Checkpointer::new(dir, options.keep));
+    if let (true, Some(saver)) = (options.resume, &saver)
+        && let Some(dir) = saver.latest()?
+    {
+        let restored = checkpoint::load(&dir)?;
+        if let (Some(recorded), Some(config)) =
+            (recorded_config(&restored.meta, &dir)?, &setup.config)
+            && &recorded != config
+        {
+            return Err(RunError::Mismatch {
+                dir,
+                differences: differences(&recorded, config),
+            });
+        }
+        trainer.restore(&restored)?;
+        loader.seek(restored.meta.input_position);
+    }
+    let mut writer = options
+        .metrics
+        .as_ref()
+        .map(|p| MetricsWriter::append(p))
+        .transpose()?;
+    let mut tensorboard = options
+        .summaries
+        .as_deref()
+        .map(SummaryWriter::create)
+        .transpose()?;
+    let flops_per_step = setup.model.train_flops(&setup.shape);
+    let tokens_per_step = tokens_per_batch(&setup.inputs()?) as f64;
+    let kind = setup
+        .client
+        .addressable_devices()?
+        .first()
+        .map_or(String::new(), |d| d.kind.clone());
+    let peak = options
+        .peak_flops
+        .or_else(|| crate::metrics::peak_flops(&kind, "f32"))
+        .map(|p| p * setup.mesh.size() as f64);
+    let mut summary = RunSummary {
+        steps_done: trainer.steps_done(),
+        losses: Vec::new(),
+        eval_losses: Vec::new(),
+        eval_metrics: BTreeMap::new(),
+        mesh: setup.mesh.to_string(),
+    };
+    let mut emit = |record: Record, writer: &mut Option<MetricsWriter>| -> Result<(), RunError> {
+        if let Some(w) = writer {
+            w.write(&record)?;
+        }
+        if let Some(tb) = &mut tensorboard {
+            let (step, scalars) = record.scalars();
+            tb.scalars(step, &scalars)?;
+            if matches!(record, Record::Eval { .. }) {
+                tb.flush()?;
+            }
+        }
+        progress(&record);
+        Ok(())
+    };
+    while trainer.steps_done() < options.steps {
+        let batch = loader.next_batch();
+        let start = Instant::now();
+        let m = trainer.step(&batch, options.seed)?;
+        let seconds = start.elapsed().as_secs_f64();
+        let step = trainer.steps_done();
+        if !m.loss.is_finite() {
+            let last = match &saver {
+                Some(s) => s
+                    .latest()?
+                    .map_or("none".into(), |p| p.display().to_string()),
+                None => "no checkpoint directory".into(),
+            };
+            return Err(RunError::NonFiniteLoss {
+                step,
+                loss: m.loss,
+                last_checkpoint: last,
+            });
+        }
+        summary.losses.push((step, m.loss));
+        let record = Record::Train {
+            step,
+            loss: f64::from(m.loss),
+            grad_norm: f64::from(m.grad_norm),
+            learning_rate: f64::from(m.learning_rate),
+            step_time_s: seconds,
+            tokens_per_s: tokens_per_step / seconds,
+            mfu: peak.map(|p| flops_per_step / seconds / p),
+            summaries: m
+                .summaries
+                .iter()
+                .map(|(k, v)| (k.clone(), f64::from(*v)))
+                .collect(),
+        };
+        emit(record, &mut writer)?;
+        if options.eval_every > 0 && (step % options.eval_every == 0 || step == options.steps) {
+            let report = evaluate_trainer(&trainer, setup, options.seed, options.eval_batches)?;
+            summary.eval_losses.push((step, report.loss));
+            summary.eval_metrics = report.metrics.clone();
+            emit(
+                Record::Eval {
+                    step,
+                    loss: f64::from(report.loss),
+                    metrics: report.metrics,
+                },
+                &mut writer,
+            )?;
+        }
+        if let Some(saver) = &saver
+            && (step % options.checkpoint_every.max(1) == 0 || step == options.steps)
+        {
+            let meta = Meta {
+                input_position: loader.position(),
+                rng_state: options.seed,
+                run: options.record(setup),
+            };
+            saver.save(&trainer.checkpoint(meta)?)?;
+        }
+    }
+    if let Some(tb) = &mut tensorboard {
+        tb.flush()?;
+    }
+    summary.steps_done = trainer.steps_done();
+    Ok(summary)
+}
+
+/// Tokens of one batch: the product of the batch and sequence dimensions
+/// of the first input (examples, for models without a sequence).
+fn tokens_per_batch(inputs: &[InputSpec]) -> usize {
+    inputs.first().map_or(0, |spec| {
+        spec.shape
+            .iter()
+            .zip(&spec.roles.0)
+            .filter(|(_, role)| matches!(role, LogicalAxis::Batch | LogicalAxis::Seq))
+            .map(|(d, _)| d)
+            .product()
+    })
+}
