@@ -87,6 +87,21 @@ pub enum CheckpointError {
     },
 }
 
+/// The `meta.json` of the checkpoint in `dir`, parsed.
+fn read_meta_file(dir: &Path) -> Result<MetaFile, CheckpointError> {
+    let meta_path = dir.join(META_FILE);
+    let json = std::fs::read(&meta_path).map_err(io(&meta_path))?;
+    serde_json::from_slice(&json).map_err(|e| CheckpointError::Corrupt {
+        path: meta_path,
+        message: e.to_string(),
+    })
+}
+
+/// The [`Meta`] of the checkpoint in `dir`, without reading its tensors.
+pub fn load_meta(dir: &Path) -> Result<Meta, CheckpointError> {
+    Ok(read_meta_file(dir)?.meta)
+}
+
 /// Saves checkpoints under one directory and keeps the last `keep` of them.
 #[derive(Clone, Debug)]
 pub struct Checkpointer {
@@ -187,12 +202,7 @@ impl Checkpointer {
 
 /// Loads the checkpoint in `dir`, verifying every file against its checksum.
 pub fn load(dir: &Path) -> Result<Checkpoint, CheckpointError> {
-    let meta_path = dir.join(META_FILE);
-    let json = std::fs::read(&meta_path).map_err(io(&meta_path))?;
-    let meta: MetaFile = serde_json::from_slice(&json).map_err(|e| CheckpointError::Corrupt {
-        path: meta_path.clone(),
-        message: e.to_string(),
-    })?;
+    let meta = read_meta_file(dir)?;
     let read = |file: &str| -> Result<Tensors, CheckpointError> {
         let path = dir.join(file);
         let bytes = std::fs::read(&path).map_err(io(&path))?;

@@ -48,6 +48,13 @@ pub enum Record {
 }
 
 impl Record {
+    /// The training step the record belongs to.
+    pub fn step(&self) -> u64 {
+        match self {
+            Record::Train { step, .. } | Record::Eval { step, .. } => *step,
+        }
+    }
+
     /// The record's step and its numbers as TensorBoard scalars, tagged
     /// `train/<name>` or `eval/<name>` (summaries and metrics by path).
     pub fn scalars(&self) -> (u64, Vec<(String, f64)>) {
@@ -104,8 +111,45 @@ pub struct MetricsError {
 }
 
 impl MetricsWriter {
+    /// A writer for a fresh run: creates `path` and its directory; a file
+    /// that already holds records (another run's) is refused rather than
+    /// mixed with this run's.
+    pub fn create(path: &Path) -> Result<Self, MetricsError> {
+        if std::fs::metadata(path).is_ok_and(|m| m.len() > 0) {
+            return Err(MetricsError {
+                path: path.to_path_buf(),
+                message: "already holds an earlier run's records: remove it, choose another \
+                          file, or resume that run (--resume)"
+                    .into(),
+            });
+        }
+        MetricsWriter::append(path)
+    }
+
+    /// A writer for a run resumed after `step`: the records of later steps
+    /// (written after the checkpoint the run resumes from) are dropped, by
+    /// writing the kept ones to a temporary file renamed over `path`, so
+    /// the file holds each step once.
+    pub fn resume_at(path: &Path, step: u64) -> Result<Self, MetricsError> {
+        if path.exists() {
+            let kept: String = read_records(path)?
+                .iter()
+                .filter(|r| r.step() <= step)
+                .map(|r| serde_json::to_string(r).expect("records serialize") + "\n")
+                .collect();
+            let tmp = path.with_extension("jsonl.tmp");
+            let error = |e: std::io::Error| MetricsError {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            };
+            std::fs::write(&tmp, kept).map_err(error)?;
+            std::fs::rename(&tmp, path).map_err(error)?;
+        }
+        MetricsWriter::append(path)
+    }
+
     /// Opens `path` for appending, creating it and its directory.
-    pub fn append(path: &Path) -> Result<Self, MetricsError> {
+    fn append(path: &Path) -> Result<Self, MetricsError> {
         let error = |e: std::io::Error| MetricsError {
             path: path.to_path_buf(),
             message: e.to_string(),

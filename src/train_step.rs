@@ -54,6 +54,9 @@ pub enum StepError {
     /// The traced function refused an annotation.
     #[error(transparent)]
     Function(#[from] axle_compiler::FunctionError),
+    /// The learner's values cannot train (see [`LearnerConfig::validate`]).
+    #[error("{0}")]
+    Learner(String),
 }
 
 /// One argument of the step: name, dtype, global shape, and its sharding.
@@ -124,8 +127,18 @@ pub fn build_train_step(
     mesh: &Mesh,
     rules: &LogicalRules,
 ) -> Result<TrainStep, StepError> {
+    learner.validate().map_err(StepError::Learner)?;
     let specs = model.param_specs();
     let inputs = model.input_specs(shape)?;
+    if let Some(empty) = inputs.iter().find(|i| i.shape.contains(&0)) {
+        return Err(StepError::Interface {
+            kind: model.kind().to_string(),
+            message: format!(
+                "input `{}` has shape {:?}: the batch size and sequence length (input.batch_size, input.seq_len) must be positive",
+                empty.name, empty.shape
+            ),
+        });
+    }
     let b = FunctionBuilder::new("train_step");
     let params = declare_params(&b, &specs, DType::F32);
     let state = learner.declare_state(&b, &specs);
@@ -350,7 +363,7 @@ fn loss_and_grads(
     rules: &LogicalRules,
 ) -> Result<Traced, StepError> {
     let rows = batch_rows(model, batch)?;
-    let k = learner.micro_batches.max(1);
+    let k = learner.micro_batches;
     if rows % k != 0 {
         return Err(StepError::MicroBatches {
             batch: rows,

@@ -273,6 +273,18 @@ impl Trainer {
     }
 
     fn place(&mut self, host: &Tensors) -> Result<(), TrainError> {
+        let carried_args = &self.step.args[..self.step.num_carried()];
+        let unexpected: Vec<&str> = host
+            .keys()
+            .filter(|name| !carried_args.iter().any(|a| &a.name == *name))
+            .map(String::as_str)
+            .collect();
+        if !unexpected.is_empty() {
+            return Err(TrainError::Checkpoint(format!(
+                "it holds tensors this model and learner do not have: {}",
+                unexpected.join(", ")
+            )));
+        }
         let mut carried = Vec::new();
         for a in &self.step.args[..self.step.num_carried()] {
             let array = host

@@ -39,7 +39,7 @@ impl TokenFile {
         let path = path.to_path_buf();
         let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
         let layout = match ext {
-            "npy" => rows_from_npy(&path)?,
+            "npy" => rows_from_npy(&path, vocab)?,
             "bin" => {
                 let bytes = read(&path)?;
                 let tokens = bytes
@@ -75,7 +75,7 @@ impl TokenFile {
             Some((index, &value)) => Err(DataError::TokenOutOfRange {
                 path: self.path.clone(),
                 index,
-                value: value as u64,
+                value: i64::from(value),
                 vocab,
             }),
             None => Ok(()),
@@ -145,7 +145,7 @@ fn stream(tokens: Vec<i32>) -> Layout {
     Layout::Stream { train, eval }
 }
 
-fn rows_from_npy(path: &Path) -> Result<Layout, DataError> {
+fn rows_from_npy(path: &Path, vocab: usize) -> Result<Layout, DataError> {
     let file = std::fs::File::open(path).map_err(|source| DataError::Read {
         path: path.to_path_buf(),
         source,
@@ -155,12 +155,21 @@ fn rows_from_npy(path: &Path) -> Result<Layout, DataError> {
         message,
     };
     let array: ndarray::Array2<i64> = read_npy_as_i64(file).map_err(npy_error)?;
+    if let Some((index, &value)) = array
+        .iter()
+        .enumerate()
+        .find(|(_, t)| !(0..vocab as i64).contains(*t))
+    {
+        return Err(DataError::TokenOutOfRange {
+            path: path.to_path_buf(),
+            index,
+            value,
+            vocab,
+        });
+    }
     let (rows, width) = array.dim();
     let eval_rows = ((rows as f64) * EVAL_FRACTION).ceil() as usize;
-    let flat: Vec<i32> = array
-        .iter()
-        .map(|&t| i32::try_from(t).unwrap_or(-1))
-        .collect();
+    let flat: Vec<i32> = array.iter().map(|&t| t as i32).collect();
     let (train, eval) = flat.split_at((rows - eval_rows.min(rows)) * width);
     Ok(Layout::Rows {
         width,
@@ -187,6 +196,17 @@ fn read_npy_as_i64(file: std::fs::File) -> Result<ndarray::Array2<i64>, String> 
         )*};
     }
     try_dtype!(i64, i32, u16, u32, u8, i16, i8, u64);
+    macro_rules! try_rank {
+        ($($t:ty),*) => {$(
+            if let Ok(a) = ndarray::ArrayD::<$t>::read_npy(&bytes[..]) {
+                return Err(format!(
+                    "the array has shape {:?}: token rows must be 2-D, [examples, seq + 1]",
+                    a.shape()
+                ));
+            }
+        )*};
+    }
+    try_rank!(i64, i32, u16, u32, u8, i16, i8, u64, f32, f64);
     ndarray::Array2::<i64>::read_npy(&bytes[..])
         .map_err(|e| format!("{e} (integer dtypes i8..i64 and u8..u64 are accepted)"))
 }

@@ -73,14 +73,14 @@ pub enum DataError {
         message: String,
     },
     /// A token id is not below the model's vocabulary size.
-    #[error("{path}: token {value} at index {index} is not below the vocabulary size {vocab}")]
+    #[error("{path}: token {value} at index {index} is outside the vocabulary 0..{vocab}")]
     TokenOutOfRange {
         /// The file.
         path: PathBuf,
         /// The flat index of the token in the file.
         index: usize,
         /// The token id.
-        value: u64,
+        value: i64,
         /// The model's vocabulary size.
         vocab: usize,
     },

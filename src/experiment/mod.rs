@@ -76,9 +76,9 @@ impl ExperimentConfig {
                 .split_once('=')
                 .ok_or_else(|| axle_modules::Error::BadOverride(item.to_string()))?;
             let path = path.trim();
-            let full = if ["model.", "learner.", "input.", "sharding."]
+            let full = if ["model", "learner", "input", "sharding"]
                 .iter()
-                .any(|p| path.starts_with(p))
+                .any(|p| path == *p || path.starts_with(&format!("{p}.")))
             {
                 path.to_string()
             } else {

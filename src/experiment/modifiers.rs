@@ -97,7 +97,15 @@ pub fn apply_modifier(cfg: &mut ExperimentConfig, spec: &str) -> Result<usize, S
     };
     let model = &mut cfg.model;
     Ok(match name {
-        "rope_everywhere" => modifiers::rope_everywhere(model, number("THETA")?),
+        "rope_everywhere" => {
+            let theta = number("THETA")?;
+            if !(theta.is_finite() && theta > 0.0) {
+                return Err(format!(
+                    "modifier `rope_everywhere`: THETA must be positive, got {theta}"
+                ));
+            }
+            modifiers::rope_everywhere(model, theta)
+        }
         "swap_norms" => modifiers::swap_norms(model),
         "mha_to_gqa" => modifiers::mha_to_gqa(model, count("K")?),
         "qk_norm" => modifiers::qk_norm(model),

@@ -83,6 +83,37 @@ impl Default for LearnerConfig {
 }
 
 impl LearnerConfig {
+    /// Checks values that are well typed but cannot train: zero
+    /// micro-batches, a negative or non-finite learning rate, a warm-up
+    /// longer than the schedule. The error names the `learner.` path.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.micro_batches == 0 {
+            return Err("learner.micro_batches must be at least 1, got 0".into());
+        }
+        let rates: Vec<(&str, f64)> = match self.schedule {
+            Schedule::Constant { lr } => vec![("lr", lr)],
+            Schedule::WarmupCosine {
+                peak_lr,
+                final_lr,
+                warmup_steps,
+                total_steps,
+            } => {
+                if warmup_steps > total_steps {
+                    return Err(format!(
+                        "learner.schedule: warmup_steps {warmup_steps} exceed total_steps {total_steps}"
+                    ));
+                }
+                vec![("peak_lr", peak_lr), ("final_lr", final_lr)]
+            }
+        };
+        match rates.iter().find(|(_, v)| !(v.is_finite() && *v >= 0.0)) {
+            Some((name, v)) => Err(format!(
+                "learner.schedule.{name} must be a finite rate >= 0, got {v}"
+            )),
+            None => Ok(()),
+        }
+    }
+
     /// This learner with a constant learning rate `lr`.
     pub fn with_lr(self, lr: f64) -> LearnerConfig {
         LearnerConfig {

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 /// An optimizer and its hyper-parameters.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum OptimizerConfig {
     /// SGD with heavy-ball momentum: `v = momentum * v + g; p -= lr * v`,
     /// then decoupled weight decay `p -= lr * weight_decay * p`.

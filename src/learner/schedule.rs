@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 /// The learning rate as a function of the number of updates already applied.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Schedule {
     /// The same rate at every step.
     Constant {

@@ -4,9 +4,8 @@
 use super::record::{self, differences, recorded_config};
 use super::{RunError, RunOptions, Setup};
 use crate::checkpoint::{self, Checkpointer};
-use crate::data::{Loader, Source, Split};
+use crate::data::{Loader, Split};
 use crate::trainer::Trainer;
-use axle_modules::Model;
 use axle_partition::Mesh;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -88,19 +87,14 @@ pub fn evaluate(options: &RunOptions, eval_batches: Option<u64>) -> Result<Evalu
     let run = &restored.meta.run;
     let recorded = recorded_config(&restored.meta, &latest)?.ok_or_else(|| {
         RunError::NoCheckpoint(format!(
-            "{} records no experiment config (written by an older axle, or by `axle bench`)",
+            "{} records no experiment config: it was written for a model built in code \
+             (`Setup::new`, `RunOptions::setup_model`; evaluate it with `run::evaluate_trainer`) \
+             or by `axle bench`",
             latest.display()
         ))
     })?;
     let client = options.client()?;
-    let asked = options.experiment.is_some()
-        || !options.modifiers.is_empty()
-        || !options.overrides.is_empty()
-        || options.batch_size.is_some()
-        || options.seq_len.is_some();
-    let mut recorded_options = options.clone();
-    recorded_options.experiment = run.get(record::EXPERIMENT).cloned();
-    if asked {
+    if options.defines_config() {
         let (config, _, _) = options.resolve(&client)?;
         if config != recorded {
             return Err(RunError::Mismatch {
@@ -109,16 +103,10 @@ pub fn evaluate(options: &RunOptions, eval_batches: Option<u64>) -> Result<Evalu
             });
         }
     }
-    if recorded_options.data.is_none() {
-        recorded_options.data = run
-            .get(record::DATA)
-            .filter(|d| !d.is_empty())
-            .map(PathBuf::from);
-    }
+    let mut recorded_options = options.completed_from(&restored.meta, &latest)?;
     if recorded_options.mesh.is_none() {
         recorded_options.mesh = run.get(record::MESH).cloned();
     }
-    recorded_options.seed = restored.meta.rng_state;
     let batches = eval_batches
         .or_else(|| run.get(record::EVAL_BATCHES).and_then(|b| b.parse().ok()))
         .unwrap_or(options.eval_batches);

@@ -121,6 +121,17 @@ pub enum RunError {
     /// A checkpoint could not be written or read.
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
+    /// A fresh run (no `--resume`) was pointed at a directory that holds
+    /// another run's checkpoints.
+    #[error(
+        "{} holds checkpoints of an earlier run (newest {}): pass --resume to continue it, or choose another checkpoint directory",
+        newest.parent().map_or_else(|| newest.display().to_string(), |p| p.display().to_string()),
+        newest.display()
+    )]
+    CheckpointDirInUse {
+        /// The newest checkpoint there.
+        newest: PathBuf,
+    },
     /// There is no checkpoint to evaluate.
     #[error("{0}")]
     NoCheckpoint(String),

@@ -5,7 +5,7 @@ use super::{RunError, RunOptions, Setup};
 use crate::checkpoint::{CheckpointError, Meta};
 use crate::experiment::ExperimentConfig;
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// The experiment name (or the name given to [`super::Setup::new`]).
 pub const EXPERIMENT: &str = "experiment";
@@ -30,12 +30,12 @@ impl RunOptions {
         let mut run = BTreeMap::from([
             (EXPERIMENT.to_string(), setup.name.clone()),
             (MODIFIERS.to_string(), json(&self.modifiers)),
-            (OVERRIDES.to_string(), json(&self.overrides)),
+            (OVERRIDES.to_string(), json(&self.recorded_overrides())),
             (
                 DATA.to_string(),
                 self.data
-                    .as_ref()
-                    .map_or(String::new(), |p| p.display().to_string()),
+                    .as_deref()
+                    .map_or(String::new(), |p| absolute(p).display().to_string()),
             ),
             (MESH.to_string(), setup.mesh.to_string()),
             (EVAL_BATCHES.to_string(), self.eval_batches.to_string()),
@@ -48,6 +48,79 @@ impl RunOptions {
         }
         run
     }
+}
+
+impl RunOptions {
+    /// The overrides, then the batch size and sequence length options as
+    /// the `input.` overrides they are, so a record replays them.
+    fn recorded_overrides(&self) -> Vec<String> {
+        let mut overrides = self.overrides.clone();
+        overrides.extend(self.batch_size.map(|b| format!("input.batch_size={b}")));
+        overrides.extend(self.seq_len.map(|s| format!("input.seq_len={s}")));
+        overrides
+    }
+
+    /// Whether these options define the model, learner or input (an
+    /// experiment, modifiers, overrides, a batch size or sequence length),
+    /// rather than leaving them to a checkpoint's record.
+    pub(super) fn defines_config(&self) -> bool {
+        self.experiment.is_some()
+            || !self.modifiers.is_empty()
+            || !self.overrides.is_empty()
+            || self.batch_size.is_some()
+            || self.seq_len.is_some()
+    }
+
+    /// These options completed from the run a checkpoint in `dir`
+    /// recorded: its experiment, modifiers and overrides when these options
+    /// define no config (when they do, the caller compares the configs);
+    /// its data unless these options name the same file (another file is a
+    /// [`RunError::Mismatch`]); and its seed, which orders the data.
+    pub(super) fn completed_from(&self, meta: &Meta, dir: &Path) -> Result<RunOptions, RunError> {
+        let run = &meta.run;
+        let mut options = self.clone();
+        if !self.defines_config() {
+            options.experiment = run.get(EXPERIMENT).cloned();
+            let list = |key: &str| -> Vec<String> {
+                run.get(key)
+                    .and_then(|text| serde_json::from_str(text).ok())
+                    .unwrap_or_default()
+            };
+            options.modifiers = list(MODIFIERS);
+            options.overrides = list(OVERRIDES);
+        }
+        let recorded = run.get(DATA).filter(|d| !d.is_empty()).map(PathBuf::from);
+        let given = self.data.as_deref().map(absolute);
+        match (&recorded, &given) {
+            (_, None) => options.data = recorded,
+            (Some(r), Some(g)) if r == g => {}
+            _ => {
+                let show = |d: &Option<PathBuf>| {
+                    d.as_ref().map_or("the synthetic task".to_string(), |p| {
+                        p.display().to_string()
+                    })
+                };
+                return Err(RunError::Mismatch {
+                    dir: dir.to_path_buf(),
+                    differences: format!(
+                        "  checkpoint: data = {}\n  this run:   data = {}",
+                        show(&recorded),
+                        show(&given)
+                    ),
+                });
+            }
+        }
+        options.seed = meta.rng_state;
+        Ok(options)
+    }
+}
+
+/// `path` made absolute (against the working directory) and, where it
+/// exists, canonical, so a recorded data file is found from anywhere.
+fn absolute(path: &Path) -> PathBuf {
+    std::fs::canonicalize(path)
+        .or_else(|_| std::path::absolute(path))
+        .unwrap_or_else(|_| path.to_path_buf())
 }
 
 /// The lines of two config dumps that differ, for error messages.

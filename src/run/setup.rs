@@ -231,6 +231,11 @@ impl RunOptions {
 
     /// A client of the chosen plugin (with `cpu_device_count` on CPU).
     pub fn client(&self) -> Result<Client, RunError> {
+        if self.cpu_devices == Some(0) {
+            return Err(RunError::Mesh(
+                "--cpu-devices must be at least 1, got 0".into(),
+            ));
+        }
         let plugin = Plugin::load(&self.plugin)?;
         let mut options = Vec::new();
         if let Some(n) = self.cpu_devices

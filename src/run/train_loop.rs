@@ -8,7 +8,7 @@ use crate::checkpoint::{self, Checkpointer, Meta};
 use crate::data::{Loader, Split};
 use crate::metrics::{MetricsWriter, Record};
 use crate::summary_writer::SummaryWriter;
-use axle_modules::{InputSpec, Model};
+use axle_modules::InputSpec;
 use axle_partition::LogicalAxis;
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -31,9 +31,21 @@ pub struct RunSummary {
 /// Trains as `options` say: resumes if asked, logs metrics, evaluates and
 /// checkpoints periodically, and stops with an error (keeping the last good
 /// checkpoint) if the loss stops being finite.
+///
+/// Resuming continues the run the newest checkpoint recorded: with no
+/// experiment, modifier or override given, the recorded ones; its data and
+/// seed. Options that define a different config or data are refused.
 pub fn train(options: &RunOptions, progress: impl FnMut(&Record)) -> Result<RunSummary, RunError> {
+    let latest = match (&options.checkpoint_dir, options.resume) {
+        (Some(dir), true) => Checkpointer::new(dir, 1).latest()?,
+        _ => None,
+    };
+    let options = match latest {
+        Some(dir) => options.completed_from(&checkpoint::load_meta(&dir)?, &dir)?,
+        None => options.clone(),
+    };
     let setup = options.setup()?;
-    train_setup(&setup, options, progress)
+    train_setup(&setup, &options, progress)
 }
 
 /// Trains `setup` (a registered experiment's or a model built in code)
@@ -55,6 +67,12 @@ pub fn train_setup(
         .checkpoint_dir
         .as_ref()
         .map(|dir| Checkpointer::new(dir, options.keep));
+    if let (false, Some(saver)) = (options.resume, &saver)
+        && let Some(newest) = saver.latest()?
+    {
+        return Err(RunError::CheckpointDirInUse { newest });
+    }
+    let mut resumed_at = None;
     if let (true, Some(saver)) = (options.resume, &saver)
         && let Some(dir) = saver.latest()?
     {
@@ -70,11 +88,15 @@ pub fn train_setup(
         }
         trainer.restore(&restored)?;
         loader.seek(restored.meta.input_position);
+        resumed_at = Some(restored.step);
     }
     let mut writer = options
         .metrics
-        .as_ref()
-        .map(|p| MetricsWriter::append(p))
+        .as_deref()
+        .map(|p| match resumed_at {
+            Some(step) => MetricsWriter::resume_at(p, step),
+            None => MetricsWriter::create(p),
+        })
         .transpose()?;
     let mut tensorboard = options
         .summaries

@@ -1,0 +1,138 @@
+//! Resuming continues the run its checkpoint recorded and refuses what
+//! would mix two runs: a different data file, a fresh run into a used
+//! checkpoint directory or metrics file, a checkpoint with tensors the
+//! model does not have. A one-layer, 64-wide llama-tiny keeps each run to
+//! seconds.
+
+use axle::checkpoint::{self, Checkpointer};
+use axle::metrics::read_records;
+use axle::run::{RunError, RunOptions, train};
+use ndarray::{ArrayD, IxDyn};
+use std::path::Path;
+
+fn small(dir: &Path, steps: u64) -> RunOptions {
+    RunOptions {
+        modifiers: vec!["qk_norm".into()],
+        overrides: vec![
+            "decoder.dim=64".into(),
+            "decoder.transformer.num_layers=1".into(),
+            "decoder.transformer.layers.0.feed_forward.hidden_dim=128".into(),
+            "decoder.vocab_size=256".into(),
+        ],
+        mesh: Some("data=1".into()),
+        cpu_devices: Some(1),
+        batch_size: Some(4),
+        seq_len: Some(16),
+        seed: 7,
+        steps,
+        eval_every: 0,
+        checkpoint_every: 2,
+        checkpoint_dir: Some(dir.join("ckpt")),
+        metrics: Some(dir.join("metrics.jsonl")),
+        ..RunOptions::default()
+    }
+}
+
+/// Only the directory and `--resume`: the recorded experiment, modifiers,
+/// overrides, data and seed.
+fn bare_resume(dir: &Path, steps: u64) -> RunOptions {
+    RunOptions {
+        mesh: Some("data=1".into()),
+        cpu_devices: Some(1),
+        resume: true,
+        steps,
+        eval_every: 0,
+        checkpoint_every: 2,
+        checkpoint_dir: Some(dir.join("ckpt")),
+        metrics: Some(dir.join("metrics.jsonl")),
+        ..RunOptions::default()
+    }
+}
+
+fn text_file(dir: &Path) -> std::path::PathBuf {
+    let path = dir.join("text.txt");
+    let text: String = (0..4000)
+        .map(|i| char::from(b'a' + (i * 7 % 26) as u8))
+        .collect();
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn a_bare_resume_continues_the_recorded_run_exactly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let straight_dir = tmp.path().join("straight");
+    let split_dir = tmp.path().join("split");
+    let data = text_file(tmp.path());
+    let with_data = |o: RunOptions| RunOptions {
+        data: Some(data.clone()),
+        ..o
+    };
+    let straight = train(&with_data(small(&straight_dir, 6)), |_| {}).unwrap();
+    train(&with_data(small(&split_dir, 4)), |_| {}).unwrap();
+    // The newest checkpoint (step 4) is lost: the run resumes at step 2,
+    // and the metrics of steps 3 and 4 written after it are dropped.
+    let ckpt = Checkpointer::new(split_dir.join("ckpt"), 1);
+    std::fs::remove_dir_all(ckpt.latest().unwrap().unwrap()).unwrap();
+    let resumed = train(&bare_resume(&split_dir, 6), |_| {}).unwrap();
+    assert_eq!(resumed.losses, straight.losses[2..], "bitwise");
+    let steps: Vec<u64> = read_records(&split_dir.join("metrics.jsonl"))
+        .unwrap()
+        .iter()
+        .map(|r| r.step())
+        .collect();
+    assert_eq!(steps, [1, 2, 3, 4, 5, 6]);
+    let meta = checkpoint::load_meta(&ckpt.latest().unwrap().unwrap()).unwrap();
+    assert_eq!(meta.run["modifiers"], r#"["qk_norm"]"#);
+    assert!(meta.run["data"].ends_with("text.txt"), "{:?}", meta.run);
+}
+
+#[test]
+fn resuming_on_other_data_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = text_file(tmp.path());
+    train(&small(tmp.path(), 2), |_| {}).unwrap();
+    let other = RunOptions {
+        data: Some(data),
+        ..bare_resume(tmp.path(), 4)
+    };
+    let err = train(&other, |_| {}).unwrap_err();
+    assert!(matches!(err, RunError::Mismatch { .. }), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("checkpoint: data = the synthetic task") && text.contains("text.txt"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_fresh_run_into_a_used_directory_or_metrics_file_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    train(&small(tmp.path(), 2), |_| {}).unwrap();
+    let err = train(&small(tmp.path(), 2), |_| {}).unwrap_err();
+    assert!(matches!(err, RunError::CheckpointDirInUse { .. }), "{err}");
+    assert!(err.to_string().contains("--resume"), "{err}");
+    let elsewhere = RunOptions {
+        checkpoint_dir: Some(tmp.path().join("other")),
+        ..small(tmp.path(), 2)
+    };
+    let err = train(&elsewhere, |_| {}).unwrap_err();
+    assert!(err.to_string().contains("metrics.jsonl"), "{err}");
+    assert!(err.to_string().contains("earlier run"), "{err}");
+}
+
+#[test]
+fn a_checkpoint_with_tensors_the_model_lacks_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    train(&small(tmp.path(), 2), |_| {}).unwrap();
+    let setup = small(tmp.path(), 2).setup().unwrap();
+    let mut trainer = setup.trainer(0).unwrap();
+    let ckpt = Checkpointer::new(tmp.path().join("ckpt"), 1);
+    let mut restored = checkpoint::load(&ckpt.latest().unwrap().unwrap()).unwrap();
+    let extra = "decoder/transformer/layers/1/attention/q_proj/weight";
+    restored
+        .params
+        .insert(extra.into(), ArrayD::zeros(IxDyn(&[64, 64])));
+    let err = trainer.restore(&restored).unwrap_err().to_string();
+    assert!(err.contains(extra), "{err}");
+}
