@@ -194,7 +194,10 @@ struct ModelArgs {
     /// Virtual CPU devices (cpu_device_count).
     #[arg(long)]
     cpu_devices: Option<usize>,
-    /// Data: .txt (bytes), .bin (uint16 tokens) or .npy [N, seq+1]; synthetic when absent.
+    /// Data. Language models: .bin (uint16 tokens), .npy rows [N, seq+1], any other file as
+    /// bytes. Other models: a .safetensors file or a directory of <input>.npy files, one array
+    /// per model input. The experiment's synthetic task when absent; a resume uses the
+    /// recorded data.
     #[arg(long)]
     data: Option<PathBuf>,
     /// Batch size (the experiment's input.batch_size when absent).

@@ -74,7 +74,7 @@ fn draw(series: &[Series], out: &Path) -> Result<(), Box<dyn std::error::Error>>
     chart
         .configure_mesh()
         .x_desc("step")
-        .y_desc("cross-entropy")
+        .y_desc("loss")
         .draw()?;
     for (i, (name, train, eval)) in series.iter().enumerate() {
         let colour = Palette99::pick(i).to_rgba();

@@ -2,7 +2,7 @@
 //! client, the mesh and the data; or a model built in code.
 
 use super::{DEFAULT_EXPERIMENT, RunError, RunOptions};
-use crate::data::{ArrayFile, LanguageModelSource, Source, SyntheticTask, TokenFile};
+use crate::data::{ArrayFile, DataError, LanguageModelSource, Source, SyntheticTask, TokenFile};
 use crate::experiment::{Experiment, ExperimentConfig, apply_modifier, experiment};
 use crate::learner::LearnerConfig;
 use crate::trainer::{TrainError, Trainer};
@@ -109,6 +109,15 @@ pub fn open_source(
             Box::new(TokenFile::open(path, vocab, seq)?),
             seq,
         )));
+    }
+    if !named_arrays {
+        return Err(RunError::Data(DataError::Arrays {
+            path: path.to_path_buf(),
+            message: format!(
+                "the model's inputs ({}) are read from a .safetensors file or a directory of <input>.npy files",
+                names.join(", ")
+            ),
+        }));
     }
     Ok(Box::new(ArrayFile::open(path, inputs)?))
 }
