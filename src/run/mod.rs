@@ -31,7 +31,7 @@ pub struct RunOptions {
     /// Modifiers `NAME[=ARGS]`, applied in order after the mesh rule's.
     pub modifiers: Vec<String>,
     /// Config overrides `path=value`, applied after the modifiers
-    /// (see [`ExperimentConfig::apply_overrides`] for paths).
+    /// (see [`crate::experiment::ExperimentConfig::apply_overrides`] for paths).
     pub overrides: Vec<String>,
     /// An explicit mesh (`data=2,fsdp=4`); the mesh rules choose otherwise.
     pub mesh: Option<String>,

@@ -42,7 +42,7 @@ pub struct Setup {
 impl Setup {
     /// A setup for a model built in code (not a registered experiment):
     /// the stock trainer, checkpoints, metrics and evaluation work on it
-    /// through [`train_setup`] and [`evaluate_setup`]. It shards by the
+    /// through [`super::train_setup`] and [`super::evaluate_trainer`]. It shards by the
     /// default logical rules; set [`Setup::rules`] for others.
     pub fn new(
         name: &str,
