@@ -71,6 +71,25 @@ fn config_dumps_equal_the_reviewed_golden_files() {
 }
 
 #[test]
+fn the_config_command_prints_the_golden_dump() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_axle"))
+        .args(["config", "--experiment", "llama-tiny"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let golden =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/experiments/llama-tiny.txt");
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        std::fs::read_to_string(golden).unwrap()
+    );
+}
+
+#[test]
 fn the_config_command_prints_the_resolved_config() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_axle"))
         .args([
