@@ -340,11 +340,16 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             let bar = progress_bar(steps);
             let summary = train(&options, |record| report(&bar, record))?;
             bar.finish_and_clear();
-            let last = summary.losses.last().map_or(f32::NAN, |l| l.1);
-            println!(
-                "done: {} steps on mesh {}, final loss {last:.4}",
-                summary.steps_done, summary.mesh
-            );
+            match summary.losses.last() {
+                Some((_, last)) => println!(
+                    "done: {} steps on mesh {}, final loss {last:.4}",
+                    summary.steps_done, summary.mesh
+                ),
+                None => println!(
+                    "nothing to do: {} steps were already done (--steps {})",
+                    summary.steps_done, steps
+                ),
+            }
             if let Some((step, loss)) = summary.eval_losses.last() {
                 println!("eval loss {loss:.4} after step {step}");
                 print_metrics(&summary.eval_metrics);
