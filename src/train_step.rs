@@ -6,13 +6,13 @@
 //! experiment's [`LogicalRules`] turn them into mesh axes. The evaluation
 //! step shares its argument layout and rules.
 
-use crate::learner::{LearnerConfig, ParamUpdate, decays, state_param};
+use crate::learner::{LearnerConfig, ParamUpdate, decays};
 use axle_compiler::{DType, Function, FunctionBuilder, Tensor, TraceError, grad};
 use axle_modules::{
     BatchShape, Ctx, InputSpec, Inputs, LOSS, LOSS_WEIGHT, Model, ParamSpec, ParamTree, RNG_KEY,
     declare_inputs, declare_params,
 };
-use axle_partition::{LogicalRules, MESH_SYMBOL, Mesh, PartitionSpec, SpecError};
+use axle_partition::{DimSharding, LogicalRules, MESH_SYMBOL, Mesh, PartitionSpec, SpecError};
 
 /// Result: the global gradient norm before clipping.
 pub const GRAD_NORM: &str = "grad_norm";
@@ -185,12 +185,17 @@ pub fn build_train_step(
     for (path, spec) in &specs {
         args.push(arg(path, DType::F32, &spec.shape, &partitions[path], mesh)?);
     }
-    for (name, t) in &state {
-        let partition = match state_param(name) {
-            Some(path) => partitions[path].clone(),
-            None => PartitionSpec::replicated(t.rank()),
+    // Optimizer state is split as the parameter dimensions it follows are
+    // (Adafactor's row statistic of an `(fsdp, model)` weight over `fsdp`).
+    for (name, spec) in learner.state_specs(&specs) {
+        let partition = match &spec.follows {
+            Some((path, dims)) => {
+                let param: &[DimSharding] = partitions[path].dims();
+                PartitionSpec::from_dims(dims.iter().map(|&d| param[d].clone()).collect())
+            }
+            None => PartitionSpec::replicated(spec.shape.len()),
         };
-        args.push(arg(name, t.dtype(), t.dims(), &partition, mesh)?);
+        args.push(arg(&name, spec.dtype, &spec.shape, &partition, mesh)?);
     }
     for input in &inputs {
         let partition = rules.resolve(&input.roles, mesh);

@@ -1,13 +1,18 @@
 //! The learner: turns gradients into a parameter update inside the compiled
 //! step, as AXLearn's learner does: global-norm clipping, a learning-rate
-//! schedule and an optimizer (SGD with momentum or AdamW with decoupled
-//! weight decay), with optimizer state shaped (and so sharded) like the
-//! parameters.
+//! schedule ([`Schedule`]: constant, warm-up + cosine or linear decay, WSD,
+//! inverse square root, polynomial, segment-wise) and an optimizer
+//! ([`OptimizerConfig`]: SGD with heavy-ball or Nesterov momentum, AdamW,
+//! Lion, Adafactor), with optimizer state sharded like the parameters.
+//!
+//! Step convention: schedules and bias corrections see the 1-based step
+//! `count + 1` (AXLearn's), where `count` ([`STEP`]) is the number of
+//! updates applied before; see [`Schedule`].
 
 mod optimizer;
 mod schedule;
 
-pub use optimizer::OptimizerConfig;
+pub use optimizer::{OptimizerConfig, Slot};
 pub use schedule::Schedule;
 
 use axle_compiler::{DType, FunctionBuilder, Tensor};
@@ -72,7 +77,9 @@ impl Default for LearnerConfig {
                 beta1: 0.9,
                 beta2: 0.95,
                 eps: 1e-8,
+                eps_root: 0.0,
                 weight_decay: 0.1,
+                bias_correction: true,
             },
             schedule: Schedule::Constant { lr: 1e-3 },
             max_grad_norm: Some(1.0),
@@ -84,34 +91,20 @@ impl Default for LearnerConfig {
 
 impl LearnerConfig {
     /// Checks values that are well typed but cannot train: zero
-    /// micro-batches, a negative or non-finite learning rate, a warm-up
-    /// longer than the schedule. The error names the `learner.` path.
+    /// micro-batches, a negative or non-finite rate or clipping norm, a
+    /// warm-up longer than the schedule, decays outside `[0, 1)`. The error
+    /// names the `learner.` path.
     pub fn validate(&self) -> Result<(), String> {
         if self.micro_batches == 0 {
             return Err("learner.micro_batches must be at least 1, got 0".into());
         }
-        let rates: Vec<(&str, f64)> = match self.schedule {
-            Schedule::Constant { lr } => vec![("lr", lr)],
-            Schedule::WarmupCosine {
-                peak_lr,
-                final_lr,
-                warmup_steps,
-                total_steps,
-            } => {
-                if warmup_steps > total_steps {
-                    return Err(format!(
-                        "learner.schedule: warmup_steps {warmup_steps} exceed total_steps {total_steps}"
-                    ));
-                }
-                vec![("peak_lr", peak_lr), ("final_lr", final_lr)]
-            }
-        };
-        match rates.iter().find(|(_, v)| !(v.is_finite() && *v >= 0.0)) {
-            Some((name, v)) => Err(format!(
-                "learner.schedule.{name} must be a finite rate >= 0, got {v}"
-            )),
-            None => Ok(()),
+        if let Some(max) = self.max_grad_norm.filter(|m| !(m.is_finite() && *m > 0.0)) {
+            return Err(format!(
+                "learner.max_grad_norm must be finite and > 0, got {max}"
+            ));
         }
+        self.schedule.validate("learner.schedule")?;
+        self.optimizer.validate("learner.optimizer")
     }
 
     /// This learner with a constant learning rate `lr`.
@@ -148,37 +141,61 @@ pub struct Update {
     pub grad_norm: Tensor,
 }
 
+/// One optimizer-state entry: its shape and the parameter it belongs to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StateSpec {
+    /// Its shape.
+    pub shape: Vec<usize>,
+    /// Element type: f32, i32 for [`STEP`].
+    pub dtype: DType,
+    /// The parameter's path and, for each state dimension, the parameter
+    /// dimension it follows (so it is sharded as that dimension is); `None`
+    /// for state of no parameter (the step counter), which is replicated.
+    pub follows: Option<(String, Vec<usize>)>,
+}
+
 impl LearnerConfig {
-    /// Names and shapes of the optimizer state for parameters `specs`,
-    /// sorted by name; every entry is f32 except [`STEP`] (i32 scalar).
-    /// State of a parameter has its shape, so it shards like it.
-    pub fn state_shapes(&self, specs: &ParamTree<ParamSpec>) -> ParamTree<Vec<usize>> {
-        let mut shapes: ParamTree<Vec<usize>> = self
-            .optimizer
-            .slots()
+    /// The optimizer state for parameters `specs`, by name
+    /// (`opt/<slot>/<param path>`, and [`STEP`]).
+    pub fn state_specs(&self, specs: &ParamTree<ParamSpec>) -> ParamTree<StateSpec> {
+        let mut state: ParamTree<StateSpec> = specs
             .iter()
-            .flat_map(|slot| {
-                specs
-                    .iter()
-                    .map(move |(path, spec)| (slot_name(slot, path), spec.shape.clone()))
+            .flat_map(|(path, spec)| {
+                self.optimizer
+                    .slots(&spec.shape)
+                    .into_iter()
+                    .map(move |slot| {
+                        let state = StateSpec {
+                            shape: slot.shape(&spec.shape),
+                            dtype: DType::F32,
+                            follows: Some((path.clone(), slot.dims)),
+                        };
+                        (slot_name(slot.name, path), state)
+                    })
             })
             .collect();
-        shapes.insert(STEP.to_string(), Vec::new());
-        shapes
+        state.insert(
+            STEP.to_string(),
+            StateSpec {
+                shape: Vec::new(),
+                dtype: DType::I32,
+                follows: None,
+            },
+        );
+        state
     }
 
     /// Declares the optimizer state as function parameters named as in
-    /// [`LearnerConfig::state_shapes`].
+    /// [`LearnerConfig::state_specs`].
     pub fn declare_state(
         &self,
         builder: &FunctionBuilder,
         specs: &ParamTree<ParamSpec>,
     ) -> ParamTree<Tensor> {
-        self.state_shapes(specs)
+        self.state_specs(specs)
             .into_iter()
-            .map(|(name, shape)| {
-                let dtype = if name == STEP { DType::I32 } else { DType::F32 };
-                let t = builder.param(&name, dtype, &shape);
+            .map(|(name, spec)| {
+                let t = builder.param(&name, spec.dtype, &spec.shape);
                 (name, t)
             })
             .collect()
@@ -210,10 +227,10 @@ impl LearnerConfig {
             let grad = p.grad * &scale;
             let slots: Vec<(String, &Tensor)> = self
                 .optimizer
-                .slots()
+                .slots(p.value.dims())
                 .iter()
                 .map(|slot| {
-                    let name = slot_name(slot, p.path);
+                    let name = slot_name(slot.name, p.path);
                     let t = &state[&name];
                     (name, t)
                 })
@@ -251,16 +268,4 @@ pub fn decays(spec: &ParamSpec) -> bool {
 
 fn slot_name(slot: &str, path: &str) -> String {
     format!("opt/{slot}/{path}")
-}
-
-/// The parameter path an optimizer-state entry belongs to (`opt/mu/<path>`
-/// → `<path>`), `None` for state of no parameter (the step counter), so
-/// that state is sharded like its parameter.
-pub fn state_param(name: &str) -> Option<&str> {
-    if name == STEP {
-        return None;
-    }
-    name.strip_prefix("opt/")
-        .and_then(|rest| rest.split_once('/'))
-        .map(|(_, path)| path)
 }
