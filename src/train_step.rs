@@ -18,6 +18,8 @@ use axle_partition::{DimSharding, LogicalRules, MESH_SYMBOL, Mesh, PartitionSpec
 pub const GRAD_NORM: &str = "grad_norm";
 /// Result: the learning rate of the step.
 pub const LEARNING_RATE: &str = "learning_rate";
+/// Result: 1 if the learner skipped the step (`learner.drop_grad_norm`), else 0.
+pub const SKIPPED: &str = "skipped";
 /// Prefix of summary results: summary `<path>` is result `summary/<path>`.
 pub const SUMMARY_PREFIX: &str = "summary/";
 
@@ -111,7 +113,7 @@ impl TrainStep {
 }
 
 /// The scalar results of the training step after the carried values, in order.
-pub const STEP_SCALARS: [&str; 4] = [LOSS, LOSS_WEIGHT, GRAD_NORM, LEARNING_RATE];
+pub const STEP_SCALARS: [&str; 5] = [LOSS, LOSS_WEIGHT, GRAD_NORM, LEARNING_RATE, SKIPPED];
 
 /// Traces the training step of `model` on batches of `shape` with
 /// `learner`, sharded over `mesh` as `rules` map the logical roles of
@@ -164,6 +166,7 @@ pub fn build_train_step(
     results.push((LOSS_WEIGHT, &traced.weight));
     results.push((GRAD_NORM, &update.grad_norm));
     results.push((LEARNING_RATE, &update.learning_rate));
+    results.push((SKIPPED, &update.skipped));
     let summary_names: Vec<String> = traced
         .summaries
         .keys()

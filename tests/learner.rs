@@ -410,3 +410,102 @@ fn adafactor_state_is_sharded_like_its_parameter_under_fsdp() {
         "no factored statistic is split over fsdp"
     );
 }
+
+/// With `drop_grad_norm` set, a step whose gradient norm is not below it
+/// (or is NaN or infinite) returns every parameter and optimizer-state
+/// tensor, the step counter included, bit for bit, and reports
+/// `skipped = 1`; a step below it updates (and is clipped by
+/// `max_grad_norm` as before).
+#[test]
+fn a_skipped_step_leaves_parameters_and_state_bitwise_unchanged() {
+    let learner = LearnerConfig {
+        drop_grad_norm: Some(2.0),
+        ..LearnerConfig::default()
+    };
+    learner.validate().unwrap();
+    let shape = vec![3usize, 4];
+    let b = FunctionBuilder::new("skip");
+    let p = b.param("p", DType::F32, &shape);
+    let g = b.param("g", DType::F32, &shape);
+    let mut state = BTreeMap::new();
+    for slot in ["mu", "nu"] {
+        let name = format!("opt/{slot}/p");
+        state.insert(name.clone(), b.param(&name, DType::F32, &shape));
+    }
+    state.insert(STEP.to_string(), b.param(STEP, DType::I32, &[]));
+    let update = learner.apply(
+        &[ParamUpdate {
+            path: "p",
+            value: &p,
+            grad: &g,
+            decay: true,
+        }],
+        &state,
+    );
+    let f = b
+        .build(&[
+            ("p", &update.params["p"]),
+            ("mu", &update.state["opt/mu/p"]),
+            ("nu", &update.state["opt/nu/p"]),
+            ("skipped", &update.skipped),
+            ("norm", &update.grad_norm),
+        ])
+        .unwrap();
+    let step_out = b.build(&[("step", &update.state[STEP])]).unwrap();
+    let client = Client::cpu(1).unwrap();
+    let program = compile(&client, &f).unwrap();
+    let step_program = compile(&client, &step_out).unwrap();
+    let fill =
+        |f: &dyn Fn(usize) -> f32| ArrayD::from_shape_fn(shape.clone(), |i| f(i[0] * 4 + i[1]));
+    let p0 = fill(&|i| (i as f32 * 0.37).sin());
+    let mu0 = fill(&|i| (i as f32 * 0.11).cos() * 0.01);
+    let nu0 = fill(&|i| 1e-3 + i as f32 * 1e-4);
+    let step0 = ArrayD::from_elem(vec![], 7i32);
+    // Global norms: 3.46 (above 2), NaN, infinite, and 1.73 (applied).
+    let grads = [
+        fill(&|_| 1.0),
+        fill(&|i| if i == 5 { f32::NAN } else { 0.1 }),
+        fill(&|i| if i == 2 { f32::INFINITY } else { 0.1 }),
+        fill(&|_| 0.5),
+    ];
+    for (k, grad) in grads.iter().enumerate() {
+        let args = || {
+            vec![
+                p0.clone().into(),
+                grad.clone().into(),
+                mu0.clone().into(),
+                nu0.clone().into(),
+                step0.clone().into(),
+            ]
+        };
+        let out: Vec<ArrayD<f32>> = program
+            .run(&args())
+            .unwrap()
+            .into_iter()
+            .map(|t| t.try_into().unwrap())
+            .collect();
+        let step: ArrayD<i32> = step_program
+            .run(&args())
+            .unwrap()
+            .into_iter()
+            .next()
+            .unwrap()
+            .try_into()
+            .unwrap();
+        let bits = |a: &ArrayD<f32>| a.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        let skipped = k < 3;
+        assert_eq!(out[3][[]], if skipped { 1.0 } else { 0.0 }, "grads {k}");
+        for (name, got, old) in [
+            ("p", &out[0], &p0),
+            ("mu", &out[1], &mu0),
+            ("nu", &out[2], &nu0),
+        ] {
+            if skipped {
+                assert_eq!(bits(got), bits(old), "grads {k}: {name} changed");
+            } else {
+                assert_ne!(bits(got), bits(old), "grads {k}: {name} did not change");
+            }
+        }
+        assert_eq!(step[[]], if skipped { 7 } else { 8 }, "grads {k}");
+    }
+}

@@ -478,3 +478,39 @@ fn warmup_cosine_schedule_and_sgd_run_in_the_step() {
         summary.losses
     );
 }
+
+/// A run whose every gradient norm is above `learner.drop_grad_norm`
+/// skips every step: its parameters equal, bit for bit, those of a run at
+/// learning rate 0 (the initial ones), and the steps are counted in the
+/// metrics and the run's summary; with a high drop norm nothing is skipped.
+#[test]
+fn steps_above_the_drop_norm_are_skipped_and_counted() {
+    use axle::metrics::Record;
+    let dir = tempfile::tempdir().unwrap();
+    let run = |name: &str, extra: &str| {
+        let ckpt = dir.path().join(name);
+        let mut flags = Vec::new();
+        let summary = train(
+            &RunOptions {
+                overrides: [small(0).overrides, vec![extra.to_string()]].concat(),
+                checkpoint_dir: Some(ckpt.clone()),
+                checkpoint_every: 3,
+                ..small(3)
+            },
+            |r| {
+                if let Record::Train { skipped, .. } = r {
+                    flags.push(*skipped);
+                }
+            },
+        )
+        .unwrap();
+        (summary.skipped_steps, flags, params_at(&ckpt))
+    };
+    let (count, flags, skipped) = run("skip", "learner.drop_grad_norm=1e-9");
+    assert_eq!((count, flags), (3, vec![true; 3]));
+    let (_, _, initial) = run("lr0", r#"learner.schedule={"kind":"constant","lr":0.0}"#);
+    assert_eq!(skipped, initial);
+    let (count, flags, trained) = run("keep", "learner.drop_grad_norm=1e9");
+    assert_eq!((count, flags), (0, vec![false; 3]));
+    assert_ne!(trained, initial);
+}

@@ -31,6 +31,13 @@ pub struct LearnerConfig {
     pub schedule: Schedule,
     /// Rescale gradients whose global L2 norm exceeds this (no clipping if `None`).
     pub max_grad_norm: Option<f64>,
+    /// Skip a step whose global gradient norm is not below this, or is not
+    /// finite (AXLearn's `skip_and_clip_by_global_norm` with `drop_norm`):
+    /// parameters and optimizer state, step counter included, keep their
+    /// values bit for bit, and the step reports `skipped`. Default `None`:
+    /// no step is skipped.
+    #[serde(default)]
+    pub drop_grad_norm: Option<f64>,
     /// Gradient accumulation: split each batch into this many equal
     /// micro-batches, average their gradients, apply one update.
     #[serde(default = "one")]
@@ -83,6 +90,7 @@ impl Default for LearnerConfig {
             },
             schedule: Schedule::Constant { lr: 1e-3 },
             max_grad_norm: Some(1.0),
+            drop_grad_norm: None,
             micro_batches: 1,
             compute_dtype: ComputeDType::F32,
         }
@@ -98,10 +106,13 @@ impl LearnerConfig {
         if self.micro_batches == 0 {
             return Err("learner.micro_batches must be at least 1, got 0".into());
         }
-        if let Some(max) = self.max_grad_norm.filter(|m| !(m.is_finite() && *m > 0.0)) {
-            return Err(format!(
-                "learner.max_grad_norm must be finite and > 0, got {max}"
-            ));
+        for (name, norm) in [
+            ("max_grad_norm", self.max_grad_norm),
+            ("drop_grad_norm", self.drop_grad_norm),
+        ] {
+            if let Some(v) = norm.filter(|v| !(v.is_finite() && *v > 0.0)) {
+                return Err(format!("learner.{name} must be finite and > 0, got {v}"));
+            }
         }
         self.schedule.validate("learner.schedule")?;
         self.optimizer.validate("learner.optimizer")
@@ -139,6 +150,9 @@ pub struct Update {
     pub learning_rate: Tensor,
     /// Global L2 norm of the gradients before clipping.
     pub grad_norm: Tensor,
+    /// 1 if the step was skipped (see [`LearnerConfig::drop_grad_norm`]),
+    /// else 0 (f32 scalar).
+    pub skipped: Tensor,
 }
 
 /// One optimizer-state entry: its shape and the parameter it belongs to.
@@ -201,7 +215,7 @@ impl LearnerConfig {
             .collect()
     }
 
-    /// One update: clip, schedule, optimizer. `state` is what
+    /// One update: skip, clip, schedule, optimizer. `state` is what
     /// [`LearnerConfig::declare_state`] declared (or the previous update's).
     pub fn apply(&self, params: &[ParamUpdate<'_>], state: &ParamTree<Tensor>) -> Update {
         let step = &state[STEP];
@@ -250,10 +264,35 @@ impl LearnerConfig {
             }
         }
         new_state.insert(STEP.to_string(), step + &step.splat_like(1.0));
+        let zero = grad_norm.splat_like(0.0);
+        let Some(drop) = self.drop_grad_norm else {
+            return Update {
+                params: new_params,
+                state: new_state,
+                learning_rate,
+                grad_norm,
+                skipped: zero,
+            };
+        };
+        // `norm < drop` is false for NaN and infinite norms too.
+        let apply = grad_norm.less(&grad_norm.splat_like(drop));
+        let keep_old = |new: ParamTree<Tensor>, old: &dyn Fn(&str) -> Tensor| {
+            new.into_iter()
+                .map(|(name, t)| {
+                    let kept = apply.select(&t, &old(&name));
+                    (name, kept)
+                })
+                .collect()
+        };
+        let values: ParamTree<&Tensor> = params
+            .iter()
+            .map(|p| (p.path.to_string(), p.value))
+            .collect();
         Update {
-            params: new_params,
-            state: new_state,
+            params: keep_old(new_params, &|name| values[name].clone()),
+            state: keep_old(new_state, &|name| state[name].clone()),
             learning_rate,
+            skipped: apply.select(&zero, &zero.splat_like(1.0)),
             grad_norm,
         }
     }
