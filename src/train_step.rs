@@ -131,6 +131,9 @@ pub fn build_train_step(
 ) -> Result<TrainStep, StepError> {
     learner.validate().map_err(StepError::Learner)?;
     let specs = model.param_specs();
+    learner
+        .check_groups(specs.keys().map(String::as_str))
+        .map_err(StepError::Learner)?;
     let inputs = model.input_specs(shape)?;
     if let Some(empty) = inputs.iter().find(|i| i.shape.contains(&0)) {
         return Err(StepError::Interface {

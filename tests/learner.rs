@@ -1,6 +1,7 @@
 //! The learner against values computed independently of it: every
 //! schedule at every count of a small case and every optimizer for five
-//! steps, against `tests/golden/learner_reference.json` (written by
+//! steps (one of them with parameter groups: rate multipliers and decay
+//! masks by path), against `tests/golden/learner_reference.json` (written by
 //! `tests/learner_reference.py`, a float64 numpy implementation from the
 //! published formulas), the issue's warm-up + cosine case against its
 //! closed form, config defaults through `--set`, and optimizer state
@@ -210,8 +211,12 @@ fn every_optimizer_matches_the_reference_for_five_steps() {
             optimizer,
             schedule: Schedule::Constant { lr },
             max_grad_norm: None,
+            param_groups: serde_json::from_value(case["param_groups"].clone()).unwrap(),
             ..LearnerConfig::default()
         };
+        learner
+            .check_groups(params.iter().map(|p| p.0.as_str()))
+            .unwrap();
         learner.validate().unwrap();
         let (program, carried) = optimizer_program(&client, &learner, &params);
         let mut values: Vec<ArrayD<f32>> = carried
@@ -333,6 +338,22 @@ fn switching_optimizer_or_schedule_needs_only_the_differing_fields() {
     .validate()
     .unwrap_err();
     assert!(err.starts_with("learner.schedule"), "{err}");
+    let groups = resolve_config(
+        "llama-tiny",
+        &[],
+        &[r#"learner.param_groups=[{"paths":"*embedding*","weight_decay":false},{"paths":"*/norm/*","lr_scale":0.1}]"#],
+    )
+    .unwrap()
+    .learner;
+    assert_eq!(groups.param_groups[0].lr_scale, 1.0);
+    assert_eq!(groups.param_groups[1].weight_decay, None);
+    let err = groups
+        .check_groups(["decoder/token_embedding/weight"])
+        .unwrap_err();
+    assert!(
+        err.starts_with("learner.param_groups.1.paths `*/norm/*` matches no parameter"),
+        "{err}"
+    );
 }
 
 /// Under FSDP (`fsdp=4`), Adafactor's factored statistics are split as
@@ -397,6 +418,23 @@ fn adafactor_state_is_sharded_like_its_parameter_under_fsdp() {
         }
     }
     assert!(factored >= 4, "{factored} factored parameters");
+    // The step refuses a parameter group that matches no parameter.
+    let learner = LearnerConfig {
+        param_groups: serde_json::from_str(r#"[{"paths":"*/no_such_layer/*","lr_scale":0.5}]"#)
+            .unwrap(),
+        ..setup.learner.clone()
+    };
+    let err = build_train_step(
+        setup.model.as_ref(),
+        &learner,
+        &setup.shape,
+        &setup.mesh,
+        &setup.rules,
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(err.contains("learner.param_groups.0.paths"), "{err}");
     // At least one statistic is split over fsdp, as its parameter is.
     assert!(
         step.args

@@ -11,6 +11,7 @@ lists them by count (0, 1, ...). Configs carry only the fields that differ
 from the Rust defaults, so the tests also exercise those defaults.
 """
 
+import fnmatch
 import json
 import math
 
@@ -195,12 +196,12 @@ def sgd(momentum=0.9, nesterov=False, weight_decay=0.0):
     def init(p):
         return {"momentum": np.zeros_like(p)}
 
-    def update(p, g, st, t, decay):
+    def update(p, g, st, t, decay, lr):
         v = momentum * st["momentum"] + g
         u = g + momentum * v if nesterov else v
         if decay:
             u = u + weight_decay * p
-        return p - LR * u, {"momentum": v}
+        return p - lr * u, {"momentum": v}
 
     return init, update
 
@@ -210,14 +211,14 @@ def adamw(b1=0.9, b2=0.95, eps=1e-8, eps_root=0.0, weight_decay=0.1, bias_correc
     def init(p):
         return {"mu": np.zeros_like(p), "nu": np.zeros_like(p)}
 
-    def update(p, g, st, t, decay):
+    def update(p, g, st, t, decay, lr):
         mu = b1 * st["mu"] + (1 - b1) * g
         nu = b2 * st["nu"] + (1 - b2) * g * g
         mh, nh = (mu / (1 - b1**t), nu / (1 - b2**t)) if bias_correction else (mu, nu)
         u = mh / (np.sqrt(nh + eps_root) + eps)
         if decay:
             u = u + weight_decay * p
-        return p - LR * u, {"mu": mu, "nu": nu}
+        return p - lr * u, {"mu": mu, "nu": nu}
 
     return init, update
 
@@ -227,14 +228,14 @@ def lion(b1=0.9, b2=0.99, weight_decay=1e-3):
     def init(p):
         return {"mu": np.zeros_like(p)}
 
-    def update(p, g, st, t, decay):
+    def update(p, g, st, t, decay, lr):
         c = b1 * st["mu"] + (1 - b1) * g
         # Keep the reference away from sign flips that f32 rounding could cause.
         assert np.all(np.abs(c) > 1e-4), c
         u = np.sign(c)
         if decay:
             u = u + weight_decay * p
-        return p - LR * u, {"mu": b2 * st["mu"] + (1 - b2) * g}
+        return p - lr * u, {"mu": b2 * st["mu"] + (1 - b2) * g}
 
     return init, update
 
@@ -259,7 +260,7 @@ def adafactor(decay_rate=0.8, eps=1e-30, min_dim=128, clip=1.0, param_scale=True
         r, c = d
         return {"v_row": np.zeros(np.delete(p.shape, c)), "v_col": np.zeros(np.delete(p.shape, r))}
 
-    def update(p, g, st, t, decay):
+    def update(p, g, st, t, decay, lr):
         beta = 1.0 - t ** (-decay_rate)
         sq = g * g + eps
         d = dims(p.shape)
@@ -283,7 +284,7 @@ def adafactor(decay_rate=0.8, eps=1e-30, min_dim=128, clip=1.0, param_scale=True
             u = u * max(np.sqrt(np.mean(p * p)), min_scale)
         if decay:
             u = u + weight_decay * p
-        return p - LR * u, new
+        return p - lr * u, new
 
     return init, update
 
@@ -303,6 +304,18 @@ OPTIMIZERS = [
         adamw(b2=0.99, eps=1e-6, eps_root=1e-4, bias_correction=False),
     ),
     ("lion", {"kind": "lion", "weight_decay": 0.1}, lion(weight_decay=0.1)),
+    # Parameter groups: the first glob that matches a path sets its rate
+    # multiplier and whether weight decay applies (else: the default mask).
+    (
+        "adamw_param_groups",
+        {"kind": "adam_w"},
+        adamw(),
+        [
+            {"paths": "b", "lr_scale": 0.5, "weight_decay": True},
+            {"paths": "s*", "weight_decay": False},
+            {"paths": "*", "lr_scale": 2.0},
+        ],
+    ),
     (
         "adafactor_factored",
         {"kind": "adafactor", "min_dim_size_to_factor": 2, "weight_decay": 0.01},
@@ -320,7 +333,14 @@ def flat(a):
     return [float(x) for x in np.asarray(a).reshape(-1)]
 
 
-def run_optimizer(init, update):
+def group_settings(name, decay, groups):
+    for g in groups:
+        if fnmatch.fnmatchcase(name, g["paths"]):
+            return LR * g.get("lr_scale", 1.0), g.get("weight_decay", decay)
+    return LR, decay
+
+
+def run_optimizer(init, update, groups):
     params, grads = initial()
     state = {name: init(params[name]) for name, _, _ in PARAMS}
     steps = []
@@ -328,7 +348,10 @@ def run_optimizer(init, update):
         t = k + 1
         out = {}
         for name, _, decay in PARAMS:
-            params[name], state[name] = update(params[name], grads[k][name], state[name], t, decay)
+            lr, decay = group_settings(name, decay, groups)
+            params[name], state[name] = update(
+                params[name], grads[k][name], state[name], t, decay, lr
+            )
             out[name] = flat(params[name])
             for slot, v in state[name].items():
                 out[f"opt/{slot}/{name}"] = flat(v)
@@ -353,8 +376,13 @@ def main():
             "grads": [{n: flat(g[n]) for n, _, _ in PARAMS} for g in grads],
         },
         "optimizers": [
-            {"name": n, "optimizer": cfg, "steps": run_optimizer(*fns)}
-            for n, cfg, fns in OPTIMIZERS
+            {
+                "name": case[0],
+                "optimizer": case[1],
+                "param_groups": case[3] if len(case) > 3 else [],
+                "steps": run_optimizer(*case[2], case[3] if len(case) > 3 else []),
+            }
+            for case in OPTIMIZERS
         ],
     }
     print(json.dumps(doc, indent=1))

@@ -1,9 +1,13 @@
 //! The learner: turns gradients into a parameter update inside the compiled
-//! step, as AXLearn's learner does: global-norm clipping, a learning-rate
+//! step, as AXLearn's learner does: skipping, global-norm clipping, a learning-rate
 //! schedule ([`Schedule`]: constant, warm-up + cosine or linear decay, WSD,
 //! inverse square root, polynomial, segment-wise) and an optimizer
 //! ([`OptimizerConfig`]: SGD with heavy-ball or Nesterov momentum, AdamW,
 //! Lion, Adafactor), with optimizer state sharded like the parameters.
+//!
+//! Parameter groups ([`ParamGroup`]) scale the rate and set weight decay by
+//! path glob; skip-and-clip ([`LearnerConfig::drop_grad_norm`]) leaves a
+//! step with a non-finite or too large gradient norm without effect.
 //!
 //! Step convention: schedules and bias corrections see the 1-based step
 //! `count + 1` (AXLearn's), where `count` ([`STEP`]) is the number of
@@ -17,6 +21,7 @@ pub use schedule::Schedule;
 
 use axle_compiler::{DType, FunctionBuilder, Tensor};
 use axle_modules::{ParamSpec, ParamTree};
+use axle_partition::glob_match;
 use serde::{Deserialize, Serialize};
 
 /// Name of the optimizer's step counter (i32 scalar: updates applied so far).
@@ -38,6 +43,11 @@ pub struct LearnerConfig {
     /// no step is skipped.
     #[serde(default)]
     pub drop_grad_norm: Option<f64>,
+    /// Settings of parameter groups by path (the first group whose glob
+    /// matches a parameter applies to it; default none: every parameter
+    /// at the scheduled rate, decayed if it is a matrix).
+    #[serde(default)]
+    pub param_groups: Vec<ParamGroup>,
     /// Gradient accumulation: split each batch into this many equal
     /// micro-batches, average their gradients, apply one update.
     #[serde(default = "one")]
@@ -75,6 +85,30 @@ fn one() -> usize {
     1
 }
 
+fn unit_scale() -> f64 {
+    1.0
+}
+
+/// Learner settings for the parameters whose path matches a glob, as
+/// optax's `multi_transform` / masks and AXLearn's per-parameter learner
+/// rules set them: e.g. `{"paths":"*embedding*","weight_decay":false}`
+/// keeps decay off the embeddings, `{"paths":"*norm*","lr_scale":0.1}`
+/// trains norms at a tenth of the rate.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParamGroup {
+    /// Glob over parameter paths: `*` matches any run of characters,
+    /// `/` included; the whole path must match.
+    pub paths: String,
+    /// Multiplier of the scheduled learning rate (default 1).
+    #[serde(default = "unit_scale")]
+    pub lr_scale: f64,
+    /// Whether decoupled weight decay applies (default: the learner's rule,
+    /// matrices only; see [`decays`]).
+    #[serde(default)]
+    pub weight_decay: Option<bool>,
+}
+
 impl Default for LearnerConfig {
     /// The learner of the reference model (docs/design.md): AdamW lr 1e-3, betas
     /// 0.9/0.95, eps 1e-8, weight decay 0.1 on matrices, global-norm clip 1.0.
@@ -91,6 +125,7 @@ impl Default for LearnerConfig {
             schedule: Schedule::Constant { lr: 1e-3 },
             max_grad_norm: Some(1.0),
             drop_grad_norm: None,
+            param_groups: Vec::new(),
             micro_batches: 1,
             compute_dtype: ComputeDType::F32,
         }
@@ -114,8 +149,44 @@ impl LearnerConfig {
                 return Err(format!("learner.{name} must be finite and > 0, got {v}"));
             }
         }
+        for (i, group) in self.param_groups.iter().enumerate() {
+            if !(group.lr_scale.is_finite() && group.lr_scale >= 0.0) {
+                return Err(format!(
+                    "learner.param_groups.{i}.lr_scale must be finite and >= 0, got {}",
+                    group.lr_scale
+                ));
+            }
+        }
         self.schedule.validate("learner.schedule")?;
         self.optimizer.validate("learner.optimizer")
+    }
+
+    /// The first parameter group whose glob matches `path`.
+    pub fn group(&self, path: &str) -> Option<&ParamGroup> {
+        self.param_groups
+            .iter()
+            .find(|g| glob_match(&g.paths, path))
+    }
+
+    /// Checks that every parameter group matches at least one of `paths`
+    /// (a glob that matches nothing is a typo); the error names it.
+    pub fn check_groups<'a>(
+        &self,
+        paths: impl IntoIterator<Item = &'a str> + Clone,
+    ) -> Result<(), String> {
+        for (i, group) in self.param_groups.iter().enumerate() {
+            if !paths
+                .clone()
+                .into_iter()
+                .any(|p| glob_match(&group.paths, p))
+            {
+                return Err(format!(
+                    "learner.param_groups.{i}.paths `{}` matches no parameter",
+                    group.paths
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// This learner with a constant learning rate `lr`.
@@ -128,7 +199,8 @@ impl LearnerConfig {
 }
 
 /// One parameter as the learner sees it: its traced value, gradient and
-/// whether weight decay applies to it.
+/// whether weight decay applies to it unless a parameter group says
+/// otherwise.
 pub struct ParamUpdate<'a> {
     /// The parameter's path.
     pub path: &'a str,
@@ -136,7 +208,8 @@ pub struct ParamUpdate<'a> {
     pub value: &'a Tensor,
     /// Its gradient.
     pub grad: &'a Tensor,
-    /// Whether decoupled weight decay applies.
+    /// Whether decoupled weight decay applies (by default; a matching
+    /// [`ParamGroup`] overrides it).
     pub decay: bool,
 }
 
@@ -146,7 +219,7 @@ pub struct Update {
     pub params: ParamTree<Tensor>,
     /// New optimizer state, by state name (including [`STEP`]).
     pub state: ParamTree<Tensor>,
-    /// The learning rate used.
+    /// The scheduled learning rate (before any group's `lr_scale`).
     pub learning_rate: Tensor,
     /// Global L2 norm of the gradients before clipping.
     pub grad_norm: Tensor,
@@ -215,7 +288,7 @@ impl LearnerConfig {
             .collect()
     }
 
-    /// One update: skip, clip, schedule, optimizer. `state` is what
+    /// One update: skip, clip, schedule, parameter groups, optimizer. `state` is what
     /// [`LearnerConfig::declare_state`] declared (or the previous update's).
     pub fn apply(&self, params: &[ParamUpdate<'_>], state: &ParamTree<Tensor>) -> Update {
         let step = &state[STEP];
@@ -250,14 +323,15 @@ impl LearnerConfig {
                 })
                 .collect();
             let slot_values: Vec<&Tensor> = slots.iter().map(|(_, t)| *t).collect();
-            let (value, updated) = self.optimizer.update(
-                p.value,
-                &grad,
-                &slot_values,
-                &count,
-                &learning_rate,
-                p.decay,
-            );
+            let group = self.group(p.path);
+            let lr = match group.map(|g| g.lr_scale) {
+                Some(scale) if scale != 1.0 => &learning_rate * scale,
+                _ => learning_rate.clone(),
+            };
+            let decay = group.and_then(|g| g.weight_decay).unwrap_or(p.decay);
+            let (value, updated) =
+                self.optimizer
+                    .update(p.value, &grad, &slot_values, &count, &lr, decay);
             new_params.insert(p.path.to_string(), value);
             for ((name, _), t) in slots.into_iter().zip(updated) {
                 new_state.insert(name, t);
