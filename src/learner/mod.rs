@@ -382,3 +382,113 @@ pub fn decays(spec: &ParamSpec) -> bool {
 fn slot_name(slot: &str, path: &str) -> String {
     format!("opt/{slot}/{path}")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error(learner: LearnerConfig) -> String {
+        learner.validate().unwrap_err()
+    }
+
+    #[test]
+    fn validation_names_the_learner_path_of_each_bad_value() {
+        let base = LearnerConfig::default;
+        let optimizer = |json: &str| LearnerConfig {
+            optimizer: serde_json::from_str(json).unwrap(),
+            ..base()
+        };
+        let schedule = |json: &str| LearnerConfig {
+            schedule: serde_json::from_str(json).unwrap(),
+            ..base()
+        };
+        let cases = [
+            (
+                LearnerConfig {
+                    drop_grad_norm: Some(0.0),
+                    ..base()
+                },
+                "learner.drop_grad_norm",
+            ),
+            (
+                LearnerConfig {
+                    param_groups: vec![ParamGroup {
+                        paths: "*".into(),
+                        lr_scale: -1.0,
+                        weight_decay: None,
+                    }],
+                    ..base()
+                },
+                "learner.param_groups.0.lr_scale",
+            ),
+            (
+                optimizer(r#"{"kind":"sgd","momentum":1.0}"#),
+                "learner.optimizer.momentum",
+            ),
+            (
+                optimizer(r#"{"kind":"adam_w","eps_root":-1}"#),
+                "learner.optimizer.eps_root",
+            ),
+            (
+                optimizer(r#"{"kind":"lion","beta2":1.5}"#),
+                "learner.optimizer.beta2",
+            ),
+            (
+                optimizer(r#"{"kind":"adafactor","clipping_threshold":0}"#),
+                "learner.optimizer.clipping_threshold",
+            ),
+            (
+                schedule(r#"{"kind":"inverse_sqrt","warmup_steps":0}"#),
+                "learner.schedule.warmup_steps",
+            ),
+            (
+                schedule(r#"{"kind":"polynomial","begin_step":5,"end_step":5}"#),
+                "learner.schedule: end_step",
+            ),
+            (
+                schedule(r#"{"kind":"wsd","warmup_steps":10,"decay_steps":10,"total_steps":15}"#),
+                "learner.schedule: warmup_steps 10 + decay_steps 10",
+            ),
+            (
+                schedule(
+                    r#"{"kind":"segment_wise","segments":[{"kind":"constant"},{"kind":"constant","lr":-1}],"segment_steps":[3]}"#,
+                ),
+                "learner.schedule.segments.1.lr",
+            ),
+            (
+                schedule(
+                    r#"{"kind":"segment_wise","segments":[{"kind":"constant"}],"segment_steps":[3]}"#,
+                ),
+                "learner.schedule: 1 segments need 0 segment_steps",
+            ),
+        ];
+        for (learner, want) in cases {
+            let got = error(learner);
+            assert!(got.starts_with(want), "{got} (want {want})");
+        }
+    }
+
+    #[test]
+    fn adafactor_factors_the_two_largest_dimensions() {
+        let adafactor: OptimizerConfig =
+            serde_json::from_str(r#"{"kind":"adafactor","min_dim_size_to_factor":2}"#).unwrap();
+        let slots = |shape: &[usize]| -> Vec<(&str, Vec<usize>)> {
+            adafactor
+                .slots(shape)
+                .into_iter()
+                .map(|s| (s.name, s.shape(shape)))
+                .collect()
+        };
+        // Largest dimension 0 (c), second largest 2 (r).
+        assert_eq!(
+            slots(&[5, 2, 3]),
+            vec![("v_row", vec![2, 3]), ("v_col", vec![5, 2])]
+        );
+        // On equal sizes the later dimension counts as larger.
+        assert_eq!(slots(&[4, 4]), vec![("v_row", vec![4]), ("v_col", vec![4])]);
+        assert_eq!(adafactor.slots(&[4, 4])[0].dims, vec![0]);
+        assert_eq!(slots(&[7]), vec![("v", vec![7])]);
+        // Second-largest dimension below the threshold: not factored.
+        assert_eq!(slots(&[1, 9]), vec![("v", vec![1, 9])]);
+    }
+}
