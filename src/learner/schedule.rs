@@ -30,7 +30,8 @@ pub enum Schedule {
     },
     /// Linear warm-up, then cosine decay (AXLearn's
     /// `cosine_with_linear_warmup`, begin value 0; optax's
-    /// `warmup_cosine_decay_schedule` one step later):
+    /// `warmup_cosine_decay_schedule` formula evaluated at `step` instead of
+    /// `count`, so each update gets the rate optax gives the next one):
     /// `peak_lr * step / W` for `step < W`, then
     /// `final_lr + (peak_lr - final_lr) * (1 + cos(pi * min(step - W, T - W) / (T - W))) / 2`,
     /// which is `final_lr` from `step = T` on (`W = warmup_steps`,
