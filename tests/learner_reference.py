@@ -244,7 +244,8 @@ def adafactor(decay_rate=0.8, eps=1e-30, min_dim=128, clip=1.0, param_scale=True
               min_scale=1e-3, weight_decay=0.0):
     # Shazeer & Stern 2018, Algorithms 4/5, in optax.adafactor's form: factor
     # over the two largest dims (the later one on ties), relative decay
-    # 1 - t^-0.8, update clipping by RMS, scaling by the parameter's RMS.
+    # 1 - t^-0.8, update clipping by RMS, scaling by the parameter's RMS;
+    # weight decay decoupled and scaled by the rate, as for the others.
     def dims(shape):
         if len(shape) < 2:
             return None

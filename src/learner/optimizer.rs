@@ -79,6 +79,9 @@ pub enum OptimizerConfig {
     /// `v = beta2_t * v + (1 - beta2_t) * s`, `u = g * v^-1/2`. Then
     /// `u /= max(1, rms(u) / clipping_threshold)` and, with
     /// `multiply_by_parameter_scale`, `u *= max(rms(p), min_scale)`.
+    /// Weight decay is decoupled and scaled by the rate like every rule
+    /// here (`p -= lr * (u + weight_decay * p)`); optax's
+    /// `weight_decay_rate` is added after the rate, unscaled.
     Adafactor {
         /// Exponent of the second-moment decay (default 0.8).
         #[serde(default = "default_decay_rate")]
