@@ -436,14 +436,16 @@ fn report(bar: &ProgressBar, record: &Record) {
             step,
             loss,
             grad_norm,
+            skipped,
             step_time_s,
             tokens_per_s,
             ..
         } => {
             bar.set_position(*step);
             bar.set_message(format!("loss {loss:.4}"));
+            let skipped = if *skipped { "  skipped" } else { "" };
             format!(
-                "step {step:>5}  loss {loss:.4}  grad_norm {grad_norm:.3}  {step_time_s:.3} s/step  {tokens_per_s:.0} tok/s"
+                "step {step:>5}  loss {loss:.4}  grad_norm {grad_norm:.3}  {step_time_s:.3} s/step  {tokens_per_s:.0} tok/s{skipped}"
             )
         }
         Record::Eval {

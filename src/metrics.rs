@@ -20,6 +20,9 @@ pub enum Record {
         grad_norm: f64,
         /// The learning rate the step used.
         learning_rate: f64,
+        /// Whether the learner skipped the step (`learner.drop_grad_norm`).
+        #[serde(default)]
+        skipped: bool,
         /// Wall-clock seconds of the step (host to host).
         step_time_s: f64,
         /// Training tokens per second (examples per second for models
@@ -64,6 +67,7 @@ impl Record {
                 loss,
                 grad_norm,
                 learning_rate,
+                skipped,
                 step_time_s,
                 tokens_per_s,
                 mfu,
@@ -73,6 +77,7 @@ impl Record {
                     ("train/loss".to_string(), *loss),
                     ("train/grad_norm".to_string(), *grad_norm),
                     ("train/learning_rate".to_string(), *learning_rate),
+                    ("train/skipped".to_string(), f64::from(u8::from(*skipped))),
                     ("train/step_time_s".to_string(), *step_time_s),
                     ("train/tokens_per_s".to_string(), *tokens_per_s),
                 ];
@@ -248,6 +253,7 @@ mod tests {
                 loss: 6.9,
                 grad_norm: 1.5,
                 learning_rate: 1e-3,
+                skipped: false,
                 step_time_s: 0.4,
                 tokens_per_s: 2560.0,
                 mfu: None,

@@ -6,18 +6,20 @@
 //! experiment's [`LogicalRules`] turn them into mesh axes. The evaluation
 //! step shares its argument layout and rules.
 
-use crate::learner::{LearnerConfig, ParamUpdate, decays, state_param};
+use crate::learner::{LearnerConfig, ParamUpdate, decays};
 use axle_compiler::{DType, Function, FunctionBuilder, Tensor, TraceError, grad};
 use axle_modules::{
     BatchShape, Ctx, InputSpec, Inputs, LOSS, LOSS_WEIGHT, Model, ParamSpec, ParamTree, RNG_KEY,
     declare_inputs, declare_params,
 };
-use axle_partition::{LogicalRules, MESH_SYMBOL, Mesh, PartitionSpec, SpecError};
+use axle_partition::{DimSharding, LogicalRules, MESH_SYMBOL, Mesh, PartitionSpec, SpecError};
 
 /// Result: the global gradient norm before clipping.
 pub const GRAD_NORM: &str = "grad_norm";
 /// Result: the learning rate of the step.
 pub const LEARNING_RATE: &str = "learning_rate";
+/// Result: 1 if the learner skipped the step (`learner.drop_grad_norm`), else 0.
+pub const SKIPPED: &str = "skipped";
 /// Prefix of summary results: summary `<path>` is result `summary/<path>`.
 pub const SUMMARY_PREFIX: &str = "summary/";
 
@@ -111,7 +113,7 @@ impl TrainStep {
 }
 
 /// The scalar results of the training step after the carried values, in order.
-pub const STEP_SCALARS: [&str; 4] = [LOSS, LOSS_WEIGHT, GRAD_NORM, LEARNING_RATE];
+pub const STEP_SCALARS: [&str; 5] = [LOSS, LOSS_WEIGHT, GRAD_NORM, LEARNING_RATE, SKIPPED];
 
 /// Traces the training step of `model` on batches of `shape` with
 /// `learner`, sharded over `mesh` as `rules` map the logical roles of
@@ -129,6 +131,9 @@ pub fn build_train_step(
 ) -> Result<TrainStep, StepError> {
     learner.validate().map_err(StepError::Learner)?;
     let specs = model.param_specs();
+    learner
+        .check_groups(specs.keys().map(String::as_str))
+        .map_err(StepError::Learner)?;
     let inputs = model.input_specs(shape)?;
     if let Some(empty) = inputs.iter().find(|i| i.shape.contains(&0)) {
         return Err(StepError::Interface {
@@ -164,6 +169,7 @@ pub fn build_train_step(
     results.push((LOSS_WEIGHT, &traced.weight));
     results.push((GRAD_NORM, &update.grad_norm));
     results.push((LEARNING_RATE, &update.learning_rate));
+    results.push((SKIPPED, &update.skipped));
     let summary_names: Vec<String> = traced
         .summaries
         .keys()
@@ -185,12 +191,17 @@ pub fn build_train_step(
     for (path, spec) in &specs {
         args.push(arg(path, DType::F32, &spec.shape, &partitions[path], mesh)?);
     }
-    for (name, t) in &state {
-        let partition = match state_param(name) {
-            Some(path) => partitions[path].clone(),
-            None => PartitionSpec::replicated(t.rank()),
+    // Optimizer state is split as the parameter dimensions it follows are
+    // (Adafactor's row statistic of an `(fsdp, model)` weight over `fsdp`).
+    for (name, spec) in learner.state_specs(&specs) {
+        let partition = match &spec.follows {
+            Some((path, dims)) => {
+                let param: &[DimSharding] = partitions[path].dims();
+                PartitionSpec::from_dims(dims.iter().map(|&d| param[d].clone()).collect())
+            }
+            None => PartitionSpec::replicated(spec.shape.len()),
         };
-        args.push(arg(name, t.dtype(), t.dims(), &partition, mesh)?);
+        args.push(arg(&name, spec.dtype, &spec.shape, &partition, mesh)?);
     }
     for input in &inputs {
         let partition = rules.resolve(&input.roles, mesh);

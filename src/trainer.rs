@@ -56,6 +56,9 @@ pub struct StepMetrics {
     pub grad_norm: f32,
     /// Learning rate used.
     pub learning_rate: f32,
+    /// Whether the learner skipped the step (parameters and optimizer
+    /// state unchanged; `learner.drop_grad_norm`).
+    pub skipped: bool,
     /// The model's summaries, by path; a per-layer vector `p` of a scanned
     /// stack gives `p/0`, `p/1`, ...
     pub summaries: Vec<(String, f32)>,
@@ -211,6 +214,7 @@ impl Trainer {
             weight: scalars[1],
             grad_norm: scalars[2],
             learning_rate: scalars[3],
+            skipped: scalars[4] != 0.0,
             summaries,
         })
     }

@@ -26,6 +26,8 @@ pub struct RunSummary {
     pub eval_metrics: BTreeMap<String, f64>,
     /// The mesh the run used.
     pub mesh: String,
+    /// Steps of this run the learner skipped (`learner.drop_grad_norm`).
+    pub skipped_steps: u64,
 }
 
 /// Trains as `options` say: resumes if asked, logs metrics, evaluates and
@@ -120,6 +122,7 @@ pub fn train_setup(
         eval_losses: Vec::new(),
         eval_metrics: BTreeMap::new(),
         mesh: setup.mesh.to_string(),
+        skipped_steps: 0,
     };
     let mut emit = |record: Record, writer: &mut Option<MetricsWriter>| -> Result<(), RunError> {
         if let Some(w) = writer {
@@ -141,7 +144,9 @@ pub fn train_setup(
         let m = trainer.step(&batch, options.seed)?;
         let seconds = start.elapsed().as_secs_f64();
         let step = trainer.steps_done();
-        if !m.loss.is_finite() {
+        // A skipped step changed nothing, so a non-finite loss there is
+        // survivable; anywhere else it stops the run.
+        if !m.skipped && !m.loss.is_finite() {
             let last = match &saver {
                 Some(s) => s
                     .latest()?
@@ -155,11 +160,13 @@ pub fn train_setup(
             });
         }
         summary.losses.push((step, m.loss));
+        summary.skipped_steps += u64::from(m.skipped);
         let record = Record::Train {
             step,
             loss: f64::from(m.loss),
             grad_norm: f64::from(m.grad_norm),
             learning_rate: f64::from(m.learning_rate),
+            skipped: m.skipped,
             step_time_s: seconds,
             tokens_per_s: tokens_per_step / seconds,
             mfu: peak.map(|p| flops_per_step / seconds / p),
