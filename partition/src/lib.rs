@@ -66,7 +66,7 @@ mod spec;
 pub use error::{LayoutError, MeshError, RuleError, SpecError};
 pub use glob::glob_match;
 pub use layout::ShardLayout;
-pub use logical::{LogicalAxis, LogicalRules, LogicalSpec, optimizer_state_spec};
+pub use logical::{LogicalAxis, LogicalRules, LogicalSpec};
 pub use mesh::{Mesh, MeshAxis};
 pub use mesh_shape::{AxisSize, MESH_AXIS_NAMES, MeshShape};
 pub use rules::{MeshChoice, MeshRule, MeshRules, MeshSource, choose_mesh};

@@ -338,18 +338,3 @@ impl<'de> Deserialize<'de> for LogicalRules {
         Ok(rules)
     }
 }
-
-/// The spec of one optimizer state tensor of a parameter: sharded like the
-/// parameter when it has the parameter's shape (Adam's moments, momentum),
-/// replicated otherwise (step counters, scalars).
-pub fn optimizer_state_spec(
-    param_spec: &PartitionSpec,
-    param_shape: &[usize],
-    state_shape: &[usize],
-) -> PartitionSpec {
-    if state_shape == param_shape {
-        param_spec.clone()
-    } else {
-        PartitionSpec::replicated(state_shape.len())
-    }
-}

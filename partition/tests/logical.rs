@@ -1,9 +1,7 @@
 //! Logical roles resolved per mesh: the same layer specs give data parallel,
 //! FSDP, tensor and sequence parallel shardings.
 
-use axle_partition::{
-    LogicalAxis, LogicalRules, LogicalSpec, Mesh, PartitionSpec, optimizer_state_spec, pspec,
-};
+use axle_partition::{LogicalAxis, LogicalRules, LogicalSpec, Mesh, PartitionSpec};
 
 #[test]
 fn roles_resolve_per_mesh() {
@@ -161,15 +159,4 @@ fn logical_text_errors() {
          embed, heads, mlp, vocab, table_vocab, table_embed, layers, _, ?) (expected e.g. `(data+fsdp, _, model, ?)`)"
     );
     assert!("batch".parse::<LogicalSpec>().is_err());
-}
-
-#[test]
-fn optimizer_state_is_sharded_like_its_parameter() {
-    let param = pspec!["fsdp", "model"];
-    assert_eq!(
-        optimizer_state_spec(&param, &[256, 704], &[256, 704]),
-        param
-    );
-    assert_eq!(optimizer_state_spec(&param, &[256, 704], &[]), pspec![]);
-    assert_eq!(optimizer_state_spec(&param, &[256, 704], &[256]), pspec![_]);
 }
