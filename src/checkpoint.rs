@@ -146,7 +146,7 @@ impl Checkpointer {
         write_synced(&tmp.join(META_FILE), &json)?;
         let dest = self.dir.join(&name);
         if dest.exists() {
-            std::fs::remove_dir_all(&dest).map_err(io(&dest))?;
+            self.discard(&dest)?;
         }
         std::fs::rename(&tmp, &dest).map_err(io(&dest))?;
         sync_dir(&self.dir)?;
@@ -194,9 +194,23 @@ impl Checkpointer {
         let all = self.list()?;
         let excess = all.len().saturating_sub(self.keep);
         for (_, path) in &all[..excess] {
-            std::fs::remove_dir_all(path).map_err(io(path))?;
+            self.discard(path)?;
         }
         Ok(())
+    }
+
+    /// Deletes the checkpoint directory `path` without ever leaving a
+    /// half-deleted `step_*`: it is first renamed to a temporary name (one
+    /// atomic step), then removed; a kill during the removal leaves a
+    /// temporary directory, which the next save of another process removes.
+    fn discard(&self, path: &Path) -> Result<(), CheckpointError> {
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("step");
+        let trash = self
+            .dir
+            .join(format!(".tmp-discard-{name}-{}", std::process::id()));
+        std::fs::rename(path, &trash).map_err(io(path))?;
+        sync_dir(&self.dir)?;
+        std::fs::remove_dir_all(&trash).map_err(io(&trash))
     }
 }
 
