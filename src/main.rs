@@ -329,12 +329,13 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 peak_flops,
                 ..model.options()
             };
+            let what = match (&options.experiment, options.resume) {
+                (Some(name), _) => name.as_str(),
+                (None, true) => "the run recorded in the checkpoint directory",
+                (None, false) => axle::run::DEFAULT_EXPERIMENT,
+            };
             eprintln!(
-                "training {} for {} steps (compiling the step first)",
-                options
-                    .experiment
-                    .as_deref()
-                    .unwrap_or(axle::run::DEFAULT_EXPERIMENT),
+                "training {what} until step {} (compiling the step first)",
                 options.steps
             );
             let bar = progress_bar(steps);

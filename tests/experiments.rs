@@ -206,27 +206,44 @@ fn eval_of_a_modified_run_needs_only_the_checkpoint_and_reproduces_its_loss() {
     assert_eq!(eval.step, 6);
     assert!(eval.report.metrics["perplexity"] > 1.0);
 
-    // Options that define another model are refused, naming the directory
-    // and the line that differs.
-    let other = RunOptions {
+    // Options add to the recorded run: repeating it is accepted, changing
+    // its config is refused, naming the directory and the differing line.
+    let repeat = RunOptions {
         checkpoint_dir: Some(ckpt.clone()),
         ..small(6)
+    };
+    assert_eq!(evaluate(&repeat, None).unwrap().report.loss, last_eval);
+    let other = RunOptions {
+        overrides: vec!["decoder.transformer.layers.0.feed_forward.hidden_dim=96".into()],
+        checkpoint_dir: Some(ckpt.clone()),
+        ..RunOptions::default()
     };
     let err = evaluate(&other, None).unwrap_err();
     assert!(matches!(err, RunError::Mismatch { .. }), "{err}");
     let text = err.to_string();
     assert!(text.contains(&ckpt.display().to_string()), "{text}");
-    assert!(text.contains("qk_norm"), "{text}");
+    assert!(
+        text.contains(
+            "this run:   model.decoder.transformer.layers.0.feed_forward.hidden_dim = 96"
+        ),
+        "{text}"
+    );
+    assert_eq!(text.lines().count(), 3, "only the changed field: {text}");
 
-    // So is resuming with a different config.
+    // So is resuming with a changed learner.
     let resume = RunOptions {
         resume: true,
-        modifiers: vec!["qk_norm".into()],
+        overrides: vec!["learner.schedule.lr=3e-3".into()],
         checkpoint_dir: Some(ckpt.clone()),
-        ..small(8)
+        steps: 8,
+        ..RunOptions::default()
     };
     let err = train(&resume, |_| {}).unwrap_err();
     assert!(matches!(err, RunError::Mismatch { .. }), "{err}");
+    assert!(
+        err.to_string().contains("learner.schedule.lr = 0.003"),
+        "{err}"
+    );
 }
 
 /// Micro-batches are weighted by their live targets, so a batch whose rows

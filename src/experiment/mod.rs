@@ -84,7 +84,22 @@ impl ExperimentConfig {
             } else {
                 format!("model.{path}")
             };
-            config_path::set(self, &full, value.trim())?;
+            config_path::set(self, &full, value.trim()).map_err(|e| match e {
+                axle_modules::Error::InvalidValue {
+                    path,
+                    value,
+                    reason,
+                } if path.ends_with(".kind") => axle_modules::Error::InvalidValue {
+                    reason: format!(
+                        "{reason} (to switch kind, set the whole object with only the fields that \
+                         differ from the new kind's defaults: {}={{\"kind\":{value:?}}})",
+                        path.trim_end_matches(".kind")
+                    ),
+                    path,
+                    value,
+                },
+                other => other,
+            })?;
         }
         Ok(())
     }

@@ -237,6 +237,11 @@ impl OptimizerConfig {
                 decay("beta2", beta2)?;
                 non_negative("eps", eps)?;
                 non_negative("eps_root", eps_root)?;
+                if eps == 0.0 && eps_root == 0.0 {
+                    return Err(format!(
+                        "{path}: eps or eps_root must be > 0 (a coordinate with a zero gradient would divide 0 by 0)"
+                    ));
+                }
                 non_negative("weight_decay", weight_decay)
             }
             OptimizerConfig::Lion {
@@ -266,7 +271,11 @@ impl OptimizerConfig {
                         "{path}.clipping_threshold must be finite and > 0, got {c}"
                     ));
                 }
-                non_negative("eps", eps)?;
+                if !(eps.is_finite() && eps > 0.0) {
+                    return Err(format!(
+                        "{path}.eps must be finite and > 0 (a zero gradient would divide by 0), got {eps}"
+                    ));
+                }
                 non_negative("min_scale", min_scale)?;
                 non_negative("weight_decay", weight_decay)
             }

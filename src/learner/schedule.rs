@@ -336,7 +336,10 @@ impl Schedule {
                 segments,
                 segment_steps,
             } => {
-                if segments.is_empty() || segment_steps.len() + 1 != segments.len() {
+                if segments.is_empty() {
+                    return Err(format!("{path}.segments: needs at least one segment"));
+                }
+                if segment_steps.len() + 1 != segments.len() {
                     return Err(format!(
                         "{path}: {} segments need {} segment_steps, got {}",
                         segments.len(),

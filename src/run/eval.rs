@@ -6,7 +6,6 @@ use super::{RunError, RunOptions, Setup};
 use crate::checkpoint::{self, Checkpointer};
 use crate::data::{Loader, Split};
 use crate::trainer::Trainer;
-use axle_partition::Mesh;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -72,9 +71,10 @@ pub struct Evaluation {
 
 /// Evaluates the newest checkpoint in `options.checkpoint_dir`, rebuilding
 /// the run it recorded (experiment, modifiers, overrides, data, mesh,
-/// seed): nothing else needs to be given. Given options that define a
-/// different model, learner or input are an error naming the checkpoint
-/// and what differs. `eval_batches` defaults to the number the run used.
+/// seed): nothing else needs to be given. Options add to the recorded run;
+/// options that change its config or data are an error naming the
+/// checkpoint and what differs. `eval_batches` defaults to the number the
+/// run used.
 pub fn evaluate(options: &RunOptions, eval_batches: Option<u64>) -> Result<Evaluation, RunError> {
     let dir = options
         .checkpoint_dir
@@ -84,7 +84,6 @@ pub fn evaluate(options: &RunOptions, eval_batches: Option<u64>) -> Result<Evalu
         .latest()?
         .ok_or_else(|| RunError::NoCheckpoint(format!("no checkpoint in {}", dir.display())))?;
     let restored = checkpoint::load(&latest)?;
-    let run = &restored.meta.run;
     let recorded = recorded_config(&restored.meta, &latest)?.ok_or_else(|| {
         RunError::NoCheckpoint(format!(
             "{} records no experiment config: it was written for a model built in code \
@@ -93,32 +92,27 @@ pub fn evaluate(options: &RunOptions, eval_batches: Option<u64>) -> Result<Evalu
             latest.display()
         ))
     })?;
-    let client = options.client()?;
-    if options.defines_config() {
-        let (config, _, _) = options.resolve(&client)?;
-        if config != recorded {
-            return Err(RunError::Mismatch {
-                dir: latest.clone(),
-                differences: differences(&recorded, &config),
-            });
-        }
-    }
-    let mut recorded_options = options.completed_from(&restored.meta, &latest)?;
-    if recorded_options.mesh.is_none() {
-        recorded_options.mesh = run.get(record::MESH).cloned();
+    let completed = options.completed_from(&restored.meta, &latest)?;
+    let setup = completed.setup()?;
+    if setup.config.as_ref() != Some(&recorded) {
+        let config = setup
+            .config
+            .as_ref()
+            .expect("an experiment's setup has its config");
+        return Err(RunError::Mismatch {
+            dir: latest.clone(),
+            differences: differences(&recorded, config),
+        });
     }
     let batches = eval_batches
-        .or_else(|| run.get(record::EVAL_BATCHES).and_then(|b| b.parse().ok()))
+        .or_else(|| {
+            let run = &restored.meta.run;
+            run.get(record::EVAL_BATCHES).and_then(|b| b.parse().ok())
+        })
         .unwrap_or(options.eval_batches);
-    let mesh = match &recorded_options.mesh {
-        Some(m) => Mesh::parse(m, client.addressable_devices()?.len())
-            .map_err(|e| RunError::Mesh(e.to_string()))?,
-        None => recorded_options.resolve(&client)?.1,
-    };
-    let setup = recorded_options.setup_from(recorded, client, mesh, Vec::new())?;
-    let mut trainer = setup.trainer(recorded_options.seed)?;
+    let mut trainer = setup.trainer(completed.seed)?;
     trainer.restore(&restored)?;
-    let report = evaluate_trainer(&trainer, &setup, recorded_options.seed, batches)?;
+    let report = evaluate_trainer(&trainer, &setup, completed.seed, batches)?;
     Ok(Evaluation {
         report,
         checkpoint: latest,

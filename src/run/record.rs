@@ -29,7 +29,10 @@ impl RunOptions {
         let json = |v: &[String]| serde_json::to_string(v).expect("strings serialize");
         let mut run = BTreeMap::from([
             (EXPERIMENT.to_string(), setup.name.clone()),
-            (MODIFIERS.to_string(), json(&self.modifiers)),
+            (
+                MODIFIERS.to_string(),
+                json(&[setup.mesh_modifiers.clone(), self.modifiers.clone()].concat()),
+            ),
             (OVERRIDES.to_string(), json(&self.recorded_overrides())),
             (
                 DATA.to_string(),
@@ -60,34 +63,32 @@ impl RunOptions {
         overrides
     }
 
-    /// Whether these options define the model, learner or input (an
-    /// experiment, modifiers, overrides, a batch size or sequence length),
-    /// rather than leaving them to a checkpoint's record.
-    pub(super) fn defines_config(&self) -> bool {
-        self.experiment.is_some()
-            || !self.modifiers.is_empty()
-            || !self.overrides.is_empty()
-            || self.batch_size.is_some()
-            || self.seq_len.is_some()
-    }
-
     /// These options completed from the run a checkpoint in `dir`
-    /// recorded: its experiment, modifiers and overrides when these options
-    /// define no config (when they do, the caller compares the configs);
-    /// its data unless these options name the same file (another file is a
+    /// recorded, so that they rebuild it: its experiment unless these
+    /// options name one; its modifiers and overrides, then these options'
+    /// (the caller compares the resulting config with the recorded one);
+    /// its mesh unless these options give one; its data unless these
+    /// options name the same file (another file is a
     /// [`RunError::Mismatch`]); and its seed, which orders the data.
     pub(super) fn completed_from(&self, meta: &Meta, dir: &Path) -> Result<RunOptions, RunError> {
         let run = &meta.run;
+        let list = |key: &str| -> Vec<String> {
+            run.get(key)
+                .and_then(|text| serde_json::from_str(text).ok())
+                .unwrap_or_default()
+        };
         let mut options = self.clone();
-        if !self.defines_config() {
-            options.experiment = run.get(EXPERIMENT).cloned();
-            let list = |key: &str| -> Vec<String> {
-                run.get(key)
-                    .and_then(|text| serde_json::from_str(text).ok())
-                    .unwrap_or_default()
-            };
-            options.modifiers = list(MODIFIERS);
-            options.overrides = list(OVERRIDES);
+        options.experiment = self
+            .experiment
+            .clone()
+            .or_else(|| run.get(EXPERIMENT).cloned());
+        options.modifiers = list(MODIFIERS);
+        options.modifiers.extend(self.modifiers.iter().cloned());
+        options.overrides = list(OVERRIDES);
+        options.overrides.extend(self.recorded_overrides());
+        (options.batch_size, options.seq_len) = (None, None);
+        if options.mesh.is_none() {
+            options.mesh = run.get(MESH).cloned();
         }
         let recorded = run.get(DATA).filter(|d| !d.is_empty()).map(PathBuf::from);
         let given = self.data.as_deref().map(absolute);

@@ -202,7 +202,7 @@ impl RunOptions {
             .map_err(|e| RunError::Mesh(e.to_string()))
     }
 
-    pub(super) fn setup_from(
+    fn setup_from(
         &self,
         config: ExperimentConfig,
         client: Client,
