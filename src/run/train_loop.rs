@@ -57,6 +57,12 @@ pub fn train(options: &RunOptions, progress: impl FnMut(&Record)) -> Result<RunS
 /// Trains `setup` (a registered experiment's or a model built in code)
 /// with the loop options of `options` (steps, seed, checkpoints, eval,
 /// metrics); its experiment fields are not read.
+///
+/// It holds the lock of the checkpoint directory while it runs (a second
+/// run on it fails with [`crate::checkpoint::CheckpointError::Locked`]),
+/// checks the checkpoint directory, metrics file and summaries directory
+/// before compiling the step, logs each checkpoint it saves on stderr, and
+/// stops early, saving a checkpoint, when [`RunOptions::stop`] is set.
 pub fn train_setup(
     setup: &Setup,
     options: &RunOptions,
@@ -160,14 +166,12 @@ pub fn train_setup(
         // norm there is survivable; anywhere else, or new parameters or
         // optimizer state that are not finite, stop the run before that
         // state is saved.
-        let what = if !m.state_finite {
-            Some("updated parameters or optimizer state are not finite".to_string())
-        } else if m.skipped {
-            None
-        } else if !m.loss.is_finite() {
+        let what = if !m.skipped && !m.loss.is_finite() {
             Some(format!("loss is {}", m.loss))
-        } else if !m.grad_norm.is_finite() {
+        } else if !m.skipped && !m.grad_norm.is_finite() {
             Some(format!("gradient norm is {}", m.grad_norm))
+        } else if !m.state_finite {
+            Some("updated parameters or optimizer state are not finite".to_string())
         } else {
             None
         };
