@@ -8,10 +8,15 @@
 //! `meta.json` records a CRC-32 of every file, so corruption after the fact
 //! is refused on load instead of restoring wrong numbers. Arrays are stored
 //! whole (global shapes), so a checkpoint restores onto any mesh.
+//!
+//! A run holds [`Checkpointer::lock`] on its directory for as long as it
+//! trains, so two runs never write checkpoints into the same directory.
 
+use fs4::FileExt;
 use ndarray::ArrayD;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -23,6 +28,8 @@ const PARAMS_FILE: &str = "params.safetensors";
 const OPT_STATE_FILE: &str = "opt_state.safetensors";
 const META_FILE: &str = "meta.json";
 const STEP_PREFIX: &str = "step_";
+const LOCK_FILE: &str = ".lock";
+const TMP_PREFIX: &str = ".tmp-";
 
 /// Everything needed to continue a run exactly where it stopped.
 #[derive(Clone, Debug, PartialEq)]
@@ -75,6 +82,20 @@ pub enum CheckpointError {
         /// What is wrong with it.
         message: String,
     },
+    /// The checkpoint path exists and is not a directory.
+    #[error("checkpoint directory {path} is not a directory")]
+    NotADirectory {
+        /// The path.
+        path: PathBuf,
+    },
+    /// Another run (process) holds the directory's lock.
+    #[error(
+        "checkpoint directory {dir} is in use: another run holds its lock ({dir}/.lock); wait for it to end or choose another directory"
+    )]
+    Locked {
+        /// The checkpoint directory.
+        dir: PathBuf,
+    },
     /// A tensor could not be encoded.
     #[error("cannot encode tensor {name} for {path}: {message}")]
     Encode {
@@ -109,6 +130,13 @@ pub struct Checkpointer {
     keep: usize,
 }
 
+/// The exclusive lock of a checkpoint directory, held until dropped (or
+/// until the process ends, however it ends).
+#[derive(Debug)]
+pub struct DirLock {
+    _file: File,
+}
+
 impl Checkpointer {
     /// Checkpoints live in `dir/step_<step>`; after each save only the
     /// newest `keep` (at least one) are kept.
@@ -119,11 +147,51 @@ impl Checkpointer {
         }
     }
 
+    /// The checkpoint directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Creates the directory if needed and takes its exclusive lock (a
+    /// `flock` on `.lock` inside it, released when the returned guard is
+    /// dropped or the process dies), so that no other run writes here; then
+    /// removes the temporary directories that dead processes' unfinished
+    /// saves left behind. Fails with [`CheckpointError::Locked`] if another
+    /// run holds the lock, and on a path that is not a writable directory.
+    pub fn lock(&self) -> Result<DirLock, CheckpointError> {
+        if self.dir.exists() && !self.dir.is_dir() {
+            return Err(CheckpointError::NotADirectory {
+                path: self.dir.clone(),
+            });
+        }
+        std::fs::create_dir_all(&self.dir).map_err(io(&self.dir))?;
+        let path = self.dir.join(LOCK_FILE);
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io(&path))?;
+        match FileExt::try_lock(&file) {
+            Ok(()) => {}
+            Err(fs4::TryLockError::WouldBlock) => {
+                return Err(CheckpointError::Locked {
+                    dir: self.dir.clone(),
+                });
+            }
+            Err(fs4::TryLockError::Error(e)) => return Err(io(&path)(e)),
+        }
+        self.remove_stale_tmp()?;
+        Ok(DirLock { _file: file })
+    }
+
     /// Writes `checkpoint` atomically and prunes old ones; returns its directory.
     pub fn save(&self, checkpoint: &Checkpoint) -> Result<PathBuf, CheckpointError> {
         std::fs::create_dir_all(&self.dir).map_err(io(&self.dir))?;
         let name = format!("{STEP_PREFIX}{:010}", checkpoint.step);
-        let tmp = self.dir.join(format!(".tmp-{name}-{}", std::process::id()));
+        let tmp = self
+            .dir
+            .join(format!("{TMP_PREFIX}{name}-{}", std::process::id()));
         if tmp.exists() {
             std::fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
         }
@@ -183,18 +251,25 @@ impl Checkpointer {
     /// Removes all but the newest `keep` checkpoints, and the temporary
     /// directories of saves that other (dead) processes left unfinished.
     fn prune(&self) -> Result<(), CheckpointError> {
-        let own = format!("-{}", std::process::id());
-        for entry in std::fs::read_dir(&self.dir).map_err(io(&self.dir))? {
-            let path = entry.map_err(io(&self.dir))?.path();
-            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            if name.starts_with(".tmp-") && !name.ends_with(&own) {
-                std::fs::remove_dir_all(&path).map_err(io(&path))?;
-            }
-        }
+        self.remove_stale_tmp()?;
         let all = self.list()?;
         let excess = all.len().saturating_sub(self.keep);
         for (_, path) in &all[..excess] {
             self.discard(path)?;
+        }
+        Ok(())
+    }
+
+    /// Removes the temporary directories of other processes' saves (a
+    /// process that held the directory's lock before this one, now dead).
+    fn remove_stale_tmp(&self) -> Result<(), CheckpointError> {
+        let own = format!("-{}", std::process::id());
+        for entry in std::fs::read_dir(&self.dir).map_err(io(&self.dir))? {
+            let path = entry.map_err(io(&self.dir))?.path();
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            if name.starts_with(TMP_PREFIX) && !name.ends_with(&own) {
+                std::fs::remove_dir_all(&path).map_err(io(&path))?;
+            }
         }
         Ok(())
     }
@@ -207,7 +282,7 @@ impl Checkpointer {
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("step");
         let trash = self
             .dir
-            .join(format!(".tmp-discard-{name}-{}", std::process::id()));
+            .join(format!("{TMP_PREFIX}discard-{name}-{}", std::process::id()));
         std::fs::rename(path, &trash).map_err(io(path))?;
         sync_dir(&self.dir)?;
         std::fs::remove_dir_all(&trash).map_err(io(&trash))

@@ -11,6 +11,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 /// Train sharded models on XLA, AXLearn-style.
 #[derive(Parser)]
@@ -55,7 +57,9 @@ enum Command {
         #[arg(long, short)]
         out: Option<PathBuf>,
     },
-    /// Train a model.
+    /// Train a model. SIGTERM or SIGINT (Ctrl-C) stops it at the next step
+    /// boundary, saving a checkpoint there (with --checkpoint-dir), and
+    /// exits 0; a second signal exits at once (status 130).
     Train {
         #[command(flatten)]
         model: ModelArgs,
@@ -327,6 +331,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 eval_batches,
                 metrics,
                 peak_flops,
+                stop: Some(stop_on_signals()?),
                 ..model.options()
             };
             let what = match (&options.experiment, options.resume) {
@@ -341,6 +346,20 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             let bar = progress_bar(steps);
             let summary = train(&options, |record| report(&bar, record))?;
             bar.finish_and_clear();
+            if summary.interrupted {
+                let saved = match &options.checkpoint_dir {
+                    Some(dir) => format!(
+                        "checkpoint saved in {}; continue with --resume",
+                        dir.display()
+                    ),
+                    None => "no checkpoint directory, nothing saved".into(),
+                };
+                eprintln!(
+                    "stopped by a signal after step {}: {saved}",
+                    summary.steps_done
+                );
+                return Ok(());
+            }
             match summary.losses.last() {
                 Some((_, last)) => println!(
                     "done: {} steps on mesh {}, final loss {last:.4}",
@@ -409,6 +428,20 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     Ok(())
+}
+
+/// A flag that SIGTERM and SIGINT set, asking the run to stop at the next
+/// step boundary; a second signal, with the flag already set, exits at
+/// once with status 130.
+fn stop_on_signals() -> std::io::Result<Arc<AtomicBool>> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [SIGTERM, SIGINT] {
+        // Registered first, so the first signal finds the flag unset.
+        signal_hook::flag::register_conditional_shutdown(signal, 130, Arc::clone(&stop))?;
+        signal_hook::flag::register(signal, Arc::clone(&stop))?;
+    }
+    Ok(stop)
 }
 
 /// Prints evaluation metrics, one per line.

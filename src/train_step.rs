@@ -20,6 +20,9 @@ pub const GRAD_NORM: &str = "grad_norm";
 pub const LEARNING_RATE: &str = "learning_rate";
 /// Result: 1 if the learner skipped the step (`learner.drop_grad_norm`), else 0.
 pub const SKIPPED: &str = "skipped";
+/// Result: 1 if every new parameter and every new floating-point
+/// optimizer-state value is finite, else 0.
+pub const STATE_FINITE: &str = "state_finite";
 /// Prefix of summary results: summary `<path>` is result `summary/<path>`.
 pub const SUMMARY_PREFIX: &str = "summary/";
 
@@ -113,7 +116,14 @@ impl TrainStep {
 }
 
 /// The scalar results of the training step after the carried values, in order.
-pub const STEP_SCALARS: [&str; 5] = [LOSS, LOSS_WEIGHT, GRAD_NORM, LEARNING_RATE, SKIPPED];
+pub const STEP_SCALARS: [&str; 6] = [
+    LOSS,
+    LOSS_WEIGHT,
+    GRAD_NORM,
+    LEARNING_RATE,
+    SKIPPED,
+    STATE_FINITE,
+];
 
 /// Traces the training step of `model` on batches of `shape` with
 /// `learner`, sharded over `mesh` as `rules` map the logical roles of
@@ -164,12 +174,14 @@ pub fn build_train_step(
 
     let carried: Vec<(&String, &Tensor)> =
         update.params.iter().chain(update.state.iter()).collect();
+    let state_finite = all_finite(carried.iter().map(|(_, t)| *t), &traced.loss);
     let mut results: Vec<(&str, &Tensor)> = carried.iter().map(|(n, t)| (n.as_str(), *t)).collect();
     results.push((LOSS, &traced.loss));
     results.push((LOSS_WEIGHT, &traced.weight));
     results.push((GRAD_NORM, &update.grad_norm));
     results.push((LEARNING_RATE, &update.learning_rate));
     results.push((SKIPPED, &update.skipped));
+    results.push((STATE_FINITE, &state_finite));
     let summary_names: Vec<String> = traced
         .summaries
         .keys()
@@ -241,6 +253,24 @@ pub fn build_train_step(
         shape: *shape,
         summaries: traced.summaries.into_keys().collect(),
     })
+}
+
+/// 1 (f32 scalar) if every element of the floating-point `tensors` is
+/// finite, else 0: one compare and one reduction per tensor. `like` is any
+/// f32 scalar of the same function (the value when there is no tensor).
+fn all_finite<'a>(tensors: impl Iterator<Item = &'a Tensor>, like: &Tensor) -> Tensor {
+    let one = like.splat_like(1.0);
+    let zero = like.splat_like(0.0);
+    tensors
+        .filter(|t| t.dtype() == DType::F32)
+        .map(|t| {
+            // NaN compares false, so this is 0 for NaN and for ±inf.
+            let finite = t.abs().less_equal(&t.splat_like(f64::from(f32::MAX)));
+            let axes: Vec<i64> = (0..t.rank() as i64).collect();
+            finite.select(&one, &zero).reduce_min(&axes, false)
+        })
+        .reduce(|a, b| a.minimum(&b))
+        .unwrap_or(one)
 }
 
 /// Traces the evaluation step of the model `step` was built for: the loss,

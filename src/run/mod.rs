@@ -18,6 +18,8 @@ use crate::metrics::MetricsError;
 use crate::summary_writer::SummaryError;
 use crate::trainer::TrainError;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 /// The experiment trained when none is named.
 pub const DEFAULT_EXPERIMENT: &str = "llama-tiny";
@@ -68,6 +70,11 @@ pub struct RunOptions {
     pub summaries: Option<PathBuf>,
     /// Peak FLOP/s of one device, for MFU (from the device table when `None`).
     pub peak_flops: Option<f64>,
+    /// Set to `true` (from a signal handler, another thread) to stop the
+    /// run at the next step boundary: it saves a checkpoint there (with a
+    /// checkpoint directory) and returns normally, with
+    /// [`RunSummary::interrupted`] set.
+    pub stop: Option<Arc<AtomicBool>>,
 }
 
 impl Default for RunOptions {
@@ -93,6 +100,7 @@ impl Default for RunOptions {
             metrics: None,
             summaries: None,
             peak_flops: None,
+            stop: None,
         }
     }
 }
@@ -149,15 +157,16 @@ pub enum RunError {
     /// TensorBoard summaries could not be written.
     #[error(transparent)]
     Summaries(#[from] SummaryError),
-    /// The loss stopped being a number; the last good checkpoint is kept.
+    /// A step produced a non-finite loss, gradient norm or new state; the
+    /// run stops before saving that state, keeping the last good checkpoint.
     #[error(
-        "loss is {loss} at step {step}: stopping; the last good checkpoint ({last_checkpoint}) is kept"
+        "{what} at step {step}: stopping; the last good checkpoint ({last_checkpoint}) is kept"
     )]
-    NonFiniteLoss {
-        /// The step whose loss was not finite.
+    NonFinite {
+        /// The step that went wrong.
         step: u64,
-        /// The loss.
-        loss: f32,
+        /// What is not finite (`loss is NaN`, `gradient norm is inf`, ...).
+        what: String,
         /// The newest checkpoint on disk.
         last_checkpoint: String,
     },

@@ -11,6 +11,7 @@ use crate::summary_writer::SummaryWriter;
 use axle_modules::InputSpec;
 use axle_partition::LogicalAxis;
 use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 /// What a run reports at the end.
@@ -28,11 +29,14 @@ pub struct RunSummary {
     pub mesh: String,
     /// Steps of this run the learner skipped (`learner.drop_grad_norm`).
     pub skipped_steps: u64,
+    /// Whether [`RunOptions::stop`] ended the run before `steps`.
+    pub interrupted: bool,
 }
 
 /// Trains as `options` say: resumes if asked, logs metrics, evaluates and
 /// checkpoints periodically, and stops with an error (keeping the last good
-/// checkpoint) if the loss stops being finite.
+/// checkpoint) if the loss, the gradient norm or the updated state stops
+/// being finite.
 ///
 /// Resuming continues the run the newest checkpoint recorded: with no
 /// experiment, modifier or override given, the recorded ones; its data and
@@ -53,34 +57,37 @@ pub fn train(options: &RunOptions, progress: impl FnMut(&Record)) -> Result<RunS
 /// Trains `setup` (a registered experiment's or a model built in code)
 /// with the loop options of `options` (steps, seed, checkpoints, eval,
 /// metrics); its experiment fields are not read.
+///
+/// It holds the lock of the checkpoint directory while it runs (a second
+/// run on it fails with [`crate::checkpoint::CheckpointError::Locked`]),
+/// checks the checkpoint directory, metrics file and summaries directory
+/// before compiling the step, logs each checkpoint it saves on stderr, and
+/// stops early, saving a checkpoint, when [`RunOptions::stop`] is set.
 pub fn train_setup(
     setup: &Setup,
     options: &RunOptions,
     mut progress: impl FnMut(&Record),
 ) -> Result<RunSummary, RunError> {
-    let mut trainer = setup.trainer(options.seed)?;
-    let mut loader = Loader::new(
-        setup.source.as_ref(),
-        Split::Train,
-        setup.shape.batch_size,
-        options.seed,
-    );
+    // Everything that can fail on the outputs (the checkpoint directory,
+    // the checkpoint to resume, the metrics file, the summaries directory)
+    // is checked before the step is compiled.
     let saver = options
         .checkpoint_dir
         .as_ref()
         .map(|dir| Checkpointer::new(dir, options.keep));
+    let _lock = saver.as_ref().map(Checkpointer::lock).transpose()?;
     if let (false, Some(saver)) = (options.resume, &saver)
         && let Some(newest) = saver.latest()?
     {
         return Err(RunError::CheckpointDirInUse { newest });
     }
-    let mut resumed_at = None;
+    let mut restored = None;
     if let (true, Some(saver)) = (options.resume, &saver)
         && let Some(dir) = saver.latest()?
     {
-        let restored = checkpoint::load(&dir)?;
+        let checkpoint = checkpoint::load(&dir)?;
         if let (Some(recorded), Some(config)) =
-            (recorded_config(&restored.meta, &dir)?, &setup.config)
+            (recorded_config(&checkpoint.meta, &dir)?, &setup.config)
             && &recorded != config
         {
             return Err(RunError::Mismatch {
@@ -88,15 +95,13 @@ pub fn train_setup(
                 differences: differences(&recorded, config),
             });
         }
-        trainer.restore(&restored)?;
-        loader.seek(restored.meta.input_position);
-        resumed_at = Some(restored.step);
+        restored = Some(checkpoint);
     }
     let mut writer = options
         .metrics
         .as_deref()
-        .map(|p| match resumed_at {
-            Some(step) => MetricsWriter::resume_at(p, step),
+        .map(|p| match &restored {
+            Some(c) => MetricsWriter::resume_at(p, c.step),
             None => MetricsWriter::create(p),
         })
         .transpose()?;
@@ -105,6 +110,18 @@ pub fn train_setup(
         .as_deref()
         .map(SummaryWriter::create)
         .transpose()?;
+    let mut trainer = setup.trainer(options.seed)?;
+    let mut loader = Loader::new(
+        setup.source.as_ref(),
+        Split::Train,
+        setup.shape.batch_size,
+        options.seed,
+    );
+    if let Some(checkpoint) = &restored {
+        trainer.restore(checkpoint)?;
+        loader.seek(checkpoint.meta.input_position);
+    }
+    drop(restored);
     let flops_per_step = setup.model.train_flops(&setup.shape);
     let tokens_per_step = tokens_per_batch(&setup.inputs()?) as f64;
     let kind = setup
@@ -123,6 +140,7 @@ pub fn train_setup(
         eval_metrics: BTreeMap::new(),
         mesh: setup.mesh.to_string(),
         skipped_steps: 0,
+        interrupted: false,
     };
     let mut emit = |record: Record, writer: &mut Option<MetricsWriter>| -> Result<(), RunError> {
         if let Some(w) = writer {
@@ -144,18 +162,29 @@ pub fn train_setup(
         let m = trainer.step(&batch, options.seed)?;
         let seconds = start.elapsed().as_secs_f64();
         let step = trainer.steps_done();
-        // A skipped step changed nothing, so a non-finite loss there is
-        // survivable; anywhere else it stops the run.
-        if !m.skipped && !m.loss.is_finite() {
+        // A skipped step changed nothing, so a non-finite loss or gradient
+        // norm there is survivable; anywhere else, or new parameters or
+        // optimizer state that are not finite, stop the run before that
+        // state is saved.
+        let what = if !m.skipped && !m.loss.is_finite() {
+            Some(format!("loss is {}", m.loss))
+        } else if !m.skipped && !m.grad_norm.is_finite() {
+            Some(format!("gradient norm is {}", m.grad_norm))
+        } else if !m.state_finite {
+            Some("updated parameters or optimizer state are not finite".to_string())
+        } else {
+            None
+        };
+        if let Some(what) = what {
             let last = match &saver {
                 Some(s) => s
                     .latest()?
                     .map_or("none".into(), |p| p.display().to_string()),
                 None => "no checkpoint directory".into(),
             };
-            return Err(RunError::NonFiniteLoss {
+            return Err(RunError::NonFinite {
                 step,
-                loss: m.loss,
+                what,
                 last_checkpoint: last,
             });
         }
@@ -190,15 +219,24 @@ pub fn train_setup(
                 &mut writer,
             )?;
         }
+        let stopping = options
+            .stop
+            .as_ref()
+            .is_some_and(|s| s.load(Ordering::SeqCst));
         if let Some(saver) = &saver
-            && (step % options.checkpoint_every.max(1) == 0 || step == options.steps)
+            && (stopping || step % options.checkpoint_every.max(1) == 0 || step == options.steps)
         {
             let meta = Meta {
                 input_position: loader.position(),
                 rng_state: options.seed,
                 run: options.record(setup),
             };
-            saver.save(&trainer.checkpoint(meta)?)?;
+            let path = saver.save(&trainer.checkpoint(meta)?)?;
+            eprintln!("saved checkpoint {} (step {step})", path.display());
+        }
+        if stopping && step < options.steps {
+            summary.interrupted = true;
+            break;
         }
     }
     if let Some(tb) = &mut tensorboard {

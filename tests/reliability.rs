@@ -1,0 +1,291 @@
+//! A run's failure modes on a small llama (1 layer, d 64): a step whose new
+//! state is not finite stops the run before that state is saved; a
+//! checkpoint directory is locked by the run using it; bad output paths and
+//! stale temporary directories are dealt with before compiling; SIGTERM
+//! saves a checkpoint at the next step boundary and exits 0.
+
+use axle::checkpoint::{self, CheckpointError, Checkpointer};
+use axle::metrics::{Record, read_records};
+use axle::run::{RunError, RunOptions, train};
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const OVERRIDES: [&str; 4] = [
+    "decoder.dim=64",
+    "decoder.transformer.num_layers=1",
+    "decoder.transformer.layers.0.feed_forward.hidden_dim=128",
+    "decoder.vocab_size=256",
+];
+
+fn small(steps: u64) -> RunOptions {
+    RunOptions {
+        overrides: OVERRIDES.iter().map(|s| s.to_string()).collect(),
+        mesh: Some("data=1".into()),
+        cpu_devices: Some(1),
+        batch_size: Some(4),
+        seq_len: Some(16),
+        seed: 7,
+        steps,
+        eval_every: 0,
+        ..RunOptions::default()
+    }
+}
+
+#[test]
+fn an_infinite_learning_rate_stops_before_non_finite_parameters_are_saved() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = small(20);
+    let options = RunOptions {
+        checkpoint_dir: Some(dir.path().to_path_buf()),
+        checkpoint_every: 1,
+        // 1e39 is beyond f32: the first update makes the parameters
+        // infinite while the loss, measured before it, is still finite.
+        overrides: [
+            base.overrides.clone(),
+            vec!["learner.schedule.lr=1e39".into()],
+        ]
+        .concat(),
+        ..base
+    };
+    let err = train(&options, |_| {}).unwrap_err();
+    let RunError::NonFinite { step, what, .. } = &err else {
+        panic!("expected a non-finite stop, got {err}");
+    };
+    assert!(what.contains("parameters"), "{err}");
+    assert!(err.to_string().contains("last good checkpoint"), "{err}");
+    let saved = Checkpointer::new(dir.path(), 3).list().unwrap();
+    for (saved_step, path) in &saved {
+        assert!(saved_step < step, "step {saved_step} saved, stop at {step}");
+        let restored = checkpoint::load(path).unwrap();
+        for (name, array) in restored.params.iter().chain(&restored.opt_state) {
+            assert!(
+                array.iter().all(|v| v.is_finite()),
+                "{name} in {}",
+                path.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn a_checkpoint_directory_is_locked_by_the_run_using_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = dir.path().join("ckpt");
+    let held = Checkpointer::new(&ckpt, 1).lock().unwrap();
+    // A second lock holder (its own open file, as another process's) is
+    // refused, naming the directory.
+    let err = Checkpointer::new(&ckpt, 1).lock().unwrap_err();
+    assert!(matches!(err, CheckpointError::Locked { .. }), "{err}");
+    let message = err.to_string();
+    assert!(message.contains(&ckpt.display().to_string()), "{message}");
+    assert!(message.contains("another run"), "{message}");
+    let err = train(
+        &RunOptions {
+            checkpoint_dir: Some(ckpt.clone()),
+            ..small(2)
+        },
+        |_| {},
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("another run"), "{err}");
+    drop(held);
+    Checkpointer::new(&ckpt, 1).lock().unwrap();
+}
+
+#[test]
+fn bad_output_paths_are_refused_and_stale_saves_removed_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "not a directory").unwrap();
+    let err = train(
+        &RunOptions {
+            checkpoint_dir: Some(file.clone()),
+            ..small(2)
+        },
+        |_| {},
+    )
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            RunError::Checkpoint(CheckpointError::NotADirectory { .. })
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("a-file"), "{err}");
+    for options in [
+        RunOptions {
+            metrics: Some(file.join("metrics.jsonl")),
+            ..small(2)
+        },
+        RunOptions {
+            summaries: Some(file.join("tb")),
+            ..small(2)
+        },
+    ] {
+        let err = train(&options, |_| {}).unwrap_err();
+        assert!(err.to_string().contains("a-file"), "{err}");
+    }
+    // A save that a dead process left unfinished is removed when a run
+    // takes the directory.
+    let ckpt = dir.path().join("ckpt");
+    let stale = ckpt.join(".tmp-step_0000000004-4000000000");
+    std::fs::create_dir_all(&stale).unwrap();
+    std::fs::write(stale.join("params.safetensors"), "half").unwrap();
+    let _lock = Checkpointer::new(&ckpt, 1).lock().unwrap();
+    assert!(!stale.exists());
+}
+
+fn axle(dir: &Path, extra: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_axle"));
+    command.arg("train").args([
+        "--mesh",
+        "data=1",
+        "--cpu-devices",
+        "1",
+        "--batch-size",
+        "4",
+        "--seq-len",
+        "16",
+        "--seed",
+        "7",
+        "--eval-every",
+        "0",
+        "--checkpoint-every",
+        "1000",
+    ]);
+    for o in OVERRIDES {
+        command.args(["--set", o]);
+    }
+    command
+        .arg("--checkpoint-dir")
+        .arg(dir.join("ckpt"))
+        .arg("--metrics")
+        .arg(dir.join("metrics.jsonl"))
+        .args(extra);
+    command
+}
+
+fn train_steps(dir: &Path) -> Vec<u64> {
+    read_records(&dir.join("metrics.jsonl"))
+        .unwrap_or_default()
+        .iter()
+        .filter(|r| matches!(r, Record::Train { .. }))
+        .map(Record::step)
+        .collect()
+}
+
+fn signal(child: &Child, name: &str) {
+    let status = Command::new("kill")
+        .args([format!("-{name}"), child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// Reads the child's stderr on a thread (so it never blocks on a full
+/// pipe), passing lines to `lines`; the thread returns all of it.
+fn drain_stderr(
+    child: &mut Child,
+    lines: std::sync::mpsc::Sender<String>,
+) -> std::thread::JoinHandle<String> {
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in BufReader::new(stderr).lines() {
+            let line = line.unwrap();
+            all.push_str(&line);
+            all.push('\n');
+            let _ = lines.send(line);
+        }
+        all
+    })
+}
+
+#[test]
+fn sigterm_saves_a_checkpoint_at_the_next_step_and_exits_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = axle(dir.path(), &["--steps", "100000"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, _rx) = std::sync::mpsc::channel();
+    let stderr = drain_stderr(&mut child, tx);
+    let start = Instant::now();
+    while train_steps(dir.path()).len() < 3 {
+        assert!(
+            start.elapsed() < Duration::from_secs(300),
+            "no steps in 300 s"
+        );
+        assert!(child.try_wait().unwrap().is_none(), "the run ended early");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // A second run on the same directory is refused while this one holds it.
+    let second = axle(dir.path(), &["--steps", "100000", "--resume"])
+        .output()
+        .unwrap();
+    assert!(!second.status.success());
+    let message = String::from_utf8_lossy(&second.stderr);
+    assert!(message.contains("another run holds its lock"), "{message}");
+    assert!(message.contains("ckpt"), "{message}");
+
+    signal(&child, "TERM");
+    let status = child.wait().unwrap();
+    let stderr = stderr.join().unwrap();
+    let mut stdout = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
+    assert!(status.success(), "{status}: {stderr}");
+    assert!(stderr.contains("stopped by a signal"), "{stderr}");
+    let last = *train_steps(dir.path()).last().unwrap();
+    let saver = Checkpointer::new(dir.path().join("ckpt"), 1);
+    let saved: Vec<u64> = saver.list().unwrap().iter().map(|(s, _)| *s).collect();
+    assert_eq!(saved, [last], "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "saved checkpoint {}",
+            saver.latest().unwrap().unwrap().display()
+        )),
+        "{stderr}"
+    );
+
+    let steps = (last + 2).to_string();
+    let resumed = axle(dir.path(), &["--steps", &steps, "--resume"])
+        .output()
+        .unwrap();
+    let message = String::from_utf8_lossy(&resumed.stderr);
+    assert!(resumed.status.success(), "{message}");
+    let all: Vec<u64> = train_steps(dir.path());
+    assert_eq!(all, (1..=last + 2).collect::<Vec<_>>());
+    assert_eq!(saver.list().unwrap().last().unwrap().0, last + 2);
+}
+
+#[test]
+fn a_second_signal_exits_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = axle(dir.path(), &["--steps", "100000"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = drain_stderr(&mut child, tx);
+    // The handlers are in place once this line is printed; compiling the
+    // step takes far longer than the two signals.
+    let first = rx.recv_timeout(Duration::from_secs(60)).unwrap();
+    assert!(first.starts_with("training"), "{first}");
+    signal(&child, "TERM");
+    std::thread::sleep(Duration::from_millis(100));
+    signal(&child, "INT");
+    let status = child.wait().unwrap();
+    let stderr = stderr.join().unwrap();
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    assert!(train_steps(dir.path()).is_empty(), "{stderr}");
+}
