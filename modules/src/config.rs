@@ -162,11 +162,20 @@ pub trait Config: ConfigNode + Serialize + DeserializeOwned + Clone {
 
 impl<T: ConfigNode + Serialize + DeserializeOwned + Clone> Config for T {}
 
-/// The value of a required field, or [`Error::Missing`] naming `path.field`.
-pub fn required<T: Copy>(value: Option<T>, path: &str, field: &str) -> Result<T> {
-    value.ok_or_else(|| Error::Missing {
-        path: join(path, field),
-    })
+/// The value of a required size field (a dimension, a count): [`Error::Missing`] naming
+/// `path.field` when unset, [`Error::Inconsistent`] when zero, since no layer has a
+/// zero-sized dimension.
+pub fn required(value: Option<usize>, path: &str, field: &str) -> Result<usize> {
+    match value {
+        None => Err(Error::Missing {
+            path: join(path, field),
+        }),
+        Some(0) => Err(Error::Inconsistent {
+            path: join(path, field),
+            message: "must be at least 1, got 0".into(),
+        }),
+        Some(n) => Ok(n),
+    }
 }
 
 /// Joins a config path prefix and a field name with `.` (the root prefix is empty).

@@ -359,3 +359,21 @@ fn attention_variants_are_validated_and_qk_norm_declares_per_head_scales() {
         assert_eq!(scale.shape, vec![64], "per head: head_dim = 256 / 4");
     }
 }
+
+/// A zero size anywhere (a dimension, a vocabulary, a hidden width, a depth) is an error naming
+/// its path when the model is built, never a division by zero later.
+#[test]
+fn zero_sizes_are_refused_naming_their_path() {
+    for path in [
+        "decoder.dim",
+        "decoder.vocab_size",
+        "decoder.transformer.num_layers",
+        "decoder.transformer.layers.0.feed_forward.hidden_dim",
+        "decoder.transformer.layers.0.attention.num_heads",
+    ] {
+        let mut cfg = axle_modules::registered_model("llama-tiny").unwrap().config;
+        cfg.set(path, "0").unwrap();
+        let err = axle_modules::CausalLm::new(&cfg).unwrap_err().to_string();
+        assert!(err.contains(path), "{path}: {err}");
+    }
+}
