@@ -44,6 +44,18 @@ pub struct Checkpoint {
     pub meta: Meta,
 }
 
+impl Checkpoint {
+    /// The name of the first tensor (parameter or optimizer state) holding
+    /// a NaN or an infinity, if any.
+    pub fn first_non_finite(&self) -> Option<&str> {
+        self.params
+            .iter()
+            .chain(&self.opt_state)
+            .find(|(_, t)| t.iter().any(|v| !v.is_finite()))
+            .map(|(name, _)| name.as_str())
+    }
+}
+
 /// The non-tensor state of a run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Meta {

@@ -59,9 +59,9 @@ pub struct StepMetrics {
     /// Whether the learner skipped the step (parameters and optimizer
     /// state unchanged; `learner.drop_grad_norm`).
     pub skipped: bool,
-    /// Whether every new parameter and optimizer-state value is finite
-    /// (checked on the device, in the step).
-    pub state_finite: bool,
+    /// Whether every new parameter is finite (checked on the device, in
+    /// the step).
+    pub params_finite: bool,
     /// The model's summaries, by path; a per-layer vector `p` of a scanned
     /// stack gives `p/0`, `p/1`, ...
     pub summaries: Vec<(String, f32)>,
@@ -218,7 +218,7 @@ impl Trainer {
             grad_norm: scalars[2],
             learning_rate: scalars[3],
             skipped: scalars[4] != 0.0,
-            state_finite: scalars[5] != 0.0,
+            params_finite: scalars[5] != 0.0,
             summaries,
         })
     }

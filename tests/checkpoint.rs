@@ -119,3 +119,14 @@ fn a_killed_save_leaves_the_previous_checkpoint_intact() {
         "the child never finished a save"
     );
 }
+
+#[test]
+fn non_finite_values_are_found_in_parameters_and_optimizer_state() {
+    let mut c = checkpoint(1, 3);
+    assert_eq!(c.first_non_finite(), None);
+    let mu = c.opt_state.get_mut("adam/mu/decoder/emb/weight").unwrap();
+    mu[[2, 1]] = f32::NAN;
+    assert_eq!(c.first_non_finite(), Some("adam/mu/decoder/emb/weight"));
+    c.params.get_mut("decoder/norm/scale").unwrap()[[0]] = f32::INFINITY;
+    assert_eq!(c.first_non_finite(), Some("decoder/norm/scale"));
+}

@@ -170,8 +170,8 @@ pub fn train_setup(
             Some(format!("loss is {}", m.loss))
         } else if !m.skipped && !m.grad_norm.is_finite() {
             Some(format!("gradient norm is {}", m.grad_norm))
-        } else if !m.state_finite {
-            Some("updated parameters or optimizer state are not finite".to_string())
+        } else if !m.params_finite {
+            Some("updated parameters are not finite".to_string())
         } else {
             None
         };
@@ -231,7 +231,17 @@ pub fn train_setup(
                 rng_state: options.seed,
                 run: options.record(setup),
             };
-            let path = saver.save(&trainer.checkpoint(meta)?)?;
+            let checkpoint = trainer.checkpoint(meta)?;
+            if let Some(name) = checkpoint.first_non_finite() {
+                return Err(RunError::NonFinite {
+                    step,
+                    what: format!("{name} is not finite (not saved)"),
+                    last_checkpoint: saver
+                        .latest()?
+                        .map_or("none".into(), |p| p.display().to_string()),
+                });
+            }
+            let path = saver.save(&checkpoint)?;
             eprintln!("saved checkpoint {} (step {step})", path.display());
         }
         if stopping && step < options.steps {
