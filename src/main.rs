@@ -70,19 +70,19 @@ enum Command {
         #[arg(long)]
         checkpoint_dir: Option<PathBuf>,
         /// Save a checkpoint every N steps (and at the end).
-        #[arg(long, default_value_t = 100)]
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
         checkpoint_every: u64,
         /// Checkpoints to keep.
-        #[arg(long, default_value_t = 3)]
+        #[arg(long, default_value_t = 3, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
         keep: usize,
         /// Continue from the newest checkpoint in --checkpoint-dir.
-        #[arg(long)]
+        #[arg(long, requires = "checkpoint_dir")]
         resume: bool,
         /// Evaluate every N steps (0: never).
         #[arg(long, default_value_t = 50)]
         eval_every: u64,
         /// Batches per evaluation.
-        #[arg(long, default_value_t = 4)]
+        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..))]
         eval_batches: u64,
         /// Metrics file (JSON lines).
         #[arg(long)]
@@ -96,7 +96,7 @@ enum Command {
     },
     /// Evaluate the newest checkpoint on held-out data. The checkpoint
     /// records its experiment, modifiers, overrides, data and mesh; options
-    /// that define the model must match it (they are checked, not needed).
+    /// add to that run, and a changed config or data is refused.
     Eval {
         #[command(flatten)]
         model: ModelArgs,
@@ -104,7 +104,7 @@ enum Command {
         #[arg(long)]
         checkpoint_dir: PathBuf,
         /// Batches to evaluate (the number the run used when absent).
-        #[arg(long)]
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
         eval_batches: Option<u64>,
     },
     /// Time tracing, emission, compilation and steps of a model on meshes.

@@ -136,3 +136,43 @@ fn a_checkpoint_with_tensors_the_model_lacks_is_refused() {
     let err = trainer.restore(&restored).unwrap_err().to_string();
     assert!(err.contains(extra), "{err}");
 }
+
+#[test]
+fn loop_options_that_cannot_work_are_refused_not_coerced() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (options, want) in [
+        (
+            RunOptions {
+                keep: 0,
+                ..small(tmp.path(), 2)
+            },
+            "keep",
+        ),
+        (
+            RunOptions {
+                checkpoint_every: 0,
+                ..small(tmp.path(), 2)
+            },
+            "checkpoint_every",
+        ),
+        (
+            RunOptions {
+                eval_batches: 0,
+                ..small(tmp.path(), 2)
+            },
+            "eval_batches",
+        ),
+        (
+            RunOptions {
+                resume: true,
+                checkpoint_dir: None,
+                ..small(tmp.path(), 2)
+            },
+            "resume needs a checkpoint directory",
+        ),
+    ] {
+        let err = train(&options, |_| {}).unwrap_err();
+        assert!(matches!(err, RunError::InvalidOption(_)), "{err}");
+        assert!(err.to_string().contains(want), "{err}");
+    }
+}

@@ -111,6 +111,10 @@ pub enum RunError {
     /// The model config or an override is wrong.
     #[error(transparent)]
     Config(#[from] axle_modules::Error),
+    /// A loop option that cannot work (zero checkpoints kept, zero
+    /// evaluation batches, `resume` without a checkpoint directory).
+    #[error("{0}")]
+    InvalidOption(String),
     /// A modifier is unknown or its argument is wrong.
     #[error("{0}")]
     Modifier(String),

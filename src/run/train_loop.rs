@@ -71,6 +71,7 @@ pub fn train_setup(
     // Everything that can fail on the outputs (the checkpoint directory,
     // the checkpoint to resume, the metrics file, the summaries directory)
     // is checked before the step is compiled.
+    options.check_loop()?;
     let saver = options
         .checkpoint_dir
         .as_ref()
@@ -224,7 +225,7 @@ pub fn train_setup(
             .as_ref()
             .is_some_and(|s| s.load(Ordering::SeqCst));
         if let Some(saver) = &saver
-            && (stopping || step % options.checkpoint_every.max(1) == 0 || step == options.steps)
+            && (stopping || step % options.checkpoint_every == 0 || step == options.steps)
         {
             let meta = Meta {
                 input_position: loader.position(),
@@ -267,4 +268,24 @@ fn tokens_per_batch(inputs: &[InputSpec]) -> usize {
             .map(|(d, _)| d)
             .product()
     })
+}
+
+impl RunOptions {
+    /// Refuses loop options that cannot work rather than coercing them:
+    /// zero checkpoints kept, a zero checkpoint interval, zero evaluation
+    /// batches, `resume` without a checkpoint directory.
+    fn check_loop(&self) -> Result<(), RunError> {
+        let problem = if self.keep == 0 {
+            Some("keep must be at least 1 checkpoint")
+        } else if self.checkpoint_every == 0 {
+            Some("checkpoint_every must be at least 1 step")
+        } else if self.eval_batches == 0 {
+            Some("eval_batches must be at least 1")
+        } else if self.resume && self.checkpoint_dir.is_none() {
+            Some("resume needs a checkpoint directory to resume from")
+        } else {
+            None
+        };
+        problem.map_or(Ok(()), |p| Err(RunError::InvalidOption(p.into())))
+    }
 }
