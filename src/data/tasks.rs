@@ -5,18 +5,9 @@
 
 use super::mix::mix;
 use super::{DataError, HostArray, HostBatch, LanguageModelSource, Source, Split, Synthetic};
-use axle_modules::{INPUT_IDS, InputSpec};
+use axle_modules::{FEATURES, IMAGE, INPUT_IDS, InputSpec, LABELS, TARGETS};
 use ndarray::{ArrayD, IxDyn};
 use serde::{Deserialize, Serialize};
-
-/// Input name of class labels, `i32[batch]`.
-pub const LABELS: &str = "labels";
-/// Input name of images, `f32[batch, height, width, channels]`.
-pub const IMAGE: &str = "image";
-/// Input name of feature vectors, `f32[batch, features]`.
-pub const FEATURES: &str = "features";
-/// Input name of regression targets, `f32[batch]`.
-pub const TARGETS: &str = "targets";
 
 /// A synthetic task, named in an experiment's input config.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
