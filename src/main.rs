@@ -18,9 +18,17 @@ use std::sync::atomic::AtomicBool;
 #[derive(Parser)]
 #[command(name = "axle", version, about)]
 struct Cli {
+    /// Show XLA's own log lines (info and warnings); by default only its
+    /// errors are shown.
+    #[arg(long, global = true)]
+    verbose: bool,
     #[command(subcommand)]
     command: Command,
 }
+
+/// The environment variable XLA's logging reads for its minimum level
+/// (0 info, 1 warnings, 2 errors, 3 fatal only).
+const XLA_LOG_LEVEL: &str = "TF_CPP_MIN_LOG_LEVEL";
 
 #[derive(Subcommand)]
 enum Command {
@@ -234,7 +242,13 @@ impl ModelArgs {
 }
 
 fn main() -> ExitCode {
-    match run(Cli::parse()) {
+    let cli = Cli::parse();
+    if !cli.verbose && std::env::var_os(XLA_LOG_LEVEL).is_none() {
+        // SAFETY: set before any plugin is loaded or thread started, while
+        // this process has a single thread.
+        unsafe { std::env::set_var(XLA_LOG_LEVEL, "2") };
+    }
+    match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
