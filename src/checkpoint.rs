@@ -67,12 +67,27 @@ pub struct Meta {
     pub run: BTreeMap<String, String>,
 }
 
-/// What `meta.json` holds on disk: the meta, the step and file checksums.
+/// What `meta.json` holds on disk: the meta, the step, the checksums of
+/// the tensor files, and a checksum of those three (so an edited or
+/// damaged `meta.json` is refused too; absent in checkpoints written before
+/// it existed).
 #[derive(Serialize, Deserialize)]
 struct MetaFile {
     step: u64,
     meta: Meta,
     crc32: BTreeMap<String, u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    meta_crc32: Option<u32>,
+}
+
+impl MetaFile {
+    /// CRC-32 of the step, meta and file checksums, as compact JSON (field
+    /// and map orders are fixed, so the bytes are too).
+    fn checksum(&self) -> u32 {
+        let body =
+            serde_json::to_vec(&(self.step, &self.meta, &self.crc32)).expect("meta serializes");
+        crc32fast::hash(&body)
+    }
 }
 
 /// A failure to save or load a checkpoint, naming the file at fault.
@@ -124,10 +139,30 @@ pub enum CheckpointError {
 fn read_meta_file(dir: &Path) -> Result<MetaFile, CheckpointError> {
     let meta_path = dir.join(META_FILE);
     let json = std::fs::read(&meta_path).map_err(io(&meta_path))?;
-    serde_json::from_slice(&json).map_err(|e| CheckpointError::Corrupt {
-        path: meta_path,
-        message: e.to_string(),
-    })
+    let corrupt = |message: String| CheckpointError::Corrupt {
+        path: meta_path.clone(),
+        message,
+    };
+    let meta: MetaFile = serde_json::from_slice(&json).map_err(|e| corrupt(e.to_string()))?;
+    if let Some(recorded) = meta.meta_crc32
+        && recorded != meta.checksum()
+    {
+        return Err(corrupt(format!(
+            "its contents do not match its own CRC-32 {recorded:08x} (edited or damaged)"
+        )));
+    }
+    let named = dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_prefix(STEP_PREFIX))
+        .and_then(|s| s.parse::<u64>().ok());
+    if let Some(named) = named.filter(|&n| n != meta.step) {
+        return Err(corrupt(format!(
+            "it records step {}, but its directory is named for step {named}",
+            meta.step
+        )));
+    }
+    Ok(meta)
 }
 
 /// The [`Meta`] of the checkpoint in `dir`, without reading its tensors.
@@ -217,11 +252,13 @@ impl Checkpointer {
             crc32.insert(file.to_string(), crc32fast::hash(&bytes));
             write_synced(&tmp.join(file), &bytes)?;
         }
-        let meta = MetaFile {
+        let mut meta = MetaFile {
             step: checkpoint.step,
             meta: checkpoint.meta.clone(),
             crc32,
+            meta_crc32: None,
         };
+        meta.meta_crc32 = Some(meta.checksum());
         let json = serde_json::to_vec_pretty(&meta).expect("meta serializes");
         write_synced(&tmp.join(META_FILE), &json)?;
         let dest = self.dir.join(&name);

@@ -130,3 +130,31 @@ fn non_finite_values_are_found_in_parameters_and_optimizer_state() {
     c.params.get_mut("decoder/norm/scale").unwrap()[[0]] = f32::INFINITY;
     assert_eq!(c.first_non_finite(), Some("decoder/norm/scale"));
 }
+
+/// `meta.json` is under its own checksum, and a checkpoint must be in the
+/// directory of its step: an edited record (here, another model's config
+/// line) or a renamed directory is refused, naming the file and the fault.
+#[test]
+fn an_edited_meta_file_or_a_renamed_step_directory_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let saver = Checkpointer::new(dir.path(), 3);
+    let saved = saver.save(&checkpoint(4, 8)).unwrap();
+    damage(&saved, "meta.json", |b| {
+        let text = String::from_utf8(b.clone()).unwrap();
+        *b = text.replace("llama-tiny", "llama-huge").into_bytes();
+    });
+    let err = load(&saved).unwrap_err().to_string();
+    assert!(
+        err.contains("meta.json") && err.contains("edited or damaged"),
+        "{err}"
+    );
+
+    let saved = saver.save(&checkpoint(5, 8)).unwrap();
+    let renamed = dir.path().join("step_0000000009");
+    std::fs::rename(&saved, &renamed).unwrap();
+    let err = load(&renamed).unwrap_err().to_string();
+    assert!(
+        err.contains("records step 5") && err.contains("step 9"),
+        "{err}"
+    );
+}
