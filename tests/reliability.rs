@@ -289,3 +289,19 @@ fn a_second_signal_exits_at_once() {
     assert_eq!(status.code(), Some(130), "{stderr}");
     assert!(train_steps(dir.path()).is_empty(), "{stderr}");
 }
+
+/// A model whose parameters and optimizer state cannot fit in host memory
+/// (llama2-70b: 69e9 parameters, 828 GB as f32 with AdamW's two moments) is
+/// refused with the sizes, before anything is compiled or allocated.
+#[test]
+fn a_model_too_large_for_host_memory_is_refused_before_compiling() {
+    let options = RunOptions {
+        experiment: Some("llama2-70b".into()),
+        steps: 1,
+        eval_every: 0,
+        ..RunOptions::default()
+    };
+    let err = train(&options, |_| {}).unwrap_err();
+    assert!(matches!(err, RunError::HostMemory { .. }), "{err}");
+    assert!(err.to_string().contains("GiB of host memory"), "{err}");
+}

@@ -105,12 +105,28 @@ impl Default for RunOptions {
     }
 }
 
+/// Bytes in a GiB, for messages.
+const GIB: f64 = (1u64 << 30) as f64;
+
 /// A run failed; the message names what is at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     /// The model config or an override is wrong.
     #[error(transparent)]
     Config(#[from] axle_modules::Error),
+    /// The model's parameters and optimizer state would not fit in the
+    /// host's memory while they are initialised.
+    #[error(
+        "the parameters and optimizer state need {:.1} GiB of host memory to initialise, {:.1} GiB is available",
+        *needed as f64 / GIB,
+        *available as f64 / GIB
+    )]
+    HostMemory {
+        /// Bytes needed.
+        needed: u64,
+        /// Bytes available (`MemAvailable`).
+        available: u64,
+    },
     /// A loop option that cannot work (zero checkpoints kept, zero
     /// evaluation batches, `resume` without a checkpoint directory).
     #[error("{0}")]

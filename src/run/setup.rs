@@ -5,7 +5,7 @@ use super::{DEFAULT_EXPERIMENT, RunError, RunOptions};
 use crate::data::{ArrayFile, DataError, LanguageModelSource, Source, SyntheticTask, TokenFile};
 use crate::experiment::{Experiment, ExperimentConfig, apply_modifier, experiment};
 use crate::learner::LearnerConfig;
-use crate::trainer::{TrainError, Trainer};
+use crate::trainer::Trainer;
 use axle_modules::{BatchShape, INPUT_IDS, InputSpec, Model, TARGET_LABELS};
 use axle_partition::{
     LogicalRules, Mesh, MeshChoice, MeshRules, MeshShape, choose_mesh, device_selector,
@@ -68,9 +68,16 @@ impl Setup {
     }
 
     /// A trainer for this model, learner, shape, mesh and rules, with
-    /// parameters initialised from `seed`.
-    pub fn trainer(&self, seed: u64) -> Result<Trainer, TrainError> {
-        Trainer::new(
+    /// parameters initialised from `seed`. Refuses, before compiling, a
+    /// model whose initialisation would not fit in the host's memory.
+    pub fn trainer(&self, seed: u64) -> Result<Trainer, RunError> {
+        let needed = self.host_init_bytes();
+        if let Some(available) = available_host_memory()
+            && needed > available
+        {
+            return Err(RunError::HostMemory { needed, available });
+        }
+        Ok(Trainer::new(
             &self.client,
             self.model.as_ref(),
             &self.learner,
@@ -78,7 +85,22 @@ impl Setup {
             &self.mesh,
             &self.rules,
             seed,
-        )
+        )?)
+    }
+
+    /// Bytes of host memory the trainer's initialisation holds at once:
+    /// every parameter and optimizer-state value as f32 (they are drawn or
+    /// zeroed on the host, then placed on the devices).
+    pub fn host_init_bytes(&self) -> u64 {
+        let specs = self.model.param_specs();
+        let params: u64 = specs.values().map(|s| s.num_elements()).sum();
+        let state: u64 = self
+            .learner
+            .state_specs(&specs)
+            .values()
+            .map(|s| s.shape.iter().map(|&d| d as u64).product::<u64>())
+            .sum();
+        4 * (params + state)
     }
 
     /// The model's inputs for this setup's batch shape.
@@ -254,4 +276,13 @@ impl RunOptions {
         }
         Ok(Client::new(plugin, &options)?)
     }
+}
+
+/// The host memory available to new allocations (`MemAvailable` of
+/// `/proc/meminfo`, Linux), in bytes; `None` where it cannot be read.
+fn available_host_memory() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
