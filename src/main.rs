@@ -86,6 +86,15 @@ enum Command {
         /// Continue from the newest checkpoint in --checkpoint-dir.
         #[arg(long, requires = "checkpoint_dir")]
         resume: bool,
+        /// Write each checkpoint before the next step instead of in the
+        /// background.
+        #[arg(long)]
+        sync_checkpoints: bool,
+        /// A step, evaluation or checkpoint copy that runs longer than this
+        /// many seconds ends the run with status 124 (a hang); one ten times
+        /// slower than the median is reported before.
+        #[arg(long, default_value_t = 3600.0, value_parser = positive_seconds)]
+        step_timeout: f64,
         /// Evaluate every N steps (0: never).
         #[arg(long, default_value_t = 50)]
         eval_every: u64,
@@ -328,6 +337,8 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             checkpoint_every,
             keep,
             resume,
+            sync_checkpoints,
+            step_timeout,
             eval_every,
             eval_batches,
             metrics,
@@ -335,6 +346,8 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             peak_flops,
         } => {
             let options = RunOptions {
+                async_checkpoints: !sync_checkpoints,
+                step_timeout: Some(std::time::Duration::from_secs_f64(step_timeout)),
                 summaries,
                 steps,
                 checkpoint_dir,
@@ -447,6 +460,14 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
 /// A flag that SIGTERM and SIGINT set, asking the run to stop at the next
 /// step boundary; a second signal, with the flag already set, exits at
 /// once with status 130.
+/// Parses a positive, finite number of seconds.
+fn positive_seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(s) if s > 0.0 && s.is_finite() => Ok(s),
+        _ => Err(format!("expected a positive number of seconds, got {text}")),
+    }
+}
+
 fn stop_on_signals() -> std::io::Result<Arc<AtomicBool>> {
     use signal_hook::consts::{SIGINT, SIGTERM};
     let stop = Arc::new(AtomicBool::new(false));

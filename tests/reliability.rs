@@ -2,7 +2,8 @@
 //! state is not finite stops the run before that state is saved; a
 //! checkpoint directory is locked by the run using it; bad output paths and
 //! stale temporary directories are dealt with before compiling; SIGTERM
-//! saves a checkpoint at the next step boundary and exits 0.
+//! saves a checkpoint at the next step boundary and exits 0; the watchdog
+//! ends a hung run; background checkpoints equal foreground ones.
 
 use axle::checkpoint::{self, CheckpointError, Checkpointer};
 use axle::metrics::{Record, read_records};
@@ -304,4 +305,60 @@ fn a_model_too_large_for_host_memory_is_refused_before_compiling() {
     let err = train(&options, |_| {}).unwrap_err();
     assert!(matches!(err, RunError::HostMemory { .. }), "{err}");
     assert!(err.to_string().contains("GiB of host memory"), "{err}");
+}
+
+/// A step that runs past `--step-timeout` (here every step: 1 ms is far
+/// below the ~50 ms of one step of this model) ends the process with status
+/// 124 and a line naming the activity and the step, instead of waiting.
+#[test]
+fn the_watchdog_ends_a_run_whose_step_exceeds_the_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = axle(dir.path(), &["--steps", "5", "--step-timeout", "0.001"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        output.status.code(),
+        Some(axle::run::TIMEOUT_EXIT_CODE),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("watchdog: train step of step 1 has run for"),
+        "{stderr}"
+    );
+}
+
+/// Checkpoints written in the background hold exactly what the foreground
+/// writes: every tensor of every kept step bitwise equal, and the same steps
+/// kept.
+#[test]
+fn background_checkpoints_equal_foreground_ones() {
+    let run = |async_checkpoints: bool| {
+        let dir = tempfile::tempdir().unwrap();
+        let options = RunOptions {
+            checkpoint_dir: Some(dir.path().join("ckpt")),
+            checkpoint_every: 1,
+            keep: 2,
+            async_checkpoints,
+            ..small(4)
+        };
+        train(&options, |_| {}).unwrap();
+        let saver = Checkpointer::new(dir.path().join("ckpt"), 2);
+        let kept = saver.list().unwrap();
+        let loaded: Vec<_> = kept
+            .iter()
+            .map(|(step, path)| {
+                let c = checkpoint::load(path).unwrap();
+                (*step, c.params, c.opt_state)
+            })
+            .collect();
+        (dir, loaded)
+    };
+    let (_a, background) = run(true);
+    let (_b, foreground) = run(false);
+    assert_eq!(
+        background.iter().map(|c| c.0).collect::<Vec<_>>(),
+        vec![3, 4]
+    );
+    assert_eq!(background, foreground);
 }

@@ -7,10 +7,12 @@ mod eval;
 mod record;
 mod setup;
 mod train_loop;
+mod watchdog;
 
 pub use eval::{EvalReport, Evaluation, evaluate, evaluate_trainer};
 pub use setup::{Setup, open_source};
 pub use train_loop::{RunSummary, train, train_setup};
+pub use watchdog::{SLOW_FACTOR, TIMEOUT_EXIT_CODE, Watchdog};
 
 use crate::checkpoint::CheckpointError;
 use crate::data::DataError;
@@ -20,6 +22,7 @@ use crate::trainer::TrainError;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
+use std::time::Duration;
 
 /// The experiment trained when none is named.
 pub const DEFAULT_EXPERIMENT: &str = "llama-tiny";
@@ -57,6 +60,13 @@ pub struct RunOptions {
     pub checkpoint_every: u64,
     /// Checkpoints kept.
     pub keep: usize,
+    /// Write checkpoints on a background thread ([`crate::checkpoint::BackgroundSaver`]),
+    /// so that training waits only for the copy of the state to host memory.
+    pub async_checkpoints: bool,
+    /// A train step, evaluation or checkpoint copy running longer than this
+    /// ends the process with status [`TIMEOUT_EXIT_CODE`] (see [`Watchdog`]);
+    /// no watchdog when `None`.
+    pub step_timeout: Option<Duration>,
     /// Continue from the newest checkpoint in `checkpoint_dir`, if any.
     pub resume: bool,
     /// Evaluate every this many steps (0: never).
@@ -94,6 +104,8 @@ impl Default for RunOptions {
             checkpoint_dir: None,
             checkpoint_every: 100,
             keep: 3,
+            async_checkpoints: true,
+            step_timeout: Some(DEFAULT_STEP_TIMEOUT),
             resume: false,
             eval_every: 50,
             eval_batches: 4,
@@ -104,6 +116,10 @@ impl Default for RunOptions {
         }
     }
 }
+
+/// The step timeout of [`RunOptions::default`]: one hour, far above any
+/// step that is not hung.
+pub const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// Bytes in a GiB, for messages.
 const GIB: f64 = (1u64 << 30) as f64;

@@ -3,8 +3,9 @@
 
 use super::eval::evaluate_trainer;
 use super::record::{differences, recorded_config};
+use super::watchdog::Watchdog;
 use super::{RunError, RunOptions, Setup};
-use crate::checkpoint::{self, Checkpointer, Meta};
+use crate::checkpoint::{self, BackgroundSaver, Checkpointer, Meta};
 use crate::data::{Loader, Split};
 use crate::metrics::{MetricsWriter, Record};
 use crate::summary_writer::SummaryWriter;
@@ -112,6 +113,18 @@ pub fn train_setup(
         .map(SummaryWriter::create)
         .transpose()?;
     let mut trainer = setup.trainer(options.seed)?;
+    let mut background = saver.clone().map(BackgroundSaver::new);
+    let watchdog = options.step_timeout.map(Watchdog::start);
+    let watch = |kind: &'static str, step: u64| {
+        if let Some(w) = &watchdog {
+            w.begin(kind, step);
+        }
+    };
+    let done = || {
+        if let Some(w) = &watchdog {
+            w.end();
+        }
+    };
     let mut loader = Loader::new(
         setup.source.as_ref(),
         Split::Train,
@@ -160,7 +173,9 @@ pub fn train_setup(
     while trainer.steps_done() < options.steps {
         let batch = loader.next_batch();
         let start = Instant::now();
+        watch("train step", trainer.steps_done() + 1);
         let m = trainer.step(&batch, options.seed)?;
+        done();
         let seconds = start.elapsed().as_secs_f64();
         let step = trainer.steps_done();
         // A skipped step changed nothing, so a non-finite loss or gradient
@@ -177,16 +192,10 @@ pub fn train_setup(
             None
         };
         if let Some(what) = what {
-            let last = match &saver {
-                Some(s) => s
-                    .latest()?
-                    .map_or("none".into(), |p| p.display().to_string()),
-                None => "no checkpoint directory".into(),
-            };
             return Err(RunError::NonFinite {
                 step,
                 what,
-                last_checkpoint: last,
+                last_checkpoint: last_good(background.as_mut())?,
             });
         }
         summary.losses.push((step, m.loss));
@@ -208,7 +217,9 @@ pub fn train_setup(
         };
         emit(record, &mut writer)?;
         if options.eval_every > 0 && (step % options.eval_every == 0 || step == options.steps) {
+            watch("eval", step);
             let report = evaluate_trainer(&trainer, setup, options.seed, options.eval_batches)?;
+            done();
             summary.eval_losses.push((step, report.loss));
             summary.eval_metrics = report.metrics.clone();
             emit(
@@ -224,7 +235,7 @@ pub fn train_setup(
             .stop
             .as_ref()
             .is_some_and(|s| s.load(Ordering::SeqCst));
-        if let Some(saver) = &saver
+        if let Some(background) = &mut background
             && (stopping || step % options.checkpoint_every == 0 || step == options.steps)
         {
             let meta = Meta {
@@ -232,29 +243,48 @@ pub fn train_setup(
                 rng_state: options.seed,
                 run: options.record(setup),
             };
+            watch("checkpoint copy", step);
             let checkpoint = trainer.checkpoint(meta)?;
+            done();
             if let Some(name) = checkpoint.first_non_finite() {
                 return Err(RunError::NonFinite {
                     step,
                     what: format!("{name} is not finite (not saved)"),
-                    last_checkpoint: saver
-                        .latest()?
-                        .map_or("none".into(), |p| p.display().to_string()),
+                    last_checkpoint: last_good(Some(background))?,
                 });
             }
-            let path = saver.save(&checkpoint)?;
-            eprintln!("saved checkpoint {} (step {step})", path.display());
+            background.save(checkpoint)?;
+            if !options.async_checkpoints {
+                background.wait()?;
+            }
         }
         if stopping && step < options.steps {
             summary.interrupted = true;
             break;
         }
     }
+    if let Some(background) = &mut background {
+        background.wait()?;
+    }
     if let Some(tb) = &mut tensorboard {
         tb.flush()?;
     }
     summary.steps_done = trainer.steps_done();
     Ok(summary)
+}
+
+/// The newest checkpoint on disk once the save in flight has finished,
+/// for error messages.
+fn last_good(background: Option<&mut BackgroundSaver>) -> Result<String, RunError> {
+    Ok(match background {
+        Some(b) => {
+            b.wait()?;
+            b.checkpointer()
+                .latest()?
+                .map_or("none".into(), |p| p.display().to_string())
+        }
+        None => "no checkpoint directory".into(),
+    })
 }
 
 /// Tokens of one batch: the product of the batch and sequence dimensions

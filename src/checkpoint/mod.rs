@@ -9,8 +9,15 @@
 //! is refused on load instead of restoring wrong numbers. Arrays are stored
 //! whole (global shapes), so a checkpoint restores onto any mesh.
 //!
+//! Training saves in the background ([`BackgroundSaver`]): the step loop
+//! waits only for the copy of the state to host memory.
+//!
 //! A run holds [`Checkpointer::lock`] on its directory for as long as it
 //! trains, so two runs never write checkpoints into the same directory.
+
+mod background;
+
+pub use background::BackgroundSaver;
 
 use fs4::FileExt;
 use ndarray::ArrayD;
@@ -132,6 +139,14 @@ pub enum CheckpointError {
         path: PathBuf,
         /// Why.
         message: String,
+    },
+    /// The background thread writing a checkpoint panicked.
+    #[error(
+        "the background save into checkpoint directory {dir} failed unexpectedly (its thread panicked)"
+    )]
+    SaveThread {
+        /// The checkpoint directory.
+        dir: PathBuf,
     },
 }
 

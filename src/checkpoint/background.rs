@@ -1,0 +1,80 @@
+//! Asynchronous checkpoints: the training loop hands a checkpoint already
+//! copied to host memory to a background thread, which serializes it,
+//! fsyncs it, renames it into place and prunes old ones, while the next
+//! steps run.
+//!
+//! At most one save is in flight: starting a second waits for the first,
+//! so host memory holds at most two copies of the state. A save is atomic
+//! whether it runs here or in the foreground ([`Checkpointer::save`]): a
+//! crash mid-write leaves the previous checkpoints untouched.
+
+use super::{Checkpoint, CheckpointError, Checkpointer};
+use std::path::PathBuf;
+use std::thread::JoinHandle;
+
+/// Saves checkpoints with a [`Checkpointer`] on a background thread, one
+/// at a time, logging each saved checkpoint on stderr.
+///
+/// Dropping it waits for the save in flight (its error, if any, is logged),
+/// so a run that stops on an error still finishes writing what it
+/// committed to write.
+#[derive(Debug)]
+pub struct BackgroundSaver {
+    checkpointer: Checkpointer,
+    in_flight: Option<JoinHandle<Result<PathBuf, CheckpointError>>>,
+}
+
+impl BackgroundSaver {
+    /// A saver writing with `checkpointer`.
+    pub fn new(checkpointer: Checkpointer) -> Self {
+        BackgroundSaver {
+            checkpointer,
+            in_flight: None,
+        }
+    }
+
+    /// The checkpointer that writes.
+    pub fn checkpointer(&self) -> &Checkpointer {
+        &self.checkpointer
+    }
+
+    /// Starts writing `checkpoint` in the background, after the save in
+    /// flight (if any) has finished. Returns the error of that earlier save,
+    /// in which case `checkpoint` is not written.
+    pub fn save(&mut self, checkpoint: Checkpoint) -> Result<(), CheckpointError> {
+        self.wait()?;
+        let checkpointer = self.checkpointer.clone();
+        self.in_flight = Some(std::thread::spawn(move || {
+            let path = checkpointer.save(&checkpoint)?;
+            eprintln!(
+                "saved checkpoint {} (step {})",
+                path.display(),
+                checkpoint.step
+            );
+            Ok(path)
+        }));
+        Ok(())
+    }
+
+    /// Waits for the save in flight; returns its directory, or `None` when
+    /// there was none.
+    pub fn wait(&mut self) -> Result<Option<PathBuf>, CheckpointError> {
+        match self.in_flight.take() {
+            None => Ok(None),
+            Some(handle) => match handle.join() {
+                Ok(result) => result.map(Some),
+                Err(_) => Err(CheckpointError::SaveThread {
+                    dir: self.checkpointer.dir().to_path_buf(),
+                }),
+            },
+        }
+    }
+}
+
+impl Drop for BackgroundSaver {
+    fn drop(&mut self) {
+        if let Err(e) = self.wait() {
+            eprintln!("{e}");
+        }
+    }
+}
