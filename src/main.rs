@@ -1,5 +1,5 @@
-//! The `axle` command: list devices, lower a train step to StableHLO, train,
-//! evaluate, benchmark and plot.
+//! The `axle` command: list devices, print configs, lower a train step to
+//! StableHLO, train, evaluate, verify checkpoints, benchmark and plot.
 
 use axle::bench::{BenchOptions, render_table, run_bench};
 use axle::experiment::{EXPERIMENT_NAMES, MODIFIERS};
@@ -128,6 +128,13 @@ enum Command {
     Bench {
         #[command(flatten)]
         bench: BenchArgs,
+    },
+    /// List the checkpoints in a directory, verifying each one's files
+    /// against its checksums; exits non-zero if any is damaged.
+    Checkpoints {
+        /// Directory holding the checkpoints.
+        #[arg(long)]
+        checkpoint_dir: PathBuf,
     },
     /// Plot loss curves from metrics files into a PNG.
     Plot {
@@ -449,6 +456,26 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                     .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
             }
         }
+        Command::Checkpoints { checkpoint_dir } => {
+            let saver = axle::checkpoint::Checkpointer::new(&checkpoint_dir, 1);
+            let mut damaged = 0;
+            for (step, path) in saver.list()? {
+                match axle::checkpoint::load(&path) {
+                    Ok(_) => println!("{}  step {step}  ok", path.display()),
+                    Err(e) => {
+                        damaged += 1;
+                        println!("{}  step {step}  DAMAGED: {e}", path.display());
+                    }
+                }
+            }
+            if damaged > 0 {
+                return Err(format!(
+                    "{damaged} damaged checkpoint(s) in {}",
+                    checkpoint_dir.display()
+                )
+                .into());
+            }
+        }
         Command::Plot { runs, out } => {
             axle::plot::plot_losses(&runs, &out)?;
             println!("wrote {}", out.display());
@@ -457,9 +484,6 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// A flag that SIGTERM and SIGINT set, asking the run to stop at the next
-/// step boundary; a second signal, with the flag already set, exits at
-/// once with status 130.
 /// Parses a positive, finite number of seconds.
 fn positive_seconds(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
@@ -468,6 +492,9 @@ fn positive_seconds(text: &str) -> Result<f64, String> {
     }
 }
 
+/// A flag that SIGTERM and SIGINT set, asking the run to stop at the next
+/// step boundary; a second signal, with the flag already set, exits at
+/// once with status 130.
 fn stop_on_signals() -> std::io::Result<Arc<AtomicBool>> {
     use signal_hook::consts::{SIGINT, SIGTERM};
     let stop = Arc::new(AtomicBool::new(false));
