@@ -153,10 +153,18 @@ pub enum CheckpointError {
 /// The `meta.json` of the checkpoint in `dir`, parsed.
 fn read_meta_file(dir: &Path) -> Result<MetaFile, CheckpointError> {
     let meta_path = dir.join(META_FILE);
-    let json = std::fs::read(&meta_path).map_err(io(&meta_path))?;
     let corrupt = |message: String| CheckpointError::Corrupt {
         path: meta_path.clone(),
         message,
+    };
+    let json = match std::fs::read(&meta_path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(corrupt(format!(
+                "missing: {} is not a complete checkpoint (axle never leaves one half-written; move it away to use the one before)",
+                dir.display()
+            )));
+        }
+        read => read.map_err(io(&meta_path))?,
     };
     let meta: MetaFile = serde_json::from_slice(&json).map_err(|e| corrupt(e.to_string()))?;
     if let Some(recorded) = meta.meta_crc32
