@@ -1,25 +1,24 @@
 #!/usr/bin/env bash
 # Kills a training run with SIGKILL at random moments, N times (default 50),
-# resuming it after each kill; checkpoints are saved every step, so many
-# kills land inside a save or a prune. After every kill, every `step_*`
+# resuming it after each kill. The model is llama-tiny on tiny batches: its
+# 45 MB checkpoint, saved every step, takes longer to write than a step
+# takes to run, so many kills land inside a save or a prune. After every kill, every `step_*`
 # directory must load and match its checksums (`axle checkpoints`). At the
 # end the resumed run's final checkpoint must equal, byte for byte, that of
 # a run that was never killed.
 #
-#   scripts/kill-resume.sh [N]        (about 5 s per kill on 2 cores)
+#   scripts/kill-resume.sh [N]        (about 6 s per kill on 2 cores)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 kills=${1:-50}
-steps=$((kills * 4))
+steps=$((kills * 8))
 cargo build --quiet --release --bin axle
 axle=target/release/axle
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 train() {
     "$axle" train --mesh data=1 --cpu-devices 1 --batch-size 4 --seq-len 16 --seed 3 \
-        --set decoder.dim=64 --set decoder.transformer.num_layers=1 \
-        --set decoder.transformer.layers.0.feed_forward.hidden_dim=128 \
-        --set decoder.vocab_size=256 --eval-every 0 --checkpoint-every 1 --keep 2 \
+        --eval-every 0 --checkpoint-every 1 --keep 2 \
         --steps "$steps" "$@"
 }
 echo "reference run: $steps steps, never killed"

@@ -135,9 +135,17 @@ impl MetricsWriter {
     /// (written after the checkpoint the run resumes from) are dropped, by
     /// writing the kept ones to a temporary file renamed over `path`, so
     /// the file holds each step once.
+    ///
+    /// A last line without its newline (a write cut short by a crash or a
+    /// full disk) is dropped first.
     pub fn resume_at(path: &Path, step: u64) -> Result<Self, MetricsError> {
         if path.exists() {
-            let kept: String = read_records(path)?
+            let text = std::fs::read_to_string(path).map_err(|e| MetricsError {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            })?;
+            let whole = &text[..text.rfind('\n').map_or(0, |end| end + 1)];
+            let kept: String = parse_records(whole, path)?
                 .iter()
                 .filter(|r| r.step() <= step)
                 .map(|r| serde_json::to_string(r).expect("records serialize") + "\n")
@@ -173,17 +181,26 @@ impl MetricsWriter {
         })
     }
 
-    /// Writes one record as one line.
+    /// Writes one record as one line. If the write fails (a full disk), the
+    /// file is cut back to its previous length, so it holds whole lines
+    /// only.
     pub fn write(&mut self, record: &Record) -> Result<(), MetricsError> {
         let mut line = serde_json::to_string(record).expect("records serialize");
         line.push('\n');
-        self.file
+        let before = self.file.metadata().map(|m| m.len());
+        let written = self
+            .file
             .write_all(line.as_bytes())
-            .and_then(|()| self.file.flush())
-            .map_err(|e| MetricsError {
+            .and_then(|()| self.file.flush());
+        written.map_err(|e| {
+            if let Ok(len) = before {
+                let _ = self.file.set_len(len);
+            }
+            MetricsError {
                 path: self.path.clone(),
                 message: e.to_string(),
-            })
+            }
+        })
     }
 }
 
@@ -193,6 +210,11 @@ pub fn read_records(path: &Path) -> Result<Vec<Record>, MetricsError> {
         path: path.to_path_buf(),
         message: e.to_string(),
     })?;
+    parse_records(&text, path)
+}
+
+/// Parses JSON lines read from `path` (named in errors, with the line).
+fn parse_records(text: &str, path: &Path) -> Result<Vec<Record>, MetricsError> {
     text.lines()
         .enumerate()
         .filter(|(_, line)| !line.trim().is_empty())
@@ -273,5 +295,51 @@ mod tests {
         std::fs::write(&path, "{not json\n").unwrap();
         let err = read_records(&path).unwrap_err();
         assert!(err.to_string().contains("line 1"), "{err}");
+    }
+
+    /// A line cut short by a crash or a full disk is dropped on resume, as
+    /// are the records after the checkpoint's step; the file is whole JSON
+    /// lines again.
+    #[test]
+    fn resuming_drops_a_torn_last_line_and_later_steps() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metrics.jsonl");
+        let eval = |step| Record::Eval {
+            step,
+            loss: 1.0,
+            metrics: BTreeMap::new(),
+        };
+        let mut writer = MetricsWriter::create(&path).unwrap();
+        for step in 1..=3 {
+            writer.write(&eval(step)).unwrap();
+        }
+        drop(writer);
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        file.write_all(br#"{"kind":"eval","step":4,"lo"#).unwrap();
+        drop(file);
+        MetricsWriter::resume_at(&path, 2)
+            .unwrap()
+            .write(&eval(3))
+            .unwrap();
+        assert_eq!(read_records(&path).unwrap(), [eval(1), eval(2), eval(3)]);
+    }
+
+    /// A write that fails (here on `/dev/full`, which always reports a full
+    /// disk) is an error naming the file.
+    #[test]
+    fn a_full_disk_is_an_error_naming_the_file() {
+        let path = Path::new("/dev/full");
+        let mut writer = MetricsWriter::append(path).unwrap();
+        let err = writer
+            .write(&Record::Eval {
+                step: 1,
+                loss: 1.0,
+                metrics: BTreeMap::new(),
+            })
+            .unwrap_err();
+        assert!(err.to_string().contains("/dev/full"), "{err}");
     }
 }
