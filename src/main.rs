@@ -86,6 +86,10 @@ enum Command {
         /// Continue from the newest checkpoint in --checkpoint-dir.
         #[arg(long, requires = "checkpoint_dir")]
         resume: bool,
+        /// Start afresh where an earlier run left checkpoints (removed once
+        /// the step compiles) and a metrics file (emptied).
+        #[arg(long, conflicts_with = "resume")]
+        overwrite: bool,
         /// Write each checkpoint before the next step instead of in the
         /// background.
         #[arg(long)]
@@ -344,6 +348,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             checkpoint_every,
             keep,
             resume,
+            overwrite,
             sync_checkpoints,
             step_timeout,
             eval_every,
@@ -353,6 +358,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             peak_flops,
         } => {
             let options = RunOptions {
+                overwrite,
                 async_checkpoints: !sync_checkpoints,
                 step_timeout: Some(std::time::Duration::from_secs_f64(step_timeout)),
                 summaries,

@@ -124,9 +124,21 @@ impl MetricsWriter {
             return Err(MetricsError {
                 path: path.to_path_buf(),
                 message: "already holds an earlier run's records: remove it, choose another \
-                          file, or resume that run (--resume)"
+                          file, resume that run (--resume) or replace it (--overwrite)"
                     .into(),
             });
+        }
+        MetricsWriter::append(path)
+    }
+
+    /// A writer for a fresh run that replaces an earlier run's records:
+    /// `path` is emptied.
+    pub fn replace(path: &Path) -> Result<Self, MetricsError> {
+        if path.exists() {
+            std::fs::write(path, "").map_err(|e| MetricsError {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            })?;
         }
         MetricsWriter::append(path)
     }

@@ -121,6 +121,39 @@ fn a_fresh_run_into_a_used_directory_or_metrics_file_is_refused() {
     assert!(err.to_string().contains("earlier run"), "{err}");
 }
 
+/// `overwrite` replaces the earlier run: its later checkpoints are gone
+/// (not kept by pruning as "newer"), and the metrics file holds only the
+/// new run's steps.
+#[test]
+fn overwrite_replaces_an_earlier_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    train(&small(tmp.path(), 4), |_| {}).unwrap();
+    let again = RunOptions {
+        overwrite: true,
+        ..small(tmp.path(), 2)
+    };
+    train(&again, |_| {}).unwrap();
+    let steps: Vec<u64> = Checkpointer::new(tmp.path().join("ckpt"), 1)
+        .list()
+        .unwrap()
+        .iter()
+        .map(|(step, _)| *step)
+        .collect();
+    assert_eq!(steps, [2]);
+    let records = read_records(&tmp.path().join("metrics.jsonl")).unwrap();
+    assert_eq!(
+        records.iter().map(|r| r.step()).max(),
+        Some(2),
+        "{records:?}"
+    );
+    let both = RunOptions {
+        resume: true,
+        ..again
+    };
+    let err = train(&both, |_| {}).unwrap_err();
+    assert!(err.to_string().contains("contradict"), "{err}");
+}
+
 #[test]
 fn a_checkpoint_with_tensors_the_model_lacks_is_refused() {
     let tmp = tempfile::tempdir().unwrap();

@@ -320,6 +320,15 @@ impl Checkpointer {
         Ok(self.list()?.pop().map(|(_, path)| path))
     }
 
+    /// Removes every checkpoint of the directory, each crash-safely (a
+    /// `step_*` directory is whole or gone).
+    pub fn discard_all(&self) -> Result<(), CheckpointError> {
+        for (_, path) in self.list()? {
+            self.discard(&path)?;
+        }
+        Ok(())
+    }
+
     /// Removes all but the newest `keep` checkpoints, and the temporary
     /// directories of saves that other (dead) processes left unfinished.
     fn prune(&self) -> Result<(), CheckpointError> {

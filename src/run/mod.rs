@@ -69,6 +69,10 @@ pub struct RunOptions {
     pub step_timeout: Option<Duration>,
     /// Continue from the newest checkpoint in `checkpoint_dir`, if any.
     pub resume: bool,
+    /// Start afresh where an earlier run left checkpoints and metrics: its
+    /// checkpoints are removed once the step has compiled, its metrics file
+    /// is emptied. Without it such a run is refused.
+    pub overwrite: bool,
     /// Evaluate every this many steps (0: never).
     pub eval_every: u64,
     /// Batches per evaluation.
@@ -107,6 +111,7 @@ impl Default for RunOptions {
             async_checkpoints: true,
             step_timeout: Some(DEFAULT_STEP_TIMEOUT),
             resume: false,
+            overwrite: false,
             eval_every: 50,
             eval_batches: 4,
             metrics: None,
@@ -168,7 +173,7 @@ pub enum RunError {
     /// A fresh run (no `--resume`) was pointed at a directory that holds
     /// another run's checkpoints.
     #[error(
-        "{} holds checkpoints of an earlier run (newest {}): pass --resume to continue it, or choose another checkpoint directory",
+        "{} holds checkpoints of an earlier run (newest {}): pass --resume to continue it, --overwrite to replace it, or choose another checkpoint directory",
         newest.parent().map_or_else(|| newest.display().to_string(), |p| p.display().to_string()),
         newest.display()
     )]

@@ -78,10 +78,14 @@ pub fn train_setup(
         .as_ref()
         .map(|dir| Checkpointer::new(dir, options.keep));
     let _lock = saver.as_ref().map(Checkpointer::lock).transpose()?;
-    if let (false, Some(saver)) = (options.resume, &saver)
-        && let Some(newest) = saver.latest()?
-    {
-        return Err(RunError::CheckpointDirInUse { newest });
+    let earlier = match (options.resume, &saver) {
+        (false, Some(saver)) => saver.list()?,
+        _ => Vec::new(),
+    };
+    if let (false, Some((_, newest))) = (options.overwrite, earlier.last()) {
+        return Err(RunError::CheckpointDirInUse {
+            newest: newest.clone(),
+        });
     }
     let mut restored = None;
     if let (true, Some(saver)) = (options.resume, &saver)
@@ -104,6 +108,7 @@ pub fn train_setup(
         .as_deref()
         .map(|p| match &restored {
             Some(c) => MetricsWriter::resume_at(p, c.step),
+            None if options.overwrite => MetricsWriter::replace(p),
             None => MetricsWriter::create(p),
         })
         .transpose()?;
@@ -113,6 +118,14 @@ pub fn train_setup(
         .map(SummaryWriter::create)
         .transpose()?;
     let mut trainer = setup.trainer(options.seed)?;
+    if let (Some(saver), false) = (&saver, earlier.is_empty()) {
+        saver.discard_all()?;
+        eprintln!(
+            "--overwrite: removed the {} checkpoint(s) of an earlier run from {}",
+            earlier.len(),
+            saver.dir().display()
+        );
+    }
     let mut background = saver.clone().map(BackgroundSaver::new);
     let watchdog = options.step_timeout.map(Watchdog::start);
     let watch = |kind: &'static str, step: u64| {
@@ -303,7 +316,7 @@ fn tokens_per_batch(inputs: &[InputSpec]) -> usize {
 impl RunOptions {
     /// Refuses loop options that cannot work rather than coercing them:
     /// zero checkpoints kept, a zero checkpoint interval, zero evaluation
-    /// batches, `resume` without a checkpoint directory.
+    /// batches, `resume` without a checkpoint directory or with `overwrite`.
     fn check_loop(&self) -> Result<(), RunError> {
         let problem = if self.keep == 0 {
             Some("keep must be at least 1 checkpoint")
@@ -313,6 +326,8 @@ impl RunOptions {
             Some("eval_batches must be at least 1")
         } else if self.resume && self.checkpoint_dir.is_none() {
             Some("resume needs a checkpoint directory to resume from")
+        } else if self.resume && self.overwrite {
+            Some("resume and overwrite contradict each other: choose one")
         } else {
             None
         };
