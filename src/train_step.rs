@@ -386,15 +386,18 @@ fn scalar_summaries(
         .collect()
 }
 
-/// The loss over `micro_batches` equal slices of the batch rows, combined
-/// as the full batch would be: each micro-batch's mean loss (and summary)
-/// weighted by its loss weight, over the total weight; the gradient is that
-/// of the combined loss (gradient accumulation, traced unrolled: one
-/// forward and backward per micro-batch, summed in the step). Micro-batch
-/// `i` draws its dropout from the key `rng_key + [0, i]`. The forward sees
-/// the parameters cast to the learner's compute dtype; gradients come back
-/// to the f32 parameters through the cast. On a mesh of several devices the
-/// layers constrain their outputs' sharding as `rules` resolve their roles.
+/// The loss over `micro_batches` slices of the batch rows, combined as the
+/// full batch would be: each micro-batch's mean loss (and summary) weighted
+/// by its loss weight, over the total weight; the gradient is that of the
+/// combined loss. With several micro-batches, gradient accumulation runs in
+/// a `scan` (one traced forward and backward whatever their number, so
+/// compile time and memory stay flat in it): micro-batch `i` takes rows
+/// `i`, `i + k`, `i + 2k`, … (spread over the data-parallel devices as the
+/// batch is) and draws its dropout from the key `rng_key + [0, i]`. The
+/// forward sees the parameters cast to the learner's compute dtype;
+/// gradients come back to the f32 parameters through the cast and are
+/// summed in f32. On a mesh of several devices the layers constrain their
+/// outputs' sharding as `rules` resolve their roles.
 fn loss_and_grads(
     model: &dyn Model,
     params: &ParamTree<Tensor>,
@@ -412,50 +415,16 @@ fn loss_and_grads(
             micro_batches: k,
         });
     }
-    let compute = learner.compute_dtype.dtype();
-    let compute_params: ParamTree<Tensor> = params
-        .iter()
-        .map(|(path, p)| (path.clone(), p.convert(compute)))
-        .collect();
-    let size = rows / k;
+    let micro = MicroStep {
+        model,
+        paths: params.keys().cloned().collect(),
+        compute: learner.compute_dtype.dtype(),
+        mesh,
+        rules,
+    };
     let wrt: Vec<&Tensor> = params.values().collect();
-    let mut parts = Vec::with_capacity(k);
-    for i in 0..k {
-        let micro: Inputs = batch
-            .iter()
-            .map(|(name, t)| (name.clone(), rows_of(t, i * size, size)))
-            .collect();
-        let offset = key.builder().constant(&[0i64, i as i64], &[2]);
-        let micro_key = (key + &offset).convert(DType::U64);
-        let mut ctx = Ctx::new(compute_params.clone(), true, Some(micro_key));
-        if mesh.size() > 1 {
-            ctx = ctx.with_mesh(mesh.clone(), rules.clone());
-        }
-        let out = model.loss(&mut ctx, &micro)?;
-        if out.loss.rank() != 0 || out.weight.rank() != 0 {
-            return Err(StepError::Interface {
-                kind: model.kind().to_string(),
-                message: format!(
-                    "loss and weight must be scalars, got {:?} and {:?}",
-                    out.loss.dims(),
-                    out.weight.dims()
-                ),
-            });
-        }
-        let summaries = scalar_summaries(model, ctx.take_summaries())?;
-        parts.push((
-            out.loss.convert(DType::F32),
-            out.weight.convert(DType::F32),
-            summaries,
-        ));
-    }
-    let weight = parts
-        .iter()
-        .map(|(_, w, _)| w.clone())
-        .reduce(|a, b| &a + &b)
-        .expect("at least one micro-batch");
     if k == 1 {
-        let (loss, weight, summaries) = parts.pop().expect("one micro-batch");
+        let (loss, weight, summaries) = micro.loss(&wrt, batch, key.convert(DType::U64))?;
         let grads = grad(&loss, &wrt);
         return Ok(Traced {
             loss,
@@ -464,31 +433,130 @@ fn loss_and_grads(
             summaries,
         });
     }
-    // A batch with no live target has weight 0 and loss 0, not 0/0.
-    let total = weight.maximum(&weight.splat_like(f64::from(f32::MIN_POSITIVE)));
-    let weighted =
-        |value: &Tensor, w: &Tensor| &(value * &w.stop_gradient()) / &total.stop_gradient();
-    let loss = parts
-        .iter()
-        .map(|(l, w, _)| weighted(l, w))
-        .reduce(|a, b| &a + &b)
-        .expect("at least one micro-batch");
-    let grads = grad(&loss, &wrt);
-    let mut summaries = ParamTree::new();
-    for (path, _) in parts[0].2.iter() {
-        let combined = parts
+    let b = key.builder();
+    let size = rows / k;
+    let names: Vec<&String> = batch.keys().collect();
+    let mut xs: Vec<Tensor> = batch
+        .values()
+        .map(|t| {
+            let mut split = vec![size, k];
+            split.extend_from_slice(&t.dims()[1..]);
+            let mut perm: Vec<usize> = (0..split.len()).collect();
+            perm.swap(0, 1);
+            t.reshape(&split).transpose(&perm)
+        })
+        .collect();
+    let offsets: Vec<i64> = (0..k as i64).flat_map(|i| [0, i]).collect();
+    xs.push(&key.broadcast_in_dim(&[k, 2], &[1]) + &b.constant(&offsets, &[k, 2]));
+    let zeros: Vec<Tensor> = wrt.iter().map(|p| p.zeros_like()).collect();
+    let mut carry: Vec<&Tensor> = zeros.iter().collect();
+    carry.extend(wrt.iter().copied());
+    let n = wrt.len();
+    let mut failure = None;
+    let mut summary_paths = Vec::new();
+    let (acc, ys) = b.scan(k, &carry, &xs.iter().collect::<Vec<_>>(), |carry, x| {
+        let (acc, ps) = carry.split_at(n);
+        let ps: Vec<&Tensor> = ps.iter().collect();
+        let inputs: Inputs = names
             .iter()
-            .map(|(_, w, s)| weighted(&s[path], w))
-            .reduce(|a, b| &a + &b)
-            .expect("at least one micro-batch");
-        summaries.insert(path.clone(), combined);
+            .zip(x)
+            .map(|(name, t)| ((*name).clone(), t.clone()))
+            .collect();
+        let key = x[names.len()].convert(DType::U64);
+        match micro.loss(&ps, &inputs, key) {
+            Err(e) => {
+                failure = Some(e);
+                (carry.to_vec(), Vec::new())
+            }
+            Ok((loss, weight, summaries)) => {
+                let weight = weight.stop_gradient();
+                let grads = grad(&(&loss * &weight), &ps);
+                let mut next: Vec<Tensor> = acc.iter().zip(&grads).map(|(a, g)| a + g).collect();
+                next.extend(ps.iter().map(|p| (*p).clone()));
+                let mut ys = vec![loss, weight];
+                for (path, value) in summaries {
+                    summary_paths.push(path);
+                    ys.push(value);
+                }
+                (next, ys)
+            }
+        }
+    });
+    if let Some(e) = failure {
+        return Err(e);
     }
+    // A batch with no live target has weight 0 and loss 0, not 0/0.
+    let weight = ys[1].sum_all();
+    let total = weight.maximum(&weight.splat_like(f64::from(f32::MIN_POSITIVE)));
+    let weighted = |stacked: &Tensor| {
+        let w = ys[1].broadcast_in_dim(stacked.dims(), &[0]);
+        &(stacked * &w).sum(&[0], false) / &total.broadcast_to(&stacked.dims()[1..])
+    };
+    let summaries = summary_paths
+        .into_iter()
+        .zip(&ys[2..])
+        .map(|(path, stacked)| (path, weighted(stacked)))
+        .collect();
     Ok(Traced {
-        loss,
+        loss: weighted(&ys[0]),
         weight,
-        grads,
+        grads: acc[..n]
+            .iter()
+            .map(|g| g / &total.broadcast_to(g.dims()))
+            .collect(),
         summaries,
     })
+}
+
+/// What one micro-batch's loss needs besides its inputs: the model, the
+/// parameter paths (in the order the parameters are given), the compute
+/// dtype and the mesh with its rules.
+struct MicroStep<'a> {
+    model: &'a dyn Model,
+    paths: Vec<String>,
+    compute: DType,
+    mesh: &'a Mesh,
+    rules: &'a LogicalRules,
+}
+
+impl MicroStep<'_> {
+    /// The loss (f32 scalar), its weight (f32 scalar) and the summaries of
+    /// `inputs` under the f32 parameters `params`, seen in the compute
+    /// dtype, with dropout drawn from `key`.
+    fn loss(
+        &self,
+        params: &[&Tensor],
+        inputs: &Inputs,
+        key: Tensor,
+    ) -> Result<(Tensor, Tensor, ParamTree<Tensor>), StepError> {
+        let compute_params = self
+            .paths
+            .iter()
+            .zip(params)
+            .map(|(path, p)| (path.clone(), p.convert(self.compute)))
+            .collect();
+        let mut ctx = Ctx::new(compute_params, true, Some(key));
+        if self.mesh.size() > 1 {
+            ctx = ctx.with_mesh(self.mesh.clone(), self.rules.clone());
+        }
+        let out = self.model.loss(&mut ctx, inputs)?;
+        if out.loss.rank() != 0 || out.weight.rank() != 0 {
+            return Err(StepError::Interface {
+                kind: self.model.kind().to_string(),
+                message: format!(
+                    "loss and weight must be scalars, got {:?} and {:?}",
+                    out.loss.dims(),
+                    out.weight.dims()
+                ),
+            });
+        }
+        let summaries = scalar_summaries(self.model, ctx.take_summaries())?;
+        Ok((
+            out.loss.convert(DType::F32),
+            out.weight.convert(DType::F32),
+            summaries,
+        ))
+    }
 }
 
 /// The batch size of `batch` (the leading dimension every input shares).
@@ -513,18 +581,6 @@ fn batch_rows(model: &dyn Model, batch: &Inputs) -> Result<usize, StepError> {
         kind: model.kind().to_string(),
         message: "the model declares no inputs".into(),
     })
-}
-
-/// Rows `start..start + len` of `t` along its leading dimension.
-fn rows_of(t: &Tensor, start: usize, len: usize) -> Tensor {
-    if t.dims()[0] == len {
-        return t.clone();
-    }
-    let mut lo = vec![0; t.rank()];
-    let mut hi = t.dims().to_vec();
-    lo[0] = start;
-    hi[0] = start + len;
-    t.slice(&lo, &hi, &vec![1; t.rank()])
 }
 
 /// The argument `name` split as `partition` (resolved for `mesh`), checked
