@@ -3,7 +3,7 @@
 //! steps (donated to the step, replaced by its outputs), feeds batches,
 //! evaluates, and moves state to and from host checkpoints.
 
-use crate::checkpoint::{Checkpoint, Meta, Tensors};
+use crate::checkpoint::{Checkpoint, Meta, Tensors, to_stack_layout};
 use crate::data::{HostArray, HostBatch, check_batch};
 use crate::learner::LearnerConfig;
 use crate::train_step::{
@@ -272,10 +272,18 @@ impl Trainer {
 
     /// Replaces parameters and optimizer state with a checkpoint's, placing
     /// them for this trainer's mesh (whatever mesh saved them).
+    ///
+    /// A checkpoint of the same model with its stacks scanned where this
+    /// one's are unrolled, or the other way round, is converted
+    /// ([`crate::checkpoint::to_stack_layout`]).
     pub fn restore(&mut self, checkpoint: &Checkpoint) -> Result<(), TrainError> {
         let mut host = checkpoint.params.clone();
         host.extend(checkpoint.opt_state.clone());
-        self.place(&host)?;
+        let expected: Vec<(String, Vec<usize>)> = self.step.args[..self.step.num_carried()]
+            .iter()
+            .map(|a| (a.name.clone(), a.shape.clone()))
+            .collect();
+        self.place(&to_stack_layout(host, &expected))?;
         self.steps_done = checkpoint.step;
         Ok(())
     }

@@ -209,3 +209,69 @@ fn loop_options_that_cannot_work_are_refused_not_coerced() {
         assert!(err.to_string().contains(want), "{err}");
     }
 }
+
+/// A checkpoint moves between an unrolled and a scanned stack: restored
+/// into a scanned trainer and saved again, then restored into an unrolled
+/// one and saved again, every tensor is bitwise what the unrolled run
+/// wrote; and a run resumed with the stack scanned is accepted (the layout
+/// is not a model change) and continues the unrolled run's losses to 1e-5
+/// relative (the same arithmetic, fused differently by XLA inside a loop).
+#[test]
+fn checkpoints_move_between_unrolled_and_scanned_stacks() {
+    let tmp = tempfile::tempdir().unwrap();
+    let two_layers = |dir: &Path, scan: bool, steps: u64| {
+        let mut options = small(dir, steps);
+        options
+            .overrides
+            .push("decoder.transformer.num_layers=2".into());
+        options
+            .overrides
+            .push(format!("decoder.transformer.scan={scan}"));
+        options
+    };
+    train(&two_layers(tmp.path(), false, 2), |_| {}).unwrap();
+    let saved = checkpoint::load(&tmp.path().join("ckpt/step_0000000002")).unwrap();
+    assert!(saved.params.keys().any(|k| k.contains("/layers/1/")));
+    let round_trip = |scan: bool, from: &checkpoint::Checkpoint| {
+        let setup = two_layers(tmp.path(), scan, 2).setup().unwrap();
+        let mut trainer = setup.trainer(0).unwrap();
+        trainer.restore(from).unwrap();
+        trainer.checkpoint(from.meta.clone()).unwrap()
+    };
+    let scanned = round_trip(true, &saved);
+    assert!(scanned.params.keys().any(|k| k.contains("/layer/")));
+    assert!(!scanned.params.keys().any(|k| k.contains("/layers/")));
+    let back = round_trip(false, &scanned);
+    assert_eq!(back.params, saved.params);
+    assert_eq!(back.opt_state, saved.opt_state);
+
+    let other = tempfile::tempdir().unwrap();
+    copy_dir(&tmp.path().join("ckpt"), &other.path().join("ckpt"));
+    let resume = |dir: &Path, scan: bool| {
+        let options = RunOptions {
+            resume: true,
+            ..two_layers(dir, scan, 4)
+        };
+        train(&options, |_| {}).unwrap().losses
+    };
+    let unrolled = resume(tmp.path(), false);
+    let scanned = resume(other.path(), true);
+    assert_eq!(unrolled.len(), 2);
+    for (a, b) in unrolled.iter().zip(&scanned) {
+        assert_eq!(a.0, b.0);
+        assert!((a.1 - b.1).abs() <= 1e-5 * a.1.abs(), "{a:?} vs {b:?}");
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}

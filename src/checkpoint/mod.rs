@@ -16,8 +16,10 @@
 //! trains, so two runs never write checkpoints into the same directory.
 
 mod background;
+mod stack_layout;
 
 pub use background::BackgroundSaver;
+pub use stack_layout::to_stack_layout;
 
 use fs4::FileExt;
 use ndarray::ArrayD;

@@ -1,7 +1,7 @@
 //! Evaluation: of a trainer's parameters, and of a checkpoint with the run
 //! it recorded.
 
-use super::record::{self, differences, recorded_config};
+use super::record::{self, differences, recorded_config, same_model};
 use super::{RunError, RunOptions, Setup};
 use crate::checkpoint::{self, Checkpointer};
 use crate::data::{Loader, Split};
@@ -94,11 +94,11 @@ pub fn evaluate(options: &RunOptions, eval_batches: Option<u64>) -> Result<Evalu
     })?;
     let completed = options.completed_from(&restored.meta, &latest)?;
     let setup = completed.setup()?;
-    if setup.config.as_ref() != Some(&recorded) {
-        let config = setup
-            .config
-            .as_ref()
-            .expect("an experiment's setup has its config");
+    let config = setup
+        .config
+        .as_ref()
+        .expect("an experiment's setup has its config");
+    if !same_model(&recorded, config) {
         return Err(RunError::Mismatch {
             dir: latest.clone(),
             differences: differences(&recorded, config),

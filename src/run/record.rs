@@ -143,6 +143,30 @@ pub(super) fn differences(checkpoint: &ExperimentConfig, run: &ExperimentConfig)
     out.join("\n")
 }
 
+/// Config fields that change how the step is traced, not what the
+/// parameters mean: a checkpoint written with one value restores under
+/// another (the trainer converts scanned and unrolled stacks' tensors).
+const LAYOUT_FIELDS: [&str; 1] = ["scan"];
+
+/// Whether a run of config `run` may restore a checkpoint of config
+/// `checkpoint`: equal but for [`LAYOUT_FIELDS`].
+pub(super) fn same_model(checkpoint: &ExperimentConfig, run: &ExperimentConfig) -> bool {
+    let model_lines = |config: &ExperimentConfig| -> Vec<String> {
+        config
+            .dump()
+            .lines()
+            .filter(|line| {
+                let field = line.split(" = ").next().unwrap_or("");
+                !LAYOUT_FIELDS
+                    .iter()
+                    .any(|f| field == *f || field.ends_with(&format!(".{f}")))
+            })
+            .map(str::to_string)
+            .collect()
+    };
+    model_lines(checkpoint) == model_lines(run)
+}
+
 /// The config a checkpoint recorded, if it recorded one.
 pub(super) fn recorded_config(
     meta: &Meta,

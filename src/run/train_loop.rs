@@ -2,7 +2,7 @@
 //! evaluation and checkpoints, resumption.
 
 use super::eval::evaluate_trainer;
-use super::record::{differences, recorded_config};
+use super::record::{differences, recorded_config, same_model};
 use super::watchdog::Watchdog;
 use super::{RunError, RunOptions, Setup};
 use crate::checkpoint::{self, BackgroundSaver, Checkpointer, Meta};
@@ -94,7 +94,7 @@ pub fn train_setup(
         let checkpoint = checkpoint::load(&dir)?;
         if let (Some(recorded), Some(config)) =
             (recorded_config(&checkpoint.meta, &dir)?, &setup.config)
-            && &recorded != config
+            && !same_model(&recorded, config)
         {
             return Err(RunError::Mismatch {
                 dir,
