@@ -2,6 +2,7 @@
 //! transpose, `index_add`). Shape rules, lowering attributes and VJP rules.
 
 use crate::ir::{GatherDims, OpKind, ScatterDims};
+use crate::op_table::check_dtypes;
 use crate::shape::{TensorType, normalize_axis};
 use crate::tensor::Tensor;
 use std::panic::Location;
@@ -80,6 +81,7 @@ fn scatter_rule(
     if u.dtype != x.dtype {
         return Err(format!("updates {u} and operand {x} differ in dtype"));
     }
+    check_dtypes("scatter_add", &[x])?;
     let batch = batch_dims(idx, s.index_vector_dim);
     let ubatch: Vec<usize> = (0..u.rank())
         .filter(|d| !s.update_window_dims.contains(d))
