@@ -4,7 +4,9 @@
 
 use crate::builder::FunctionBuilder;
 use crate::ir::{Graph, OpId, OpKind, ScanBody, Value, ValueDef, ValueId};
-use crate::ops::{contraction, elementwise, indexing, reduce, shape_ops, sort, window};
+use crate::ops::{
+    contraction, convolution, elementwise, indexing, reduce, shape_ops, sort, window,
+};
 use crate::shape::TensorType;
 use crate::tensor::Tensor;
 use std::collections::HashMap;
@@ -254,6 +256,7 @@ fn vjp_rule(
             interior,
         } => shape_ops::vjp_pad(&x[0], low, high, interior, g0).to_vec(),
         OpKind::DotGeneral { dims, .. } => contraction::vjp_dot(&x[0], &x[1], dims, g0).to_vec(),
+        OpKind::Convolution(c) => convolution::vjp_conv(&x[0], &x[1], c, g0)?.to_vec(),
         OpKind::Reduce { kind, axes } => {
             vec![Some(reduce::vjp_reduce(*kind, axes, &x[0], &y[0], g0))]
         }

@@ -5,7 +5,7 @@
 
 use crate::ir::{Graph, Op, OpKind, Precision};
 use crate::ops::constant::dense_attr;
-use crate::ops::{control, elementwise, indexing, reduce, sort, window};
+use crate::ops::{control, convolution, elementwise, indexing, reduce, sort, window};
 use crate::shape::TensorType;
 use std::fmt::Write;
 
@@ -299,6 +299,7 @@ fn lower_op(
         OpKind::DotGeneral { dims, precision } => {
             one(e, "stablehlo.dot_general", &dot_attr(dims, *precision))
         }
+        OpKind::Convolution(c) => one(e, "stablehlo.convolution", &convolution::conv_attrs(c)),
         OpKind::Reduce { kind, axes } => {
             vec![reduce::lower_reduce(
                 e, ind, *kind, axes, &a[0], at[0], rt[0],

@@ -261,6 +261,41 @@ pub struct Window {
     pub padding: Vec<(i64, i64)>,
 }
 
+/// Convolution dimension numbers (JAX's `ConvDimensionNumbers`): the
+/// positions of each operand's dims by role.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ConvDims {
+    /// Input: batch dim, feature dim, then the spatial dims.
+    pub lhs: Vec<usize>,
+    /// Kernel: output feature dim, input feature dim, then the spatial dims.
+    pub rhs: Vec<usize>,
+    /// Output: batch dim, feature dim, then the spatial dims.
+    pub out: Vec<usize>,
+}
+
+/// The attributes of `stablehlo.convolution` (`lax.conv_general_dilated`);
+/// per-spatial-dim lists are in the order of `dims`' spatial dims.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ConvConfig {
+    /// Step of the window over the (dilated, padded) input.
+    pub window_strides: Vec<usize>,
+    /// (low, high) zero padding of the dilated input; negative crops.
+    pub padding: Vec<(i64, i64)>,
+    /// Input dilation: `k - 1` zeros between input elements (a transposed
+    /// convolution when `k > 1`).
+    pub lhs_dilation: Vec<usize>,
+    /// Kernel dilation (atrous convolution).
+    pub rhs_dilation: Vec<usize>,
+    /// Dimension numbers.
+    pub dims: ConvDims,
+    /// Input features split into this many groups, each convolved with its
+    /// share of the output features (depthwise: the input feature count).
+    pub feature_group_count: usize,
+    /// Batch split into groups, each giving its share of the output
+    /// features (used by the kernel gradient of grouped convolutions).
+    pub batch_group_count: usize,
+}
+
 /// `stablehlo.gather` dimension numbers (without batching dims).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct GatherDims {
@@ -429,6 +464,8 @@ pub enum OpKind {
         /// `precision_config` for (lhs, rhs); `None` leaves it to the backend.
         precision: Option<[Precision; 2]>,
     },
+    /// `stablehlo.convolution` (lhs, rhs).
+    Convolution(ConvConfig),
     /// Reduction over axes with a monoid.
     Reduce {
         /// The monoid.
@@ -531,6 +568,7 @@ impl OpKind {
             OpKind::Concatenate { .. } => "concatenate".into(),
             OpKind::Pad { .. } => "pad".into(),
             OpKind::DotGeneral { .. } => "dot_general".into(),
+            OpKind::Convolution(_) => "convolution".into(),
             OpKind::Reduce { kind, .. } => format!("reduce_{kind:?}").to_lowercase(),
             OpKind::ReduceWindow { .. } => "reduce_window".into(),
             OpKind::SelectAndScatter { .. } => "select_and_scatter".into(),
@@ -756,6 +794,27 @@ fn attrs_text(kind: &OpKind) -> String {
                 r.mlir()
             ))
         ),
+        OpKind::Convolution(c) => {
+            let pads: Vec<String> = c
+                .padding
+                .iter()
+                .map(|(lo, hi)| format!("({lo},{hi})"))
+                .collect();
+            format!(
+                "{} {} {} {} {} padding=[{}] groups={}x{}",
+                list("lhs", &c.dims.lhs),
+                list("rhs", &c.dims.rhs),
+                list("out", &c.dims.out),
+                list("strides", &c.window_strides),
+                list(
+                    "dilation",
+                    &[c.lhs_dilation.clone(), c.rhs_dilation.clone()].concat()
+                ),
+                pads.join(","),
+                c.feature_group_count,
+                c.batch_group_count
+            )
+        }
         OpKind::Reduce { axes, .. } => list("axes", axes),
         OpKind::Argmax { axis } => format!("axis={axis}"),
         OpKind::ReduceWindow { kind, window } | OpKind::SelectAndScatter { kind, window } => {

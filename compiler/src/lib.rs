@@ -55,7 +55,9 @@ pub use builder::FunctionBuilder;
 pub use dtype::{DType, Element};
 pub use error::{FunctionError, TraceError};
 pub use function::Function;
-pub use ir::{CmpDir, DotDims, GatherDims, Precision, ReduceKind, ScatterDims};
+pub use ir::{
+    CmpDir, ConvConfig, ConvDims, DotDims, GatherDims, Precision, ReduceKind, ScatterDims,
+};
 pub use ops::annotate::optimization_barrier;
 pub use ops::contraction::{DotConfig, einsum};
 pub use ops::random::{dropout, random_bits, random_normal, random_uniform};

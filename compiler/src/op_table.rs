@@ -221,6 +221,7 @@ pub const OPS: &[OpInfo] = &[
     op("concatenate", "stablehlo.concatenate", T::ANY, Vjp),
     op("pad", "stablehlo.pad", T::ANY, Vjp),
     op("dot_general", "stablehlo.dot_general", T::NUM, Vjp),
+    op("convolution", "stablehlo.convolution", T::NUM, Vjp),
     op("reduce_sum", "stablehlo.reduce", T::NUM, Vjp),
     op("reduce_max", "stablehlo.reduce", T::NUM, Vjp),
     op("reduce_min", "stablehlo.reduce", T::NUM, Vjp),

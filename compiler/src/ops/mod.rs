@@ -6,6 +6,7 @@ pub mod composite;
 pub mod constant;
 pub mod contraction;
 pub mod control;
+pub mod convolution;
 pub mod cumulative;
 pub mod elementwise;
 pub mod indexing;
