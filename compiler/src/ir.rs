@@ -464,8 +464,8 @@ pub enum OpKind {
         /// `precision_config` for (lhs, rhs); `None` leaves it to the backend.
         precision: Option<[Precision; 2]>,
     },
-    /// `stablehlo.convolution` (lhs, rhs).
-    Convolution(ConvConfig),
+    /// `stablehlo.convolution` (lhs, rhs); boxed to keep `OpKind` small.
+    Convolution(Box<ConvConfig>),
     /// Reduction over axes with a monoid.
     Reduce {
         /// The monoid.

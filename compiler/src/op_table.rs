@@ -1,8 +1,8 @@
 //! The op table: every primitive the tracer can emit, the StableHLO op it
 //! lowers to, the element types it accepts and how it differentiates.
 //!
-//! The dtype column is the rule the shape rules enforce
-//! ([`check_dtypes`]), so the table and the tracer cannot disagree; the
+//! The dtype column is the rule the shape rules enforce (they look the op
+//! up here), so the table and the tracer cannot disagree; the
 //! rules follow the StableHLO specification (<https://openxla.org/stablehlo/spec>),
 //! e.g. `add` and `maximum` are defined on booleans (as logical or), `multiply`
 //! and `minimum` too (as logical and), `power` and `remainder` on integers,

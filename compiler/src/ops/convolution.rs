@@ -111,7 +111,11 @@ fn conv_rule(l: &TensorType, r: &TensorType, c: &ConvConfig) -> Result<TensorTyp
             "feature_group_count {fg} and batch_group_count {bg} must be >= 1, one of them 1"
         ));
     }
-    if cin != kin * fg || cout % fg != 0 || batch % bg != 0 || cout % bg != 0 {
+    if cin != kin * fg
+        || !cout.is_multiple_of(fg)
+        || !batch.is_multiple_of(bg)
+        || !cout.is_multiple_of(bg)
+    {
         return Err(format!(
             "features do not match: lhs {l} has {cin} input features, rhs {r} {kin} x \
              feature_group_count {fg} (and {cout} output features divisible by it); \
@@ -146,7 +150,7 @@ impl Tensor {
         self.b
             .record1("convolution", Location::caller(), &[self, kernel], |t| {
                 let out = conv_rule(t[0], t[1], config)?;
-                Ok((OpKind::Convolution(config.clone()), vec![out]))
+                Ok((OpKind::Convolution(Box::new(config.clone())), vec![out]))
             })
     }
 }

@@ -90,7 +90,7 @@ fn associative_scan(x: &Tensor, axis: usize, op: BinaryOp) -> Tensor {
         first
     } else {
         let rest = strided(x, axis, 2, n, 2);
-        let prev = if n % 2 == 0 {
+        let prev = if n.is_multiple_of(2) {
             odd.narrow(axis as i64, 0, odd.dims()[axis] - 1)
         } else {
             odd.clone()
