@@ -296,8 +296,9 @@ pub struct ConvConfig {
     pub batch_group_count: usize,
 }
 
-/// `stablehlo.gather` dimension numbers (without batching dims).
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+/// `stablehlo.gather` dimension numbers. `Default` is all empty (index
+/// vector dim 0), for filling the batching dims with `..Default::default()`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Default)]
 pub struct GatherDims {
     /// Output dims that hold the slice (offset) dims.
     pub offset_dims: Vec<usize>,
@@ -309,11 +310,17 @@ pub struct GatherDims {
     pub index_vector_dim: usize,
     /// Slice size per operand dim.
     pub slice_sizes: Vec<usize>,
+    /// Operand dims indexed by the batch position itself (slice size 1,
+    /// dropped from the result), each paired with an indices dim of
+    /// `start_indices_batching_dims`: a per-example gather without iotas.
+    pub operand_batching_dims: Vec<usize>,
+    /// Indices dims paired with `operand_batching_dims` (equal sizes).
+    pub start_indices_batching_dims: Vec<usize>,
 }
 
-/// `stablehlo.scatter` dimension numbers (without batching dims); the
-/// update computation is always addition.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+/// `stablehlo.scatter` dimension numbers; the update computation is always
+/// addition. `Default` is all empty (index vector dim 0).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Default)]
 pub struct ScatterDims {
     /// Update dims that hold the window.
     pub update_window_dims: Vec<usize>,
@@ -323,6 +330,11 @@ pub struct ScatterDims {
     pub scatter_dims_to_operand_dims: Vec<usize>,
     /// The indices dim that holds index vectors.
     pub index_vector_dim: usize,
+    /// Operand dims addressed by the batch position itself (omitted from
+    /// the updates' windows), paired with `scatter_indices_batching_dims`.
+    pub input_batching_dims: Vec<usize>,
+    /// Indices dims paired with `input_batching_dims` (equal sizes).
+    pub scatter_indices_batching_dims: Vec<usize>,
 }
 
 /// A shared sub-graph (loop body or condition). Compared and hashed by
@@ -742,6 +754,15 @@ fn list<T: ToString>(name: &str, v: &[T]) -> String {
     format!("{name}={}", bare(v))
 }
 
+/// ` batching=[0]x[0]` for gathers and scatters with batching dims, else empty.
+fn batching(operand: &[usize], indices: &[usize]) -> String {
+    if operand.is_empty() {
+        String::new()
+    } else {
+        format!(" batching={}x{}", bare(operand), bare(indices))
+    }
+}
+
 /// The attributes of an op as `key=value` text for the printer (empty if none).
 fn attrs_text(kind: &OpKind) -> String {
     match kind {
@@ -831,17 +852,19 @@ fn attrs_text(kind: &OpKind) -> String {
             )
         }
         OpKind::Gather(g) => format!(
-            "{} {} {} {}",
+            "{} {} {} {}{}",
             list("offset", &g.offset_dims),
             list("collapsed", &g.collapsed_slice_dims),
             list("map", &g.start_index_map),
-            list("sizes", &g.slice_sizes)
+            list("sizes", &g.slice_sizes),
+            batching(&g.operand_batching_dims, &g.start_indices_batching_dims)
         ),
         OpKind::ScatterAdd(s) => format!(
-            "{} {} {}",
+            "{} {} {}{}",
             list("window", &s.update_window_dims),
             list("inserted", &s.inserted_window_dims),
-            list("map", &s.scatter_dims_to_operand_dims)
+            list("map", &s.scatter_dims_to_operand_dims),
+            batching(&s.input_batching_dims, &s.scatter_indices_batching_dims)
         ),
         OpKind::Sort { dim, descending } => format!("dim={dim} descending={descending}"),
         OpKind::ShardingConstraint { sharding } => sharding.clone(),

@@ -185,6 +185,7 @@ pub(crate) fn vjp_sort(
         inserted_window_dims: all.clone(),
         scatter_dims_to_operand_dims: all,
         index_vector_dim: rank,
+        ..ScatterDims::default()
     };
     let mut out: Vec<Option<Tensor>> = x[..x.len() - 1]
         .iter()
