@@ -4,7 +4,9 @@
 
 use crate::builder::FunctionBuilder;
 use crate::ir::{Graph, OpId, OpKind, ScanBody, Value, ValueDef, ValueId};
-use crate::ops::{contraction, elementwise, indexing, reduce, shape_ops};
+use crate::ops::{
+    contraction, convolution, elementwise, indexing, reduce, shape_ops, sort, window,
+};
 use crate::shape::TensorType;
 use crate::tensor::Tensor;
 use std::collections::HashMap;
@@ -118,6 +120,7 @@ fn is_differentiable(kind: &OpKind) -> bool {
             | OpKind::Argmax { .. }
             | OpKind::RngBitGenerator
             | OpKind::StopGradient
+            | OpKind::BitcastConvert
     )
 }
 
@@ -216,9 +219,18 @@ fn vjp_rule(
         OpKind::Select => elementwise::vjp_select(&x[0], g0).to_vec(),
         OpKind::Clamp => elementwise::vjp_clamp(&x[0], &x[1], &x[2], g0).to_vec(),
         OpKind::Convert => vec![x[0].dtype().is_float().then(|| g0.convert(x[0].dtype()))],
+        OpKind::BitcastConvert => vec![None],
+        OpKind::ReducePrecision {
+            exponent_bits,
+            mantissa_bits,
+        } => vec![Some(g0.reduce_precision(*exponent_bits, *mantissa_bits))],
         OpKind::BroadcastInDim { dims } => vec![Some(shape_ops::vjp_broadcast(&x[0], dims, g0))],
         OpKind::Reshape => vec![Some(g0.reshape(x[0].dims()))],
         OpKind::Transpose { perm } => vec![Some(shape_ops::vjp_transpose(perm, g0))],
+        OpKind::Reverse { dims } => {
+            let axes: Vec<i64> = dims.iter().map(|&d| d as i64).collect();
+            vec![Some(g0.reverse(&axes))]
+        }
         OpKind::Slice { start, stride, .. } => {
             vec![Some(shape_ops::vjp_slice(&x[0], start, stride, g0))]
         }
@@ -238,13 +250,29 @@ fn vjp_rule(
             r
         }
         OpKind::Concatenate { dim } => shape_ops::vjp_concatenate(x, *dim, g0),
-        OpKind::Pad { low, interior, .. } => shape_ops::vjp_pad(&x[0], low, interior, g0).to_vec(),
-        OpKind::DotGeneral(d) => contraction::vjp_dot(&x[0], &x[1], d, g0).to_vec(),
+        OpKind::Pad {
+            low,
+            high,
+            interior,
+        } => shape_ops::vjp_pad(&x[0], low, high, interior, g0).to_vec(),
+        OpKind::DotGeneral { dims, .. } => contraction::vjp_dot(&x[0], &x[1], dims, g0).to_vec(),
+        OpKind::Convolution(c) => convolution::vjp_conv(&x[0], &x[1], c, g0)?.to_vec(),
         OpKind::Reduce { kind, axes } => {
             vec![Some(reduce::vjp_reduce(*kind, axes, &x[0], &y[0], g0))]
         }
+        OpKind::ReduceWindow { kind, window: w } => {
+            vec![Some(window::vjp_reduce_window(*kind, w, &x[0], g0))]
+        }
+        OpKind::SelectAndScatter { .. } => {
+            return Err(
+                "select_and_scatter (the max/min pooling gradient) is not differentiable: \
+                 second derivatives of max and min pooling are not supported"
+                    .into(),
+            );
+        }
         OpKind::Gather(dims) => vec![Some(indexing::vjp_gather(&x[0], &x[1], dims, g0)), None],
         OpKind::ScatterAdd(dims) => indexing::vjp_scatter(&x[0], &x[1], &x[2], dims, g0).to_vec(),
+        OpKind::Sort { dim, .. } => sort::vjp_sort(x, y, g, *dim),
         OpKind::ShardingConstraint { sharding } => vec![Some(g0.sharding_constraint(sharding))],
         OpKind::OptimizationBarrier => g.iter().map(|c| Some(c.clone())).collect(),
         OpKind::Scan {

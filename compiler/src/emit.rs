@@ -3,14 +3,24 @@
 //! version parses; Shardy constraints use their pretty form. Deterministic:
 //! the same function gives byte-identical text.
 
-use crate::ir::{Graph, Op, OpKind};
+use crate::ir::{Graph, Op, OpKind, Precision};
 use crate::ops::constant::dense_attr;
-use crate::ops::{control, elementwise, indexing, reduce};
+use crate::ops::{control, convolution, elementwise, indexing, reduce, sort, window};
 use crate::shape::TensorType;
 use std::fmt::Write;
 
 /// `array<i64: 1, 2>`.
 pub(crate) fn i64_array(v: &[usize]) -> String {
+    let s: Vec<String> = v.iter().map(|x| x.to_string()).collect();
+    if s.is_empty() {
+        "array<i64>".to_string()
+    } else {
+        format!("array<i64: {}>", s.join(", "))
+    }
+}
+
+/// `array<i64: -1, 2>` from signed values.
+pub(crate) fn i64_array_signed(v: &[i64]) -> String {
     let s: Vec<String> = v.iter().map(|x| x.to_string()).collect();
     if s.is_empty() {
         "array<i64>".to_string()
@@ -163,7 +173,7 @@ pub(crate) fn emit_graph(e: &mut Emitter, g: &Graph, ind: usize, args: &[String]
     g.results.iter().map(|r| names[r.index()].clone()).collect()
 }
 
-fn dot_attr(d: &crate::ir::DotDims) -> String {
+fn dot_attr(d: &crate::ir::DotDims, precision: Option<[Precision; 2]>) -> String {
     let f = |name: &str, v: &[usize]| {
         (!v.is_empty()).then(|| {
             let s: Vec<String> = v.iter().map(|x| x.to_string()).collect();
@@ -179,10 +189,18 @@ fn dot_attr(d: &crate::ir::DotDims) -> String {
     .into_iter()
     .flatten()
     .collect();
-    format!(
+    let dims = format!(
         "dot_dimension_numbers = #stablehlo.dot<{}>",
         parts.join(", ")
-    )
+    );
+    match precision {
+        None => dims,
+        Some([l, r]) => format!(
+            "{dims}, precision_config = [#stablehlo<precision {}>, #stablehlo<precision {}>]",
+            l.mlir(),
+            r.mlir()
+        ),
+    }
 }
 
 /// The lowering table: one StableHLO rendering per primitive.
@@ -212,6 +230,17 @@ fn lower_op(
         OpKind::Select => one(e, "stablehlo.select", ""),
         OpKind::Clamp => one(e, "stablehlo.clamp", ""),
         OpKind::Convert => one(e, "stablehlo.convert", ""),
+        OpKind::BitcastConvert => one(e, "stablehlo.bitcast_convert", ""),
+        OpKind::ReducePrecision {
+            exponent_bits,
+            mantissa_bits,
+        } => one(
+            e,
+            "stablehlo.reduce_precision",
+            &format!(
+                "exponent_bits = {exponent_bits} : i32, mantissa_bits = {mantissa_bits} : i32"
+            ),
+        ),
         OpKind::BroadcastInDim { dims } => one(
             e,
             "stablehlo.broadcast_in_dim",
@@ -222,6 +251,11 @@ fn lower_op(
             e,
             "stablehlo.transpose",
             &format!("permutation = {}", i64_array(perm)),
+        ),
+        OpKind::Reverse { dims } => one(
+            e,
+            "stablehlo.reverse",
+            &format!("dimensions = {}", i64_array(dims)),
         ),
         OpKind::Slice {
             start,
@@ -257,16 +291,25 @@ fn lower_op(
             "stablehlo.pad",
             &format!(
                 "edge_padding_high = {}, edge_padding_low = {}, interior_padding = {}",
-                i64_array(high),
-                i64_array(low),
+                i64_array_signed(high),
+                i64_array_signed(low),
                 i64_array(interior)
             ),
         ),
-        OpKind::DotGeneral(d) => one(e, "stablehlo.dot_general", &dot_attr(d)),
+        OpKind::DotGeneral { dims, precision } => {
+            one(e, "stablehlo.dot_general", &dot_attr(dims, *precision))
+        }
+        OpKind::Convolution(c) => one(e, "stablehlo.convolution", &convolution::conv_attrs(c)),
         OpKind::Reduce { kind, axes } => {
             vec![reduce::lower_reduce(
                 e, ind, *kind, axes, &a[0], at[0], rt[0],
             )]
+        }
+        OpKind::ReduceWindow { kind, window: w } => vec![window::lower_reduce_window(
+            e, ind, *kind, w, &a[0], at[0], rt[0],
+        )],
+        OpKind::SelectAndScatter { kind, window: w } => {
+            vec![window::lower_select_and_scatter(e, ind, *kind, w, a, at)]
         }
         OpKind::Argmax { axis } => vec![reduce::lower_argmax(e, ind, *axis, &a[0], at[0], rt[0])],
         OpKind::Gather(g) => one(e, "stablehlo.gather", &indexing::gather_attrs(g)),
@@ -292,6 +335,7 @@ fn lower_op(
             );
             vec![r]
         }
+        OpKind::Sort { dim, descending } => sort::lower_sort(e, ind, *dim, *descending, a, at),
         OpKind::RngBitGenerator => e.op_multi(
             ind,
             "stablehlo.rng_bit_generator",

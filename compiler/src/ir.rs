@@ -83,6 +83,47 @@ pub enum UnaryOp {
     Floor,
     /// logical / bitwise not
     Not,
+    /// `e^x - 1`, accurate near 0
+    Expm1,
+    /// round toward +inf
+    Ceil,
+    /// round to the nearest integer, ties to even
+    RoundNearestEven,
+    /// round to the nearest integer, ties away from zero
+    RoundNearestAfz,
+    /// `isfinite(x)`: pred, false for inf and NaN
+    IsFinite,
+    /// number of set bits (population count)
+    PopCnt,
+}
+
+impl UnaryOp {
+    /// The op's name in the IR printer, errors and the op table.
+    pub fn name(self) -> &'static str {
+        match self {
+            UnaryOp::Neg => "neg",
+            UnaryOp::Abs => "abs",
+            UnaryOp::Sign => "sign",
+            UnaryOp::Exp => "exp",
+            UnaryOp::Log => "log",
+            UnaryOp::Log1p => "log1p",
+            UnaryOp::Tanh => "tanh",
+            UnaryOp::Logistic => "logistic",
+            UnaryOp::Sqrt => "sqrt",
+            UnaryOp::Rsqrt => "rsqrt",
+            UnaryOp::Erf => "erf",
+            UnaryOp::Sin => "sin",
+            UnaryOp::Cos => "cos",
+            UnaryOp::Floor => "floor",
+            UnaryOp::Not => "not",
+            UnaryOp::Expm1 => "expm1",
+            UnaryOp::Ceil => "ceil",
+            UnaryOp::RoundNearestEven => "round_nearest_even",
+            UnaryOp::RoundNearestAfz => "round_nearest_afz",
+            UnaryOp::IsFinite => "is_finite",
+            UnaryOp::PopCnt => "popcnt",
+        }
+    }
 }
 
 /// Binary elementwise primitives (operands of identical type).
@@ -106,8 +147,65 @@ pub enum BinaryOp {
     And,
     /// logical / bitwise or
     Or,
-    /// logical shift right (unsigned)
+    /// logical shift right (zeros shifted in)
     ShiftRightLogical,
+    /// logical / bitwise exclusive or
+    Xor,
+    /// remainder of truncated division, with the sign of `a` (C's `fmod`, `%`)
+    Rem,
+    /// `atan2(a, b)`: the angle of the point `(b, a)`, in `[-pi, pi]`
+    Atan2,
+    /// shift left (zeros shifted in; a shift of the bit width or more gives 0)
+    ShiftLeft,
+    /// arithmetic shift right (sign bit shifted in)
+    ShiftRightArithmetic,
+}
+
+impl BinaryOp {
+    /// The op's name in the IR printer, errors and the op table.
+    pub fn name(self) -> &'static str {
+        match self {
+            BinaryOp::Add => "add",
+            BinaryOp::Sub => "sub",
+            BinaryOp::Mul => "mul",
+            BinaryOp::Div => "div",
+            BinaryOp::Pow => "pow",
+            BinaryOp::Max => "max",
+            BinaryOp::Min => "min",
+            BinaryOp::And => "and",
+            BinaryOp::Or => "or",
+            BinaryOp::ShiftRightLogical => "shift_right_logical",
+            BinaryOp::Xor => "xor",
+            BinaryOp::Rem => "rem",
+            BinaryOp::Atan2 => "atan2",
+            BinaryOp::ShiftLeft => "shift_left",
+            BinaryOp::ShiftRightArithmetic => "shift_right_arithmetic",
+        }
+    }
+}
+
+/// `stablehlo.dot_general`'s `precision_config` value for one operand: how
+/// many passes of a lower-precision unit (e.g. bf16 on TPU) a float
+/// product may use. CPU computes in the operand type whatever the value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Precision {
+    /// The backend's fastest (one bf16 pass on TPU).
+    Default,
+    /// Three bf16 passes on TPU (about bf16x3).
+    High,
+    /// Full operand precision (f32 on TPU: six bf16 passes).
+    Highest,
+}
+
+impl Precision {
+    /// The StableHLO spelling: `DEFAULT`, `HIGH`, `HIGHEST`.
+    pub fn mlir(self) -> &'static str {
+        match self {
+            Precision::Default => "DEFAULT",
+            Precision::High => "HIGH",
+            Precision::Highest => "HIGHEST",
+        }
+    }
 }
 
 /// Comparison directions of `stablehlo.compare`.
@@ -151,8 +249,56 @@ pub struct DotDims {
     pub rhs_contract: Vec<usize>,
 }
 
-/// `stablehlo.gather` dimension numbers (without batching dims).
+/// The windows of `reduce_window` and `select_and_scatter`: size, stride
+/// and (low, high) padding per dim.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Window {
+    /// Window size per dim.
+    pub dims: Vec<usize>,
+    /// Step between windows per dim.
+    pub strides: Vec<usize>,
+    /// (low, high) padding per dim.
+    pub padding: Vec<(i64, i64)>,
+}
+
+/// Convolution dimension numbers (JAX's `ConvDimensionNumbers`): the
+/// positions of each operand's dims by role.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ConvDims {
+    /// Input: batch dim, feature dim, then the spatial dims.
+    pub lhs: Vec<usize>,
+    /// Kernel: output feature dim, input feature dim, then the spatial dims.
+    pub rhs: Vec<usize>,
+    /// Output: batch dim, feature dim, then the spatial dims.
+    pub out: Vec<usize>,
+}
+
+/// The attributes of `stablehlo.convolution` (`lax.conv_general_dilated`);
+/// per-spatial-dim lists are in the order of `dims`' spatial dims.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ConvConfig {
+    /// Step of the window over the (dilated, padded) input.
+    pub window_strides: Vec<usize>,
+    /// (low, high) zero padding of the dilated input; negative crops.
+    pub padding: Vec<(i64, i64)>,
+    /// Input dilation: `k - 1` zeros between input elements (a transposed
+    /// convolution when `k > 1`).
+    pub lhs_dilation: Vec<usize>,
+    /// Kernel dilation (atrous convolution).
+    pub rhs_dilation: Vec<usize>,
+    /// Dimension numbers.
+    pub dims: ConvDims,
+    /// Input features split into this many groups, each convolved with its
+    /// share of the output features (depthwise: the input feature count).
+    pub feature_group_count: usize,
+    /// Batch split into groups, each giving its share of the output
+    /// features (used by the kernel gradient of grouped convolutions).
+    pub batch_group_count: usize,
+}
+
+/// `stablehlo.gather` dimension numbers. `Default` is all empty (index
+/// vector dim 0), for filling the batching dims with `..Default::default()`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Default)]
 pub struct GatherDims {
     /// Output dims that hold the slice (offset) dims.
     pub offset_dims: Vec<usize>,
@@ -164,11 +310,17 @@ pub struct GatherDims {
     pub index_vector_dim: usize,
     /// Slice size per operand dim.
     pub slice_sizes: Vec<usize>,
+    /// Operand dims indexed by the batch position itself (slice size 1,
+    /// dropped from the result), each paired with an indices dim of
+    /// `start_indices_batching_dims`: a per-example gather without iotas.
+    pub operand_batching_dims: Vec<usize>,
+    /// Indices dims paired with `operand_batching_dims` (equal sizes).
+    pub start_indices_batching_dims: Vec<usize>,
 }
 
-/// `stablehlo.scatter` dimension numbers (without batching dims); the
-/// update computation is always addition.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+/// `stablehlo.scatter` dimension numbers; the update computation is always
+/// addition. `Default` is all empty (index vector dim 0).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Default)]
 pub struct ScatterDims {
     /// Update dims that hold the window.
     pub update_window_dims: Vec<usize>,
@@ -178,6 +330,11 @@ pub struct ScatterDims {
     pub scatter_dims_to_operand_dims: Vec<usize>,
     /// The indices dim that holds index vectors.
     pub index_vector_dim: usize,
+    /// Operand dims addressed by the batch position itself (omitted from
+    /// the updates' windows), paired with `scatter_indices_batching_dims`.
+    pub input_batching_dims: Vec<usize>,
+    /// Indices dims paired with `input_batching_dims` (equal sizes).
+    pub scatter_indices_batching_dims: Vec<usize>,
 }
 
 /// A shared sub-graph (loop body or condition). Compared and hashed by
@@ -253,6 +410,16 @@ pub enum OpKind {
     Clamp,
     /// Element type conversion.
     Convert,
+    /// The same bits read as another element type of the same width.
+    BitcastConvert,
+    /// Rounds floats to a narrower format (`exponent_bits`,
+    /// `mantissa_bits`) and back, keeping the element type.
+    ReducePrecision {
+        /// Exponent bits of the emulated format (bf16: 8, f16: 5).
+        exponent_bits: u32,
+        /// Mantissa bits of the emulated format (bf16: 7, f16: 10).
+        mantissa_bits: u32,
+    },
     /// `broadcast_in_dim`: operand dim i goes to result dim `dims[i]`.
     BroadcastInDim {
         /// Result dim of each operand dim.
@@ -264,6 +431,11 @@ pub enum OpKind {
     Transpose {
         /// The permutation.
         perm: Vec<usize>,
+    },
+    /// Reverses the element order along `dims`.
+    Reverse {
+        /// The reversed dims.
+        dims: Vec<usize>,
     },
     /// Static strided slice.
     Slice {
@@ -286,23 +458,48 @@ pub enum OpKind {
         /// The joined dim.
         dim: usize,
     },
-    /// Pads operand 0 with the scalar operand 1.
+    /// Pads operand 0 with the scalar operand 1; negative edge padding
+    /// removes elements.
     Pad {
-        /// Padding before each dim.
-        low: Vec<usize>,
-        /// Padding after each dim.
-        high: Vec<usize>,
+        /// Padding before each dim (negative: elements removed).
+        low: Vec<i64>,
+        /// Padding after each dim (negative: elements removed).
+        high: Vec<i64>,
         /// Padding between elements of each dim.
         interior: Vec<usize>,
     },
-    /// Generalized (batched) matrix product.
-    DotGeneral(DotDims),
+    /// Generalized (batched) matrix product; the result element type may
+    /// differ from the operands' (f32 x f32 -> f64, bf16 x bf16 -> f32).
+    DotGeneral {
+        /// Dimension numbers.
+        dims: DotDims,
+        /// `precision_config` for (lhs, rhs); `None` leaves it to the backend.
+        precision: Option<[Precision; 2]>,
+    },
+    /// `stablehlo.convolution` (lhs, rhs); boxed to keep `OpKind` small.
+    Convolution(Box<ConvConfig>),
     /// Reduction over axes with a monoid.
     Reduce {
         /// The monoid.
         kind: ReduceKind,
         /// Reduced axes, sorted.
         axes: Vec<usize>,
+    },
+    /// Reduction of every window (pooling).
+    ReduceWindow {
+        /// The monoid.
+        kind: ReduceKind,
+        /// The windows.
+        window: Window,
+    },
+    /// Operands (x, source): adds each source element at the element its
+    /// window of `x` selects (first max for `Max`, first min for `Min`),
+    /// into zeros. Made only by the VJP of max and min `ReduceWindow`.
+    SelectAndScatter {
+        /// `Max` or `Min`.
+        kind: ReduceKind,
+        /// The windows.
+        window: Window,
     },
     /// Index of the largest element along an axis (`i32`; first on ties).
     Argmax {
@@ -313,6 +510,15 @@ pub enum OpKind {
     Gather(GatherDims),
     /// `stablehlo.scatter` with addition (operand, indices, updates).
     ScatterAdd(ScatterDims),
+    /// `stablehlo.sort` along `dim`, stable, ordered by operand 0; the last
+    /// operand is an `i32` iota along `dim`, so the last result is the
+    /// permutation applied.
+    Sort {
+        /// The sorted dim.
+        dim: usize,
+        /// Largest first.
+        descending: bool,
+    },
     /// `stablehlo.rng_bit_generator` (THREE_FRY): state in, (state, bits) out.
     RngBitGenerator,
     /// Identity for values, zero for gradients.
@@ -356,25 +562,32 @@ impl OpKind {
         match self {
             OpKind::Constant { .. } => "constant".into(),
             OpKind::Iota { .. } => "iota".into(),
-            OpKind::Unary(u) => format!("{u:?}").to_lowercase(),
-            OpKind::Binary(b) => format!("{b:?}").to_lowercase(),
+            OpKind::Unary(u) => u.name().into(),
+            OpKind::Binary(b) => b.name().into(),
             OpKind::Compare(c) => format!("compare_{c:?}").to_lowercase(),
             OpKind::Select => "select".into(),
             OpKind::Clamp => "clamp".into(),
             OpKind::Convert => "convert".into(),
+            OpKind::BitcastConvert => "bitcast_convert".into(),
+            OpKind::ReducePrecision { .. } => "reduce_precision".into(),
             OpKind::BroadcastInDim { .. } => "broadcast_in_dim".into(),
             OpKind::Reshape => "reshape".into(),
             OpKind::Transpose { .. } => "transpose".into(),
+            OpKind::Reverse { .. } => "reverse".into(),
             OpKind::Slice { .. } => "slice".into(),
             OpKind::DynamicSlice { .. } => "dynamic_slice".into(),
             OpKind::DynamicUpdateSlice => "dynamic_update_slice".into(),
             OpKind::Concatenate { .. } => "concatenate".into(),
             OpKind::Pad { .. } => "pad".into(),
-            OpKind::DotGeneral(_) => "dot_general".into(),
+            OpKind::DotGeneral { .. } => "dot_general".into(),
+            OpKind::Convolution(_) => "convolution".into(),
             OpKind::Reduce { kind, .. } => format!("reduce_{kind:?}").to_lowercase(),
+            OpKind::ReduceWindow { .. } => "reduce_window".into(),
+            OpKind::SelectAndScatter { .. } => "select_and_scatter".into(),
             OpKind::Argmax { .. } => "argmax".into(),
             OpKind::Gather(_) => "gather".into(),
             OpKind::ScatterAdd(_) => "scatter_add".into(),
+            OpKind::Sort { .. } => "sort".into(),
             OpKind::RngBitGenerator => "rng_bit_generator".into(),
             OpKind::StopGradient => "stop_gradient".into(),
             OpKind::ShardingConstraint { .. } => "sharding_constraint".into(),
@@ -532,13 +745,22 @@ impl Graph {
     }
 }
 
-fn bare(v: &[usize]) -> String {
+fn bare<T: ToString>(v: &[T]) -> String {
     let items: Vec<String> = v.iter().map(|x| x.to_string()).collect();
     format!("[{}]", items.join(","))
 }
 
-fn list(name: &str, v: &[usize]) -> String {
+fn list<T: ToString>(name: &str, v: &[T]) -> String {
     format!("{name}={}", bare(v))
+}
+
+/// ` batching=[0]x[0]` for gathers and scatters with batching dims, else empty.
+fn batching(operand: &[usize], indices: &[usize]) -> String {
+    if operand.is_empty() {
+        String::new()
+    } else {
+        format!(" batching={}x{}", bare(operand), bare(indices))
+    }
 }
 
 /// The attributes of an op as `key=value` text for the printer (empty if none).
@@ -554,6 +776,7 @@ fn attrs_text(kind: &OpKind) -> String {
         OpKind::Iota { dim } => format!("dim={dim}"),
         OpKind::BroadcastInDim { dims } => list("dims", dims),
         OpKind::Transpose { perm } => list("perm", perm),
+        OpKind::Reverse { dims } => list("dims", dims),
         OpKind::Slice {
             start,
             limit,
@@ -576,28 +799,74 @@ fn attrs_text(kind: &OpKind) -> String {
             list("high", high),
             list("interior", interior)
         ),
-        OpKind::DotGeneral(d) => format!(
-            "batch={}x{} contract={}x{}",
+        OpKind::ReducePrecision {
+            exponent_bits,
+            mantissa_bits,
+        } => format!("exponent_bits={exponent_bits} mantissa_bits={mantissa_bits}"),
+        OpKind::DotGeneral { dims: d, precision } => format!(
+            "batch={}x{} contract={}x{}{}",
             bare(&d.lhs_batch),
             bare(&d.rhs_batch),
             bare(&d.lhs_contract),
-            bare(&d.rhs_contract)
+            bare(&d.rhs_contract),
+            precision.map_or(String::new(), |[l, r]| format!(
+                " precision={}x{}",
+                l.mlir(),
+                r.mlir()
+            ))
         ),
+        OpKind::Convolution(c) => {
+            let pads: Vec<String> = c
+                .padding
+                .iter()
+                .map(|(lo, hi)| format!("({lo},{hi})"))
+                .collect();
+            format!(
+                "{} {} {} {} {} padding=[{}] groups={}x{}",
+                list("lhs", &c.dims.lhs),
+                list("rhs", &c.dims.rhs),
+                list("out", &c.dims.out),
+                list("strides", &c.window_strides),
+                list(
+                    "dilation",
+                    &[c.lhs_dilation.clone(), c.rhs_dilation.clone()].concat()
+                ),
+                pads.join(","),
+                c.feature_group_count,
+                c.batch_group_count
+            )
+        }
         OpKind::Reduce { axes, .. } => list("axes", axes),
         OpKind::Argmax { axis } => format!("axis={axis}"),
+        OpKind::ReduceWindow { kind, window } | OpKind::SelectAndScatter { kind, window } => {
+            let pads: Vec<String> = window
+                .padding
+                .iter()
+                .map(|(lo, hi)| format!("({lo},{hi})"))
+                .collect();
+            format!(
+                "{kind:?} {} {} padding=[{}]",
+                list("window", &window.dims),
+                list("strides", &window.strides),
+                pads.join(",")
+            )
+        }
         OpKind::Gather(g) => format!(
-            "{} {} {} {}",
+            "{} {} {} {}{}",
             list("offset", &g.offset_dims),
             list("collapsed", &g.collapsed_slice_dims),
             list("map", &g.start_index_map),
-            list("sizes", &g.slice_sizes)
+            list("sizes", &g.slice_sizes),
+            batching(&g.operand_batching_dims, &g.start_indices_batching_dims)
         ),
         OpKind::ScatterAdd(s) => format!(
-            "{} {} {}",
+            "{} {} {}{}",
             list("window", &s.update_window_dims),
             list("inserted", &s.inserted_window_dims),
-            list("map", &s.scatter_dims_to_operand_dims)
+            list("map", &s.scatter_dims_to_operand_dims),
+            batching(&s.input_batching_dims, &s.scatter_indices_batching_dims)
         ),
+        OpKind::Sort { dim, descending } => format!("dim={dim} descending={descending}"),
         OpKind::ShardingConstraint { sharding } => sharding.clone(),
         OpKind::Scan {
             length, reverse, ..

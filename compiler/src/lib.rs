@@ -4,6 +4,10 @@
 //!   [`ir::OpKind`] per primitive; `Display` prints one op per line.
 //! - Primitives ([`ops`]): one file per family holding the tracing methods
 //!   with their shape rules, the StableHLO lowering and the VJP rule.
+//! - The op table ([`op_table`]): every primitive with its StableHLO op,
+//!   the element types it accepts (the StableHLO specification's rules,
+//!   enforced from the table: `pred + pred` is `or`, integers take `pow`)
+//!   and whether it is differentiable.
 //! - Autodiff ([`autodiff`]): [`grad`], [`vjp`], [`value_and_grad`] append
 //!   the backward ops to the same builder; [`FunctionBuilder::scan`] is
 //!   differentiable (the backward pass is a reverse scan that recomputes
@@ -40,6 +44,7 @@ pub mod emit;
 pub mod error;
 pub mod function;
 pub mod ir;
+pub mod op_table;
 pub mod ops;
 mod passes;
 pub mod shape;
@@ -50,9 +55,12 @@ pub use builder::FunctionBuilder;
 pub use dtype::{DType, Element};
 pub use error::{FunctionError, TraceError};
 pub use function::Function;
-pub use ir::{CmpDir, DotDims, GatherDims, ScatterDims};
+pub use ir::{
+    CmpDir, ConvConfig, ConvDims, DotDims, GatherDims, Precision, ReduceKind, ScatterDims,
+};
 pub use ops::annotate::optimization_barrier;
-pub use ops::contraction::einsum;
+pub use ops::contraction::{DotConfig, einsum};
 pub use ops::random::{dropout, random_bits, random_normal, random_uniform};
+pub use ops::sort::sort;
 pub use shape::TensorType;
 pub use tensor::Tensor;

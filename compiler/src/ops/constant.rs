@@ -3,6 +3,7 @@
 use crate::builder::FunctionBuilder;
 use crate::dtype::{DType, Element};
 use crate::ir::OpKind;
+use crate::op_table::check_dtypes;
 use crate::shape::TensorType;
 use crate::tensor::Tensor;
 use std::panic::Location;
@@ -100,6 +101,7 @@ impl FunctionBuilder {
             if dim >= ty.rank() {
                 return Err(format!("iota dim {dim} out of range for {ty}"));
             }
+            check_dtypes("iota", &[&ty])?;
             Ok((OpKind::Iota { dim }, vec![ty]))
         })
     }

@@ -1,14 +1,41 @@
 //! Contractions: `dot_general` (batched matmul), `matmul` and an `einsum`
 //! helper for common specs. Shape rule and VJP rule side by side.
 
-use crate::ir::{DotDims, OpKind};
+use crate::dtype::DType;
+use crate::ir::{DotDims, OpKind, Precision};
+use crate::op_table::check_dtypes;
 use crate::shape::TensorType;
 use crate::tensor::Tensor;
 use std::panic::Location;
 
-fn dot_rule(l: &TensorType, r: &TensorType, d: &DotDims) -> Result<TensorType, String> {
+/// Options of `stablehlo.dot_general` beyond its dimension numbers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DotConfig {
+    /// The result element type (JAX's `preferred_element_type`): the
+    /// products are accumulated in it, e.g. bf16 x bf16 -> f32 or
+    /// f32 x f32 -> f64. Must be a float for float operands and an integer
+    /// for integer ones; `None` keeps the operands' type.
+    pub result_dtype: Option<DType>,
+    /// `precision_config` for (lhs, rhs); `None` leaves it to the backend.
+    pub precision: Option<[Precision; 2]>,
+}
+
+fn dot_rule(
+    l: &TensorType,
+    r: &TensorType,
+    d: &DotDims,
+    result_dtype: Option<DType>,
+) -> Result<TensorType, String> {
+    check_dtypes("dot_general", &[l, r])?;
     if l.dtype != r.dtype {
         return Err(format!("dtype mismatch: lhs {l} vs rhs {r}"));
+    }
+    let out_dtype = result_dtype.unwrap_or(l.dtype);
+    if out_dtype.is_float() != l.dtype.is_float() || out_dtype == DType::Pred {
+        return Err(format!(
+            "result type {out_dtype} does not match operands {l}, {r}: \
+             float operands need a float result, integer operands an integer one"
+        ));
     }
     if d.lhs_batch.len() != d.rhs_batch.len() || d.lhs_contract.len() != d.rhs_contract.len() {
         return Err(format!(
@@ -46,7 +73,7 @@ fn dot_rule(l: &TensorType, r: &TensorType, d: &DotDims) -> Result<TensorType, S
     let mut dims: Vec<usize> = d.lhs_batch.iter().map(|&a| l.dims[a]).collect();
     dims.extend(free_dims(l.rank(), &d.lhs_batch, &d.lhs_contract).map(|a| l.dims[a]));
     dims.extend(free_dims(r.rank(), &d.rhs_batch, &d.rhs_contract).map(|a| r.dims[a]));
-    Ok(TensorType::new(l.dtype, &dims))
+    Ok(TensorType::new(out_dtype, &dims))
 }
 
 /// The dims of a rank-`rank` operand that are neither batch nor contracted, ascending.
@@ -65,10 +92,33 @@ impl Tensor {
         self.dot_general_at(rhs, dims, Location::caller())
     }
 
+    /// `stablehlo.dot_general` with a result element type and a
+    /// `precision_config` (see [`DotConfig`]).
+    #[track_caller]
+    pub fn dot_general_with(&self, rhs: &Tensor, dims: DotDims, config: DotConfig) -> Tensor {
+        self.dot_general_config_at(rhs, dims, config, Location::caller())
+    }
+
     fn dot_general_at(&self, rhs: &Tensor, dims: DotDims, loc: &Location<'_>) -> Tensor {
+        self.dot_general_config_at(rhs, dims, DotConfig::default(), loc)
+    }
+
+    fn dot_general_config_at(
+        &self,
+        rhs: &Tensor,
+        dims: DotDims,
+        config: DotConfig,
+        loc: &Location<'_>,
+    ) -> Tensor {
         self.b.record1("dot_general", loc, &[self, rhs], |t| {
-            let out = dot_rule(t[0], t[1], &dims)?;
-            Ok((OpKind::DotGeneral(dims), vec![out]))
+            let out = dot_rule(t[0], t[1], &dims, config.result_dtype)?;
+            Ok((
+                OpKind::DotGeneral {
+                    dims,
+                    precision: config.precision,
+                },
+                vec![out],
+            ))
         })
     }
 
@@ -237,8 +287,23 @@ impl EinsumPlan {
 
 // ---- VJP rule ----------------------------------------------------------
 
-/// Cotangents of `dot_general(x, y)` (JAX's transpose rule).
+/// Cotangents of `dot_general(x, y)` (JAX's transpose rule). When the
+/// result type differs from the operands' (bf16 x bf16 -> f32), the
+/// backward products run in the wider of the two types and each cotangent
+/// is rounded once to its operand's type.
 pub(crate) fn vjp_dot(x: &Tensor, y: &Tensor, d: &DotDims, g: &Tensor) -> [Option<Tensor>; 2] {
+    if g.dtype() != x.dtype() {
+        let wide = if g.dtype().size_bytes() >= x.dtype().size_bytes() {
+            g.dtype()
+        } else {
+            x.dtype()
+        };
+        let [gx, gy] = vjp_dot(&x.convert(wide), &y.convert(wide), d, &g.convert(wide));
+        return [
+            gx.map(|t| t.convert(x.dtype())),
+            gy.map(|t| t.convert(y.dtype())),
+        ];
+    }
     let nb = d.lhs_batch.len();
     let x_free: Vec<usize> = free_dims(x.rank(), &d.lhs_batch, &d.lhs_contract).collect();
     let y_free: Vec<usize> = free_dims(y.rank(), &d.rhs_batch, &d.rhs_contract).collect();

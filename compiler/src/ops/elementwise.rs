@@ -1,29 +1,24 @@
 //! Elementwise primitives: unary math, binary arithmetic with numpy
-//! broadcasting, compare, select, clamp, convert. Shape rules, lowerings and
-//! VJP rules side by side.
+//! broadcasting, compare, select, clamp, convert, bitcast_convert,
+//! reduce_precision. Shape rules, lowerings and VJP rules side by side; the
+//! element types each op accepts come from [`crate::op_table`].
 
 use crate::dtype::DType;
 use crate::ir::{BinaryOp, CmpDir, OpKind, UnaryOp};
+use crate::op_table::check_dtypes;
 use crate::shape::{TensorType, broadcast_dims};
 use crate::tensor::Tensor;
 use std::panic::Location;
 
 // ---- shape rules and tracing -------------------------------------------
 
-fn unary_dtype_ok(op: UnaryOp, d: DType) -> bool {
+/// The op a binary op of `pred` operands is: StableHLO defines add and
+/// maximum on booleans as logical or, multiply and minimum as logical and.
+fn on_pred(op: BinaryOp) -> BinaryOp {
     match op {
-        UnaryOp::Neg | UnaryOp::Abs | UnaryOp::Sign => d.is_float() || d.is_int(),
-        UnaryOp::Not => d.is_int() || d == DType::Pred,
-        _ => d.is_float(),
-    }
-}
-
-fn binary_dtype_ok(op: BinaryOp, d: DType) -> bool {
-    match op {
-        BinaryOp::And | BinaryOp::Or => d.is_int() || d == DType::Pred,
-        BinaryOp::ShiftRightLogical => d.is_int(),
-        BinaryOp::Pow => d.is_float(),
-        _ => d.is_float() || d.is_int(),
+        BinaryOp::Add | BinaryOp::Max => BinaryOp::Or,
+        BinaryOp::Mul | BinaryOp::Min => BinaryOp::And,
+        other => other,
     }
 }
 
@@ -65,10 +60,12 @@ impl Tensor {
     pub(crate) fn unary(&self, op: UnaryOp) -> Tensor {
         let name = OpKind::Unary(op).name();
         self.b.record1(&name, Location::caller(), &[self], |t| {
-            if !unary_dtype_ok(op, t[0].dtype) {
-                return Err(format!("not defined for {}", t[0]));
-            }
-            Ok((OpKind::Unary(op), vec![t[0].clone()]))
+            check_dtypes(&name, t)?;
+            let out = match op {
+                UnaryOp::IsFinite => t[0].with_dtype(DType::Pred),
+                _ => t[0].clone(),
+            };
+            Ok((OpKind::Unary(op), vec![out]))
         })
     }
 
@@ -88,9 +85,12 @@ impl Tensor {
             return self.clone();
         };
         self.b.record1(&name, loc, &[&xs[0], &xs[1]], |t| {
-            if !binary_dtype_ok(op, t[0].dtype) {
-                return Err(format!("not defined for {}", t[0]));
-            }
+            check_dtypes(&name, t)?;
+            let op = if t[0].dtype == DType::Pred {
+                on_pred(op)
+            } else {
+                op
+            };
             Ok((OpKind::Binary(op), vec![t[0].clone()]))
         })
     }
@@ -160,6 +160,38 @@ impl Tensor {
     pub fn floor(&self) -> Tensor {
         self.unary(UnaryOp::Floor)
     }
+    /// `e^x - 1`, accurate near 0.
+    #[track_caller]
+    pub fn expm1(&self) -> Tensor {
+        self.unary(UnaryOp::Expm1)
+    }
+    /// Round toward positive infinity.
+    #[track_caller]
+    pub fn ceil(&self) -> Tensor {
+        self.unary(UnaryOp::Ceil)
+    }
+    /// Round to the nearest integer, ties to even (`jnp.round`, IEEE
+    /// `roundTiesToEven`): 0.5 -> 0, 1.5 -> 2, -2.5 -> -2.
+    #[track_caller]
+    pub fn round_nearest_even(&self) -> Tensor {
+        self.unary(UnaryOp::RoundNearestEven)
+    }
+    /// Round to the nearest integer, ties away from zero (C's `round`,
+    /// Rust's `f64::round`): 0.5 -> 1, -2.5 -> -3.
+    #[track_caller]
+    pub fn round_nearest_afz(&self) -> Tensor {
+        self.unary(UnaryOp::RoundNearestAfz)
+    }
+    /// `pred`: true where the float is neither infinite nor NaN.
+    #[track_caller]
+    pub fn is_finite(&self) -> Tensor {
+        self.unary(UnaryOp::IsFinite)
+    }
+    /// Number of set bits of each integer (same integer type).
+    #[track_caller]
+    pub fn popcnt(&self) -> Tensor {
+        self.unary(UnaryOp::PopCnt)
+    }
     /// Logical not of a pred (bitwise not of an integer).
     #[track_caller]
     pub fn logical_not(&self) -> Tensor {
@@ -200,7 +232,33 @@ impl Tensor {
     pub fn logical_or(&self, y: &Tensor) -> Tensor {
         self.binary(BinaryOp::Or, y)
     }
-    /// Logical shift right of unsigned integers by `bits`.
+    /// Logical (bitwise) exclusive or, broadcasting.
+    #[track_caller]
+    pub fn logical_xor(&self, y: &Tensor) -> Tensor {
+        self.binary(BinaryOp::Xor, y)
+    }
+    /// Remainder of truncated division, with the sign of `self` (C's
+    /// `fmod` for floats, Rust's `%`), broadcasting.
+    #[track_caller]
+    pub fn rem(&self, y: &Tensor) -> Tensor {
+        self.binary(BinaryOp::Rem, y)
+    }
+    /// `atan2(self, x)`: the angle in `[-pi, pi]` of the point `(x, self)`, broadcasting.
+    #[track_caller]
+    pub fn atan2(&self, x: &Tensor) -> Tensor {
+        self.binary(BinaryOp::Atan2, x)
+    }
+    /// Integer shift left by `bits` (0 for shifts of the bit width or more).
+    #[track_caller]
+    pub fn shift_left(&self, bits: &Tensor) -> Tensor {
+        self.binary(BinaryOp::ShiftLeft, bits)
+    }
+    /// Integer shift right by `bits`, shifting in the sign bit.
+    #[track_caller]
+    pub fn shift_right_arithmetic(&self, bits: &Tensor) -> Tensor {
+        self.binary(BinaryOp::ShiftRightArithmetic, bits)
+    }
+    /// Integer shift right by `bits`, shifting in zeros.
     #[track_caller]
     pub fn shift_right_logical(&self, bits: &Tensor) -> Tensor {
         self.binary(BinaryOp::ShiftRightLogical, bits)
@@ -310,6 +368,51 @@ impl Tensor {
             Ok((OpKind::Convert, vec![t[0].with_dtype(dtype)]))
         })
     }
+
+    /// The same bits read as `dtype`, which must have the element size of
+    /// `self` (`lax.bitcast_convert_type` between equal widths), e.g. f32
+    /// to u32 to inspect a float's sign, exponent and mantissa.
+    #[track_caller]
+    pub fn bitcast_convert(&self, dtype: DType) -> Tensor {
+        self.b
+            .record1("bitcast_convert", Location::caller(), &[self], |t| {
+                if t[0].dtype.size_bytes() != dtype.size_bytes() || t[0].dtype == DType::Pred {
+                    return Err(format!(
+                        "{} ({} bytes per element) cannot be read as {dtype} ({} bytes); \
+                         only types of equal width (not pred) are supported",
+                        t[0],
+                        t[0].dtype.size_bytes(),
+                        dtype.size_bytes()
+                    ));
+                }
+                Ok((OpKind::BitcastConvert, vec![t[0].with_dtype(dtype)]))
+            })
+    }
+
+    /// Rounds each float to the nearest value of a format with
+    /// `exponent_bits` and `mantissa_bits` (overflow to inf, underflow to
+    /// 0, NaN kept), keeping the element type: `reduce_precision(x, 8, 7)`
+    /// of an f32 is its bf16 rounding.
+    #[track_caller]
+    pub fn reduce_precision(&self, exponent_bits: u32, mantissa_bits: u32) -> Tensor {
+        let name = "reduce_precision";
+        self.b.record1(name, Location::caller(), &[self], |t| {
+            check_dtypes(name, t)?;
+            if exponent_bits < 1 {
+                return Err(format!(
+                    "exponent_bits must be at least 1, got {exponent_bits} (operand {})",
+                    t[0]
+                ));
+            }
+            Ok((
+                OpKind::ReducePrecision {
+                    exponent_bits,
+                    mantissa_bits,
+                },
+                vec![t[0].clone()],
+            ))
+        })
+    }
 }
 
 // ---- lowering ----------------------------------------------------------
@@ -332,6 +435,12 @@ pub(crate) fn unary_mlir(op: UnaryOp) -> &'static str {
         UnaryOp::Cos => "stablehlo.cosine",
         UnaryOp::Floor => "stablehlo.floor",
         UnaryOp::Not => "stablehlo.not",
+        UnaryOp::Expm1 => "stablehlo.exponential_minus_one",
+        UnaryOp::Ceil => "stablehlo.ceil",
+        UnaryOp::RoundNearestEven => "stablehlo.round_nearest_even",
+        UnaryOp::RoundNearestAfz => "stablehlo.round_nearest_afz",
+        UnaryOp::IsFinite => "stablehlo.is_finite",
+        UnaryOp::PopCnt => "stablehlo.popcnt",
     }
 }
 
@@ -348,6 +457,11 @@ pub(crate) fn binary_mlir(op: BinaryOp) -> &'static str {
         BinaryOp::And => "stablehlo.and",
         BinaryOp::Or => "stablehlo.or",
         BinaryOp::ShiftRightLogical => "stablehlo.shift_right_logical",
+        BinaryOp::Xor => "stablehlo.xor",
+        BinaryOp::Rem => "stablehlo.remainder",
+        BinaryOp::Atan2 => "stablehlo.atan2",
+        BinaryOp::ShiftLeft => "stablehlo.shift_left",
+        BinaryOp::ShiftRightArithmetic => "stablehlo.shift_right_arithmetic",
     }
 }
 
@@ -374,8 +488,16 @@ pub(crate) fn vjp_unary(op: UnaryOp, x: &Tensor, y: &Tensor, g: &Tensor) -> Opti
     Some(match op {
         UnaryOp::Neg => -g,
         UnaryOp::Abs => g * &x.sign(),
-        UnaryOp::Sign | UnaryOp::Floor | UnaryOp::Not => return None,
+        UnaryOp::Sign
+        | UnaryOp::Floor
+        | UnaryOp::Ceil
+        | UnaryOp::RoundNearestEven
+        | UnaryOp::RoundNearestAfz
+        | UnaryOp::IsFinite
+        | UnaryOp::PopCnt
+        | UnaryOp::Not => return None,
         UnaryOp::Exp => g * y,
+        UnaryOp::Expm1 => g * &(y + 1.0),
         UnaryOp::Log => g / x,
         UnaryOp::Log1p => g / &(x + 1.0),
         UnaryOp::Tanh => g * &(1.0 - &y.square()),
@@ -414,7 +536,23 @@ pub(crate) fn vjp_binary(
             let zero = g.zeros_like();
             [Some(take_a.select(g, &zero)), Some(take_a.select(&zero, g))]
         }
-        BinaryOp::And | BinaryOp::Or | BinaryOp::ShiftRightLogical => [None, None],
+        BinaryOp::Rem => {
+            // a - trunc(a / b) * b, with trunc(a / b) piecewise constant (JAX's rule).
+            let q = a / b;
+            let trunc = &q.sign() * &q.abs().floor();
+            [Some(g.clone()), Some(-(g * &trunc))]
+        }
+        BinaryOp::Atan2 => {
+            // d atan2(a, b) = (b da - a db) / (a^2 + b^2).
+            let r2 = &a.square() + &b.square();
+            [Some(g * b / &r2), Some(-(g * a / &r2))]
+        }
+        BinaryOp::And
+        | BinaryOp::Or
+        | BinaryOp::Xor
+        | BinaryOp::ShiftLeft
+        | BinaryOp::ShiftRightArithmetic
+        | BinaryOp::ShiftRightLogical => [None, None],
     }
 }
 

@@ -1,7 +1,8 @@
 //! Indexing: gather (take, take_along_axis) and scatter-add (its
-//! transpose, `index_add`). Shape rules, lowering attributes and VJP rules.
+//! transpose, `index_add`), with StableHLO's batching dims. Shape rules, lowering attributes and VJP rules.
 
 use crate::ir::{GatherDims, OpKind, ScatterDims};
+use crate::op_table::check_dtypes;
 use crate::shape::{TensorType, normalize_axis};
 use crate::tensor::Tensor;
 use std::panic::Location;
@@ -16,6 +17,29 @@ fn batch_dims(idx: &TensorType, ivd: usize) -> Vec<usize> {
 
 fn index_vector_len(idx: &TensorType, ivd: usize) -> usize {
     if ivd == idx.rank() { 1 } else { idx.dims[ivd] }
+}
+
+/// Batching dims come in pairs of equal size: operand dim `x_dims[i]` and
+/// indices dim `idx_dims[i]` (not the index vector dim).
+fn batching_pairs_match(
+    x: &TensorType,
+    idx: &TensorType,
+    x_dims: &[usize],
+    idx_dims: &[usize],
+    ivd: usize,
+) -> Result<(), String> {
+    let ok = x_dims.len() == idx_dims.len()
+        && x_dims
+            .iter()
+            .zip(idx_dims)
+            .all(|(&a, &b)| a < x.rank() && b < idx.rank() && b != ivd && x.dims[a] == idx.dims[b]);
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "batching dims {x_dims:?} of operand {x} do not pair with dims {idx_dims:?} of indices {idx}"
+        ))
+    }
 }
 
 fn gather_rule(x: &TensorType, idx: &TensorType, g: &GatherDims) -> Result<TensorType, String> {
@@ -35,17 +59,27 @@ fn gather_rule(x: &TensorType, idx: &TensorType, g: &GatherDims) -> Result<Tenso
         || g.slice_sizes.iter().zip(&x.dims).any(|(s, d)| s > d)
         || g.collapsed_slice_dims
             .iter()
+            .chain(&g.operand_batching_dims)
             .any(|&c| c >= x.rank() || g.slice_sizes[c] != 1)
-        || g.start_index_map.iter().any(|&m| m >= x.rank())
+        || g.start_index_map
+            .iter()
+            .any(|&m| m >= x.rank() || g.operand_batching_dims.contains(&m))
     {
         return Err(format!(
-            "slice sizes {:?} / collapsed dims {:?} / index map {:?} do not fit operand {x}",
-            g.slice_sizes, g.collapsed_slice_dims, g.start_index_map
+            "slice sizes {:?} / collapsed dims {:?} / index map {:?} / operand batching dims {:?} do not fit operand {x}",
+            g.slice_sizes, g.collapsed_slice_dims, g.start_index_map, g.operand_batching_dims
         ));
     }
+    batching_pairs_match(
+        x,
+        idx,
+        &g.operand_batching_dims,
+        &g.start_indices_batching_dims,
+        g.index_vector_dim,
+    )?;
     let batch = batch_dims(idx, g.index_vector_dim);
     let window: Vec<usize> = (0..x.rank())
-        .filter(|d| !g.collapsed_slice_dims.contains(d))
+        .filter(|d| !g.collapsed_slice_dims.contains(d) && !g.operand_batching_dims.contains(d))
         .map(|d| g.slice_sizes[d])
         .collect();
     let rank = batch.len() + window.len();
@@ -80,12 +114,22 @@ fn scatter_rule(
     if u.dtype != x.dtype {
         return Err(format!("updates {u} and operand {x} differ in dtype"));
     }
+    check_dtypes("scatter_add", &[x])?;
     let batch = batch_dims(idx, s.index_vector_dim);
     let ubatch: Vec<usize> = (0..u.rank())
         .filter(|d| !s.update_window_dims.contains(d))
         .map(|d| u.dims[d])
         .collect();
-    let window_ok = s.update_window_dims.len() + s.inserted_window_dims.len() == x.rank();
+    batching_pairs_match(
+        x,
+        idx,
+        &s.input_batching_dims,
+        &s.scatter_indices_batching_dims,
+        s.index_vector_dim,
+    )?;
+    let window_ok =
+        s.update_window_dims.len() + s.inserted_window_dims.len() + s.input_batching_dims.len()
+            == x.rank();
     if ubatch != batch
         || !window_ok
         || index_vector_len(idx, s.index_vector_dim) != s.scatter_dims_to_operand_dims.len()
@@ -99,7 +143,10 @@ fn scatter_rule(
 }
 
 impl Tensor {
-    /// General `stablehlo.gather` (see the StableHLO spec for the dims).
+    /// General `stablehlo.gather` (see the StableHLO spec for the dims),
+    /// batching dims included: with `operand_batching_dims = [0]` and
+    /// `start_indices_batching_dims = [0]`, example `b` of the indices reads
+    /// from example `b` of the operand.
     #[track_caller]
     pub fn gather(&self, indices: &Tensor, dims: GatherDims) -> Tensor {
         self.b
@@ -110,7 +157,7 @@ impl Tensor {
     }
 
     /// Scatter-add: a copy of `self` with `updates` added at `indices`
-    /// (repeated indices accumulate).
+    /// (repeated indices accumulate); batching dims as for [`Tensor::gather`].
     #[track_caller]
     pub fn scatter_add(&self, indices: &Tensor, updates: &Tensor, dims: ScatterDims) -> Tensor {
         self.b.record1(
@@ -147,6 +194,7 @@ impl Tensor {
                     }
                 })
                 .collect(),
+            ..GatherDims::default()
         };
         self.b.record1("take", loc, &[self, &idx], |t| {
             let out = gather_rule(t[0], t[1], &g)?;
@@ -207,6 +255,7 @@ impl Tensor {
                 inserted_window_dims: vec![a],
                 scatter_dims_to_operand_dims: vec![a],
                 index_vector_dim: ir,
+                ..ScatterDims::default()
             },
             indices.reshape(&idims),
         ))
@@ -259,6 +308,7 @@ impl Tensor {
             start_index_map: all,
             index_vector_dim: self.rank(),
             slice_sizes: vec![1; self.rank()],
+            ..GatherDims::default()
         };
         self.b.record1("take_along_axis", loc, &[self, &idx], |t| {
             let out = gather_rule(t[0], t[1], &g)?;
@@ -285,6 +335,11 @@ pub(crate) fn gather_attrs(g: &GatherDims) -> String {
     let mut f: Vec<String> = [
         field("offset_dims", &g.offset_dims),
         field("collapsed_slice_dims", &g.collapsed_slice_dims),
+        field("operand_batching_dims", &g.operand_batching_dims),
+        field(
+            "start_indices_batching_dims",
+            &g.start_indices_batching_dims,
+        ),
         field("start_index_map", &g.start_index_map),
     ]
     .into_iter()
@@ -303,6 +358,11 @@ pub(crate) fn scatter_attrs(s: &ScatterDims) -> String {
     let mut f: Vec<String> = [
         field("update_window_dims", &s.update_window_dims),
         field("inserted_window_dims", &s.inserted_window_dims),
+        field("input_batching_dims", &s.input_batching_dims),
+        field(
+            "scatter_indices_batching_dims",
+            &s.scatter_indices_batching_dims,
+        ),
         field(
             "scatter_dims_to_operand_dims",
             &s.scatter_dims_to_operand_dims,
@@ -330,6 +390,8 @@ pub(crate) fn vjp_gather(x: &Tensor, idx: &Tensor, g: &GatherDims, ct: &Tensor) 
             inserted_window_dims: g.collapsed_slice_dims.clone(),
             scatter_dims_to_operand_dims: g.start_index_map.clone(),
             index_vector_dim: g.index_vector_dim,
+            input_batching_dims: g.operand_batching_dims.clone(),
+            scatter_indices_batching_dims: g.start_indices_batching_dims.clone(),
         },
     )
 }
@@ -345,7 +407,7 @@ pub(crate) fn vjp_scatter(
     let mut window = s.update_window_dims.iter().map(|&d| u.dims()[d]);
     let slice_sizes: Vec<usize> = (0..x.rank())
         .map(|d| {
-            if s.inserted_window_dims.contains(&d) {
+            if s.inserted_window_dims.contains(&d) || s.input_batching_dims.contains(&d) {
                 1
             } else {
                 window.next().unwrap_or(1)
@@ -360,6 +422,8 @@ pub(crate) fn vjp_scatter(
             start_index_map: s.scatter_dims_to_operand_dims.clone(),
             index_vector_dim: s.index_vector_dim,
             slice_sizes,
+            operand_batching_dims: s.input_batching_dims.clone(),
+            start_indices_batching_dims: s.scatter_indices_batching_dims.clone(),
         },
     );
     [Some(ct.clone()), None, Some(gu)]

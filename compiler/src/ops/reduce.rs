@@ -4,6 +4,7 @@
 use crate::dtype::DType;
 use crate::emit::Emitter;
 use crate::ir::{BinaryOp, CmpDir, OpKind, ReduceKind};
+use crate::op_table::check_dtypes;
 use crate::ops::constant::scalar_bytes;
 use crate::ops::elementwise::{binary_mlir, compare_attrs};
 use crate::shape::{TensorType, normalize_axes, normalize_axis};
@@ -37,9 +38,7 @@ impl Tensor {
         let r = self.b.record1(&name, loc, &[self], |t| {
             let x = t[0];
             let axes = normalize_axes(axes, x.rank()).map_err(|m| format!("{m} (operand {x})"))?;
-            if x.dtype == DType::Pred {
-                return Err(format!("not defined for {x}"));
-            }
+            check_dtypes(&name, t)?;
             keep_shape = Some(kept(x, &axes));
             let out = reduced(x, &axes);
             Ok((OpKind::Reduce { kind, axes }, vec![out]))
@@ -100,9 +99,7 @@ impl Tensor {
         let r = self.b.record1("argmax", loc, &[self], |t| {
             let x = t[0];
             let a = normalize_axis(axis, x.rank()).map_err(|m| format!("{m} (operand {x})"))?;
-            if !(x.dtype.is_float() || x.dtype.is_int()) {
-                return Err(format!("not defined for {x}"));
-            }
+            check_dtypes("argmax", t)?;
             keep_shape = Some(kept(x, &[a]));
             Ok((
                 OpKind::Argmax { axis: a },
@@ -119,7 +116,7 @@ impl Tensor {
 // ---- lowering ----------------------------------------------------------
 
 /// The identity of a reduction for `dtype` as constant bytes.
-fn init_bytes(kind: ReduceKind, dtype: DType) -> Vec<u8> {
+pub(crate) fn init_bytes(kind: ReduceKind, dtype: DType) -> Vec<u8> {
     let v = match kind {
         ReduceKind::Sum => 0.0,
         ReduceKind::Max if dtype.is_float() => f64::NEG_INFINITY,

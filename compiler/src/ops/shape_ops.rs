@@ -1,13 +1,13 @@
-//! Shape primitives: broadcast_in_dim, reshape, transpose, slice,
+//! Shape primitives: broadcast_in_dim, reshape, transpose, reverse, slice,
 //! dynamic_slice, dynamic_update_slice, concatenate, pad. Shape rules and
 //! VJP rules side by side; lowering attributes are in `attrs`.
 
 use crate::ir::OpKind;
-use crate::shape::{TensorType, normalize_axis};
+use crate::shape::{TensorType, normalize_axes, normalize_axis};
 use crate::tensor::Tensor;
 use std::panic::Location;
 
-fn list(v: &[usize]) -> String {
+fn list<T: ToString>(v: &[T]) -> String {
     let s: Vec<String> = v.iter().map(|x| x.to_string()).collect();
     format!("[{}]", s.join(", "))
 }
@@ -199,6 +199,17 @@ impl Tensor {
         })
     }
 
+    /// Reverses the order of the elements along `axes` (`jnp.flip`,
+    /// `stablehlo.reverse`); negative axes count from the end.
+    #[track_caller]
+    pub fn reverse(&self, axes: &[i64]) -> Tensor {
+        self.b.record1("reverse", Location::caller(), &[self], |t| {
+            let dims =
+                normalize_axes(axes, t[0].rank()).map_err(|m| format!("{m} (operand {})", t[0]))?;
+            Ok((OpKind::Reverse { dims }, vec![t[0].clone()]))
+        })
+    }
+
     /// `x[..., start:start+len, ...]` along one axis.
     #[track_caller]
     pub fn narrow(&self, axis: i64, start: usize, len: usize) -> Tensor {
@@ -281,38 +292,81 @@ impl Tensor {
     /// `interior` between elements.
     #[track_caller]
     pub fn pad(&self, value: &Tensor, low: &[usize], high: &[usize], interior: &[usize]) -> Tensor {
-        self.b
-            .record1("pad", Location::caller(), &[self, value], |t| {
-                let (x, v) = (t[0], t[1]);
-                if v.rank() != 0 || v.dtype != x.dtype {
+        let signed = |v: &[usize]| -> Vec<i64> { v.iter().map(|&x| x as i64).collect() };
+        self.pad_at(
+            value,
+            &signed(low),
+            &signed(high),
+            interior,
+            Location::caller(),
+        )
+    }
+
+    /// `stablehlo.pad` (`lax.pad`) in full: `low`/`high` elements of
+    /// `value` before/after each dim, negative to remove elements from that
+    /// edge, and `interior` copies between neighbouring elements. Result dim
+    /// `i` is `low[i] + high[i] + d + (d - 1) * interior[i]` for an operand
+    /// dim of size `d >= 1` (`low[i] + high[i]` for `d = 0`); a negative
+    /// result size is an error.
+    #[track_caller]
+    pub fn pad_signed(
+        &self,
+        value: &Tensor,
+        low: &[i64],
+        high: &[i64],
+        interior: &[usize],
+    ) -> Tensor {
+        self.pad_at(value, low, high, interior, Location::caller())
+    }
+
+    fn pad_at(
+        &self,
+        value: &Tensor,
+        low: &[i64],
+        high: &[i64],
+        interior: &[usize],
+        loc: &Location<'_>,
+    ) -> Tensor {
+        self.b.record1("pad", loc, &[self, value], |t| {
+            let (x, v) = (t[0], t[1]);
+            if v.rank() != 0 || v.dtype != x.dtype {
+                return Err(format!(
+                    "padding value must be a {} scalar, got {v}",
+                    x.dtype
+                ));
+            }
+            if low.len() != x.rank() || high.len() != x.rank() || interior.len() != x.rank() {
+                return Err(format!(
+                    "low {} high {} interior {} must each have {} entries for {x}",
+                    list(low),
+                    list(high),
+                    list(interior),
+                    x.rank()
+                ));
+            }
+            let mut dims = Vec::with_capacity(x.rank());
+            for i in 0..x.rank() {
+                let d = x.dims[i] as i64;
+                let size = low[i] + high[i] + d + (d - 1).max(0) * interior[i] as i64;
+                if size < 0 {
                     return Err(format!(
-                        "padding value must be a {} scalar, got {v}",
-                        x.dtype
-                    ));
-                }
-                if low.len() != x.rank() || high.len() != x.rank() || interior.len() != x.rank() {
-                    return Err(format!(
-                        "low {} high {} interior {} must each have {} entries for {x}",
+                        "dim {i} would have size {size} < 0 (low {} high {} interior {} for {x})",
                         list(low),
                         list(high),
-                        list(interior),
-                        x.rank()
+                        list(interior)
                     ));
                 }
-                let dims: Vec<usize> = (0..x.rank())
-                    .map(|i| {
-                        low[i] + high[i] + x.dims[i] + x.dims[i].saturating_sub(1) * interior[i]
-                    })
-                    .collect();
-                Ok((
-                    OpKind::Pad {
-                        low: low.to_vec(),
-                        high: high.to_vec(),
-                        interior: interior.to_vec(),
-                    },
-                    vec![TensorType::new(x.dtype, &dims)],
-                ))
-            })
+                dims.push(size as usize);
+            }
+            Ok((
+                OpKind::Pad {
+                    low: low.to_vec(),
+                    high: high.to_vec(),
+                    interior: interior.to_vec(),
+                },
+                vec![TensorType::new(x.dtype, &dims)],
+            ))
+        })
     }
 
     /// Joins tensors along `axis` (negative counts from the end).
@@ -395,23 +449,27 @@ pub(crate) fn vjp_slice(x: &Tensor, start: &[usize], stride: &[usize], g: &Tenso
     g.pad(&g.splat_like(0.0), start, &high, &interior)
 }
 
-/// Cotangents of `pad(x, value)`.
+/// Cotangents of `pad(x, value)` (JAX's transpose of pad): un-pad `g` by
+/// padding it with the negated edge padding, keep every `interior + 1`-th
+/// element; the padding value gets the sum of everything else.
 pub(crate) fn vjp_pad(
     x: &Tensor,
-    low: &[usize],
+    low: &[i64],
+    high: &[i64],
     interior: &[usize],
     g: &Tensor,
 ) -> [Option<Tensor>; 2] {
-    let limit: Vec<usize> = (0..x.rank())
-        .map(|i| low[i] + x.dims()[i].saturating_sub(1) * (interior[i] + 1) + 1)
-        .collect();
-    let stride: Vec<usize> = interior.iter().map(|i| i + 1).collect();
+    let all: Vec<i64> = (0..g.rank() as i64).collect();
     let gx = if x.numel() == 0 {
         x.zeros_like()
     } else {
-        g.slice(low, &limit, &stride)
+        let neg = |v: &[i64]| -> Vec<i64> { v.iter().map(|&p| -p).collect() };
+        let zero = vec![0; x.rank()];
+        let unpadded = g.pad_signed(&g.splat_like(0.0), &neg(low), &neg(high), &zero);
+        let stride: Vec<usize> = interior.iter().map(|i| i + 1).collect();
+        let limit = unpadded.dims().to_vec();
+        unpadded.slice(&zero, &limit, &stride)
     };
-    let all: Vec<i64> = (0..g.rank() as i64).collect();
     let gv = g.sum(&all, false) - gx.sum(&all, false);
     [Some(gx), Some(gv)]
 }
