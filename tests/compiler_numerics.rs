@@ -338,6 +338,7 @@ fn take_of_rows_5_and_minus_1_from_5_rows_follows_its_mode() {
             let one = along.ones_like();
             let d_along = vjp(&[&along], &[&one], &[t]).remove(0);
             let d_along_fill = vjp(&[&along_fill], &[&one], &[t]).remove(0);
+            let (_, along_bad) = tt.take_along_axis_checked(&p[3], 1);
             vec![
                 clip,
                 fill,
@@ -350,6 +351,7 @@ fn take_of_rows_5_and_minus_1_from_5_rows_follows_its_mode() {
                 along_fill,
                 d_along,
                 d_along_fill,
+                along_bad,
             ]
         },
     );
@@ -379,6 +381,12 @@ fn take_of_rows_5_and_minus_1_from_5_rows_follows_its_mode() {
     want[5] = 1.0;
     assert_close("d along clip", &g(9), &arr(&want, &[5, 2]), 0.0, 0.0);
     assert_close("d along fill", &g(10), &arr(&[0.0; 10], &[5, 2]), 0.0, 0.0);
+    let along_bad: ArrayD<i32> = out[11].clone().try_into().expect("i32 count");
+    assert_eq!(
+        only(&along_bad),
+        2,
+        "out-of-range ids of take_along_axis counted"
+    );
 }
 
 #[test]
@@ -387,7 +395,8 @@ fn one_hot_and_dynamic_slice_follow_their_mode() {
     // Clip puts the one at 4 and 0, Fill(-1) fills the rows with -1.
     // dynamic_slice of [0, 1, 2, 3, 4] at start 3, size 4: Clip moves the
     // start to 1 and its gradient lands on elements 1..5; Fill(9) reads
-    // [3, 4, 9, 9] and the gradient of the two filled slots is dropped.
+    // [3, 4, 9, 9] and the gradient of the two filled slots is dropped;
+    // the checked mode reads like Clip and counts the one bad start.
     // Exact: tolerance 0.
     let c = [1.0, 2.0, 3.0, 4.0];
     let out = run(
@@ -404,6 +413,9 @@ fn one_hot_and_dynamic_slice_follow_their_mode() {
             let fill = p[1].dynamic_slice_with_mode(&[&start], &[4], IndexMode::Fill(9.0));
             let d_clip = vjp(&[&clip], &[&p[2]], &[&p[1]]).remove(0);
             let d_fill = vjp(&[&fill], &[&p[2]], &[&p[1]]).remove(0);
+            let (checked, bad) = p[1].dynamic_slice_checked(&[&start], &[4]);
+            let inside = b.scalar(1.0, DType::I32);
+            let (_, good) = p[1].dynamic_slice_checked(&[&inside], &[4]);
             vec![
                 ids.one_hot(5, DType::F64),
                 ids.one_hot_with_mode(5, DType::F64, IndexMode::Clip),
@@ -412,6 +424,9 @@ fn one_hot_and_dynamic_slice_follow_their_mode() {
                 fill,
                 d_clip,
                 d_fill,
+                checked,
+                bad.convert(DType::F64),
+                good.convert(DType::F64),
             ]
         },
     );
@@ -440,6 +455,21 @@ fn one_hot_and_dynamic_slice_follow_their_mode() {
     assert_close("d slice clip", &g(5), &d_clip, 0.0, 0.0);
     let d_fill = arr(&[0.0, 0.0, 0.0, 1.0, 2.0], &[5]);
     assert_close("d slice fill", &g(6), &d_fill, 0.0, 0.0);
+    assert_close("slice checked", &g(7), &g(3), 0.0, 0.0);
+    assert_close(
+        "start 3 + 4 > 5 counted",
+        &g(8),
+        &arr(&[1.0], &[]),
+        0.0,
+        0.0,
+    );
+    assert_close(
+        "start 1 + 4 <= 5 not counted",
+        &g(9),
+        &arr(&[0.0], &[]),
+        0.0,
+        0.0,
+    );
 }
 
 #[test]
@@ -447,7 +477,8 @@ fn scan_of_length_0_and_1() {
     // body: carry' = carry * x + 1, y = 2 * carry. Length 0: carry
     // unchanged, ys of shape [0, 2], d carry_out / d carry = identity.
     // Length 1 with x0: carry' = c x0 + 1, ys = [2c]; with cotangents r for
-    // the carry and q for ys, d/dc = r x0 + 2 q. f64: tolerance 1e-12.
+    // the carry and q for ys, d/dc = r x0 + 2 q. A while loop whose
+    // condition is false at once returns its state. f64: tolerance 1e-12.
     let c0 = [1.5, -2.0];
     let x1 = [3.0, 0.5];
     let r = [0.7, -1.3];
@@ -468,6 +499,11 @@ fn scan_of_length_0_and_1() {
             let d_empty = vjp(&[&c_empty[0]], &[&p[3]], &[&p[0], &p[1]]);
             let (c_one, ys_one) = b.scan(1, &[&p[0]], &[&p[2]], body);
             let d_one = vjp(&[&c_one[0], &ys_one[0]], &[&p[3], &p[4]], &[&p[0]]);
+            let never = b.while_loop(
+                &[&p[0]],
+                |s| s[0].sum_all().greater(&b.scalar(100.0, DType::F64)),
+                |s| vec![&s[0] * 2.0],
+            );
             vec![
                 c_empty[0].clone(),
                 ys_empty[0].clone(),
@@ -476,6 +512,7 @@ fn scan_of_length_0_and_1() {
                 c_one[0].clone(),
                 ys_one[0].clone(),
                 d_one[0].clone(),
+                never[0].clone(),
             ]
         },
     );
@@ -491,6 +528,7 @@ fn scan_of_length_0_and_1() {
     assert_close("ys, length 1", &g(5), &arr(&y1, &[1, 2]), 0.0, tol);
     let d1: Vec<f64> = (0..2).map(|i| r[i] * x1[i] + 2.0 * q[i]).collect();
     assert_close("d carry, length 1", &g(6), &arr(&d1, &[2]), 0.0, tol);
+    assert_close("while, no iteration", &g(7), &arr(&c0, &[2]), 0.0, 0.0);
 }
 
 #[test]
@@ -498,7 +536,9 @@ fn zero_size_dims_give_the_empty_reductions_and_products() {
     // Reductions over an empty axis give their identities (sum 0, max
     // -inf, min +inf) and a mean of nothing is NaN (0 / 0, as in NumPy);
     // a product over an empty contraction is zeros, and its gradient is
-    // empty; empty operands pass through softmax, take and concatenate.
+    // empty; empty operands pass through softmax, take, concatenate, pad
+    // and a zero-length slice, forward and backward (the pad value of a
+    // [2, 3] result padded from nothing gets gradient 6). Exact: tolerance 0.
     let w = array![[1.0, 2.0, 3.0]].into_dyn();
     let out = run(
         "zero-size dims",
@@ -507,12 +547,17 @@ fn zero_size_dims_give_the_empty_reductions_and_products() {
             f64_input(&[], &[2, 0]),
             i32_input(&[], &[0]),
             w.clone().into(),
+            f64_input(&[0.5], &[]),
         ],
         |_, p| {
             let (x, a) = (&p[0], &p[1]);
             let prod = a.matmul(x);
             let d_a = grad(&prod.sum_all(), &[a]).remove(0);
             let table = Tensor::concatenate(&[x, &p[3]], 0);
+            let padded = x.pad(&p[4], &[1, 0], &[1, 0], &[0, 0]);
+            let empty_slice = p[3].narrow(1, 1, 0);
+            let loss = padded.sum_all() + empty_slice.sum_all() + table.sum_all();
+            let d = grad(&loss, &[x, &p[3], &p[4]]);
             vec![
                 x.sum(&[0], false),
                 x.reduce_max(&[0], false),
@@ -523,6 +568,10 @@ fn zero_size_dims_give_the_empty_reductions_and_products() {
                 x.softmax(1),
                 table.take(&p[2], 0),
                 table,
+                padded,
+                d[0].clone(),
+                d[1].clone(),
+                d[2].clone(),
             ]
         },
     );
@@ -542,4 +591,34 @@ fn zero_size_dims_give_the_empty_reductions_and_products() {
     assert_eq!(g(6).shape(), &[0, 3], "softmax");
     assert_eq!(g(7).shape(), &[0, 3], "take of no ids");
     assert_close("concatenate", &g(8), &w, 0.0, 0.0);
+    assert_close("pad of nothing", &g(9), &arr(&[0.5; 6], &[2, 3]), 0.0, 0.0);
+    assert_eq!(g(10).shape(), &[0, 3], "d x");
+    assert_close("d w", &g(11), &arr(&[1.0; 3], &[1, 3]), 0.0, 0.0);
+    assert_close("d pad value", &g(12), &arr(&[6.0], &[]), 0.0, 0.0);
+}
+
+#[test]
+fn empty_dims_without_a_meaning_are_trace_errors_naming_the_op() {
+    // argmax over an empty axis has no index to give, and a lookup in a
+    // table with no rows has no row to clip to: both are refused when
+    // traced, naming the op, the operand and the caller's line.
+    let b = axle::compiler::FunctionBuilder::new("empty argmax");
+    let x = b.param("x", DType::F32, &[3, 0]);
+    let err = b.build(&[("i", &x.argmax(1, false))]).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.starts_with("argmax at tests/compiler_numerics.rs:"),
+        "{text}"
+    );
+    assert!(text.contains("axis 1 of f32[3,0] is empty"), "{text}");
+    let b = axle::compiler::FunctionBuilder::new("empty take");
+    let t = b.param("t", DType::F32, &[0, 4]);
+    let ids = b.param("ids", DType::I32, &[2]);
+    let err = b.build(&[("rows", &t.take(&ids, 0))]).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.starts_with("take at tests/compiler_numerics.rs:"),
+        "{text}"
+    );
+    assert!(text.contains("f32[0,4]"), "{text}");
 }

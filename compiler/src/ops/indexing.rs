@@ -342,6 +342,17 @@ impl Tensor {
         }
     }
 
+    /// The checked mode of [`Tensor::take_along_axis`]: the clipped lookup
+    /// and the number (`i32[]`) of out-of-range indices, as in
+    /// [`Tensor::take_checked`].
+    #[track_caller]
+    pub fn take_along_axis_checked(&self, indices: &Tensor, axis: i64) -> (Tensor, Tensor) {
+        let loc = Location::caller();
+        let r = self.take_along_axis_at(indices, axis, loc);
+        let size = normalize_axis(axis, self.rank()).map_or(0, |a| self.dims()[a]);
+        (r, indices.count_out_of_range(size))
+    }
+
     fn take_along_axis_at(&self, indices: &Tensor, axis: i64, loc: &Location<'_>) -> Tensor {
         let a = match normalize_axis(axis, self.rank()) {
             Ok(a) => a,

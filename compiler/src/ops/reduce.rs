@@ -80,13 +80,14 @@ impl Tensor {
             .rounded_to(self.dtype(), loc)
     }
 
-    /// Maximum over `axes`.
+    /// Maximum over `axes`; over an empty axis, its identity `-inf` (the
+    /// type's minimum for integers), as `lax.reduce_max` gives.
     #[track_caller]
     pub fn reduce_max(&self, axes: &[i64], keep_dims: bool) -> Tensor {
         self.reduce_at(ReduceKind::Max, axes, keep_dims, Location::caller())
     }
 
-    /// Minimum over `axes`.
+    /// Minimum over `axes`; over an empty axis, `+inf` (the type's maximum).
     #[track_caller]
     pub fn reduce_min(&self, axes: &[i64], keep_dims: bool) -> Tensor {
         self.reduce_at(ReduceKind::Min, axes, keep_dims, Location::caller())
@@ -134,7 +135,8 @@ impl Tensor {
         }
     }
 
-    /// Index (`i32`) of the largest element along `axis`; the first one on ties.
+    /// Index (`i32`) of the largest element along `axis`; the first one on
+    /// ties. An empty `axis` is a trace error (there is no index to give).
     #[track_caller]
     pub fn argmax(&self, axis: i64, keep_dims: bool) -> Tensor {
         let loc = Location::caller();
@@ -144,6 +146,11 @@ impl Tensor {
             let a = normalize_axis(axis, x.rank()).map_err(|m| format!("{m} (operand {x})"))?;
             if !(x.dtype.is_float() || x.dtype.is_int()) {
                 return Err(format!("not defined for {x}"));
+            }
+            if x.dims[a] == 0 {
+                return Err(format!(
+                    "axis {a} of {x} is empty: there is no largest element to index"
+                ));
             }
             keep_shape = Some(kept(x, &[a]));
             Ok((

@@ -292,6 +292,21 @@ impl Tensor {
         padded.dynamic_slice_at(&refs, sizes, loc)
     }
 
+    /// The checked mode of [`Tensor::dynamic_slice`]: the clipped slice and
+    /// the number (`i32[]`) of dims whose window `[start, start + size)`
+    /// leaves the operand, for the caller to return and check on the host.
+    #[track_caller]
+    pub fn dynamic_slice_checked(&self, starts: &[&Tensor], sizes: &[usize]) -> (Tensor, Tensor) {
+        let loc = Location::caller();
+        let r = self.dynamic_slice_at(starts, sizes, loc);
+        let mut bad = self.b.scalar(0.0, crate::dtype::DType::I32);
+        for ((s, &n), &d) in starts.iter().zip(sizes).zip(self.dims()) {
+            let outside = s.in_range(d.saturating_sub(n) + 1).logical_not();
+            bad = bad + outside.convert(crate::dtype::DType::I32);
+        }
+        (r, bad)
+    }
+
     /// Writes `update` into a copy of `self` at runtime start indices.
     #[track_caller]
     pub fn dynamic_update_slice(&self, update: &Tensor, starts: &[&Tensor]) -> Tensor {
