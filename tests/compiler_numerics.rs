@@ -7,7 +7,7 @@
 mod compiler_common;
 
 use axle::backend::HostTensor;
-use axle::compiler::{DType, IndexMode, Tensor, grad, vjp};
+use axle::compiler::{DType, GatherDims, IndexMode, Tensor, grad, vjp};
 use compiler_common::{Rng, assert_close, f32s, f64s, run};
 use ndarray::{ArrayD, IxDyn, array};
 
@@ -621,4 +621,70 @@ fn empty_dims_without_a_meaning_are_trace_errors_naming_the_op() {
         "{text}"
     );
     assert!(text.contains("f32[0,4]"), "{text}");
+}
+
+#[test]
+fn general_gather_clips_or_fills_whole_slices() {
+    // x = [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11]]. Point lookups at
+    // (0, 1), (2, 3), (1, -1), (3, 0): Clip reads 1, 11, x[1, 0] = 4,
+    // x[2, 0] = 8 and sends cotangents 1, 2, 3, 4 there; Fill(-1) reads
+    // -1 for the last two and drops their gradient. 2x2 windows at (0, 0)
+    // and (2, 3): Clip moves the second to (1, 2), Fill(-1) fills all of it.
+    // Exact: tolerance 0.
+    let x: Vec<f64> = (0..12).map(f64::from).collect();
+    let point = GatherDims {
+        offset_dims: vec![],
+        collapsed_slice_dims: vec![0, 1],
+        start_index_map: vec![0, 1],
+        index_vector_dim: 1,
+        slice_sizes: vec![1, 1],
+    };
+    let window = GatherDims {
+        offset_dims: vec![1, 2],
+        collapsed_slice_dims: vec![],
+        start_index_map: vec![0, 1],
+        index_vector_dim: 1,
+        slice_sizes: vec![2, 2],
+    };
+    let out = run(
+        "gather modes",
+        vec![
+            f64_input(&x, &[3, 4]),
+            i32_input(&[0, 1, 2, 3, 1, -1, 3, 0], &[4, 2]),
+            f64_input(&[1.0, 2.0, 3.0, 4.0], &[4]),
+            i32_input(&[0, 0, 2, 3], &[2, 2]),
+        ],
+        |_, p| {
+            let (x, ids, c) = (&p[0], &p[1], &p[2]);
+            let clip = x.gather_with_mode(ids, point.clone(), IndexMode::Clip);
+            let fill = x.gather_with_mode(ids, point.clone(), IndexMode::Fill(-1.0));
+            let d_clip = vjp(&[&clip], &[c], &[x]).remove(0);
+            let d_fill = vjp(&[&fill], &[c], &[x]).remove(0);
+            let w_clip = x.gather(&p[3], window.clone());
+            let w_fill = x.gather_with_mode(&p[3], window.clone(), IndexMode::Fill(-1.0));
+            vec![clip, fill, d_clip, d_fill, w_clip, w_fill]
+        },
+    );
+    let g = |i: usize| f64s(&out[i]);
+    assert_close("clip", &g(0), &arr(&[1.0, 11.0, 4.0, 8.0], &[4]), 0.0, 0.0);
+    assert_close(
+        "fill",
+        &g(1),
+        &arr(&[1.0, 11.0, -1.0, -1.0], &[4]),
+        0.0,
+        0.0,
+    );
+    let mut want = vec![0.0; 12];
+    want[1] = 1.0;
+    want[11] = 2.0;
+    want[4] = 3.0;
+    want[8] = 4.0;
+    assert_close("d clip", &g(2), &arr(&want, &[3, 4]), 0.0, 0.0);
+    want[4] = 0.0;
+    want[8] = 0.0;
+    assert_close("d fill", &g(3), &arr(&want, &[3, 4]), 0.0, 0.0);
+    let w_clip = [0.0, 1.0, 4.0, 5.0, 6.0, 7.0, 10.0, 11.0];
+    assert_close("window clip", &g(4), &arr(&w_clip, &[2, 2, 2]), 0.0, 0.0);
+    let w_fill = [0.0, 1.0, 4.0, 5.0, -1.0, -1.0, -1.0, -1.0];
+    assert_close("window fill", &g(5), &arr(&w_fill, &[2, 2, 2]), 0.0, 0.0);
 }

@@ -28,9 +28,12 @@
 //!   log-softmax and logsumexp stay finite with `-inf` entries and fully
 //!   masked rows.
 //! - Indices: [`IndexMode`] `Clip` (the default) or `Fill(v)` per lookup
-//!   ([`Tensor::take_with_mode`], [`Tensor::take_along_axis_with_mode`],
-//!   [`Tensor::one_hot_with_mode`], [`Tensor::dynamic_slice_with_mode`]) and
-//!   the checked [`Tensor::take_checked`]; every VJP agrees with its forward.
+//!   ([`Tensor::gather_with_mode`], [`Tensor::take_with_mode`],
+//!   [`Tensor::take_along_axis_with_mode`], [`Tensor::one_hot_with_mode`],
+//!   [`Tensor::dynamic_slice_with_mode`]) and the checked
+//!   [`Tensor::take_checked`], [`Tensor::take_along_axis_checked`],
+//!   [`Tensor::dynamic_slice_checked`] (the lookup plus an `i32[]` count of
+//!   bad indices to return and check); every VJP agrees with its forward.
 //! - A [`FunctionBuilder::scan`] of length 0 returns its carries unchanged.
 //!
 //! Build a function with a [`FunctionBuilder`]: declare named parameters,

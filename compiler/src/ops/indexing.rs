@@ -129,13 +129,40 @@ fn scatter_rule(
 
 impl Tensor {
     /// General `stablehlo.gather` (see the StableHLO spec for the dims).
+    /// Start indices are clamped so that every slice fits
+    /// ([`IndexMode::Clip`]); see [`Tensor::gather_with_mode`].
     #[track_caller]
     pub fn gather(&self, indices: &Tensor, dims: GatherDims) -> Tensor {
-        self.b
-            .record1("gather", Location::caller(), &[self, indices], |t| {
-                let out = gather_rule(t[0], t[1], &dims)?;
-                Ok((OpKind::Gather(dims), vec![out]))
-            })
+        self.gather_at(indices, dims, Location::caller())
+    }
+
+    /// [`Tensor::gather`] with an explicit out-of-range mode. `Fill(v)`
+    /// fills the whole slice of every index vector that would put any part
+    /// of its slice outside the operand (JAX's `FILL_OR_DROP`), and passes
+    /// no gradient for it.
+    #[track_caller]
+    pub fn gather_with_mode(&self, indices: &Tensor, dims: GatherDims, mode: IndexMode) -> Tensor {
+        let loc = Location::caller();
+        let r = self.gather_at(indices, dims.clone(), loc);
+        let IndexMode::Fill(value) = mode else {
+            return r;
+        };
+        if self.b.failed() {
+            return r;
+        }
+        let batch: Vec<usize> = (0..r.rank())
+            .filter(|d| !dims.offset_dims.contains(d))
+            .collect();
+        let valid =
+            slices_in_bounds(self, indices, &dims).broadcast_in_dim_at(r.dims(), &batch, loc);
+        valid.select(&r, &r.splat_like(value))
+    }
+
+    fn gather_at(&self, indices: &Tensor, dims: GatherDims, loc: &Location<'_>) -> Tensor {
+        self.b.record1("gather", loc, &[self, indices], |t| {
+            let out = gather_rule(t[0], t[1], &dims)?;
+            Ok((OpKind::Gather(dims), vec![out]))
+        })
     }
 
     /// Scatter-add: a copy of `self` with `updates` added at `indices`
@@ -477,6 +504,31 @@ fn clamped_starts(x: &Tensor, idx: &Tensor, g: &GatherDims) -> Tensor {
         Tensor::concatenate(&refs, 0).broadcast_in_dim(idx.dims(), &[g.index_vector_dim])
     };
     idx.clamp(&idx.splat_like(0.0), &hi)
+}
+
+/// `pred` over the batch dims of a gather (the indices' dims without the
+/// index vector dim): true where every start index component `k` lies in
+/// `[0, x.dims[d] - slice_sizes[d]]` for `d = start_index_map[k]`, so the
+/// whole slice is inside the operand.
+fn slices_in_bounds(x: &Tensor, idx: &Tensor, g: &GatherDims) -> Tensor {
+    let ivd = g.index_vector_dim;
+    let fits = |k: usize, component: &Tensor| {
+        let d = g.start_index_map[k];
+        component.in_range((x.dims()[d] + 1).saturating_sub(g.slice_sizes[d]))
+    };
+    if ivd == idx.rank() {
+        return fits(0, idx);
+    }
+    let batch: Vec<usize> = (0..idx.rank())
+        .filter(|&d| d != ivd)
+        .map(|d| idx.dims()[d])
+        .collect();
+    let mut all = idx.builder().full(1.0, DType::Pred, &batch);
+    for k in 0..g.start_index_map.len() {
+        let component = idx.narrow(ivd as i64, k, 1).reshape(&batch);
+        all = all.logical_and(&fits(k, &component));
+    }
+    all
 }
 
 /// Cotangent of `gather(x, idx)` w.r.t. `x`: scatter-add into zeros at the
