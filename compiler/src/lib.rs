@@ -18,6 +18,28 @@
 //!   ([`Tensor::sharding_constraint`], [`Function::set_param_sharding`],
 //!   [`Function::add_mesh`]) and donation ([`Function::donate`]).
 //!
+//! Numerics at the edges:
+//! - Mixed precision: sums, means (and so softmax, logsumexp, norms) and
+//!   scatter-adds of `bf16` / `f16` accumulate in `f32` and round once; a
+//!   mean divides in `f32` ([`ops::reduce::accumulation_dtype`]). The VJP of
+//!   a broadcast is such a sum, so a `bf16` bias gets an `f32`-accurate
+//!   gradient.
+//! - VJPs at ties and edges follow JAX: `maximum` / `minimum` split a tie
+//!   half and half; `abs` has slope 0 at 0 (its sign); `pow` gives
+//!   d/dx x^0 = 0 and a finite d/dy at x = 0; `sqrt` has slope inf at 0 (as
+//!   in JAX: guard it with [`Tensor::where_safe`], the "double where" that
+//!   keeps a NaN of the branch not taken out of gradients). Softmax,
+//!   log-softmax and logsumexp stay finite with `-inf` entries and fully
+//!   masked rows.
+//! - Indices: [`IndexMode`] `Clip` (the default) or `Fill(v)` per lookup
+//!   ([`Tensor::gather_with_mode`], [`Tensor::take_with_mode`],
+//!   [`Tensor::take_along_axis_with_mode`], [`Tensor::one_hot_with_mode`],
+//!   [`Tensor::dynamic_slice_with_mode`]) and the checked
+//!   [`Tensor::take_checked`], [`Tensor::take_along_axis_checked`],
+//!   [`Tensor::dynamic_slice_checked`] (the lookup plus an `i32[]` count of
+//!   bad indices to return and check); every VJP agrees with its forward.
+//! - A [`FunctionBuilder::scan`] of length 0 returns its carries unchanged.
+//!
 //! Build a function with a [`FunctionBuilder`]: declare named parameters,
 //! compute with [`Tensor`] ops (operators, methods, [`einsum`], [`FunctionBuilder::scan`]),
 //! take gradients with [`grad`] / [`vjp`] / [`value_and_grad`], then
@@ -60,6 +82,7 @@ pub use ir::{
 };
 pub use ops::annotate::optimization_barrier;
 pub use ops::contraction::{DotConfig, einsum};
+pub use ops::indexing::IndexMode;
 pub use ops::random::{dropout, random_bits, random_normal, random_uniform};
 pub use ops::sort::sort;
 pub use shape::TensorType;

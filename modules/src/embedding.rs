@@ -95,6 +95,9 @@ impl Module for Embedding {
 
 impl Embedding {
     /// Rows of the table picked by integer `ids` of any shape: shape `ids ++ [dim]`.
+    /// An id outside `[0, num_embeddings)` is clipped to the first or last row, which also gets
+    /// its gradient (`IndexMode::Clip`, the compiler's default for `take`); the trainer refuses
+    /// such ids on the host before the step. In bf16 the table's gradient accumulates in f32.
     pub fn forward(&self, ctx: &mut Ctx, ids: &Tensor) -> Result<Tensor> {
         if !ids.dtype().is_int() {
             return Err(Error::BadInput {

@@ -30,6 +30,12 @@ pub struct LossTerms {
 
 /// Cross-entropy of `logits` `[..., vocab]` against integer `labels` `[...]`, averaged over the
 /// labels that are `>= 0` (the others are masked out), computed in at least f32.
+///
+/// Out-of-range labels: a negative label is masked (no loss, no gradient). A label `>= vocab`
+/// counts as live but picks no logit (its one-hot row is all zero, `IndexMode::Fill(0.0)`), so
+/// its loss is `logsumexp(logits)` and its gradient pushes every logit down; nothing fails at
+/// run time. The trainer refuses such labels on the host before the step (the model's
+/// `input_specs` give the valid range), so only hand-built batches can carry them.
 pub fn cross_entropy(logits: &Tensor, labels: &Tensor, z_loss_scale: f64) -> LossTerms {
     let (logits, _) = upcast(logits);
     let dtype = logits.dtype();

@@ -58,6 +58,8 @@ impl FunctionBuilder {
     /// `scan`: for `t` in `0..length`, `(carry, y_t) = body(carry, xs[t])`.
     /// Returns the final carries and the per-step outputs stacked along a new
     /// leading dim of size `length`. Each `xs` tensor has leading dim `length`.
+    /// A scan of length 0 returns the carries unchanged (identity gradient)
+    /// and empty `[0, ...]` stacked outputs, as `jax.lax.scan` does.
     #[track_caller]
     pub fn scan(
         &self,
@@ -130,9 +132,6 @@ impl FunctionBuilder {
                 return fallback();
             }
         }
-        let mut operands: Vec<&Tensor> = carry.to_vec();
-        operands.extend_from_slice(xs);
-        operands.extend(captures.iter());
         let mut out_tys: Vec<TensorType> = carry.iter().map(|c| c.ty.clone()).collect();
         for &y in &graph.results[nc..] {
             let yt = graph.ty(y);
@@ -140,6 +139,20 @@ impl FunctionBuilder {
             dims.extend_from_slice(&yt.dims);
             out_tys.push(TensorType::new(yt.dtype, &dims));
         }
+        if length == 0 {
+            // No step runs: the carries pass through unchanged (so their
+            // gradient is the identity) and the stacked outputs are empty.
+            // XLA refuses the loop itself (its per-step slice of a
+            // zero-length input does not fit), so none is emitted.
+            let ys = out_tys[nc..]
+                .iter()
+                .map(|t| self.zeros(t.dtype, &t.dims))
+                .collect();
+            return (carry.iter().map(|c| (*c).clone()).collect(), ys);
+        }
+        let mut operands: Vec<&Tensor> = carry.to_vec();
+        operands.extend_from_slice(xs);
+        operands.extend(captures.iter());
         let kind = OpKind::Scan {
             body: ScanBody {
                 graph: Region::new(graph),

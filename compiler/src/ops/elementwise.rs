@@ -23,9 +23,7 @@ fn on_pred(op: BinaryOp) -> BinaryOp {
 }
 
 /// Broadcasts all operands to their common numpy shape (dtypes must agree).
-#[track_caller]
-fn broadcast_all(op: &str, xs: &[&Tensor]) -> Option<Vec<Tensor>> {
-    let loc = Location::caller();
+fn broadcast_all(op: &str, xs: &[&Tensor], loc: &Location<'_>) -> Option<Vec<Tensor>> {
     let mut dims = xs[0].dims().to_vec();
     for x in &xs[1..] {
         match broadcast_dims(&dims, x.dims()) {
@@ -72,8 +70,12 @@ impl Tensor {
     /// Records a binary elementwise op with numpy broadcasting.
     #[track_caller]
     pub(crate) fn binary(&self, op: BinaryOp, rhs: &Tensor) -> Tensor {
+        self.binary_at(op, rhs, Location::caller())
+    }
+
+    /// [`Tensor::binary`] recorded at the caller's location `loc`.
+    pub(crate) fn binary_at(&self, op: BinaryOp, rhs: &Tensor, loc: &Location<'_>) -> Tensor {
         let name = OpKind::Binary(op).name();
-        let loc = Location::caller();
         if self.dtype() != rhs.dtype() {
             self.b.fail(
                 &name,
@@ -81,7 +83,7 @@ impl Tensor {
                 format!("dtype mismatch: lhs {} vs rhs {}", self.ty, rhs.ty),
             );
         }
-        let Some(xs) = broadcast_all(&name, &[self, rhs]) else {
+        let Some(xs) = broadcast_all(&name, &[self, rhs], loc) else {
             return self.clone();
         };
         self.b.record1(&name, loc, &[&xs[0], &xs[1]], |t| {
@@ -276,7 +278,7 @@ impl Tensor {
                 format!("dtype mismatch: lhs {} vs rhs {}", self.ty, y.ty),
             );
         }
-        let Some(xs) = broadcast_all(&name, &[self, y]) else {
+        let Some(xs) = broadcast_all(&name, &[self, y], loc) else {
             return self.clone();
         };
         self.b.record1(&name, loc, &[&xs[0], &xs[1]], |t| {
@@ -318,7 +320,7 @@ impl Tensor {
     #[track_caller]
     pub fn select(&self, on_true: &Tensor, on_false: &Tensor) -> Tensor {
         let loc = Location::caller();
-        let Some(xs) = broadcast_all("select", &[self, on_true, on_false]) else {
+        let Some(xs) = broadcast_all("select", &[self, on_true, on_false], loc) else {
             return on_true.clone();
         };
         self.b
@@ -340,7 +342,7 @@ impl Tensor {
     #[track_caller]
     pub fn clamp(&self, lo: &Tensor, hi: &Tensor) -> Tensor {
         let loc = Location::caller();
-        let Some(xs) = broadcast_all("clamp", &[lo, self, hi]) else {
+        let Some(xs) = broadcast_all("clamp", &[lo, self, hi], loc) else {
             return self.clone();
         };
         self.b
@@ -364,7 +366,12 @@ impl Tensor {
     /// Converts the element type (float→int truncates toward zero).
     #[track_caller]
     pub fn convert(&self, dtype: DType) -> Tensor {
-        self.b.record1("convert", Location::caller(), &[self], |t| {
+        self.convert_at(dtype, Location::caller())
+    }
+
+    /// [`Tensor::convert`] recorded at the caller's location `loc`.
+    pub(crate) fn convert_at(&self, dtype: DType, loc: &Location<'_>) -> Tensor {
+        self.b.record1("convert", loc, &[self], |t| {
             Ok((OpKind::Convert, vec![t[0].with_dtype(dtype)]))
         })
     }
@@ -524,17 +531,31 @@ pub(crate) fn vjp_binary(
         BinaryOp::Mul => [Some(g * b), Some(g * a)],
         BinaryOp::Div => [Some(g / b), Some(-(g * y / b))],
         BinaryOp::Pow => {
-            let da = g * b * &a.pow(&(b - 1.0));
-            [Some(da), Some(g * y * &a.select_positive_log())]
+            // JAX's rules (`lax._pow_jvp_lhs` / `_pow_jvp_rhs`): d/da is 0
+            // where b == 0 (so d/da a^0 at a = 0 is 0, not 0 * inf), and
+            // d/db takes log(a) as 0 where a is not positive (JAX replaces
+            // a zero base by 1), so 0^b has a finite d/db of 0.
+            let zero = b.zeros_like();
+            let da = b.equal(&zero).select(&zero, &(b * &a.pow(&(b - 1.0))));
+            [Some(g * &da), Some(g * y * &a.select_positive_log())]
         }
         BinaryOp::Max | BinaryOp::Min => {
-            let take_a = if op == BinaryOp::Max {
-                a.greater_equal(b)
+            // JAX's rule (`lax._balanced_eq`): a tie sends half of the
+            // cotangent to each operand, so max(x, 0) + min(x, 0) = x has
+            // slope 1 at 0 and the stable softplus slope 0.5.
+            let wins = if op == BinaryOp::Max {
+                a.greater(b)
             } else {
-                a.less_equal(b)
+                a.less(b)
             };
+            let tie = a.equal(b);
             let zero = g.zeros_like();
-            [Some(take_a.select(g, &zero)), Some(take_a.select(&zero, g))]
+            let half = g * 0.5;
+            let split = tie.select(&half, &zero);
+            [
+                Some(wins.select(g, &split)),
+                Some(wins.logical_or(&tie).select(&split, g)),
+            ]
         }
         BinaryOp::Rem => {
             // a - trunc(a / b) * b, with trunc(a / b) piecewise constant (JAX's rule).

@@ -1,11 +1,40 @@
 //! Indexing: gather (take, take_along_axis) and scatter-add (its
 //! transpose, `index_add`), with StableHLO's batching dims. Shape rules, lowering attributes and VJP rules.
+//!
+//! Out-of-range indices follow an explicit [`IndexMode`], as JAX's `mode=`
+//! does. XLA's gather clamps every start index so that the slice fits
+//! ([`IndexMode::Clip`], the default of every op here), while its scatter
+//! drops updates that fall outside; the VJP of a gather therefore scatters
+//! at the same clamped indices, so the gradient of a clipped lookup goes to
+//! the row that was read. [`IndexMode::Fill`] reads a fill value and drops
+//! the gradient of out-of-range lookups. The checked mode is
+//! [`Tensor::take_checked`]: a clipped lookup plus the number of
+//! out-of-range indices as an `i32[]` result the caller returns (or turns
+//! into a loss of NaN) and checks on the host.
+//!
+//! Scatter-adds of `bf16` / `f16` accumulate in `f32` and round once (so
+//! an embedding's gradient summed over a large batch keeps f32 accuracy).
 
+use crate::dtype::DType;
 use crate::ir::{GatherDims, OpKind, ScatterDims};
 use crate::op_table::check_dtypes;
+use crate::ops::reduce::accumulation_dtype;
 use crate::shape::{TensorType, normalize_axis};
 use crate::tensor::Tensor;
 use std::panic::Location;
+
+/// What an indexing op does with an index outside `[0, size)` of the
+/// indexed dim (negative indices are out of range: there is no wrap-around).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum IndexMode {
+    /// Clamp the index into range (XLA's gather and dynamic-slice semantics,
+    /// JAX's `mode="clip"`): the lookup reads the first or last row, and
+    /// its gradient goes to that row.
+    Clip,
+    /// Out-of-range lookups read this value (JAX's `mode="fill"`, whose
+    /// default fill for floats is NaN) and pass no gradient.
+    Fill(f64),
+}
 
 /// Dims of the indices that are batch dims (all but the index vector dim).
 fn batch_dims(idx: &TensorType, ivd: usize) -> Vec<usize> {
@@ -146,37 +175,140 @@ impl Tensor {
     /// General `stablehlo.gather` (see the StableHLO spec for the dims),
     /// batching dims included: with `operand_batching_dims = [0]` and
     /// `start_indices_batching_dims = [0]`, example `b` of the indices reads
-    /// from example `b` of the operand.
+    /// from example `b` of the operand. Start indices are clamped so that
+    /// every slice fits ([`IndexMode::Clip`]); see [`Tensor::gather_with_mode`].
     #[track_caller]
     pub fn gather(&self, indices: &Tensor, dims: GatherDims) -> Tensor {
-        self.b
-            .record1("gather", Location::caller(), &[self, indices], |t| {
-                let out = gather_rule(t[0], t[1], &dims)?;
-                Ok((OpKind::Gather(dims), vec![out]))
-            })
+        self.gather_at(indices, dims, Location::caller())
+    }
+
+    /// [`Tensor::gather`] with an explicit out-of-range mode. `Fill(v)`
+    /// fills the whole slice of every index vector that would put any part
+    /// of its slice outside the operand (JAX's `FILL_OR_DROP`), and passes
+    /// no gradient for it.
+    #[track_caller]
+    pub fn gather_with_mode(&self, indices: &Tensor, dims: GatherDims, mode: IndexMode) -> Tensor {
+        let loc = Location::caller();
+        let r = self.gather_at(indices, dims.clone(), loc);
+        let IndexMode::Fill(value) = mode else {
+            return r;
+        };
+        if self.b.failed() {
+            return r;
+        }
+        let batch: Vec<usize> = (0..r.rank())
+            .filter(|d| !dims.offset_dims.contains(d))
+            .collect();
+        let valid =
+            slices_in_bounds(self, indices, &dims).broadcast_in_dim_at(r.dims(), &batch, loc);
+        valid.select(&r, &r.splat_like(value))
+    }
+
+    fn gather_at(&self, indices: &Tensor, dims: GatherDims, loc: &Location<'_>) -> Tensor {
+        self.b.record1("gather", loc, &[self, indices], |t| {
+            let out = gather_rule(t[0], t[1], &dims)?;
+            Ok((OpKind::Gather(dims), vec![out]))
+        })
     }
 
     /// Scatter-add: a copy of `self` with `updates` added at `indices`
-    /// (repeated indices accumulate); batching dims as for [`Tensor::gather`].
+    /// (repeated indices accumulate; updates whose window falls outside
+    /// `self` are dropped, as XLA does); batching dims as for
+    /// [`Tensor::gather`]. `bf16` / `f16` accumulate in `f32` and round once.
     #[track_caller]
     pub fn scatter_add(&self, indices: &Tensor, updates: &Tensor, dims: ScatterDims) -> Tensor {
-        self.b.record1(
-            "scatter_add",
-            Location::caller(),
-            &[self, indices, updates],
-            |t| {
-                let out = scatter_rule(t[0], t[1], t[2], &dims)?;
-                Ok((OpKind::ScatterAdd(dims), vec![out]))
-            },
-        )
+        self.scatter_add_at("scatter_add", indices, updates, dims, Location::caller())
+    }
+
+    fn scatter_add_at(
+        &self,
+        op: &str,
+        indices: &Tensor,
+        updates: &Tensor,
+        dims: ScatterDims,
+        loc: &Location<'_>,
+    ) -> Tensor {
+        let acc = accumulation_dtype(self.dtype());
+        let widen = |t: &Tensor| {
+            if t.dtype() == acc {
+                t.clone()
+            } else {
+                t.convert_at(acc, loc)
+            }
+        };
+        let (x, u) = if updates.dtype() == self.dtype() {
+            (widen(self), widen(updates))
+        } else {
+            (self.clone(), updates.clone())
+        };
+        let r = self.b.record1(op, loc, &[&x, indices, &u], |t| {
+            let out = scatter_rule(t[0], t[1], t[2], &dims)?;
+            Ok((OpKind::ScatterAdd(dims), vec![out]))
+        });
+        if r.dtype() == self.dtype() {
+            r
+        } else {
+            r.convert_at(self.dtype(), loc)
+        }
     }
 
     /// `numpy.take(self, indices, axis)`: rows of `self` along `axis` picked
     /// by integer `indices` of any shape (embedding lookup with axis 0).
     /// The result has dims `self[..axis] ++ indices ++ self[axis+1..]`.
+    /// Out-of-range indices are clipped ([`IndexMode::Clip`]); see
+    /// [`Tensor::take_with_mode`] and [`Tensor::take_checked`].
     #[track_caller]
     pub fn take(&self, indices: &Tensor, axis: i64) -> Tensor {
+        self.take_at(indices, axis, Location::caller())
+    }
+
+    /// [`Tensor::take`] with an explicit out-of-range mode.
+    #[track_caller]
+    pub fn take_with_mode(&self, indices: &Tensor, axis: i64, mode: IndexMode) -> Tensor {
         let loc = Location::caller();
+        let r = self.take_at(indices, axis, loc);
+        let IndexMode::Fill(value) = mode else {
+            return r;
+        };
+        let Ok(a) = normalize_axis(axis, self.rank()) else {
+            return r;
+        };
+        let valid = indices.in_range(self.dims()[a]);
+        let bdims: Vec<usize> = (a..a + indices.rank()).collect();
+        let valid = valid.broadcast_in_dim_at(r.dims(), &bdims, loc);
+        valid.select(&r, &r.splat_like(value))
+    }
+
+    /// The checked mode of [`Tensor::take`]: the clipped lookup and the
+    /// number of out-of-range indices (`i32[]`), which the caller returns as
+    /// a result and checks after the run (a nonzero count names this op's
+    /// input as invalid). The gradient is that of the clipped lookup.
+    #[track_caller]
+    pub fn take_checked(&self, indices: &Tensor, axis: i64) -> (Tensor, Tensor) {
+        let loc = Location::caller();
+        let r = self.take_at(indices, axis, loc);
+        let size = normalize_axis(axis, self.rank()).map_or(0, |a| self.dims()[a]);
+        (r, indices.count_out_of_range(size))
+    }
+
+    /// `pred` of `self`'s shape: true where the integer `self` is in `[0, size)`.
+    #[track_caller]
+    pub fn in_range(&self, size: usize) -> Tensor {
+        let lo = self.zeros_like();
+        let hi = self.b.full(size as f64, self.dtype(), self.dims());
+        self.greater_equal(&lo).logical_and(&self.less(&hi))
+    }
+
+    /// The number (`i32[]`) of elements of the integer `self` outside `[0, size)`.
+    #[track_caller]
+    pub fn count_out_of_range(&self, size: usize) -> Tensor {
+        self.in_range(size)
+            .logical_not()
+            .convert(DType::I32)
+            .sum_all()
+    }
+
+    fn take_at(&self, indices: &Tensor, axis: i64, loc: &Location<'_>) -> Tensor {
         let Some((dims, idx)) = self.take_dims(indices, axis, "take", loc) else {
             return self.clone();
         };
@@ -204,17 +336,15 @@ impl Tensor {
 
     /// The transpose of [`Tensor::take`]: adds `updates` (shaped like the
     /// result of `take`) into a copy of `self` at `indices` along `axis`.
+    /// Out-of-range indices are dropped (XLA's scatter semantics); `bf16` /
+    /// `f16` accumulate in `f32`.
     #[track_caller]
     pub fn index_add(&self, axis: i64, indices: &Tensor, updates: &Tensor) -> Tensor {
         let loc = Location::caller();
         let Some((dims, idx)) = self.take_dims(indices, axis, "index_add", loc) else {
             return self.clone();
         };
-        self.b
-            .record1("index_add", loc, &[self, &idx, updates], |t| {
-                let out = scatter_rule(t[0], t[1], t[2], &dims)?;
-                Ok((OpKind::ScatterAdd(dims), vec![out]))
-            })
+        self.scatter_add_at("index_add", &idx, updates, dims, loc)
     }
 
     /// Shared dims of take / index_add, with indices given a trailing
@@ -263,9 +393,42 @@ impl Tensor {
 
     /// `numpy.take_along_axis`: `out[.., i, ..] = self[.., indices[.., i, ..], ..]`
     /// along `axis`; `indices` has `self`'s rank and matches it off `axis`.
+    /// Out-of-range indices are clipped ([`IndexMode::Clip`]).
     #[track_caller]
     pub fn take_along_axis(&self, indices: &Tensor, axis: i64) -> Tensor {
+        self.take_along_axis_at(indices, axis, Location::caller())
+    }
+
+    /// [`Tensor::take_along_axis`] with an explicit out-of-range mode.
+    #[track_caller]
+    pub fn take_along_axis_with_mode(
+        &self,
+        indices: &Tensor,
+        axis: i64,
+        mode: IndexMode,
+    ) -> Tensor {
         let loc = Location::caller();
+        let r = self.take_along_axis_at(indices, axis, loc);
+        match (mode, normalize_axis(axis, self.rank())) {
+            (IndexMode::Fill(value), Ok(a)) if r.dims() == indices.dims() => indices
+                .in_range(self.dims()[a])
+                .select(&r, &r.splat_like(value)),
+            _ => r,
+        }
+    }
+
+    /// The checked mode of [`Tensor::take_along_axis`]: the clipped lookup
+    /// and the number (`i32[]`) of out-of-range indices, as in
+    /// [`Tensor::take_checked`].
+    #[track_caller]
+    pub fn take_along_axis_checked(&self, indices: &Tensor, axis: i64) -> (Tensor, Tensor) {
+        let loc = Location::caller();
+        let r = self.take_along_axis_at(indices, axis, loc);
+        let size = normalize_axis(axis, self.rank()).map_or(0, |a| self.dims()[a]);
+        (r, indices.count_out_of_range(size))
+    }
+
+    fn take_along_axis_at(&self, indices: &Tensor, axis: i64, loc: &Location<'_>) -> Tensor {
         let a = match normalize_axis(axis, self.rank()) {
             Ok(a) => a,
             Err(m) => {
@@ -380,10 +543,59 @@ pub(crate) fn scatter_attrs(s: &ScatterDims) -> String {
 
 // ---- VJP rules ---------------------------------------------------------
 
-/// Cotangent of `gather(x, idx)` w.r.t. `x`: scatter-add into zeros.
+/// The start indices of a gather clamped as XLA's gather clamps them:
+/// component k, addressing operand dim `d = start_index_map[k]`, into
+/// `[0, x.dims[d] - slice_sizes[d]]`.
+fn clamped_starts(x: &Tensor, idx: &Tensor, g: &GatherDims) -> Tensor {
+    let b = idx.builder();
+    let bounds: Vec<Tensor> = g
+        .start_index_map
+        .iter()
+        .map(|&d| {
+            let hi = x.dims()[d].saturating_sub(g.slice_sizes[d]) as f64;
+            b.full(hi, idx.dtype(), &[1])
+        })
+        .collect();
+    let hi = if g.index_vector_dim == idx.rank() {
+        bounds[0].reshape(&[])
+    } else {
+        let refs: Vec<&Tensor> = bounds.iter().collect();
+        Tensor::concatenate(&refs, 0).broadcast_in_dim(idx.dims(), &[g.index_vector_dim])
+    };
+    idx.clamp(&idx.splat_like(0.0), &hi)
+}
+
+/// `pred` over the batch dims of a gather (the indices' dims without the
+/// index vector dim): true where every start index component `k` lies in
+/// `[0, x.dims[d] - slice_sizes[d]]` for `d = start_index_map[k]`, so the
+/// whole slice is inside the operand.
+fn slices_in_bounds(x: &Tensor, idx: &Tensor, g: &GatherDims) -> Tensor {
+    let ivd = g.index_vector_dim;
+    let fits = |k: usize, component: &Tensor| {
+        let d = g.start_index_map[k];
+        component.in_range((x.dims()[d] + 1).saturating_sub(g.slice_sizes[d]))
+    };
+    if ivd == idx.rank() {
+        return fits(0, idx);
+    }
+    let batch: Vec<usize> = (0..idx.rank())
+        .filter(|&d| d != ivd)
+        .map(|d| idx.dims()[d])
+        .collect();
+    let mut all = idx.builder().full(1.0, DType::Pred, &batch);
+    for k in 0..g.start_index_map.len() {
+        let component = idx.narrow(ivd as i64, k, 1).reshape(&batch);
+        all = all.logical_and(&fits(k, &component));
+    }
+    all
+}
+
+/// Cotangent of `gather(x, idx)` w.r.t. `x`: scatter-add into zeros at the
+/// start indices clamped as the forward gather clamped them, so a clipped
+/// lookup's gradient reaches the row it read.
 pub(crate) fn vjp_gather(x: &Tensor, idx: &Tensor, g: &GatherDims, ct: &Tensor) -> Tensor {
     x.zeros_like().scatter_add(
-        idx,
+        &clamped_starts(x, idx, g),
         ct,
         ScatterDims {
             update_window_dims: g.offset_dims.clone(),

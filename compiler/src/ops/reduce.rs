@@ -1,5 +1,12 @@
 //! Reductions (sum, max, min, mean, argmax): shape rules, lowerings with
 //! their reduction regions, VJP rules.
+//!
+//! Mixed precision: sums and means of `bf16` / `f16` accumulate in `f32`
+//! and round to the operand's dtype once at the end, as JAX's `jnp.sum` and
+//! `jnp.mean` do (`_upcast_f16_for_computation`); a mean divides the `f32`
+//! sum by the element count in `f32`, so counts above 65504 (`f16`'s largest
+//! finite value) stay finite. Max and min are exact in any dtype and reduce
+//! in the operand's dtype.
 
 use crate::dtype::DType;
 use crate::emit::Emitter;
@@ -49,49 +56,86 @@ impl Tensor {
         }
     }
 
-    /// Sum over `axes` (negative counts from the end); `keep_dims` leaves size-1 dims.
-    #[track_caller]
-    pub fn sum(&self, axes: &[i64], keep_dims: bool) -> Tensor {
-        self.reduce_at(ReduceKind::Sum, axes, keep_dims, Location::caller())
+    /// The sum over `axes` in [`accumulation_dtype`] (not rounded back).
+    fn sum_accumulated(&self, axes: &[i64], keep_dims: bool, loc: &Location<'_>) -> Tensor {
+        self.rounded_to(accumulation_dtype(self.dtype()), loc)
+            .reduce_at(ReduceKind::Sum, axes, keep_dims, loc)
     }
 
-    /// Maximum over `axes`.
+    /// The number of elements each result of a reduction over `axes` sums
+    /// (1 when `axes` is invalid: the reduction records that error).
+    fn reduced_count(&self, axes: &[i64]) -> usize {
+        normalize_axes(axes, self.rank())
+            .map(|a| a.iter().map(|&d| self.dims()[d]).product())
+            .unwrap_or(1)
+    }
+
+    /// Sum over `axes` (negative counts from the end); `keep_dims` leaves
+    /// size-1 dims. `bf16` / `f16` accumulate in `f32` and round once.
+    #[track_caller]
+    pub fn sum(&self, axes: &[i64], keep_dims: bool) -> Tensor {
+        let loc = Location::caller();
+        self.sum_accumulated(axes, keep_dims, loc)
+            .rounded_to(self.dtype(), loc)
+    }
+
+    /// Maximum over `axes`; over an empty axis, its identity `-inf` (the
+    /// type's minimum for integers), as `lax.reduce_max` gives.
     #[track_caller]
     pub fn reduce_max(&self, axes: &[i64], keep_dims: bool) -> Tensor {
         self.reduce_at(ReduceKind::Max, axes, keep_dims, Location::caller())
     }
 
-    /// Minimum over `axes`.
+    /// Minimum over `axes`; over an empty axis, `+inf` (the type's maximum).
     #[track_caller]
     pub fn reduce_min(&self, axes: &[i64], keep_dims: bool) -> Tensor {
         self.reduce_at(ReduceKind::Min, axes, keep_dims, Location::caller())
     }
 
-    /// Mean over `axes`.
+    /// Mean over `axes`: the sum (accumulated in `f32` for `bf16` / `f16`)
+    /// divided by the element count in that accumulation dtype, rounded to
+    /// the operand's dtype once. An empty reduction gives NaN (0 / 0), as
+    /// in NumPy and JAX.
     #[track_caller]
     pub fn mean(&self, axes: &[i64], keep_dims: bool) -> Tensor {
-        let loc = Location::caller();
-        let s = self.reduce_at(ReduceKind::Sum, axes, keep_dims, loc);
-        let n = (self.numel() / s.numel().max(1)).max(1);
-        s / n as f64
+        self.mean_at(axes, keep_dims, Location::caller())
     }
 
-    /// Sum of all elements (a scalar).
+    /// Sum of all elements (a scalar); see [`Tensor::sum`].
     #[track_caller]
     pub fn sum_all(&self) -> Tensor {
+        let loc = Location::caller();
         let axes: Vec<i64> = (0..self.rank() as i64).collect();
-        self.reduce_at(ReduceKind::Sum, &axes, false, Location::caller())
+        self.sum_accumulated(&axes, false, loc)
+            .rounded_to(self.dtype(), loc)
     }
 
-    /// Mean of all elements (a scalar).
+    /// Mean of all elements (a scalar); see [`Tensor::mean`].
     #[track_caller]
     pub fn mean_all(&self) -> Tensor {
-        let n = self.numel().max(1) as f64;
         let axes: Vec<i64> = (0..self.rank() as i64).collect();
-        self.reduce_at(ReduceKind::Sum, &axes, false, Location::caller()) / n
+        self.mean_at(&axes, false, Location::caller())
     }
 
-    /// Index (`i32`) of the largest element along `axis`; the first one on ties.
+    fn mean_at(&self, axes: &[i64], keep_dims: bool, loc: &Location<'_>) -> Tensor {
+        let n = self.reduced_count(axes) as f64;
+        let s = self.sum_accumulated(axes, keep_dims, loc);
+        let count = s.b.scalar(n, s.dtype());
+        s.binary_at(BinaryOp::Div, &count, loc)
+            .rounded_to(self.dtype(), loc)
+    }
+
+    /// `self` converted to `dtype` (no op when it already has it).
+    fn rounded_to(&self, dtype: DType, loc: &Location<'_>) -> Tensor {
+        if self.dtype() == dtype {
+            self.clone()
+        } else {
+            self.convert_at(dtype, loc)
+        }
+    }
+
+    /// Index (`i32`) of the largest element along `axis`; the first one on
+    /// ties. An empty `axis` is a trace error (there is no index to give).
     #[track_caller]
     pub fn argmax(&self, axis: i64, keep_dims: bool) -> Tensor {
         let loc = Location::caller();
@@ -100,6 +144,11 @@ impl Tensor {
             let x = t[0];
             let a = normalize_axis(axis, x.rank()).map_err(|m| format!("{m} (operand {x})"))?;
             check_dtypes("argmax", t)?;
+            if x.dims[a] == 0 {
+                return Err(format!(
+                    "axis {a} of {x} is empty: there is no largest element to index"
+                ));
+            }
             keep_shape = Some(kept(x, &[a]));
             Ok((
                 OpKind::Argmax { axis: a },
@@ -110,6 +159,16 @@ impl Tensor {
             Some(dims) if keep_dims => r.reshape(&dims),
             _ => r,
         }
+    }
+}
+
+/// The dtype sums of `dtype` accumulate in: `f32` for the half-precision
+/// floats `bf16` and `f16` (whose 8- and 11-bit significands stop growing
+/// a running sum once it is 256 or 2048 times an addend), else `dtype`.
+pub fn accumulation_dtype(dtype: DType) -> DType {
+    match dtype {
+        DType::BF16 | DType::F16 => DType::F32,
+        d => d,
     }
 }
 

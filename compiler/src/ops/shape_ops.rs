@@ -248,25 +248,74 @@ impl Tensor {
     }
 
     /// Slice of size `sizes` at runtime start indices (one scalar integer
-    /// per dim; XLA clamps them so the slice stays in bounds).
+    /// per dim; XLA clamps them so the slice stays in bounds: the mode
+    /// `IndexMode::Clip`; see [`Tensor::dynamic_slice_with_mode`]).
     #[track_caller]
     pub fn dynamic_slice(&self, starts: &[&Tensor], sizes: &[usize]) -> Tensor {
+        self.dynamic_slice_at(starts, sizes, Location::caller())
+    }
+
+    fn dynamic_slice_at(&self, starts: &[&Tensor], sizes: &[usize], loc: &Location<'_>) -> Tensor {
         let mut ops = vec![self];
         ops.extend_from_slice(starts);
-        self.b
-            .record1("dynamic_slice", Location::caller(), &ops, |t| {
-                let x = t[0];
-                check_starts(x, &t[1..])?;
-                if sizes.len() != x.rank() || sizes.iter().zip(&x.dims).any(|(s, d)| s > d) {
-                    return Err(format!("slice sizes {} do not fit {x}", list(sizes)));
-                }
-                Ok((
-                    OpKind::DynamicSlice {
-                        sizes: sizes.to_vec(),
-                    },
-                    vec![TensorType::new(x.dtype, sizes)],
-                ))
-            })
+        self.b.record1("dynamic_slice", loc, &ops, |t| {
+            let x = t[0];
+            check_starts(x, &t[1..])?;
+            if sizes.len() != x.rank() || sizes.iter().zip(&x.dims).any(|(s, d)| s > d) {
+                return Err(format!("slice sizes {} do not fit {x}", list(sizes)));
+            }
+            Ok((
+                OpKind::DynamicSlice {
+                    sizes: sizes.to_vec(),
+                },
+                vec![TensorType::new(x.dtype, sizes)],
+            ))
+        })
+    }
+
+    /// [`Tensor::dynamic_slice`] with an explicit out-of-range mode. `Clip`
+    /// is `dynamic_slice` (starts clamped so the slice fits; its VJP,
+    /// a `dynamic_update_slice`, clamps the same way). `Fill(v)` reads `v`
+    /// wherever `start + i` falls outside the operand and passes no
+    /// gradient there: it pads each dim by its slice size with `v` and
+    /// slices the padded operand at `start + size`.
+    #[track_caller]
+    pub fn dynamic_slice_with_mode(
+        &self,
+        starts: &[&Tensor],
+        sizes: &[usize],
+        mode: crate::ops::indexing::IndexMode,
+    ) -> Tensor {
+        let loc = Location::caller();
+        let crate::ops::indexing::IndexMode::Fill(value) = mode else {
+            return self.dynamic_slice_at(starts, sizes, loc);
+        };
+        if sizes.len() != self.rank() || starts.len() != self.rank() {
+            return self.dynamic_slice_at(starts, sizes, loc);
+        }
+        let padded = self.pad(&self.splat_like(value), sizes, sizes, &vec![0; self.rank()]);
+        let shifted: Vec<Tensor> = starts
+            .iter()
+            .zip(sizes)
+            .map(|(s, &n)| *s + &s.splat_like(n as f64))
+            .collect();
+        let refs: Vec<&Tensor> = shifted.iter().collect();
+        padded.dynamic_slice_at(&refs, sizes, loc)
+    }
+
+    /// The checked mode of [`Tensor::dynamic_slice`]: the clipped slice and
+    /// the number (`i32[]`) of dims whose window `[start, start + size)`
+    /// leaves the operand, for the caller to return and check on the host.
+    #[track_caller]
+    pub fn dynamic_slice_checked(&self, starts: &[&Tensor], sizes: &[usize]) -> (Tensor, Tensor) {
+        let loc = Location::caller();
+        let r = self.dynamic_slice_at(starts, sizes, loc);
+        let mut bad = self.b.scalar(0.0, crate::dtype::DType::I32);
+        for ((s, &n), &d) in starts.iter().zip(sizes).zip(self.dims()) {
+            let outside = s.in_range(d.saturating_sub(n) + 1).logical_not();
+            bad = bad + outside.convert(crate::dtype::DType::I32);
+        }
+        (r, bad)
     }
 
     /// Writes `update` into a copy of `self` at runtime start indices.
