@@ -155,7 +155,7 @@ fn axle(dir: &Path, extra: &[&str]) -> Command {
         "--eval-every",
         "0",
         "--checkpoint-every",
-        "1000",
+        "1000000000",
     ]);
     for o in OVERRIDES {
         command.args(["--set", o]);
