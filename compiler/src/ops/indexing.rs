@@ -1,5 +1,6 @@
 //! Indexing: gather (take, take_along_axis) and scatter-add (its
-//! transpose, `index_add`), with StableHLO's batching dims. Shape rules, lowering attributes and VJP rules.
+//! transpose, `index_add`), with StableHLO's batching dims. Shape rules,
+//! lowering attributes and VJP rules.
 
 use crate::ir::{GatherDims, OpKind, ScatterDims};
 use crate::op_table::check_dtypes;
