@@ -1,5 +1,6 @@
 //! Indexing: gather (take, take_along_axis) and scatter-add (its
-//! transpose, `index_add`), with StableHLO's batching dims. Shape rules, lowering attributes and VJP rules.
+//! transpose, `index_add`), with StableHLO's batching dims. Shape rules,
+//! lowering attributes and VJP rules.
 //!
 //! Out-of-range indices follow an explicit [`IndexMode`], as JAX's `mode=`
 //! does. XLA's gather clamps every start index so that the slice fits
