@@ -9,6 +9,7 @@ mod setup;
 mod train_loop;
 
 pub use eval::{EvalReport, Evaluation, evaluate, evaluate_trainer};
+pub use record::{CONFIG as RECORDED_CONFIG, EXPERIMENT as RECORDED_EXPERIMENT, experiment_record};
 pub use setup::{Setup, open_source};
 pub use train_loop::{RunSummary, train, train_setup};
 
@@ -75,6 +76,10 @@ pub struct RunOptions {
     /// checkpoint directory) and returns normally, with
     /// [`RunSummary::interrupted`] set.
     pub stop: Option<Arc<AtomicBool>>,
+    /// A Hugging Face model directory whose weights replace the initial
+    /// parameters of a fresh run (`--init-from hf:DIR`; a resumed run
+    /// ignores it). The experiment must be that model's (`hf:DIR`).
+    pub init_from: Option<PathBuf>,
 }
 
 impl Default for RunOptions {
@@ -101,6 +106,7 @@ impl Default for RunOptions {
             summaries: None,
             peak_flops: None,
             stop: None,
+            init_from: None,
         }
     }
 }
@@ -111,6 +117,9 @@ const GIB: f64 = (1u64 << 30) as f64;
 /// A run failed; the message names what is at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
+    /// A Hugging Face model could not be read or converted.
+    #[error(transparent)]
+    Hf(#[from] crate::hf::HfError),
     /// The model config or an override is wrong.
     #[error(transparent)]
     Config(#[from] axle_modules::Error),
