@@ -11,8 +11,8 @@ use std::path::PathBuf;
 
 /// Largest allowed `|axle - transformers|` over all logits. Both sides compute the same f32
 /// math (logits of size ~1-10) with different summation orders and kernels; the rounding of
-/// sums over at most 96 terms through 2 layers stays below ~1e-5 (measured: see the
-/// assertion message), while any convention error (RoPE layout or scaling, window offset, a
+/// sums over at most 96 terms through 2 layers stays below ~1e-5 (measured on these fixtures:
+/// at most 1.7e-6, printed by each test), while any convention error (RoPE layout or scaling, window offset, a
 /// missing bias, a transposed weight) moves logits by more than 1e-2.
 const TOLERANCE: f32 = 1e-4;
 
