@@ -52,8 +52,8 @@ pub struct Llama3RopeScaling {
     pub low_freq_factor: f64,
     /// Wavelengths below `original_max_position_embeddings / high_freq_factor` are kept.
     pub high_freq_factor: f64,
-    /// Context length of pre-training (8192 in Llama 3.1).
-    pub original_max_position_embeddings: f64,
+    /// Context length of pre-training, in tokens (8192 in Llama 3.1).
+    pub original_max_position_embeddings: usize,
 }
 
 impl RopeScaling {
@@ -62,15 +62,14 @@ impl RopeScaling {
         match self {
             RopeScaling::Llama3(s) => {
                 let wavelength = 2.0 * std::f64::consts::PI / freq;
-                let low = s.original_max_position_embeddings / s.low_freq_factor;
-                let high = s.original_max_position_embeddings / s.high_freq_factor;
+                let context = s.original_max_position_embeddings as f64;
+                let (low, high) = (context / s.low_freq_factor, context / s.high_freq_factor);
                 if wavelength < high {
                     freq
                 } else if wavelength > low {
                     freq / s.factor
                 } else {
-                    let smooth = (s.original_max_position_embeddings / wavelength
-                        - s.low_freq_factor)
+                    let smooth = (context / wavelength - s.low_freq_factor)
                         / (s.high_freq_factor - s.low_freq_factor);
                     (1.0 - smooth) * freq / s.factor + smooth * freq
                 }

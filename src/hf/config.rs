@@ -248,7 +248,16 @@ impl Fields {
                 factor: number("factor")?,
                 low_freq_factor: number("low_freq_factor")?,
                 high_freq_factor: number("high_freq_factor")?,
-                original_max_position_embeddings: number("original_max_position_embeddings")?,
+                original_max_position_embeddings: match number("original_max_position_embeddings")?
+                {
+                    n if n >= 1.0 && n.fract() == 0.0 => n as usize,
+                    n => {
+                        return Err(self.error(
+                            &format!("{field}.original_max_position_embeddings"),
+                            format!("expected a whole number of tokens, got {n}"),
+                        ));
+                    }
+                },
             })),
             other => {
                 return Err(self.error(
@@ -449,10 +458,10 @@ fn stack(
 
 /// The family an axle model is exported as, and its `config.json`, written over `base` (the
 /// `config.json` the model was imported from, when known, so that fields axle does not model
-/// — token ids, `torch_dtype`... — survive a round trip). `max_positions` is written as
-/// `max_position_embeddings` for RoPE models. Errors: [`HfError::Export`] naming the config
-/// field that no supported family expresses (a scanned or mixed layer pattern, QK-norm,
-/// soft-capping, dropout is ignored).
+/// — token ids, ... — survive a round trip; without a base the token ids are `null`).
+/// `max_positions` is written as `max_position_embeddings` for RoPE models; dropout is not
+/// exported. Errors: [`HfError::Export`] naming the config field that no supported family
+/// expresses (a scanned or mixed layer pattern, QK-norm, soft-capping, non-causal attention).
 pub fn export_config(
     config: &CausalLmConfig,
     max_positions: usize,
@@ -632,5 +641,9 @@ pub fn export_config(
     out.insert("architectures".into(), json!([family.architecture()]));
     out.insert("model_type".into(), json!(family.model_type()));
     out.insert("torch_dtype".into(), json!("float32"));
+    out.insert("dtype".into(), json!("float32"));
+    for token in ["bos_token_id", "eos_token_id"] {
+        out.entry(token).or_insert(Value::Null);
+    }
     Ok((family, out))
 }
