@@ -3,7 +3,7 @@
 //! ([`config`]), tensor names and layouts to and from axle parameter paths ([`names`],
 //! [`convert`]), `model.safetensors` and sharded `model.safetensors.index.json` files
 //! ([`files`]), axle checkpoints of imported models ([`checkpoint`]), and the logits of a
-//! parameter set for parity checks against `transformers` ([`logits`]).
+//! parameter set and greedy continuations, for parity checks against `transformers` ([`forward`]).
 //!
 //! The mapping, conventions and limits are in `docs/huggingface.md`.
 
@@ -11,14 +11,14 @@ pub mod checkpoint;
 pub mod config;
 pub mod convert;
 pub mod files;
-pub mod logits;
+pub mod forward;
 pub mod names;
 
 pub use checkpoint::{export_checkpoint, import_to_checkpoint, initial_checkpoint};
 pub use config::{Family, HfModel, experiment, read_config};
 pub use convert::{export_params, import_params};
 pub use files::{read_tensors, write_tensors};
-pub use logits::{greedy, logits};
+pub use forward::{greedy, logits};
 
 use std::path::PathBuf;
 
