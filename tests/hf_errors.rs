@@ -1,7 +1,8 @@
 //! Bad Hugging Face models are refused with errors naming what is at fault: a missing
 //! tensor, an unexpected tensor, a tensor of the wrong shape, an unknown architecture, an
-//! unsupported RoPE scaling. Each test copies a fixture into a temporary directory and breaks
-//! one thing.
+//! unsupported RoPE scaling, an untied `lm_head.weight` in a tied model; and the variants
+//! that are fine are accepted (a tied head's copy, GPT-2 names without `transformer.`). Each
+//! test copies a fixture into a temporary directory and changes one thing.
 
 use axle::hf::{HfError, import_params, read_config, read_tensors, write_tensors};
 use ndarray::ArrayD;
@@ -105,4 +106,35 @@ fn an_unsupported_rope_scaling_is_named() {
         message.contains("rope_type") && message.contains("yarn"),
         "{message}"
     );
+}
+
+#[test]
+fn a_tied_model_accepts_a_copy_of_the_embedding_as_lm_head_and_refuses_another() {
+    let original = import(&fixture("llama3")).unwrap();
+    let copy = edited("llama3", |t| {
+        let embedding = t["model.embed_tokens.weight"].clone();
+        t.insert("lm_head.weight".into(), embedding);
+    });
+    assert_eq!(import(copy.path()).unwrap(), original);
+    let other = edited("llama3", |t| {
+        let embedding = &t["model.embed_tokens.weight"] * 2.0;
+        t.insert("lm_head.weight".into(), embedding);
+    });
+    let err = import(other.path()).unwrap_err();
+    assert!(
+        matches!(&err, HfError::ExtraTensor { name, .. } if name.starts_with("lm_head.weight")),
+        "{err}"
+    );
+}
+
+#[test]
+fn gpt2_tensors_without_the_transformer_prefix_import_the_same() {
+    let original = import(&fixture("gpt2")).unwrap();
+    let bare = edited("gpt2", |t| {
+        *t = std::mem::take(t)
+            .into_iter()
+            .map(|(name, v)| (name.trim_start_matches("transformer.").to_string(), v))
+            .collect();
+    });
+    assert_eq!(import(bare.path()).unwrap(), original);
 }
