@@ -29,6 +29,16 @@ impl Default for RopeConfig {
 
 crate::config_node!(RopeConfig);
 
+impl RopeConfig {
+    /// RoPE with base `theta` and no frequency scaling.
+    pub fn with_theta(theta: f64) -> RopeConfig {
+        RopeConfig {
+            theta,
+            scaling: None,
+        }
+    }
+}
+
 /// A rescaling of RoPE's frequencies, tagged by Hugging Face's `rope_type`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "rope_type", rename_all = "snake_case")]

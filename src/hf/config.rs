@@ -223,12 +223,7 @@ impl Fields {
         let (field, scaling) = match (self.get("rope_scaling"), parameters) {
             (Some(s), _) => ("rope_scaling", s.as_object()),
             (None, Some(p)) => ("rope_parameters", Some(p)),
-            (None, None) => {
-                return Ok(RopeConfig {
-                    theta,
-                    scaling: None,
-                });
-            }
+            (None, None) => return Ok(RopeConfig::with_theta(theta)),
         };
         let scaling = scaling.ok_or_else(|| self.error(field, "expected an object"))?;
         let kind = scaling

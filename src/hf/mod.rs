@@ -120,19 +120,30 @@ pub enum HfError {
 /// Shorthand for results of this module.
 pub type Result<T> = std::result::Result<T, HfError>;
 
-/// The model directory of an `--init-from` argument, `hf:DIR`; `None` for none. Errors:
-/// [`HfError::Config`] for an argument without the `hf:` prefix.
+/// The model directory of an `--init-from` argument, `hf:DIR`, made absolute; `None` for
+/// none. Errors: [`HfError::Config`] for an argument without the `hf:` prefix.
 pub fn init_from_arg(arg: Option<&str>) -> Result<Option<PathBuf>> {
     arg.map(|a| {
-        a.strip_prefix(HF_PREFIX)
-            .map(PathBuf::from)
-            .ok_or_else(|| HfError::Config {
-                path: PathBuf::from(a),
-                field: "--init-from".into(),
-                message: "expected hf:DIR, a Hugging Face model directory".into(),
-            })
+        let dir = a.strip_prefix(HF_PREFIX).ok_or_else(|| HfError::Config {
+            path: PathBuf::from(a),
+            field: "--init-from".into(),
+            message: "expected hf:DIR, a Hugging Face model directory".into(),
+        })?;
+        std::path::absolute(dir).map_err(io(std::path::Path::new(dir)))
     })
     .transpose()
+}
+
+/// An experiment name with an `hf:DIR` directory made absolute (other names unchanged), so
+/// that a checkpoint's record finds the model from any working directory.
+pub fn absolute_experiment_name(name: &str) -> String {
+    match name.strip_prefix(HF_PREFIX) {
+        Some(dir) => match std::path::absolute(dir) {
+            Ok(dir) => format!("{HF_PREFIX}{}", dir.display()),
+            Err(_) => name.to_string(),
+        },
+        None => name.to_string(),
+    }
 }
 
 /// An [`HfError::Io`] for `path`.

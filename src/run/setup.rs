@@ -249,10 +249,10 @@ impl RunOptions {
             self.seed,
         )?;
         Ok(Setup {
-            name: self
-                .experiment
-                .clone()
-                .unwrap_or_else(|| DEFAULT_EXPERIMENT.into()),
+            name: self.experiment.as_deref().map_or_else(
+                || DEFAULT_EXPERIMENT.into(),
+                crate::hf::absolute_experiment_name,
+            ),
             learner: config.learner.clone(),
             rules: config.sharding.clone(),
             config: Some(config),
