@@ -15,6 +15,7 @@ pub mod bench;
 pub mod checkpoint;
 pub mod data;
 pub mod experiment;
+pub mod hf;
 pub mod learner;
 pub mod metrics;
 pub mod plot;

@@ -114,6 +114,10 @@ enum Command {
         /// Peak FLOP/s of one device, for MFU (known GPUs/TPUs have a table).
         #[arg(long)]
         peak_flops: Option<f64>,
+        /// Start from a Hugging Face model's weights: hf:DIR (the experiment
+        /// is hf:DIR unless --experiment names it).
+        #[arg(long, value_name = "hf:DIR")]
+        init_from: Option<String>,
     },
     /// Evaluate the newest checkpoint on held-out data. The checkpoint
     /// records its experiment, modifiers, overrides, data and mesh; options
@@ -139,6 +143,26 @@ enum Command {
         /// Directory holding the checkpoints.
         #[arg(long)]
         checkpoint_dir: PathBuf,
+    },
+    /// Import a Hugging Face model directory (config.json and
+    /// model.safetensors or a sharded index) as an axle checkpoint at
+    /// step 0 of the experiment hf:DIR.
+    ImportHf {
+        /// The Hugging Face model directory.
+        dir: PathBuf,
+        /// The (empty) checkpoint directory to write.
+        #[arg(long)]
+        checkpoint_dir: PathBuf,
+    },
+    /// Export the newest checkpoint of a causal LM as a Hugging Face model
+    /// directory (config.json and model.safetensors) for `transformers`.
+    ExportHf {
+        /// Directory holding the checkpoints.
+        #[arg(long)]
+        checkpoint_dir: PathBuf,
+        /// The model directory to write.
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Plot loss curves from metrics files into a PNG.
     Plot {
@@ -356,11 +380,20 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             metrics,
             summaries,
             peak_flops,
+            init_from,
         } => {
+            let init_from = axle::hf::init_from_arg(init_from.as_deref())?;
+            let mut model = model;
+            if let Some(dir) = &init_from {
+                model
+                    .experiment
+                    .get_or_insert_with(|| format!("hf:{}", dir.display()));
+            }
             let options = RunOptions {
                 overwrite,
                 async_checkpoints: !sync_checkpoints,
                 step_timeout: Some(std::time::Duration::from_secs_f64(step_timeout)),
+                init_from,
                 summaries,
                 steps,
                 checkpoint_dir,
@@ -481,6 +514,25 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 )
                 .into());
             }
+        }
+        Command::ImportHf {
+            dir,
+            checkpoint_dir,
+        } => {
+            let saved = axle::hf::import_to_checkpoint(&dir, &checkpoint_dir)?;
+            println!("imported {} as {}", dir.display(), saved.display());
+        }
+        Command::ExportHf {
+            checkpoint_dir,
+            out,
+        } => {
+            let family = axle::hf::export_checkpoint(&checkpoint_dir, &out)?;
+            println!(
+                "exported {} as {} to {}",
+                checkpoint_dir.display(),
+                family.architecture(),
+                out.display()
+            );
         }
         Command::Plot { runs, out } => {
             axle::plot::plot_losses(&runs, &out)?;

@@ -306,7 +306,7 @@ fn attention_with_rope_gqa_causal_mask_and_segments_matches_reference() {
             num_heads: Some(heads),
             num_kv_heads: kv,
             causal,
-            rope: theta.map(|theta| RopeConfig { theta }),
+            rope: theta.map(RopeConfig::with_theta),
             ..AttentionConfig::default()
         };
         let layer = Attention::new(&cfg, "attention").unwrap();

@@ -68,7 +68,7 @@ pub use registry::{
     registered_model,
 };
 pub use regressor::{FEATURES, MlpRegressor, MlpRegressorConfig, TARGETS};
-pub use rope::RopeConfig;
+pub use rope::{Llama3RopeScaling, RopeConfig, RopeScaling};
 pub use trace::{
     LOSS, LOSS_WEIGHT, LossSignature, RNG_KEY, TracedLoss, declare_batch, declare_inputs,
     declare_params, loss_and_grad_function, loss_function, trace_loss,

@@ -14,7 +14,7 @@ use crate::transformer::StackConfig;
 /// Gives every attention layer RoPE with base `theta` (replacing any RoPE it had).
 pub fn rope_everywhere(cfg: &mut dyn ConfigNode, theta: f64) -> usize {
     for_each_mut(cfg, |attention: &mut AttentionConfig| {
-        attention.rope = Some(RopeConfig { theta });
+        attention.rope = Some(RopeConfig::with_theta(theta));
     })
 }
 

@@ -68,7 +68,7 @@ fn llama(shape: LlamaShape) -> CausalLmConfig {
         attention: AttentionConfig {
             num_heads: Some(shape.heads),
             num_kv_heads: shape.kv_heads,
-            rope: Some(RopeConfig { theta: 10000.0 }),
+            rope: Some(RopeConfig::with_theta(10000.0)),
             ..AttentionConfig::default()
         },
         ffn_norm: norm.clone(),

@@ -121,14 +121,22 @@ pub struct Experiment {
     pub mesh_rules: MeshRules,
 }
 
-/// The config of experiment `name` after `modifiers` (in order) and
+/// The config of experiment `name` (`hf:DIR`: the Hugging Face model in
+/// `DIR`) after `modifiers` (in order) and
 /// `overrides`, without mesh rules (what `axle config` prints).
 pub fn resolve_config<S: AsRef<str>>(
     name: &str,
     modifiers: &[S],
     overrides: &[S],
 ) -> Result<ExperimentConfig, String> {
-    let mut config = experiment(name).map_err(|e| e.to_string())?.config;
+    let mut config = match name.strip_prefix(crate::hf::HF_PREFIX) {
+        Some(dir) => {
+            crate::hf::experiment(std::path::Path::new(dir))
+                .map_err(|e| e.to_string())?
+                .config
+        }
+        None => experiment(name).map_err(|e| e.to_string())?.config,
+    };
     for m in modifiers {
         apply_modifier(&mut config, m.as_ref())?;
     }

@@ -10,6 +10,7 @@ mod train_loop;
 mod watchdog;
 
 pub use eval::{EvalReport, Evaluation, evaluate, evaluate_trainer};
+pub use record::{CONFIG as RECORDED_CONFIG, EXPERIMENT as RECORDED_EXPERIMENT, experiment_record};
 pub use setup::{Setup, open_source};
 pub use train_loop::{RunSummary, train, train_setup};
 pub use watchdog::{SLOW_FACTOR, TIMEOUT_EXIT_CODE, Watchdog};
@@ -89,6 +90,10 @@ pub struct RunOptions {
     /// checkpoint directory) and returns normally, with
     /// [`RunSummary::interrupted`] set.
     pub stop: Option<Arc<AtomicBool>>,
+    /// A Hugging Face model directory whose weights replace the initial
+    /// parameters of a fresh run (`--init-from hf:DIR`; a resumed run
+    /// ignores it). The experiment must be that model's (`hf:DIR`).
+    pub init_from: Option<PathBuf>,
 }
 
 impl Default for RunOptions {
@@ -118,6 +123,7 @@ impl Default for RunOptions {
             summaries: None,
             peak_flops: None,
             stop: None,
+            init_from: None,
         }
     }
 }
@@ -132,6 +138,9 @@ const GIB: f64 = (1u64 << 30) as f64;
 /// A run failed; the message names what is at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
+    /// A Hugging Face model could not be read or converted.
+    #[error(transparent)]
+    Hf(#[from] crate::hf::HfError),
     /// The model config or an override is wrong.
     #[error(transparent)]
     Config(#[from] axle_modules::Error),

@@ -53,6 +53,22 @@ impl RunOptions {
     }
 }
 
+/// What a checkpoint records about a run of the experiment `name`, resolved to `config`,
+/// with no modifier, override or data file, and the mesh left to the mesh rules (what
+/// `axle import-hf` writes for the step-0 checkpoint of an imported model).
+pub fn experiment_record(name: &str, config: &ExperimentConfig) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (EXPERIMENT.to_string(), name.to_string()),
+        (MODIFIERS.to_string(), "[]".to_string()),
+        (OVERRIDES.to_string(), "[]".to_string()),
+        (DATA.to_string(), String::new()),
+        (
+            CONFIG.to_string(),
+            serde_json::to_string(config).expect("configs serialize"),
+        ),
+    ])
+}
+
 impl RunOptions {
     /// The overrides, then the batch size and sequence length options as
     /// the `input.` overrides they are, so a record replays them.

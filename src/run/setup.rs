@@ -145,7 +145,8 @@ pub fn open_source(
 }
 
 impl RunOptions {
-    /// The experiment's config after the mesh rule's modifiers, this run's
+    /// The experiment's config (`hf:DIR` names the Hugging Face model in
+    /// `DIR`, see [`crate::hf::experiment`]) after the mesh rule's modifiers, this run's
     /// modifiers and overrides, and the batch size / sequence length
     /// options; with the mesh and the mesh rule's modifiers.
     pub fn resolve(
@@ -153,7 +154,11 @@ impl RunOptions {
         client: &Client,
     ) -> Result<(ExperimentConfig, Mesh, Vec<String>), RunError> {
         let name = self.experiment.as_deref().unwrap_or(DEFAULT_EXPERIMENT);
-        self.resolve_experiment(experiment(name)?, client)
+        let exp = match name.strip_prefix(crate::hf::HF_PREFIX) {
+            Some(dir) => crate::hf::experiment(Path::new(dir))?,
+            None => experiment(name)?,
+        };
+        self.resolve_experiment(exp, client)
     }
 
     /// As [`RunOptions::resolve`], for an experiment given whole (one not
@@ -244,10 +249,10 @@ impl RunOptions {
             self.seed,
         )?;
         Ok(Setup {
-            name: self
-                .experiment
-                .clone()
-                .unwrap_or_else(|| DEFAULT_EXPERIMENT.into()),
+            name: self.experiment.as_deref().map_or_else(
+                || DEFAULT_EXPERIMENT.into(),
+                crate::hf::absolute_experiment_name,
+            ),
             learner: config.learner.clone(),
             rules: config.sharding.clone(),
             config: Some(config),

@@ -148,6 +148,17 @@ pub fn train_setup(
         trainer.restore(checkpoint)?;
         loader.seek(checkpoint.meta.input_position);
     }
+    if let (None, Some(dir)) = (&restored, &options.init_from) {
+        let model = crate::hf::read_config(dir)?;
+        let params = crate::hf::import_params(dir, &model)?;
+        let init = crate::hf::initial_checkpoint(
+            setup.model.as_ref(),
+            &setup.learner,
+            params,
+            BTreeMap::new(),
+        );
+        trainer.restore(&init)?;
+    }
     drop(restored);
     let flops_per_step = setup.model.train_flops(&setup.shape);
     let tokens_per_step = tokens_per_batch(&setup.inputs()?) as f64;

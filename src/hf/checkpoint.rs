@@ -1,0 +1,112 @@
+//! Axle checkpoints of Hugging Face models: `axle import-hf` writes one at step 0 that
+//! `axle eval` and `axle train --resume` accept (its run is the experiment `hf:DIR`);
+//! `axle export-hf` writes a checkpoint's parameters back as a Hugging Face model directory.
+
+use super::config::{Family, experiment, export_config, read_config};
+use super::convert::{export_params, import_params};
+use super::files::write_tensors;
+use super::{HF_PREFIX, HfError, Result, io};
+use crate::checkpoint::{self, Checkpoint, Checkpointer, Meta, Tensors};
+use crate::experiment::ExperimentConfig;
+use crate::learner::LearnerConfig;
+use crate::run::experiment_record;
+use axle_modules::{Model, ModelConfig};
+use ndarray::{ArrayD, IxDyn};
+use serde_json::{Map, Value};
+use std::path::{Path, PathBuf};
+
+/// A checkpoint at step 0 holding `params` and the zero optimizer state `learner` starts
+/// from (what a fresh trainer holds), with `run` as its record.
+pub fn initial_checkpoint(
+    model: &dyn Model,
+    learner: &LearnerConfig,
+    params: Tensors,
+    run: std::collections::BTreeMap<String, String>,
+) -> Checkpoint {
+    let opt_state = learner
+        .state_specs(&model.param_specs())
+        .into_iter()
+        .map(|(name, spec)| (name, ArrayD::zeros(IxDyn(&spec.shape))))
+        .collect();
+    Checkpoint {
+        step: 0,
+        params,
+        opt_state,
+        meta: Meta {
+            input_position: 0,
+            rng_state: 0,
+            run,
+        },
+    }
+}
+
+/// Imports the Hugging Face model in `dir` into a new axle checkpoint at step 0 in
+/// `checkpoint_dir`, recording the experiment `hf:DIR` (absolute) with its resolved config, so
+/// that `axle eval --checkpoint-dir` and `axle train --checkpoint-dir --resume` rebuild it (the
+/// model directory must stay where it is for that). Returns the checkpoint's path. Errors:
+/// those of [`read_config`] and [`import_params`], [`HfError::CheckpointDirInUse`] when
+/// `checkpoint_dir` already holds a checkpoint, and checkpoint I/O.
+pub fn import_to_checkpoint(dir: &Path, checkpoint_dir: &Path) -> Result<PathBuf> {
+    let dir = std::path::absolute(dir).map_err(io(dir))?;
+    let exp = experiment(&dir)?;
+    let params = import_params(&dir, &read_config(&dir)?)?;
+    let saver = Checkpointer::new(checkpoint_dir, 1);
+    if let Some(newest) = saver.latest()? {
+        return Err(HfError::CheckpointDirInUse { newest });
+    }
+    let name = format!("{HF_PREFIX}{}", dir.display());
+    let run = experiment_record(&name, &exp.config);
+    let model = exp.config.model.build()?;
+    let checkpoint = initial_checkpoint(model.as_ref(), &exp.config.learner, params, run);
+    Ok(saver.save(&checkpoint)?)
+}
+
+/// Writes the newest checkpoint in `checkpoint_dir` as a Hugging Face model directory `out`
+/// (`config.json` and `model.safetensors`, f32) that `transformers`' `from_pretrained` loads.
+/// When the run is an `hf:DIR` experiment whose `config.json` is still there, that file is
+/// the base of the new one, so fields axle does not model (token ids, ...) are kept. Returns
+/// the family written. Errors: [`HfError::Export`] for a checkpoint without a recorded causal
+/// LM config or a model no supported family expresses, and checkpoint and file I/O.
+pub fn export_checkpoint(checkpoint_dir: &Path, out: &Path) -> Result<Family> {
+    let latest = Checkpointer::new(checkpoint_dir, 1)
+        .latest()?
+        .ok_or_else(|| HfError::Export(format!("no checkpoint in {}", checkpoint_dir.display())))?;
+    let checkpoint = checkpoint::load(&latest)?;
+    let text = checkpoint
+        .meta
+        .run
+        .get(crate::run::RECORDED_CONFIG)
+        .ok_or_else(|| {
+            HfError::Export(format!("{} records no experiment config", latest.display()))
+        })?;
+    let config: ExperimentConfig = serde_json::from_str(text).map_err(|e| HfError::Malformed {
+        path: latest.join("meta.json"),
+        message: format!("the recorded config does not parse: {e}"),
+    })?;
+    let ModelConfig::CausalLm(model) = &config.model else {
+        return Err(HfError::Export(format!(
+            "{} holds a {} model; only causal LMs export",
+            latest.display(),
+            config.model.build()?.kind()
+        )));
+    };
+    let base = checkpoint
+        .meta
+        .run
+        .get(crate::run::RECORDED_EXPERIMENT)
+        .and_then(|name| name.strip_prefix(HF_PREFIX))
+        .and_then(|dir| std::fs::read_to_string(Path::new(dir).join("config.json")).ok())
+        .and_then(|text| serde_json::from_str::<Map<String, Value>>(&text).ok());
+    let max_positions = base
+        .as_ref()
+        .and_then(|b| b.get("max_position_embeddings"))
+        .and_then(Value::as_u64)
+        .map_or(config.input.seq_len, |n| n as usize);
+    let (family, hf_config) = export_config(model, max_positions, base)?;
+    let tensors = export_params(family, model, &checkpoint.params)?;
+    write_tensors(out, &tensors)?;
+    let path = out.join("config.json");
+    let text = serde_json::to_string_pretty(&hf_config).expect("JSON values serialize");
+    std::fs::write(&path, text + "\n").map_err(io(&path))?;
+    Ok(family)
+}

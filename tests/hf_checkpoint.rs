@@ -1,0 +1,127 @@
+//! Hugging Face models as axle checkpoints: an imported model's step-0 checkpoint is accepted
+//! by `axle eval` and `axle train --resume`; `--init-from hf:DIR` starts a fresh run from the
+//! same weights; and exporting the imported checkpoint gives back the model's tensors bit for
+//! bit and the same config (the check that `transformers` loads an export and computes the
+//! fixture's logits is `make.py check`, run by hand: docs/huggingface.md).
+
+use axle::checkpoint::{self, Checkpointer};
+use axle::hf::{export_checkpoint, import_to_checkpoint, read_config, read_tensors};
+use axle::run::{RunOptions, evaluate, train};
+use std::path::{Path, PathBuf};
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/hf")
+        .join(name)
+}
+
+/// One step on one CPU device, no evaluation, checkpoints in `dir`.
+fn one_step(dir: &Path) -> RunOptions {
+    RunOptions {
+        cpu_devices: Some(1),
+        steps: 1,
+        eval_every: 0,
+        checkpoint_dir: Some(dir.to_path_buf()),
+        ..RunOptions::default()
+    }
+}
+
+#[test]
+fn export_of_an_import_gives_back_the_same_tensors_and_config() {
+    for name in ["llama", "llama3", "mistral", "qwen2", "gpt2"] {
+        let tmp = tempfile::tempdir().unwrap();
+        let (ckpt, out) = (tmp.path().join("ckpt"), tmp.path().join("out"));
+        import_to_checkpoint(&fixture(name), &ckpt).unwrap();
+        let family = export_checkpoint(&ckpt, &out).unwrap();
+        let original = read_config(&fixture(name)).unwrap();
+        assert_eq!(family, original.family, "{name}");
+        assert_eq!(read_config(&out).unwrap(), original, "{name}: config");
+        // Transposes, splits and joins move f32 values without arithmetic: exact equality.
+        assert_eq!(
+            read_tensors(&out).unwrap(),
+            read_tensors(&fixture(name)).unwrap(),
+            "{name}: tensors"
+        );
+    }
+}
+
+#[test]
+fn an_imported_checkpoint_evaluates_resumes_and_equals_init_from() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (imported, fresh) = (tmp.path().join("imported"), tmp.path().join("fresh"));
+    let hf = read_tensors(&fixture("mistral")).unwrap();
+    let saved = import_to_checkpoint(&fixture("mistral"), &imported).unwrap();
+    assert_eq!(saved.parent(), Some(imported.as_path()));
+
+    let eval = evaluate(
+        &RunOptions {
+            checkpoint_dir: Some(imported.clone()),
+            cpu_devices: Some(1),
+            ..RunOptions::default()
+        },
+        Some(1),
+    )
+    .unwrap();
+    assert_eq!(eval.step, 0);
+    assert!(eval.experiment.starts_with("hf:"), "{}", eval.experiment);
+    // 160 tokens: a model knowing nothing of the synthetic task is near ln(160) = 5.08; these
+    // random weights (std 0.1) are more confident, and so worse, but not absurd.
+    assert!(
+        eval.report.loss.is_finite() && eval.report.loss > 3.0,
+        "{:?}",
+        eval.report
+    );
+
+    let resumed = train(
+        &RunOptions {
+            resume: true,
+            ..one_step(&imported)
+        },
+        |_| {},
+    )
+    .unwrap();
+    assert_eq!(resumed.steps_done, 1);
+    let init = train(
+        &RunOptions {
+            experiment: Some(format!("hf:{}", fixture("mistral").display())),
+            init_from: Some(fixture("mistral")),
+            ..one_step(&fresh)
+        },
+        |_| {},
+    )
+    .unwrap();
+    assert_eq!(init.steps_done, 1);
+
+    let after_resume =
+        checkpoint::load(&Checkpointer::new(&imported, 1).latest().unwrap().unwrap()).unwrap();
+    let after_init =
+        checkpoint::load(&Checkpointer::new(&fresh, 1).latest().unwrap().unwrap()).unwrap();
+    // The same weights, zero optimizer state, seed and batch: the same step, bit for bit.
+    assert_eq!(after_resume.params, after_init.params);
+    // AdamW's first step moves each weight by at most lr (1e-3: |m / sqrt(v)| = 1 after bias
+    // correction) plus the decay lr * 0.1 * |w| (|w| < 1 here), so the run started from the
+    // Hugging Face weights and not from a random draw (which differs by ~0.1).
+    let names = [
+        (
+            "decoder/token_embedding/weight",
+            "model.embed_tokens.weight",
+            false,
+        ),
+        (
+            "decoder/transformer/layers/1/attention/k_proj/weight",
+            "model.layers.1.self_attn.k_proj.weight",
+            true,
+        ),
+    ];
+    for (axle_name, hf_name, transposed) in names {
+        let hf_value = if transposed {
+            hf[hf_name].t().to_owned()
+        } else {
+            hf[hf_name].clone()
+        };
+        let moved = (&after_init.params[axle_name] - &hf_value)
+            .iter()
+            .fold(0.0f32, |m, v| m.max(v.abs()));
+        assert!(moved > 0.0 && moved <= 1.1e-3, "{axle_name} moved {moved}");
+    }
+}
