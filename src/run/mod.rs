@@ -4,7 +4,7 @@
 //! ([`Setup::new`]).
 
 mod eval;
-mod record;
+pub(crate) mod record;
 mod setup;
 mod train_loop;
 

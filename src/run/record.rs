@@ -21,6 +21,8 @@ pub const DATA: &str = "data";
 pub const MESH: &str = "mesh";
 /// Batches per evaluation.
 pub const EVAL_BATCHES: &str = "eval_batches";
+/// The tokenizer file of a text run, empty or absent for bytes.
+pub const TOKENIZER: &str = "tokenizer";
 
 impl RunOptions {
     /// What checkpoints record about this run, so that evaluation and
@@ -144,7 +146,7 @@ pub(super) fn differences(checkpoint: &ExperimentConfig, run: &ExperimentConfig)
 }
 
 /// The config a checkpoint recorded, if it recorded one.
-pub(super) fn recorded_config(
+pub(crate) fn recorded_config(
     meta: &Meta,
     dir: &Path,
 ) -> Result<Option<ExperimentConfig>, RunError> {
