@@ -284,6 +284,12 @@ struct ModelArgs {
     /// recorded data.
     #[arg(long)]
     data: Option<PathBuf>,
+    /// A tokenizer.json: --data (a file, or a directory of files) is then text, streamed,
+    /// tokenized and packed into rows with per-document segment ids and positions; documents
+    /// are separated by empty lines, the last tenth of each file is held out. A resume uses
+    /// the recorded tokenizer.
+    #[arg(long)]
+    tokenizer: Option<PathBuf>,
     /// Batch size (the experiment's input.batch_size when absent).
     #[arg(long)]
     batch_size: Option<usize>,
@@ -305,6 +311,7 @@ impl ModelArgs {
             plugin: self.plugin.clone(),
             cpu_devices: self.cpu_devices,
             data: self.data.clone(),
+            tokenizer: self.tokenizer.clone(),
             batch_size: self.batch_size,
             seq_len: self.seq_len,
             seed: self.seed,

@@ -7,7 +7,7 @@
 
 use axle::backend::{HostTensor, compile};
 use axle::compiler::{DType, FunctionBuilder};
-use axle::data::{HostArray, HostBatch};
+use axle::data::{HostArray, HostBatch, Split};
 use axle::experiment::resolve_config;
 use axle::modules::{
     Ctx, INPUT_IDS, POSITIONS, SEGMENT_IDS, TARGET_LABELS, declare_params, init_params,
@@ -266,7 +266,7 @@ fn write_corpus(dir: &Path) -> Vec<PathBuf> {
 fn streamed_text_resumes_exactly_from_a_saved_state() {
     let dir = tempfile::tempdir().expect("temp dir");
     let files = write_corpus(dir.path());
-    let open = || PackedText::new(files.clone(), None, 256, 2, 24, 5).expect("opens");
+    let open = || PackedText::new(files.clone(), Split::Train, None, 256, 2, 24, 5).expect("opens");
     let mut straight = open();
     let all: Vec<HostBatch> = (0..40)
         .map(|_| straight.next_batch().expect("batch"))
@@ -312,7 +312,7 @@ fn streamed_text_resumes_exactly_from_a_saved_state() {
         }
     }
     let first_batch = |seed| {
-        PackedText::new(files.clone(), None, 256, 2, 24, seed)
+        PackedText::new(files.clone(), Split::Train, None, 256, 2, 24, seed)
             .expect("opens")
             .next_batch()
             .expect("batch")

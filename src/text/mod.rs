@@ -3,9 +3,11 @@
 //! and packed into fixed-length rows with per-document segment ids and
 //! positions.
 
+mod input;
 mod packing;
 mod tokenizer;
 
+pub use input::{HeldOut, PackedInputs, TextInput};
 pub use packing::{PackedText, PackedTextState, Packer, pack_documents};
 pub use tokenizer::{END_OF_TEXT, TextTokenizer};
 

@@ -14,7 +14,7 @@
 //! cross-document mixing of rows.
 
 use super::{TextError, TextTokenizer};
-use crate::data::{HostArray, HostBatch};
+use crate::data::{HostArray, HostBatch, Split};
 use axle_modules::{INPUT_IDS, POSITIONS, SEGMENT_IDS, TARGET_LABELS};
 use ndarray::{ArrayD, IxDyn};
 use serde::{Deserialize, Serialize};
@@ -156,6 +156,7 @@ pub struct PackedTextState {
 /// continue a stream exactly.
 pub struct PackedText {
     files: Vec<PathBuf>,
+    part: Split,
     tokenizer: Option<TextTokenizer>,
     vocab: usize,
     batch: usize,
@@ -163,14 +164,20 @@ pub struct PackedText {
     state: PackedTextState,
     packer: Packer,
     reader: Option<BufReader<std::fs::File>>,
+    /// Where the current file's part ends: no document starts at or after it.
+    end: u64,
 }
 
 impl PackedText {
-    /// A stream of batches `[batch, seq]` from `files` (at least one, each
-    /// readable), tokenized by `tokenizer` or as bytes when `None`; every
-    /// token must be below `vocab` (checked as documents are read).
+    /// A stream of batches `[batch, seq]` from `part` of `files` (at least
+    /// one, each readable), tokenized by `tokenizer` or as bytes when
+    /// `None`; every token must be below `vocab` (checked as documents are
+    /// read). The training part of a file is the documents that start in
+    /// its first nine tenths; the evaluation part, the documents after the
+    /// first empty line in its last tenth.
     pub fn new(
         files: Vec<PathBuf>,
+        part: Split,
         tokenizer: Option<TextTokenizer>,
         vocab: usize,
         batch: usize,
@@ -199,6 +206,7 @@ impl PackedText {
         }
         Ok(PackedText {
             files,
+            part,
             tokenizer,
             vocab,
             batch,
@@ -206,6 +214,7 @@ impl PackedText {
             state: PackedTextState::default(),
             packer: Packer::new(seq, Vec::new()),
             reader: None,
+            end: u64::MAX,
         })
     }
 
@@ -237,6 +246,70 @@ impl PackedText {
         }
         self.state.position += 1;
         Ok(to_batch(&rows, self.packer.seq))
+    }
+
+    /// Up to `max_rows` rows packed from one pass over this part of the
+    /// files (a fixed evaluation set; empty when the part holds no
+    /// document of 2 tokens or more), and the number of bytes of text they
+    /// hold per target (for bits per byte).
+    pub fn one_pass_rows(&mut self, max_rows: usize) -> Result<(Vec<HostBatch>, f64), TextError> {
+        let mut rows = Vec::new();
+        let (mut bytes, mut targets) = (0.0f64, 0usize);
+        // Bytes and targets of the last document read, to discount the part
+        // of it that did not fit in the last row.
+        let mut last = (0.0f64, 1usize);
+        let mut packer = self.packer.clone();
+        while rows.len() < max_rows {
+            let row = packer.fill(|| {
+                while self.state.epoch == 0 {
+                    if let Some(text) = self.read_document()? {
+                        let tokens = self.tokenize(&text)?;
+                        if tokens.len() >= 2 {
+                            last = (text.len() as f64, tokens.len() - 1);
+                            bytes += last.0;
+                            return Ok(Some(tokens));
+                        }
+                    } else {
+                        self.next_file();
+                    }
+                }
+                Ok(None)
+            })?;
+            let live = row.segment_ids.iter().filter(|&&s| s > 0).count();
+            if live == 0 {
+                break;
+            }
+            targets += live;
+            rows.push(to_batch(std::slice::from_ref(&row), self.packer.seq));
+        }
+        let unplaced = packer.pending().len().saturating_sub(1);
+        bytes -= last.0 * unplaced as f64 / last.1 as f64;
+        let examples = rows
+            .into_iter()
+            .map(|batch| {
+                batch
+                    .into_iter()
+                    .map(|(name, a)| match a {
+                        HostArray::I32(a) => {
+                            (name, HostArray::I32(a.index_axis_move(ndarray::Axis(0), 0)))
+                        }
+                        other => (name, other),
+                    })
+                    .collect()
+            })
+            .collect();
+        Ok((examples, bytes / targets.max(1) as f64))
+    }
+
+    /// Moves to the start of the next file, and of the next epoch after the last.
+    fn next_file(&mut self) {
+        self.reader = None;
+        self.state.offset = 0;
+        self.state.file += 1;
+        if self.state.file == self.files.len() {
+            self.state.file = 0;
+            self.state.epoch += 1;
+        }
     }
 
     /// The file read at index `i` of the current epoch's order.
@@ -272,13 +345,7 @@ impl PackedText {
                                 .join(", ")
                         )));
                     }
-                    self.reader = None;
-                    self.state.offset = 0;
-                    self.state.file += 1;
-                    if self.state.file == self.files.len() {
-                        self.state.file = 0;
-                        self.state.epoch += 1;
-                    }
+                    self.next_file();
                 }
             }
         }
@@ -295,9 +362,34 @@ impl PackedText {
         };
         if self.reader.is_none() {
             let mut file = std::fs::File::open(&path).map_err(|e| io("read", e))?;
+            let len = file.metadata().map_err(|e| io("read", e))?.len();
+            let boundary = len / 10 * 9;
+            self.end = match self.part {
+                Split::Train => boundary,
+                Split::Eval => u64::MAX,
+            };
+            let skip_to_document = self.part == Split::Eval && self.state.offset < boundary;
+            if skip_to_document {
+                self.state.offset = boundary;
+            }
             file.seek(SeekFrom::Start(self.state.offset))
                 .map_err(|e| io("seek in", e))?;
-            self.reader = Some(BufReader::new(file));
+            let mut reader = BufReader::new(file);
+            if skip_to_document {
+                let mut line = String::new();
+                loop {
+                    line.clear();
+                    let read = reader.read_line(&mut line).map_err(|e| io("read", e))?;
+                    self.state.offset += read as u64;
+                    if read == 0 || line.trim().is_empty() {
+                        break;
+                    }
+                }
+            }
+            self.reader = Some(reader);
+        }
+        if self.state.offset >= self.end {
+            return Ok(None);
         }
         let reader = self.reader.as_mut().expect("opened above");
         let mut document = String::new();

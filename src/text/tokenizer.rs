@@ -14,6 +14,7 @@ use tokenizers::{AddedToken, Tokenizer};
 pub const END_OF_TEXT: &str = "<|endoftext|>";
 
 /// A tokenizer and the file it came from (for messages).
+#[derive(Clone)]
 pub struct TextTokenizer {
     inner: Tokenizer,
     path: PathBuf,
