@@ -5,7 +5,10 @@
 //! partitioning's overhead, not a speed-up). One timed generation each,
 //! after an untimed one that compiles the programs.
 //!
-//! Run with `cargo bench --bench generate`; numbers in `docs/text.md`.
+//! Run with `cargo bench --bench generate` (release) or `cargo test --bench
+//! generate -- --bench` (the dev profile of `docs/text.md`'s numbers);
+//! without `--bench` (as `cargo test --all-targets` runs it) only the
+//! smallest case runs, as a smoke test.
 
 use axle::experiment::resolve_config;
 use axle::generate::{Generator, Sampling};
@@ -23,7 +26,18 @@ fn main() {
     let client = Client::cpu(4).expect("default CPU plugin (scripts/install-plugins.sh)");
     println!("| mesh | batch | prompt | new tokens | prefill s | decode tokens/s |");
     println!("|---|---|---|---|---|---|");
-    for mesh in ["data=1", "model=4"] {
+    let full = std::env::args().any(|a| a == "--bench");
+    let meshes: &[&str] = if full {
+        &["data=1", "model=4"]
+    } else {
+        &["data=1"]
+    };
+    let cases: &[(usize, usize, usize)] = if full {
+        &[(1, 1024, 32), (1, 128, 64), (8, 128, 64)]
+    } else {
+        &[(1, 16, 4)]
+    };
+    for &mesh in meshes {
         let shape: MeshShape = mesh.parse().expect("mesh");
         let mesh_value = shape.resolve(4).expect("fits 4 devices");
         let mut generator = Generator::new(
@@ -34,7 +48,7 @@ fn main() {
             &params,
         )
         .expect("places the parameters");
-        for (batch, prompt, new) in [(1, 1024, 32), (1, 128, 64), (8, 128, 64)] {
+        for &(batch, prompt, new) in cases {
             let prompts: Vec<Vec<u32>> = (0..batch)
                 .map(|r| {
                     (0..prompt)
