@@ -16,11 +16,13 @@ pub mod checkpoint;
 pub mod data;
 pub mod experiment;
 pub mod hf;
+pub mod generate;
 pub mod learner;
 pub mod metrics;
 pub mod plot;
 pub mod run;
 pub mod summary_writer;
+pub mod text;
 pub mod train_step;
 pub mod trainer;
 

@@ -164,6 +164,16 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Train a tokenizer: `axle tokenizer train --vocab-size N --out tokenizer.json FILES...`.
+    Tokenizer {
+        #[command(subcommand)]
+        command: TokenizerCommand,
+    },
+    /// Generate continuations of prompts from the newest checkpoint of a
+    /// causal LM (prefill, then a one-token decode program with the
+    /// key/value cache donated between calls); prints each continuation
+    /// and the decode throughput.
+    Generate(GenerateArgs),
     /// Plot loss curves from metrics files into a PNG.
     Plot {
         /// Metrics files (JSON lines written by `axle train --metrics`).
@@ -173,6 +183,68 @@ enum Command {
         #[arg(long, short, default_value = "loss.png")]
         out: PathBuf,
     },
+}
+
+/// `axle tokenizer` commands.
+#[derive(Subcommand)]
+enum TokenizerCommand {
+    /// Train a byte-level BPE (GPT-2's scheme) on text files and write it
+    /// as a Hugging Face `tokenizer.json`.
+    Train {
+        /// Vocabulary size: 256 bytes, `<|endoftext|>` and the merges.
+        #[arg(long)]
+        vocab_size: usize,
+        /// Output `tokenizer.json`.
+        #[arg(long)]
+        out: PathBuf,
+        /// Text files to learn the merges from.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+/// Options of `axle generate`.
+#[derive(Args)]
+struct GenerateArgs {
+    /// Directory of the run's checkpoints (the newest is used).
+    #[arg(long)]
+    checkpoint_dir: PathBuf,
+    /// One prompt.
+    #[arg(long, conflicts_with = "prompts", required_unless_present = "prompts")]
+    prompt: Option<String>,
+    /// A file of prompts, one per non-empty line, generated as one batch.
+    #[arg(long)]
+    prompts: Option<PathBuf>,
+    /// Tokens to generate after each prompt.
+    #[arg(long, default_value_t = 64)]
+    max_new_tokens: usize,
+    /// Sampling temperature; 0 is greedy.
+    #[arg(long, default_value_t = 0.0)]
+    temperature: f64,
+    /// Sample among the K most likely tokens only.
+    #[arg(long)]
+    top_k: Option<usize>,
+    /// Sample among the most likely tokens whose probabilities first reach P.
+    #[arg(long)]
+    top_p: Option<f64>,
+    /// Seed of the sampling draws.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Print the token ids of each continuation as JSON instead of text.
+    #[arg(long)]
+    json: bool,
+    /// A `tokenizer.json` (the run's recorded one when absent; bytes when it recorded none).
+    #[arg(long)]
+    tokenizer: Option<PathBuf>,
+    /// Mesh such as model=4 (tensor-parallel decoding); one device when absent.
+    #[arg(long)]
+    mesh: Option<String>,
+    /// PJRT plugin: cpu, cuda, tpu or a path to a plugin .so.
+    #[arg(long, default_value = "cpu")]
+    plugin: String,
+    /// Virtual CPU devices (cpu_device_count).
+    #[arg(long)]
+    cpu_devices: Option<usize>,
 }
 
 /// Options of `axle bench`.
@@ -256,6 +328,12 @@ struct ModelArgs {
     /// recorded data.
     #[arg(long)]
     data: Option<PathBuf>,
+    /// A tokenizer.json: --data (a file, or a directory of files) is then text, streamed,
+    /// tokenized and packed into rows with per-document segment ids and positions; documents
+    /// are separated by empty lines, the last tenth of each file is held out. A resume uses
+    /// the recorded tokenizer.
+    #[arg(long)]
+    tokenizer: Option<PathBuf>,
     /// Batch size (the experiment's input.batch_size when absent).
     #[arg(long)]
     batch_size: Option<usize>,
@@ -277,11 +355,42 @@ impl ModelArgs {
             plugin: self.plugin.clone(),
             cpu_devices: self.cpu_devices,
             data: self.data.clone(),
+            tokenizer: self.tokenizer.clone(),
             batch_size: self.batch_size,
             seq_len: self.seq_len,
             seed: self.seed,
             ..RunOptions::default()
         }
+    }
+}
+
+impl GenerateArgs {
+    fn options(&self) -> Result<axle::generate::GenerateOptions, String> {
+        let prompts = match (&self.prompt, &self.prompts) {
+            (Some(p), _) => vec![p.clone()],
+            (None, Some(file)) => std::fs::read_to_string(file)
+                .map_err(|e| format!("cannot read prompts file {}: {e}", file.display()))?
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(str::to_string)
+                .collect(),
+            (None, None) => Vec::new(),
+        };
+        Ok(axle::generate::GenerateOptions {
+            checkpoint_dir: self.checkpoint_dir.clone(),
+            prompts,
+            max_new_tokens: self.max_new_tokens,
+            sampling: axle::generate::Sampling {
+                temperature: self.temperature,
+                top_k: self.top_k,
+                top_p: self.top_p,
+                seed: self.seed,
+            },
+            tokenizer: self.tokenizer.clone(),
+            mesh: self.mesh.clone(),
+            plugin: self.plugin.clone(),
+            cpu_devices: self.cpu_devices,
+        })
     }
 }
 
@@ -532,6 +641,40 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 checkpoint_dir.display(),
                 family.architecture(),
                 out.display()
+            );
+        }
+        Command::Tokenizer {
+            command:
+                TokenizerCommand::Train {
+                    vocab_size,
+                    out,
+                    files,
+                },
+        } => {
+            let mut tokenizer = axle::text::TextTokenizer::train_bpe(&files, vocab_size)?;
+            tokenizer.save(&out)?;
+            println!(
+                "wrote {} ({} tokens)",
+                out.display(),
+                tokenizer.vocab_size()
+            );
+        }
+        Command::Generate(args) => {
+            let report = axle::generate::generate_from_checkpoint(&args.options()?)?;
+            let g = &report.generation;
+            if args.json {
+                println!("{}", serde_json::json!({ "continuations": g.tokens }));
+            } else {
+                for text in &report.texts {
+                    println!("{text}");
+                }
+            }
+            eprintln!(
+                "{} prompts from {}: prefill {:.3} s, decode {:.1} tokens/s",
+                g.tokens.len(),
+                report.checkpoint.display(),
+                g.prefill_s,
+                g.decode_tokens_per_s
             );
         }
         Command::Plot { runs, out } => {

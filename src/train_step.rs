@@ -316,7 +316,7 @@ pub fn build_eval_step(
 
 /// Sets the mesh, the number of partitions, the shardings of `args` and of
 /// the results named like `carried` (on a mesh of several devices).
-fn annotate(
+pub(crate) fn annotate(
     function: &mut Function,
     mesh: &Mesh,
     args: &[ArgSpec],
@@ -337,7 +337,7 @@ fn annotate(
 }
 
 /// Marks the results `names` replicated (on a mesh of several devices).
-fn replicate_results(
+pub(crate) fn replicate_results(
     function: &mut Function,
     mesh: &Mesh,
     names: &[&str],
@@ -585,7 +585,7 @@ fn batch_rows(model: &dyn Model, batch: &Inputs) -> Result<usize, StepError> {
 
 /// The argument `name` split as `partition` (resolved for `mesh`), checked
 /// against its shape; errors name the argument, dimension and mesh axis.
-fn arg(
+pub(crate) fn arg(
     name: &str,
     dtype: DType,
     shape: &[usize],

@@ -367,7 +367,7 @@ fn flatten(names: &[String], values: &[Vec<f32>]) -> Vec<(String, f32)> {
 }
 
 /// Checks that `mesh` uses the client's devices 0..n in order.
-fn check_mesh(client: &Client, mesh: &Mesh) -> Result<(), TrainError> {
+pub(crate) fn check_mesh(client: &Client, mesh: &Mesh) -> Result<(), TrainError> {
     let available = client.addressable_devices()?.len();
     let in_order = mesh.devices().iter().enumerate().all(|(i, &d)| i == d);
     if mesh.size() > available || !in_order {
@@ -390,7 +390,7 @@ pub fn compile_options(mesh: &Mesh) -> CompileOptions {
 }
 
 /// The runtime layout of an argument on `mesh`.
-fn layout(mesh: &Mesh, a: &ArgSpec) -> Result<ShardLayout, TrainError> {
+pub(crate) fn layout(mesh: &Mesh, a: &ArgSpec) -> Result<ShardLayout, TrainError> {
     let l = a
         .partition
         .shard_layout(mesh, &a.shape, &a.name)

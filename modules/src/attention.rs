@@ -222,8 +222,22 @@ impl Attention {
                 ));
             }
         }
+        let (q, k, v) = self.project(ctx, x, positions)?;
+        let allowed = self.mask(x, segment_ids, b, t);
+        self.attend(ctx, &q, &k, &v, &allowed)
+    }
+
+    /// The queries `[batch, seq, kv_heads, group, head_dim]` (query head `i` is group member
+    /// `i % group` of key/value head `i / group`), keys and values `[batch, seq, kv_heads,
+    /// head_dim]` of `x` `[batch, seq, dim]`, with QK-norm and RoPE at `positions` applied.
+    pub(crate) fn project(
+        &self,
+        ctx: &mut Ctx,
+        x: &Tensor,
+        positions: &Tensor,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
+        let (b, t) = (x.dims()[0], x.dims()[1]);
         let (h, kv, hd) = (self.num_heads, self.num_kv_heads, self.head_dim);
-        let group = h / kv;
         let q = ctx
             .scope("q_proj", |c| self.q_proj.forward(c, x))?
             .reshape(&[b, t, h, hd]);
@@ -239,20 +253,35 @@ impl Attention {
             Some(rope) => (rope.apply(&q, positions), rope.apply(&k, positions)),
             None => (q, k),
         };
-        // Query head `i` attends with key/value head `i / group`.
-        let q = q.reshape(&[b, t, kv, group, hd]);
-        let logits = einsum("bqkgd,bskd->bkgqs", &[&q, &k]);
+        Ok((q.reshape(&[b, t, kv, h / kv, hd]), k, v))
+    }
+
+    /// The attention output `[batch, seq_q, dim]` of queries `q` `[batch, seq_q, kv_heads,
+    /// group, head_dim]` over keys and values `[batch, seq_k, kv_heads, head_dim]`, where
+    /// `allowed` `pred[batch, seq_q, seq_k]` says which keys each query sees: scaled logits
+    /// (soft-capped if configured) in at least f32, masked softmax, then `o_proj`.
+    pub(crate) fn attend(
+        &self,
+        ctx: &mut Ctx,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        allowed: &Tensor,
+    ) -> Result<Tensor> {
+        let d = q.dims();
+        let (b, t, kv, group, hd) = (d[0], d[1], d[2], d[3], d[4]);
+        let s = k.dims()[1];
+        let logits = einsum("bqkgd,bskd->bkgqs", &[q, k]);
         let (logits, dtype) = upcast(&logits);
         let logits = &logits * (1.0 / (hd as f64).sqrt());
         let logits = match self.cfg.logit_soft_cap {
             Some(cap) => &(&logits * (1.0 / cap)).tanh() * cap,
             None => logits,
         };
-        let allowed = self.mask(x, segment_ids, b, t);
-        let allowed = allowed.broadcast_in_dim(&[b, kv, group, t, t], &[0, 3, 4]);
+        let allowed = allowed.broadcast_in_dim(&[b, kv, group, t, s], &[0, 3, 4]);
         let logits = allowed.select(&logits, &logits.splat_like(MASKED_LOGIT));
         let probs = cast(&logits.softmax(-1), dtype);
-        let out = einsum("bkgqs,bskd->bqkgd", &[&probs, &v]).reshape(&[b, t, dim]);
+        let out = einsum("bkgqs,bskd->bqkgd", &[&probs, v]).reshape(&[b, t, kv * group * hd]);
         ctx.scope("o_proj", |c| self.o_proj.forward(c, &out))
     }
 

@@ -12,6 +12,7 @@ use crate::context::Ctx;
 use crate::dropout::DropoutConfig;
 use crate::embedding::{Embedding, EmbeddingConfig};
 use crate::error::{Error, Result};
+use crate::kv_cache::KvCache;
 use crate::linear::{Linear, LinearConfig};
 use crate::loss::{CrossEntropyConfig, LossTerms, cross_entropy};
 use crate::model::{BatchShape, InputSpec, Inputs, LossOutput, Model, input};
@@ -26,6 +27,9 @@ pub const INPUT_IDS: &str = "input_ids";
 pub const TARGET_LABELS: &str = "target_labels";
 /// Name of the optional segment ids of packed batches, `i32[batch, seq]`.
 pub const SEGMENT_IDS: &str = "segment_ids";
+/// Name of the optional positions of packed batches, `i32[batch, seq]` (restarting at 0 with
+/// each document); `0..seq` on every row when absent.
+pub const POSITIONS: &str = "positions";
 
 /// Config of [`Decoder`]. `dim` and `vocab_size` are set here and passed down to every child.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -251,6 +255,59 @@ impl Decoder {
     }
 }
 
+impl Decoder {
+    /// Logits `[batch, new, vocab]` of the next token after each of the new tokens `input_ids`
+    /// `i32[batch, new]` at `positions` `i32[batch, new]`, attending through `caches` (one per
+    /// layer, [`crate::transformer::Stack::kv_cache_shapes`]), in evaluation mode; with the
+    /// updated caches. Prefill passes a whole prompt, decoding one token per row: the numbers
+    /// of [`Decoder::forward`] on the whole sequence. Errors: [`Error::BadInput`] for ids of the
+    /// wrong shape, [`Error::Inconsistent`] when a cache is longer than the learned positions.
+    pub fn extend(
+        &self,
+        ctx: &mut Ctx,
+        input_ids: &Tensor,
+        positions: &Tensor,
+        caches: &[KvCache],
+    ) -> Result<(Tensor, Vec<KvCache>)> {
+        if input_ids.rank() != 2 || positions.dims() != input_ids.dims() {
+            return Err(Error::BadInput {
+                path: ctx.path(""),
+                name: INPUT_IDS.into(),
+                message: format!(
+                    "expected ids and positions of one shape [batch, new], got {:?} and {:?}",
+                    input_ids.dims(),
+                    positions.dims()
+                ),
+            });
+        }
+        let mut x = ctx.scope("token_embedding", |c| {
+            self.token_embedding.forward(c, input_ids)
+        })?;
+        if let Some(table) = &self.position_embedding {
+            let max_len = caches.first().map_or(0, |c| c.keys.dims()[1]);
+            if max_len > table.num_embeddings {
+                return Err(Error::Inconsistent {
+                    path: join(&self.config_path, "position_embedding.num_embeddings"),
+                    message: format!(
+                        "{} learned positions, but the cache holds {max_len}",
+                        table.num_embeddings
+                    ),
+                });
+            }
+            x = &x + &ctx.scope("position_embedding", |c| table.forward(c, positions))?;
+        }
+        let (x, caches) = ctx.scope("transformer", |c| {
+            self.transformer.extend(c, &x, positions, caches)
+        })?;
+        let x = ctx.scope("output_norm", |c| self.output_norm.forward(c, &x))?;
+        let logits = match &self.lm_head {
+            Some(head) => ctx.scope("lm_head", |c| head.forward(c, &x)),
+            None => ctx.scope("token_embedding", |c| self.token_embedding.attend(c, &x)),
+        }?;
+        Ok((logits, caches))
+    }
+}
+
 impl CausalLm {
     /// The loss terms of `batch` (cross-entropy plus z-loss), with the terms and the number of
     /// live targets recorded as summaries under `loss/`.
@@ -294,7 +351,7 @@ impl Model for CausalLm {
 
     /// `input_ids` (token ids below the vocabulary) and `target_labels` (negative = masked),
     /// both `i32[batch, seq]` with roles `(batch, seq)`. A batch may also carry
-    /// [`SEGMENT_IDS`] (packed sequences), which the loss uses when present.
+    /// [`SEGMENT_IDS`] and [`POSITIONS`] (packed sequences), which the loss uses when present.
     fn input_specs(&self, shape: &BatchShape) -> Result<Vec<InputSpec>> {
         if let Some(table) = &self.decoder.position_embedding
             && shape.seq_len > table.num_embeddings
@@ -321,7 +378,7 @@ impl Model for CausalLm {
         let batch = Batch {
             input_ids: input(inputs, INPUT_IDS)?.clone(),
             target_labels: input(inputs, TARGET_LABELS)?.clone(),
-            positions: None,
+            positions: inputs.get(POSITIONS).cloned(),
             segment_ids: inputs.get(SEGMENT_IDS).cloned(),
         };
         let terms = self.batch_loss(ctx, &batch)?;

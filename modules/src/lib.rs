@@ -30,6 +30,7 @@ pub mod encoder;
 pub mod error;
 pub mod feed_forward;
 pub mod init;
+pub mod kv_cache;
 pub mod linear;
 pub mod loss;
 pub mod model;
@@ -46,7 +47,8 @@ pub mod vit;
 
 pub use attention::{Attention, AttentionConfig};
 pub use causal_lm::{
-    Batch, CausalLm, CausalLmConfig, Decoder, DecoderConfig, INPUT_IDS, SEGMENT_IDS, TARGET_LABELS,
+    Batch, CausalLm, CausalLmConfig, Decoder, DecoderConfig, INPUT_IDS, POSITIONS, SEGMENT_IDS,
+    TARGET_LABELS,
 };
 pub use classifier::{EncoderClassifier, EncoderClassifierConfig};
 pub use config::{Config, ConfigNode, find_all, for_each_mut, visit, visit_mut};
@@ -57,6 +59,7 @@ pub use encoder::{EncoderTrunk, LABELS, Pooling};
 pub use error::{Error, Result};
 pub use feed_forward::{Activation, FeedForward, FeedForwardConfig};
 pub use init::{init_param, init_params};
+pub use kv_cache::KvCache;
 pub use linear::{Linear, LinearConfig};
 pub use loss::{CrossEntropyConfig, LossTerms, cross_entropy};
 pub use model::{BatchShape, InputSpec, Inputs, LossOutput, Model, input};

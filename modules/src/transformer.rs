@@ -13,6 +13,7 @@ use crate::context::Ctx;
 use crate::dropout::DropoutConfig;
 use crate::error::{Error, Result};
 use crate::feed_forward::{FeedForward, FeedForwardConfig};
+use crate::kv_cache::KvCache;
 use crate::module::Module;
 use crate::norm::{Norm, NormConfig};
 use crate::param::{ParamSpec, ParamTree, nest};
@@ -359,5 +360,101 @@ impl Stack {
         }
         ctx.extend_summaries(summary_names.into_iter().zip(ys));
         Ok(carry[0].clone())
+    }
+}
+
+impl TransformerLayer {
+    /// The layer on new tokens `x` `[batch, new, dim]` at `positions` `[batch, new]`, attending
+    /// through `cache` ([`Attention::extend`]), in evaluation mode: the numbers of
+    /// [`TransformerLayer::forward`] on the whole sequence. Gives the output and the updated
+    /// cache.
+    pub fn extend(
+        &self,
+        ctx: &mut Ctx,
+        x: &Tensor,
+        positions: &Tensor,
+        cache: &KvCache,
+    ) -> Result<(Tensor, KvCache)> {
+        let h = ctx.scope("attention_norm", |c| self.attention_norm.forward(c, x))?;
+        let (h, cache) = ctx.scope("attention", |c| {
+            self.attention.extend(c, &h, positions, cache)
+        })?;
+        let x = x + &h;
+        let h = ctx.scope("ffn_norm", |c| self.ffn_norm.forward(c, &x))?;
+        let h = ctx.scope("feed_forward", |c| self.feed_forward.forward(c, &h))?;
+        Ok((&x + &h, cache))
+    }
+}
+
+impl Stack {
+    /// The shape of each layer's key and value cache for `batch` rows of up to `max_len`
+    /// positions: `[batch, max_len, kv_heads, head_dim]`, one entry per layer.
+    pub fn kv_cache_shapes(&self, batch: usize, max_len: usize) -> Vec<Vec<usize>> {
+        (0..self.num_layers)
+            .map(|i| {
+                let a = &self.layer(i).attention;
+                vec![batch, max_len, a.num_kv_heads, a.head_dim]
+            })
+            .collect()
+    }
+
+    /// The layers in order on new tokens `x` `[batch, new, dim]` at `positions`, each through
+    /// its cache in `caches` (one per layer, in order). Unrolled whatever the config says: a
+    /// scanned stack's stacked parameters are sliced per layer. Gives the output and the
+    /// updated caches. Errors: [`Error::BadInput`] for a wrong number of caches.
+    pub fn extend(
+        &self,
+        ctx: &mut Ctx,
+        x: &Tensor,
+        positions: &Tensor,
+        caches: &[KvCache],
+    ) -> Result<(Tensor, Vec<KvCache>)> {
+        if caches.len() != self.num_layers {
+            return Err(Error::BadInput {
+                path: ctx.path(""),
+                name: "caches".into(),
+                message: format!(
+                    "{} key/value caches for {} layers",
+                    caches.len(),
+                    self.num_layers
+                ),
+            });
+        }
+        let mut x = x.clone();
+        let mut updated = Vec::with_capacity(caches.len());
+        for (i, cache) in caches.iter().enumerate() {
+            let layer = self.layer(i);
+            let (y, cache) = if self.cfg.scan {
+                let mut body = self.unstacked_layer_ctx(ctx, i)?;
+                let prefix = self.scanned_prefix(i % self.layers.len());
+                body.scope(&prefix, |b| layer.extend(b, &x, positions, cache))?
+            } else {
+                ctx.scope(&format!("layers/{i}"), |c| {
+                    layer.extend(c, &x, positions, cache)
+                })?
+            };
+            x = y;
+            updated.push(cache);
+        }
+        Ok((x, updated))
+    }
+
+    /// A context holding layer `i`'s slice of a scanned stack's stacked parameters, under the
+    /// same paths as the scan's loop body sees them.
+    fn unstacked_layer_ctx(&self, ctx: &Ctx, i: usize) -> Result<Ctx> {
+        let (j, repeat) = (i % self.layers.len(), i / self.layers.len());
+        let prefix = self.scanned_prefix(j);
+        let mut params = crate::param::ParamTree::new();
+        for (path, spec) in self.layers[j].param_specs() {
+            let name = format!("{prefix}/{path}");
+            let stacked = ctx.param(&name, &spec.stacked(self.repeats()).shape)?;
+            let rank = stacked.rank();
+            let mut lo = vec![0; rank];
+            let mut hi = stacked.dims().to_vec();
+            (lo[0], hi[0]) = (repeat, repeat + 1);
+            let slice = stacked.slice(&lo, &hi, &vec![1; rank]).reshape(&spec.shape);
+            params.insert(ctx.path(&name), slice);
+        }
+        Ok(ctx.for_loop_body(params, None))
     }
 }

@@ -13,7 +13,7 @@
 mod arrays;
 mod batch;
 mod files;
-mod mix;
+pub(crate) mod mix;
 mod synthetic;
 mod tasks;
 

@@ -4,7 +4,7 @@
 //! ([`Setup::new`]).
 
 mod eval;
-mod record;
+pub(crate) mod record;
 mod setup;
 mod train_loop;
 mod watchdog;
@@ -47,6 +47,9 @@ pub struct RunOptions {
     pub cpu_devices: Option<usize>,
     /// Training data file; the experiment's synthetic task when `None`.
     pub data: Option<PathBuf>,
+    /// A `tokenizer.json`: `data` (a file or a directory of files) is then
+    /// text, streamed, tokenized and packed ([`crate::text::TextInput`]).
+    pub tokenizer: Option<PathBuf>,
     /// Train until this many steps are done.
     pub steps: u64,
     /// Batch size (`input.batch_size` of the experiment when `None`).
@@ -106,6 +109,7 @@ impl Default for RunOptions {
             plugin: "cpu".into(),
             cpu_devices: None,
             data: None,
+            tokenizer: None,
             steps: 300,
             batch_size: None,
             seq_len: None,
@@ -176,6 +180,9 @@ pub enum RunError {
     /// The data could not be read.
     #[error(transparent)]
     Data(#[from] DataError),
+    /// The text input or its tokenizer failed.
+    #[error(transparent)]
+    Text(#[from] crate::text::TextError),
     /// A checkpoint could not be written or read.
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),

@@ -21,6 +21,10 @@ pub const DATA: &str = "data";
 pub const MESH: &str = "mesh";
 /// Batches per evaluation.
 pub const EVAL_BATCHES: &str = "eval_batches";
+/// The tokenizer file of a text run, empty or absent for bytes.
+pub const TOKENIZER: &str = "tokenizer";
+/// Where a text run's training stream stands (a [`crate::text::PackedTextState`] as JSON).
+pub const TEXT_STATE: &str = "text_state";
 
 impl RunOptions {
     /// What checkpoints record about this run, so that evaluation and
@@ -43,6 +47,12 @@ impl RunOptions {
             (MESH.to_string(), setup.mesh.to_string()),
             (EVAL_BATCHES.to_string(), self.eval_batches.to_string()),
         ]);
+        if let Some(tokenizer) = &self.tokenizer {
+            run.insert(
+                TOKENIZER.to_string(),
+                absolute(tokenizer).display().to_string(),
+            );
+        }
         if let Some(config) = &setup.config {
             run.insert(
                 CONFIG.to_string(),
@@ -83,8 +93,8 @@ impl RunOptions {
     /// recorded, so that they rebuild it: its experiment unless these
     /// options name one; its modifiers and overrides, then these options'
     /// (the caller compares the resulting config with the recorded one);
-    /// its mesh unless these options give one; its data unless these
-    /// options name the same file (another file is a
+    /// its mesh unless these options give one; its data and tokenizer
+    /// unless these options name the same files (others are a
     /// [`RunError::Mismatch`]); and its seed, which orders the data.
     pub(super) fn completed_from(&self, meta: &Meta, dir: &Path) -> Result<RunOptions, RunError> {
         let run = &meta.run;
@@ -123,6 +133,24 @@ impl RunOptions {
                         "  checkpoint: data = {}\n  this run:   data = {}",
                         show(&recorded),
                         show(&given)
+                    ),
+                });
+            }
+        }
+        let recorded = run
+            .get(TOKENIZER)
+            .filter(|t| !t.is_empty())
+            .map(PathBuf::from);
+        match (recorded, self.tokenizer.as_deref().map(absolute)) {
+            (recorded, None) => options.tokenizer = recorded,
+            (Some(r), Some(g)) if r == g => {}
+            (recorded, Some(given)) => {
+                return Err(RunError::Mismatch {
+                    dir: dir.to_path_buf(),
+                    differences: format!(
+                        "  checkpoint: tokenizer = {}\n  this run:   tokenizer = {}",
+                        recorded.map_or("none (bytes)".into(), |p| p.display().to_string()),
+                        given.display()
                     ),
                 });
             }
@@ -184,7 +212,7 @@ pub(super) fn same_model(checkpoint: &ExperimentConfig, run: &ExperimentConfig) 
 }
 
 /// The config a checkpoint recorded, if it recorded one.
-pub(super) fn recorded_config(
+pub(crate) fn recorded_config(
     meta: &Meta,
     dir: &Path,
 ) -> Result<Option<ExperimentConfig>, RunError> {

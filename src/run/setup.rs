@@ -5,6 +5,7 @@ use super::{DEFAULT_EXPERIMENT, RunError, RunOptions};
 use crate::data::{ArrayFile, DataError, LanguageModelSource, Source, SyntheticTask, TokenFile};
 use crate::experiment::{Experiment, ExperimentConfig, apply_modifier, experiment};
 use crate::learner::LearnerConfig;
+use crate::text::{PackedInputs, TextInput};
 use crate::trainer::Trainer;
 use axle_modules::{BatchShape, INPUT_IDS, InputSpec, Model, TARGET_LABELS};
 use axle_partition::{
@@ -37,6 +38,9 @@ pub struct Setup {
     pub rules: LogicalRules,
     /// Modifiers the chosen mesh rule named (already applied).
     pub mesh_modifiers: Vec<String>,
+    /// The training stream of a text run (`RunOptions::tokenizer`); `source`
+    /// then holds its held-out rows.
+    pub text: Option<TextInput>,
 }
 
 impl Setup {
@@ -64,6 +68,7 @@ impl Setup {
             mesh,
             rules: LogicalRules::default(),
             mesh_modifiers: Vec::new(),
+            text: None,
         }
     }
 
@@ -242,12 +247,18 @@ impl RunOptions {
             seq_len: config.input.seq_len,
         };
         let inputs = model.input_specs(&shape)?;
-        let source = open_source(
-            self.data.as_deref(),
-            &inputs,
-            &config.input.synthetic,
-            self.seed,
-        )?;
+        let (model, source, text) = match &self.tokenizer {
+            Some(tokenizer) => self.text_input(model, &inputs, &shape, tokenizer)?,
+            None => {
+                let source = open_source(
+                    self.data.as_deref(),
+                    &inputs,
+                    &config.input.synthetic,
+                    self.seed,
+                )?;
+                (model, source, None)
+            }
+        };
         Ok(Setup {
             name: self.experiment.as_deref().map_or_else(
                 || DEFAULT_EXPERIMENT.into(),
@@ -262,7 +273,39 @@ impl RunOptions {
             client,
             mesh,
             mesh_modifiers,
+            text,
         })
+    }
+
+    /// The pieces of a text run: `model` reading packed rows, the held-out
+    /// rows (as many as the evaluations read) and the training stream, from
+    /// `self.data` tokenized by `tokenizer`.
+    fn text_input(
+        &self,
+        model: Box<dyn Model>,
+        inputs: &[InputSpec],
+        shape: &BatchShape,
+        tokenizer: &Path,
+    ) -> Result<TextSetup, RunError> {
+        let data = self.data.as_deref().ok_or_else(|| {
+            RunError::InvalidOption("--tokenizer needs --data: the text to train on".into())
+        })?;
+        let vocab = inputs
+            .iter()
+            .find(|i| i.name == INPUT_IDS)
+            .and_then(|i| i.valid.clone())
+            .map(|v| v.end.max(0) as usize)
+            .ok_or_else(|| {
+                RunError::InvalidOption(format!(
+                    "--tokenizer: a {} model reads no token ids",
+                    model.kind()
+                ))
+            })?;
+        let text = TextInput::open(data, tokenizer, vocab, shape.batch_size, shape.seq_len)?;
+        let rows = self.eval_batches as usize * shape.batch_size;
+        let held_out = text.held_out(rows)?;
+        let model = Box::new(PackedInputs::new(model, held_out.bytes_per_target()));
+        Ok((model, Box::new(held_out), Some(text)))
     }
 
     /// A client of the chosen plugin (with `cpu_device_count` on CPU).
@@ -282,6 +325,9 @@ impl RunOptions {
         Ok(Client::new(plugin, &options)?)
     }
 }
+
+/// A model, its evaluation source and, for a text run, its text input.
+type TextSetup = (Box<dyn Model>, Box<dyn Source>, Option<TextInput>);
 
 /// The host memory available to new allocations (`MemAvailable` of
 /// `/proc/meminfo`, Linux), in bytes; `None` where it cannot be read.

@@ -2,13 +2,14 @@
 //! evaluation and checkpoints, resumption.
 
 use super::eval::evaluate_trainer;
-use super::record::{differences, recorded_config, same_model};
+use super::record::{self, differences, recorded_config, same_model};
 use super::watchdog::Watchdog;
 use super::{RunError, RunOptions, Setup};
-use crate::checkpoint::{self, BackgroundSaver, Checkpointer, Meta};
+use crate::checkpoint::{self, BackgroundSaver, Checkpoint, Checkpointer, Meta};
 use crate::data::{Loader, Split};
 use crate::metrics::{MetricsWriter, Record};
 use crate::summary_writer::SummaryWriter;
+use crate::text::PackedTextState;
 use axle_modules::InputSpec;
 use axle_partition::LogicalAxis;
 use std::collections::BTreeMap;
@@ -144,9 +145,17 @@ pub fn train_setup(
         setup.shape.batch_size,
         options.seed,
     );
+    let mut text = setup
+        .text
+        .as_ref()
+        .map(|t| t.train_stream(options.seed))
+        .transpose()?;
     if let Some(checkpoint) = &restored {
         trainer.restore(checkpoint)?;
         loader.seek(checkpoint.meta.input_position);
+        if let Some(stream) = &mut text {
+            stream.restore(&text_state(checkpoint)?);
+        }
     }
     if let (None, Some(dir)) = (&restored, &options.init_from) {
         let model = crate::hf::read_config(dir)?;
@@ -195,7 +204,10 @@ pub fn train_setup(
         Ok(())
     };
     while trainer.steps_done() < options.steps {
-        let batch = loader.next_batch();
+        let batch = match &mut text {
+            Some(stream) => stream.next_batch()?,
+            None => loader.next_batch(),
+        };
         let start = Instant::now();
         watch("train step", trainer.steps_done() + 1);
         let m = trainer.step(&batch, options.seed)?;
@@ -262,10 +274,17 @@ pub fn train_setup(
         if let Some(background) = &mut background
             && (stopping || step % options.checkpoint_every == 0 || step == options.steps)
         {
+            let mut run = options.record(setup);
+            if let Some(stream) = &text {
+                let state = serde_json::to_string(&stream.state()).expect("states serialize");
+                run.insert(record::TEXT_STATE.to_string(), state);
+            }
             let meta = Meta {
-                input_position: loader.position(),
+                input_position: text
+                    .as_ref()
+                    .map_or(loader.position(), |s| s.state().position),
                 rng_state: options.seed,
-                run: options.record(setup),
+                run,
             };
             watch("checkpoint copy", step);
             let checkpoint = trainer.checkpoint(meta)?;
@@ -308,6 +327,22 @@ fn last_good(background: Option<&mut BackgroundSaver>) -> Result<String, RunErro
                 .map_or("none".into(), |p| p.display().to_string())
         }
         None => "no checkpoint directory".into(),
+    })
+}
+
+/// The text stream's state a checkpoint recorded.
+fn text_state(checkpoint: &Checkpoint) -> Result<PackedTextState, RunError> {
+    let text = checkpoint.meta.run.get(record::TEXT_STATE).ok_or_else(|| {
+        RunError::InvalidOption(format!(
+            "the checkpoint at step {} records no text input state to resume from",
+            checkpoint.step
+        ))
+    })?;
+    serde_json::from_str(text).map_err(|e| {
+        RunError::InvalidOption(format!(
+            "the checkpoint at step {} records a text input state that does not parse: {e}",
+            checkpoint.step
+        ))
     })
 }
 
