@@ -17,6 +17,7 @@ pub mod data;
 pub mod experiment;
 pub mod learner;
 pub mod metrics;
+pub mod plan;
 pub mod plot;
 pub mod run;
 pub mod summary_writer;

@@ -120,6 +120,10 @@ enum Command {
         #[command(flatten)]
         bench: BenchArgs,
     },
+    /// Compile the training step ahead of time for a TPU slice or GPU
+    /// machine (no hardware needed) and report per-device memory, FLOPs,
+    /// collectives and whether it fits.
+    Plan(axle::plan::cli::PlanArgs),
     /// Plot loss curves from metrics files into a PNG.
     Plot {
         /// Metrics files (JSON lines written by `axle train --metrics`).
@@ -436,6 +440,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                     .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
             }
         }
+        Command::Plan(args) => axle::plan::cli::run_plan(args)?,
         Command::Plot { runs, out } => {
             axle::plot::plot_losses(&runs, &out)?;
             println!("wrote {}", out.display());
