@@ -53,7 +53,12 @@ pub enum ChildOutcome {
     /// The program compiled.
     Compiled(Compiled),
     /// The compiler returned an error (out of memory among others).
-    Refused(String),
+    Refused {
+        /// The compiler's message.
+        message: String,
+        /// The device memory limit, where known before the compile failed.
+        memory_limit: Option<u64>,
+    },
 }
 
 /// In the child: compiles `program` (StableHLO text file) for `target`,
@@ -70,9 +75,13 @@ pub fn run_child(target: &Target, program: &Path, report: &Path) -> Result<(), P
         path: program.to_path_buf(),
         message: e.to_string(),
     })?;
-    let outcome = match compile(target, &text) {
+    let mut memory_limit = None;
+    let outcome = match compile(target, &text, &mut memory_limit) {
         Ok(compiled) => ChildOutcome::Compiled(compiled),
-        Err(e) => ChildOutcome::Refused(e.to_string()),
+        Err(e) => ChildOutcome::Refused {
+            message: e.to_string(),
+            memory_limit,
+        },
     };
     let json = serde_json::to_string(&outcome).map_err(|e| PlanError::Child {
         target: target.name.clone(),
@@ -84,8 +93,13 @@ pub fn run_child(target: &Target, program: &Path, report: &Path) -> Result<(), P
     })
 }
 
-/// Creates the target's topology, compiles for it and reads what XLA reports.
-fn compile(target: &Target, program: &str) -> Result<Compiled, PlanError> {
+/// Creates the target's topology, compiles for it and reads what XLA
+/// reports; sets `memory_limit` as soon as it is known.
+fn compile(
+    target: &Target,
+    program: &str,
+    memory_limit: &mut Option<u64>,
+) -> Result<Compiled, PlanError> {
     let plugin = Plugin::load(target.platform.name())?;
     let (name, options) = match target.platform {
         Platform::Tpu => (target.topology.as_str(), Vec::new()),
@@ -109,7 +123,7 @@ fn compile(target: &Target, program: &str) -> Result<Compiled, PlanError> {
             ),
         });
     }
-    let memory_limit = match target.platform {
+    *memory_limit = match target.platform {
         Platform::Tpu => topology
             .int_attribute("device_memory_bytes_limit")?
             .map(|b| b as u64),
@@ -140,7 +154,7 @@ fn compile(target: &Target, program: &str) -> Result<Compiled, PlanError> {
         device_kind: devices.first().map(|d| d.kind.clone()).unwrap_or_default(),
         devices: devices.len(),
         hosts: hosts.len(),
-        memory_limit,
+        memory_limit: *memory_limit,
         arguments: stats.arguments,
         outputs: stats.outputs,
         alias: stats.alias,

@@ -112,11 +112,14 @@ pub enum Verdict {
     },
     /// The program needs this many more bytes than a device has.
     ShortBy {
-        /// Missing bytes.
-        bytes: i64,
+        /// Missing bytes (`None` where the compiler refused for lack of
+        /// memory without giving sizes).
+        bytes: Option<i64>,
         /// The compiler's message, where it refused the program.
         compiler_message: Option<String>,
     },
+    /// The device's memory size is not known: no verdict.
+    UnknownLimit,
 }
 
 /// The result of `axle plan`.
@@ -152,32 +155,32 @@ pub fn plan(options: &PlanOptions) -> Result<PlanReport, PlanError> {
             let limit = c.memory_limit.or(memory_limit);
             let verdict = match limit {
                 Some(l) if c.peak > l as i64 => Verdict::ShortBy {
-                    bytes: c.peak - l as i64,
+                    bytes: Some(c.peak - l as i64),
                     compiler_message: None,
                 },
                 Some(l) => Verdict::Fits {
                     headroom: l as i64 - c.peak,
                 },
-                None => Verdict::Fits { headroom: 0 },
+                None => Verdict::UnknownLimit,
             };
             (Some(c), verdict, limit)
         }
-        ChildOutcome::Refused(message) => match out_of_memory(&message) {
-            Some(bytes) => (
-                None,
-                Verdict::ShortBy {
-                    bytes,
-                    compiler_message: Some(message),
-                },
-                memory_limit,
-            ),
-            None => {
+        ChildOutcome::Refused {
+            message,
+            memory_limit: limit,
+        } => {
+            if !is_out_of_memory(&message) {
                 return Err(PlanError::Compile {
                     target: target.name,
                     message,
                 });
             }
-        },
+            let verdict = Verdict::ShortBy {
+                bytes: stated_shortfall(&message),
+                compiler_message: Some(message),
+            };
+            (None, verdict, limit.or(memory_limit))
+        }
     };
     Ok(PlanReport {
         experiment: program.experiment,
@@ -226,16 +229,20 @@ fn lower_for(run: &RunOptions, target: &Target) -> Result<Lowered, PlanError> {
     })
 }
 
-/// The shortfall in an out-of-memory refusal, in bytes: XLA's messages
-/// ("... required for HLO temporaries (41.25G) exceeds available HBM
-/// (15.75G)") give the required and available sizes in parentheses, in
-/// binary units (XLA's `HumanReadableNumBytes`: K, M, G, T are powers of
-/// 1024). `None` when the message is not an out-of-memory verdict.
-pub fn out_of_memory(message: &str) -> Option<i64> {
+/// Whether a compiler message is an out-of-memory verdict (XLA's
+/// `RESOURCE_EXHAUSTED`, "Ran out of memory").
+pub fn is_out_of_memory(message: &str) -> bool {
     let lower = message.to_ascii_lowercase();
-    if !(lower.contains("out of memory") || lower.contains("resource_exhausted")) {
-        return None;
-    }
+    lower.contains("out of memory") || lower.contains("resource_exhausted")
+}
+
+/// The shortfall an out-of-memory message states, in bytes: libtpu's
+/// ("the total memory required for HLO temporaries (41.25G) exceeds
+/// available HBM (15.75G)") gives the required and available sizes as its
+/// last two parenthesised sizes, in XLA's `HumanReadableNumBytes` units
+/// (K, M, G, T: powers of 1024). A lower bound: the sizes are those of the
+/// temporaries alone, the arguments come on top. `None` without such sizes.
+pub fn stated_shortfall(message: &str) -> Option<i64> {
     let sizes: Vec<f64> = message
         .split('(')
         .skip(1)
@@ -243,7 +250,7 @@ pub fn out_of_memory(message: &str) -> Option<i64> {
         .collect();
     match sizes.as_slice() {
         [.., required, available] if required > available => Some((required - available) as i64),
-        _ => Some(0),
+        _ => None,
     }
 }
 
@@ -284,11 +291,17 @@ mod tests {
 
     #[test]
     fn out_of_memory_messages_give_the_shortfall() {
-        // libtpu's message for llama2-7b, fsdp=16 on v5e:4x4 at seq 4096
-        // (docs/design.md): 41.25 GiB needed, 15.75 GiB there: 25.5 GiB short.
-        let message = "RESOURCE_EXHAUSTED: XLA:TPU compile permanent error. Ran out of memory in memory space hbm. Used 41.25G of 15.75G hbm. Exceeded hbm capacity by 25.50G.\n\nTotal hbm usage >= 41.25G: ... the total memory required for HLO temporaries (41.25G) exceeds available HBM (15.75G)";
-        let short = out_of_memory(message).unwrap();
-        assert_eq!(short, (25.5 * GIB) as i64);
-        assert_eq!(out_of_memory("INVALID_ARGUMENT: bad program (3G)"), None);
+        // libtpu's message for llama2-7b, fsdp=16, batch 16, seq 4096 on
+        // v5e:4x4 (docs/benchmarks.md): 41.25 GiB of temporaries, 15.75 GiB
+        // of HBM: 25.5 GiB short.
+        let message = "PJRT_Compile failed (RESOURCE_EXHAUSTED): Ran out of memory on HBM, the total memory required for HLO temporaries (41.25G) exceeds available HBM (15.75G). HLO module: train_step.";
+        assert!(is_out_of_memory(message));
+        assert_eq!(stated_shortfall(message), Some((25.5 * GIB) as i64));
+        assert!(!is_out_of_memory("INVALID_ARGUMENT: bad program (3G)"));
+        assert_eq!(
+            stated_shortfall("RESOURCE_EXHAUSTED: no sizes (here)"),
+            None
+        );
+        assert_eq!(parse_size("512M"), Some(512.0 * 1024.0 * 1024.0));
     }
 }

@@ -68,15 +68,37 @@ pub fn render_report(report: &PlanReport) -> String {
         let _ = writeln!(out, "  collectives  {collectives}");
         let _ = writeln!(out, "  compile time {:.1} s", c.compile_seconds);
     }
+    if report.compiled.is_none()
+        && let Some(limit) = report.memory_limit
+    {
+        let _ = writeln!(out, "device memory {}", gib(limit as i64));
+    }
     match &report.verdict {
         Verdict::Fits { headroom } => {
             let _ = writeln!(out, "fits ({} to spare per device)", gib(*headroom));
+        }
+        Verdict::UnknownLimit => {
+            let _ = writeln!(out, "no verdict: the device's memory size is unknown");
         }
         Verdict::ShortBy {
             bytes,
             compiler_message,
         } => {
-            let _ = writeln!(out, "short by {} per device", gib(*bytes));
+            match (bytes, compiler_message) {
+                (Some(b), Some(_)) => {
+                    let _ = writeln!(
+                        out,
+                        "short by {} per device (at least: the compiler counted temporaries only)",
+                        gib(*b)
+                    );
+                }
+                (Some(b), None) => {
+                    let _ = writeln!(out, "short by {} per device", gib(*b));
+                }
+                (None, _) => {
+                    let _ = writeln!(out, "short of memory (the compiler gave no sizes)");
+                }
+            }
             if let Some(m) = compiler_message {
                 let first = m.lines().next().unwrap_or_default();
                 let _ = writeln!(out, "  compiler: {first}");
