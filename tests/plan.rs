@@ -38,6 +38,12 @@ fn train_flops() -> f64 {
 }
 
 fn plan(target: &str, mesh: &str) -> Value {
+    plan_with(target, mesh, &[])
+}
+
+/// Runs `axle plan` for llama-tiny with one layer and `extra` options;
+/// returns its JSON report after checking it says "fits".
+fn plan_with(target: &str, mesh: &str, extra: &[&str]) -> Value {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("plan.json");
     let out = Command::new(env!("CARGO_BIN_EXE_axle"))
@@ -50,7 +56,9 @@ fn plan(target: &str, mesh: &str) -> Value {
             "--mesh",
             mesh,
         ])
-        .args(["--set", "decoder.transformer.num_layers=1", "--json"])
+        .args(["--set", "decoder.transformer.num_layers=1"])
+        .args(extra)
+        .arg("--json")
         .arg(&json)
         .output()
         .unwrap();
@@ -117,7 +125,7 @@ fn llama_tiny_on_tpu_v5e_2x2_data_parallel() {
     let flops = bytes(&r, "flops");
     let want = train_flops() / 4.0;
     assert!(
-        flops >= want && flops <= 1.3 * want,
+        (want..=1.3 * want).contains(&flops),
         "flops {flops} vs {want}"
     );
     let limit = r["memory_limit"].as_f64().unwrap();
@@ -132,7 +140,7 @@ fn llama_tiny_on_tpu_v5e_2x2_fsdp() {
     let args = fsdp_state_bytes() + batch_quarter();
     let got = bytes(&r, "arguments");
     assert!(
-        got >= args && got < 1.05 * args,
+        (args..1.05 * args).contains(&got),
         "arguments {got} vs {args}"
     );
     // Weights are gathered for use.
@@ -151,7 +159,7 @@ fn llama_tiny_on_tpu_v5e_2x2_data_and_model() {
     // collective-permutes in its HLO), which its cost analysis likely counts
     // per loop, not per iteration. Bounds [0.85, 1.3].
     assert!(
-        flops >= 0.85 * want && flops <= 1.3 * want,
+        (0.85 * want..=1.3 * want).contains(&flops),
         "flops {flops} vs {want}"
     );
 }
@@ -165,7 +173,7 @@ fn llama_tiny_on_four_h100s_fsdp() {
     // GPU buffers are not padded: exact, but for the step's few scalars
     // (measured: 20 bytes).
     assert!(
-        got >= args && got <= args + SCALARS,
+        (args..=args + SCALARS).contains(&got),
         "arguments {got} vs {args}"
     );
     assert!(collectives(&r, "all-gather") >= 1, "{r}");
@@ -173,6 +181,24 @@ fn llama_tiny_on_four_h100s_fsdp() {
     assert!(r["compiled"]["flops"].is_null());
     // XLA's H100 SXM spec: 84,942,979,072 bytes.
     assert_eq!(r["memory_limit"].as_u64(), Some(84_942_979_072));
+}
+
+#[test]
+fn two_hosts_of_eight_h100s_each_address_their_own_devices() {
+    let r = plan_with("gpu-h100:2x8", "fsdp=16", &["--batch-size", "16"]);
+    assert_eq!(r["hosts"], 2);
+    let hosts = &r["compiled"]["host_devices"];
+    let ids = |h: &str| -> Vec<u64> {
+        hosts[h]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap())
+            .collect()
+    };
+    assert_eq!(ids("0"), (0..8).collect::<Vec<_>>());
+    assert_eq!(ids("1"), (8..16).collect::<Vec<_>>());
+    assert!(collectives(&r, "all-gather") >= 1, "{r}");
 }
 
 #[test]

@@ -8,7 +8,7 @@ use super::target::{Platform, Target};
 use axle_runtime::offline::{is_offline, offline_command};
 use axle_runtime::{CompileOptions, CreateOption, NamedValue, Plugin, Topology};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -22,6 +22,10 @@ pub struct Compiled {
     pub devices: usize,
     /// Distinct process (host) indices of those devices.
     pub hosts: usize,
+    /// The device ids each host (process index) addresses: partition `p`
+    /// of the SPMD program runs on device `p` (XLA's default device
+    /// assignment), so host `h` feeds the argument shards of its devices.
+    pub host_devices: BTreeMap<i32, Vec<i32>>,
     /// Device memory the compiler may use, bytes (libtpu's
     /// `device_memory_bytes_limit`; for GPUs the target config's size).
     pub memory_limit: Option<u64>,
@@ -149,11 +153,15 @@ fn compile(
             _ => None,
         })
     };
-    let hosts: BTreeSet<i32> = devices.iter().map(|d| d.process_index).collect();
+    let mut host_devices: BTreeMap<i32, Vec<i32>> = BTreeMap::new();
+    for d in &devices {
+        host_devices.entry(d.process_index).or_default().push(d.id);
+    }
     Ok(Compiled {
         device_kind: devices.first().map(|d| d.kind.clone()).unwrap_or_default(),
         devices: devices.len(),
-        hosts: hosts.len(),
+        hosts: host_devices.len(),
+        host_devices,
         memory_limit: *memory_limit,
         arguments: stats.arguments,
         outputs: stats.outputs,

@@ -13,7 +13,7 @@ pub struct PlanArgs {
     pub experiment: String,
     /// Target: tpu-v5e:2x2, tpu-v5e:4x4, tpu-v5p:2x2x1, tpu-v6e:8x8,
     /// tpu-v4:2x2x1, gpu-h100:N, gpu-h200:N, gpu-a100:N, or
-    /// gpu-<kind>:HOSTSxN (hosts × GPUs per host).
+    /// gpu-KIND:HOSTSxN (hosts × GPUs per host).
     #[arg(long)]
     pub target: String,
     /// Mesh such as fsdp=16 (-1 infers one size); the mesh rules choose for

@@ -36,6 +36,12 @@ pub fn render_report(report: &PlanReport) -> String {
         report.mesh
     );
     if let Some(c) = &report.compiled {
+        if c.host_devices.len() > 1 {
+            for (host, ids) in &c.host_devices {
+                let ids: Vec<String> = ids.iter().map(i32::to_string).collect();
+                let _ = writeln!(out, "host {host}: devices {}", ids.join(","));
+            }
+        }
         let _ = writeln!(out, "per device ({}):", c.device_kind);
         let _ = writeln!(out, "  arguments    {:>12}", gib(c.arguments));
         let _ = writeln!(out, "  outputs      {:>12}", gib(c.outputs));
