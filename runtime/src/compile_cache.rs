@@ -4,7 +4,8 @@
 //! persistent compilation cache does).
 //!
 //! The key is the program text, the encoded compile options, and the
-//! plugin's path, API version and XLA version attribute. An entry file
+//! plugin's path, file size and modification time, API version and XLA
+//! version attribute. An entry file
 //! (`<hash>.pjrt` in the cache directory) holds the whole key and the
 //! serialized executable; a hit requires the stored key to equal the
 //! current one byte for byte, so a hash collision is a miss, never a wrong
@@ -127,8 +128,13 @@ fn cache_key(client: &Client, mlir_text: &str, options: &CompileOptions) -> Resu
         })
         .unwrap_or_default();
     let (major, minor) = plugin.api_version();
+    // The file's size and modification time tell apart two builds installed
+    // at the same path with the same version attributes.
+    let file = std::fs::metadata(plugin.path())
+        .map(|m| format!("{} bytes, modified {:?}", m.len(), m.modified().ok()))
+        .unwrap_or_default();
     let identity = format!(
-        "{}\napi {major}.{minor}\nxla {xla_version}\n",
+        "{}\n{file}\napi {major}.{minor}\nxla {xla_version}\n",
         plugin.path().display()
     );
     let mut key = Vec::new();

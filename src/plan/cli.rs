@@ -35,6 +35,11 @@ pub struct PlanArgs {
     /// Also write the report as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Plan every data × fsdp (× model=2) mesh of the target's devices with
+    /// 1 and 2 micro-batches and rank those that fit by the compiler's
+    /// FLOPs (peak bytes where it gives none); --mesh and --json are ignored.
+    #[arg(long)]
+    pub search: bool,
     /// Internal: compile this StableHLO file for --target (the child
     /// process `axle plan` starts without a network).
     #[arg(long, hide = true, requires = "child_report")]
@@ -67,6 +72,11 @@ pub fn run_plan(args: PlanArgs) -> Result<(), PlanError> {
         target: args.target,
         axle_exe,
     };
+    if args.search {
+        let ranked = super::search::search(&options)?;
+        print!("{}", super::search::render_search(&ranked));
+        return Ok(());
+    }
     let report = plan(&options)?;
     print!("{}", render_report(&report));
     if let Some(path) = &args.json {

@@ -10,12 +10,14 @@
 //! FLOPs and bytes accessed where the compiler reports them, the
 //! collectives in the optimized HLO and the compile time, then a verdict:
 //! fits, or short by so many GiB. As AXLearn's `aot_compilation.py` does
-//! for JAX.
+//! for JAX. [`search::search`] plans several meshes and micro-batch counts
+//! and ranks those that fit.
 
 pub mod child;
 pub mod cli;
 pub mod collectives;
 mod render;
+pub mod search;
 pub mod target;
 
 pub use child::{ChildOutcome, Compiled};
