@@ -11,11 +11,11 @@ use super::{PlanError, PlanOptions, PlanReport, Verdict, plan};
 pub fn candidates(devices: usize) -> Vec<(String, usize)> {
     let mut meshes = Vec::new();
     for model in [1, 2] {
-        if devices % model != 0 {
+        if !devices.is_multiple_of(model) {
             continue;
         }
         let rest = devices / model;
-        for data in (1..=rest).filter(|d| rest % d == 0) {
+        for data in (1..=rest).filter(|d| rest.is_multiple_of(*d)) {
             let fsdp = rest / data;
             let mut axes = Vec::new();
             for (name, size) in [("data", data), ("fsdp", fsdp), ("model", model)] {
