@@ -19,6 +19,7 @@ pub mod hf;
 pub mod generate;
 pub mod learner;
 pub mod metrics;
+pub mod plan;
 pub mod plot;
 pub mod run;
 pub mod summary_writer;

@@ -174,6 +174,10 @@ enum Command {
     /// key/value cache donated between calls); prints each continuation
     /// and the decode throughput.
     Generate(GenerateArgs),
+    /// Compile the training step ahead of time for a TPU slice or GPU
+    /// machine (no hardware needed) and report per-device memory, FLOPs,
+    /// collectives and whether it fits.
+    Plan(axle::plan::cli::PlanArgs),
     /// Plot loss curves from metrics files into a PNG.
     Plot {
         /// Metrics files (JSON lines written by `axle train --metrics`).
@@ -677,6 +681,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 g.decode_tokens_per_s
             );
         }
+        Command::Plan(args) => axle::plan::cli::run_plan(args)?,
         Command::Plot { runs, out } => {
             axle::plot::plot_losses(&runs, &out)?;
             println!("wrote {}", out.display());

@@ -12,7 +12,10 @@ use crate::train_step::{
 use axle_compiler::DType;
 use axle_modules::{BatchShape, Model, init_params};
 use axle_partition::{LogicalRules, Mesh};
-use axle_runtime::{Arg, Buffer, Client, CompileOptions, Executable, ShardLayout, ShardedArray};
+use axle_runtime::{
+    Arg, Buffer, CacheOutcome, Client, CompileCache, CompileOptions, Executable, ShardLayout,
+    ShardedArray,
+};
 use ndarray::{ArrayD, IxDyn};
 
 /// A failure of the trainer, naming what is at fault.
@@ -107,7 +110,11 @@ impl Trainer {
     ) -> Result<Trainer, TrainError> {
         check_mesh(client, mesh)?;
         let step = build_train_step(model, learner, shape, mesh, rules)?;
-        let train = client.compile(&step.function.to_stablehlo(), &compile_options(mesh))?;
+        let train = compile_step(
+            client,
+            &step.function.to_stablehlo(),
+            &compile_options(mesh),
+        )?;
         Trainer::from_compiled(client, model, step, train, seed)
     }
 
@@ -124,7 +131,11 @@ impl Trainer {
     ) -> Result<Trainer, TrainError> {
         check_mesh(client, &step.mesh)?;
         let (eval_function, eval_summaries) = build_eval_step(model, &step)?;
-        let eval = client.compile(&eval_function.to_stablehlo(), &compile_options(&step.mesh))?;
+        let eval = compile_step(
+            client,
+            &eval_function.to_stablehlo(),
+            &compile_options(&step.mesh),
+        )?;
         let mut host = init_params(&step.param_specs, seed);
         let mut state: Tensors = Tensors::new();
         for a in &step.args[step.param_specs.len()..step.num_carried()] {
@@ -378,6 +389,25 @@ pub(crate) fn check_mesh(client: &Client, mesh: &Mesh) -> Result<(), TrainError>
         });
     }
     Ok(())
+}
+
+/// Compiles a step on `client` through the persistent compile cache the
+/// environment names ([`CompileCache::from_env`]: `AXLE_COMPILE_CACHE`,
+/// default `~/.cache/axle/compile`, `off` for none). A hit, which skips
+/// XLA's compile, is logged on stderr: `compile cache hit: <entry file>`.
+pub fn compile_step(
+    client: &Client,
+    mlir_text: &str,
+    options: &CompileOptions,
+) -> Result<Executable, axle_runtime::Error> {
+    let Some(cache) = CompileCache::from_env() else {
+        return client.compile(mlir_text, options);
+    };
+    let (exe, outcome) = cache.compile(client, mlir_text, options)?;
+    if let CacheOutcome::Hit(path) = outcome {
+        eprintln!("compile cache hit: {}", path.display());
+    }
+    Ok(exe)
 }
 
 /// Compile options for a program partitioned over `mesh`.

@@ -70,7 +70,7 @@ impl CreateOption {
         }
     }
 
-    fn to_ffi(&self) -> ffi::PJRT_NamedValue {
+    pub(crate) fn to_ffi(&self) -> ffi::PJRT_NamedValue {
         let mut v = ffi::PJRT_NamedValue::new();
         v.name = self.name.as_ptr().cast::<c_char>();
         v.name_size = self.name.len();

@@ -6,10 +6,11 @@ use crate::buffer::Buffer;
 use crate::client::{Client, Device, raw_list};
 use crate::compile_options::{CompileOptions, OverrideValue};
 use crate::dtype::DType;
-use crate::error::{Error, ErrorCode, Result};
+use crate::error::{Error, Result};
 use crate::ffi::{self, Args};
 use crate::hlo::HloModule;
-use crate::plugin::{NamedValue, Quirk, named_values, pjrt_call};
+use crate::introspection::{self, MemoryStats};
+use crate::plugin::{NamedValue, Quirk, pjrt_call};
 use crate::sharded::ShardedArray;
 
 /// A compiled program loaded on the client's devices. Freed on drop.
@@ -84,21 +85,6 @@ impl From<Buffer> for Arg<'_> {
     }
 }
 
-/// Sizes XLA computed for a compiled program, in bytes (per device).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MemoryStats {
-    /// Generated code.
-    pub generated_code: i64,
-    /// Arguments.
-    pub arguments: i64,
-    /// Outputs.
-    pub outputs: i64,
-    /// Argument bytes reused for outputs (donation).
-    pub alias: i64,
-    /// Temporaries.
-    pub temp: i64,
-}
-
 impl Client {
     /// Compiles a StableHLO module given as MLIR text.
     pub fn compile(&self, mlir_text: &str, options: &CompileOptions) -> Result<Executable> {
@@ -140,9 +126,35 @@ impl Client {
         args.compile_options = encoded.as_ptr().cast();
         args.compile_options_size = encoded.len();
         pjrt_call!(plugin, PJRT_Client_Compile, &mut args)?;
+        Executable::from_loaded(self, args.executable)
+    }
+
+    /// Loads an executable serialized by [`Executable::serialize`] (or
+    /// [`crate::UnloadedExecutable::serialize`]) onto this client's devices,
+    /// skipping XLA's compile. The bytes must come from the same plugin
+    /// build; the plugin refuses others with its own error.
+    pub fn deserialize(&self, serialized: &[u8]) -> Result<Executable> {
+        let mut args = ffi::PJRT_Executable_DeserializeAndLoad_Args::new();
+        args.client = self.inner.raw;
+        args.serialized_executable = serialized.as_ptr().cast();
+        args.serialized_executable_size = serialized.len();
+        pjrt_call!(
+            &self.inner.plugin,
+            PJRT_Executable_DeserializeAndLoad,
+            &mut args
+        )?;
+        Executable::from_loaded(self, args.loaded_executable)
+    }
+}
+
+impl Executable {
+    /// Wraps a loaded executable of `client`: its devices, outputs and
+    /// per-device parameter shapes. Frees it on any error.
+    fn from_loaded(client: &Client, loaded: *mut ffi::PJRT_LoadedExecutable) -> Result<Executable> {
+        let plugin = &client.inner.plugin;
         let mut exe = Executable {
-            client: self.clone(),
-            loaded: args.executable,
+            client: client.clone(),
+            loaded,
             executable: std::ptr::null_mut(),
             devices: Vec::new(),
             num_outputs: 0,
@@ -162,10 +174,7 @@ impl Client {
         // SAFETY: the executable owns `num_addressable_devices` device pointers.
         exe.devices =
             unsafe { raw_list(devices.addressable_devices, devices.num_addressable_devices) };
-        let mut outputs = ffi::PJRT_Executable_NumOutputs_Args::new();
-        outputs.executable = exe.executable;
-        pjrt_call!(plugin, PJRT_Executable_NumOutputs, &mut outputs)?;
-        exe.num_outputs = outputs.num_outputs;
+        exe.num_outputs = introspection::num_outputs(plugin, exe.executable)?;
         exe.parameters = exe.optimized_hlo().ok().map(|module| {
             module
                 .parameter_shapes()
@@ -257,58 +266,25 @@ impl Executable {
 
     /// The program after XLA's optimizations and SPMD partitioning.
     pub fn optimized_hlo(&self) -> Result<HloModule> {
-        let plugin = &self.client.inner.plugin;
-        let mut program = ffi::PJRT_Program::new();
-        let mut args = ffi::PJRT_Executable_OptimizedProgram_Args::new();
-        args.executable = self.executable;
-        args.program = &mut program;
-        // First call: size only (code is null).
-        pjrt_call!(plugin, PJRT_Executable_OptimizedProgram, &mut args)?;
-        let mut code = vec![0u8; program.code_size];
-        program.code = code.as_mut_ptr().cast();
-        args.program = &mut program;
-        pjrt_call!(plugin, PJRT_Executable_OptimizedProgram, &mut args)?;
-        HloModule::decode_with_config(&code)
+        introspection::optimized_hlo(&self.client.inner.plugin, self.executable)
     }
 
-    /// XLA's memory estimates, or `None` where the plugin does not report them.
+    /// XLA's memory sizes per device, or `None` where the plugin does not
+    /// report them.
     pub fn memory_stats(&self) -> Result<Option<MemoryStats>> {
-        let mut args = ffi::PJRT_Executable_GetCompiledMemoryStats_Args::new();
-        args.executable = self.executable;
-        match pjrt_call!(
-            &self.client.inner.plugin,
-            PJRT_Executable_GetCompiledMemoryStats,
-            &mut args
-        ) {
-            Ok(()) => Ok(Some(MemoryStats {
-                generated_code: args.generated_code_size_in_bytes,
-                arguments: args.argument_size_in_bytes,
-                outputs: args.output_size_in_bytes,
-                alias: args.alias_size_in_bytes,
-                temp: args.temp_size_in_bytes,
-            })),
-            Err(e) if unsupported(&e) => Ok(None),
-            Err(e) => Err(e),
-        }
+        introspection::memory_stats(&self.client.inner.plugin, self.executable)
     }
 
     /// XLA's cost analysis (`flops`, `bytes accessed`, ...), or `None` where
     /// the plugin does not report it.
     pub fn cost_analysis(&self) -> Result<Option<Vec<(String, NamedValue)>>> {
-        let mut args = ffi::PJRT_Executable_GetCostAnalysis_Args::new();
-        args.executable = self.executable;
-        match pjrt_call!(
-            &self.client.inner.plugin,
-            PJRT_Executable_GetCostAnalysis,
-            &mut args
-        ) {
-            // SAFETY: `num_properties` values owned by the executable.
-            Ok(()) => Ok(Some(unsafe {
-                named_values(args.properties, args.num_properties)
-            })),
-            Err(e) if unsupported(&e) => Ok(None),
-            Err(e) => Err(e),
-        }
+        introspection::cost_analysis(&self.client.inner.plugin, self.executable)
+    }
+
+    /// The plugin's serialized form of this executable, for
+    /// [`Client::deserialize`] (a persistent compile cache).
+    pub fn serialize(&self) -> Result<Vec<u8>> {
+        introspection::serialize(&self.client.inner.plugin, self.executable)
     }
 
     /// Runs the program: `args[i]` are the arguments of partition `i`; returns
@@ -484,9 +460,4 @@ impl Executable {
             None => Ok(outputs),
         }
     }
-}
-
-fn unsupported(e: &Error) -> bool {
-    matches!(e, Error::MissingFunction { .. })
-        || matches!(e, Error::Pjrt { code, .. } if *code == ErrorCode::UNIMPLEMENTED)
 }

@@ -73,7 +73,9 @@ opaque!(
     PJRT_LoadedExecutable,
     PJRT_Buffer,
     PJRT_ExecuteContext,
-    PJRT_Extension_Base
+    PJRT_Extension_Base,
+    PJRT_TopologyDescription,
+    PJRT_SerializedExecutable
 );
 
 /// `PJRT_Error_Code` (absl status codes).
@@ -223,6 +225,11 @@ pjrt_struct!(PJRT_DeviceDescription_ToString_Args, last = to_string_size {
     device_description: *mut PJRT_DeviceDescription, to_string: *const c_char,
     to_string_size: usize,
 });
+pjrt_struct!(PJRT_DeviceDescription_Attributes_Args, last = attributes {
+    struct_size: usize, extension_start: ExtPtr,
+    device_description: *mut PJRT_DeviceDescription, num_attributes: usize,
+    attributes: *const PJRT_NamedValue,
+});
 pjrt_struct!(PJRT_Device_GetDescription_Args, last = device_description {
     struct_size: usize, extension_start: ExtPtr, device: *mut PJRT_Device,
     device_description: *mut PJRT_DeviceDescription,
@@ -288,6 +295,50 @@ pjrt_struct!(PJRT_Executable_OutputDimensions_Args, last = dim_sizes {
     num_outputs: usize, dims: *const i64, dim_sizes: *const usize,
 });
 
+pjrt_struct!(PJRT_Executable_Serialize_Args, last = serialized_executable_deleter {
+    struct_size: usize, extension_start: ExtPtr, executable: *const PJRT_Executable,
+    serialized_bytes: *const c_char, serialized_bytes_size: usize,
+    serialized_executable: *mut PJRT_SerializedExecutable,
+    serialized_executable_deleter: Option<unsafe extern "C" fn(*mut PJRT_SerializedExecutable)>,
+});
+pjrt_struct!(PJRT_Executable_DeserializeAndLoad_Args, last = overridden_serialized_compile_options_size {
+    struct_size: usize, extension_start: ExtPtr, client: *mut PJRT_Client,
+    serialized_executable: *const c_char, serialized_executable_size: usize,
+    loaded_executable: *mut PJRT_LoadedExecutable,
+    overridden_serialized_compile_options: *const c_char,
+    overridden_serialized_compile_options_size: usize,
+});
+
+pjrt_struct!(PJRT_TopologyDescription_Create_Args, last = topology {
+    struct_size: usize, extension_start: ExtPtr, topology_name: *const c_char,
+    topology_name_size: usize, create_options: *const PJRT_NamedValue, num_options: usize,
+    topology: *mut PJRT_TopologyDescription,
+});
+pjrt_struct!(PJRT_TopologyDescription_Destroy_Args, last = topology {
+    struct_size: usize, extension_start: ExtPtr, topology: *mut PJRT_TopologyDescription,
+});
+pjrt_struct!(PJRT_TopologyDescription_PlatformName_Args, last = platform_name_size {
+    struct_size: usize, extension_start: ExtPtr, topology: *mut PJRT_TopologyDescription,
+    platform_name: *const c_char, platform_name_size: usize,
+});
+pjrt_struct!(PJRT_TopologyDescription_PlatformVersion_Args, last = platform_version_size {
+    struct_size: usize, extension_start: ExtPtr, topology: *mut PJRT_TopologyDescription,
+    platform_version: *const c_char, platform_version_size: usize,
+});
+pjrt_struct!(PJRT_TopologyDescription_GetDeviceDescriptions_Args, last = num_descriptions {
+    struct_size: usize, extension_start: ExtPtr, topology: *mut PJRT_TopologyDescription,
+    descriptions: *const *mut PJRT_DeviceDescription, num_descriptions: usize,
+});
+pjrt_struct!(PJRT_TopologyDescription_Attributes_Args, last = num_attributes {
+    struct_size: usize, extension_start: ExtPtr, topology: *mut PJRT_TopologyDescription,
+    attributes: *const PJRT_NamedValue, num_attributes: usize,
+});
+pjrt_struct!(PJRT_Compile_Args, last = executable {
+    struct_size: usize, extension_start: ExtPtr, topology: *const PJRT_TopologyDescription,
+    program: *const PJRT_Program, compile_options: *const c_char, compile_options_size: usize,
+    client: *mut PJRT_Client, executable: *mut PJRT_Executable,
+});
+
 pjrt_struct!(PJRT_Buffer_Destroy_Args, last = buffer {
     struct_size: usize, extension_start: ExtPtr, buffer: *mut PJRT_Buffer,
 });
@@ -319,6 +370,8 @@ pub type Unused = Option<unsafe extern "C" fn()>;
 
 /// `PJRT_Api`: the plugin's function table, in header order up to
 /// `PJRT_Executable_GetCompiledMemoryStats`, the last entry the runtime calls.
+/// The topology and client-less compile entries (`PJRT_TopologyDescription_*`,
+/// `PJRT_Compile`) are the ahead-of-time path of TPU and GPU plugins.
 #[repr(C)]
 pub struct PJRT_Api {
     pub struct_size: usize,
@@ -354,7 +407,7 @@ pub struct PJRT_Api {
 
     pub PJRT_DeviceDescription_Id: Fun<PJRT_DeviceDescription_Id_Args>,
     pub PJRT_DeviceDescription_ProcessIndex: Fun<PJRT_DeviceDescription_ProcessIndex_Args>,
-    pub PJRT_DeviceDescription_Attributes: Unused,
+    pub PJRT_DeviceDescription_Attributes: Fun<PJRT_DeviceDescription_Attributes_Args>,
     pub PJRT_DeviceDescription_Kind: Fun<PJRT_DeviceDescription_Kind_Args>,
     pub PJRT_DeviceDescription_DebugString: Unused,
     pub PJRT_DeviceDescription_ToString: Fun<PJRT_DeviceDescription_ToString_Args>,
@@ -381,7 +434,7 @@ pub struct PJRT_Api {
     pub PJRT_Executable_GetCostAnalysis: Fun<PJRT_Executable_GetCostAnalysis_Args>,
     pub PJRT_Executable_OutputMemoryKinds: Unused,
     pub PJRT_Executable_OptimizedProgram: Fun<PJRT_Executable_OptimizedProgram_Args>,
-    pub PJRT_Executable_Serialize: Unused,
+    pub PJRT_Executable_Serialize: Fun<PJRT_Executable_Serialize_Args>,
 
     pub PJRT_LoadedExecutable_Destroy: Fun<PJRT_LoadedExecutable_Destroy_Args>,
     pub PJRT_LoadedExecutable_GetExecutable: Fun<PJRT_LoadedExecutable_GetExecutable_Args>,
@@ -390,7 +443,7 @@ pub struct PJRT_Api {
     pub PJRT_LoadedExecutable_Delete: Unused,
     pub PJRT_LoadedExecutable_IsDeleted: Unused,
     pub PJRT_LoadedExecutable_Execute: Fun<PJRT_LoadedExecutable_Execute_Args>,
-    pub PJRT_Executable_DeserializeAndLoad: Unused,
+    pub PJRT_Executable_DeserializeAndLoad: Fun<PJRT_Executable_DeserializeAndLoad_Args>,
     pub PJRT_LoadedExecutable_Fingerprint: Unused,
 
     pub PJRT_Buffer_Destroy: Fun<PJRT_Buffer_Destroy_Args>,
@@ -419,15 +472,17 @@ pub struct PJRT_Api {
     pub PJRT_CopyToDeviceStream_GranuleSize: Unused,
     pub PJRT_CopyToDeviceStream_CurrentBytes: Unused,
 
-    pub PJRT_TopologyDescription_Create: Unused,
-    pub PJRT_TopologyDescription_Destroy: Unused,
-    pub PJRT_TopologyDescription_PlatformName: Unused,
-    pub PJRT_TopologyDescription_PlatformVersion: Unused,
-    pub PJRT_TopologyDescription_GetDeviceDescriptions: Unused,
+    pub PJRT_TopologyDescription_Create: Fun<PJRT_TopologyDescription_Create_Args>,
+    pub PJRT_TopologyDescription_Destroy: Fun<PJRT_TopologyDescription_Destroy_Args>,
+    pub PJRT_TopologyDescription_PlatformName: Fun<PJRT_TopologyDescription_PlatformName_Args>,
+    pub PJRT_TopologyDescription_PlatformVersion:
+        Fun<PJRT_TopologyDescription_PlatformVersion_Args>,
+    pub PJRT_TopologyDescription_GetDeviceDescriptions:
+        Fun<PJRT_TopologyDescription_GetDeviceDescriptions_Args>,
     pub PJRT_TopologyDescription_Serialize: Unused,
-    pub PJRT_TopologyDescription_Attributes: Unused,
+    pub PJRT_TopologyDescription_Attributes: Fun<PJRT_TopologyDescription_Attributes_Args>,
 
-    pub PJRT_Compile: Unused,
+    pub PJRT_Compile: Fun<PJRT_Compile_Args>,
 
     pub PJRT_Executable_OutputElementTypes: Fun<PJRT_Executable_OutputElementTypes_Args>,
     pub PJRT_Executable_OutputDimensions: Fun<PJRT_Executable_OutputDimensions_Args>,
@@ -646,6 +701,37 @@ mod tests {
                 PJRT_Buffer_ReadyEvent_Args::STRUCT_SIZE,
                 32,
             ),
+            (
+                "PJRT_DeviceDescription_Attributes_Args",
+                PJRT_DeviceDescription_Attributes_Args::STRUCT_SIZE,
+                40,
+            ),
+            (
+                "PJRT_Executable_Serialize_Args",
+                PJRT_Executable_Serialize_Args::STRUCT_SIZE,
+                56,
+            ),
+            (
+                "PJRT_Executable_DeserializeAndLoad_Args",
+                PJRT_Executable_DeserializeAndLoad_Args::STRUCT_SIZE,
+                64,
+            ),
+            (
+                "PJRT_TopologyDescription_Create_Args",
+                PJRT_TopologyDescription_Create_Args::STRUCT_SIZE,
+                56,
+            ),
+            (
+                "PJRT_TopologyDescription_GetDeviceDescriptions_Args",
+                PJRT_TopologyDescription_GetDeviceDescriptions_Args::STRUCT_SIZE,
+                40,
+            ),
+            (
+                "PJRT_TopologyDescription_Attributes_Args",
+                PJRT_TopologyDescription_Attributes_Args::STRUCT_SIZE,
+                40,
+            ),
+            ("PJRT_Compile_Args", PJRT_Compile_Args::STRUCT_SIZE, 64),
         ];
         for (name, ours, header) in expected {
             assert_eq!(ours, header, "{name}: ours {ours}, header {header}");

@@ -13,7 +13,17 @@
 //! - [`CompileOptions`]: replicas, partitions, Shardy/GSPMD, device assignment.
 //! - [`Executable`]: run with one argument list per device
 //!   ([`Executable::execute`]), donation ([`Executable::execute_donating`]),
-//!   introspection ([`Executable::optimized_hlo`], [`Executable::memory_stats`]).
+//!   introspection ([`Executable::optimized_hlo`], [`Executable::memory_stats`]),
+//!   serialization ([`Executable::serialize`], [`Client::deserialize`]).
+//! - [`GpuClientOptions`]: the CUDA plugin's allocator, memory fraction,
+//!   preallocation and visible devices; loading the CUDA plugin preloads
+//!   the NVIDIA libraries it needs, as JAX's plugin shim does.
+//! - [`CompileCache`]: a persistent cache of serialized executables, so a
+//!   second run of the same program skips XLA's compile.
+//! - [`Topology`]: a TPU slice or GPU machine described by the plugin, no
+//!   hardware needed; [`Topology::compile`] compiles for it without a client
+//!   (ahead of time) into an [`UnloadedExecutable`] with memory sizes, cost
+//!   analysis and the optimized HLO.
 //! - [`ShardedArray`] and [`ShardLayout`]: one host array split over devices.
 //!
 //! ```
@@ -48,22 +58,32 @@
 
 mod buffer;
 mod client;
+mod compile_cache;
 mod compile_options;
+mod cuda_preload;
 pub mod discovery;
 mod dtype;
 mod error;
 mod executable;
 mod ffi;
+mod gpu_options;
 mod hlo;
+mod introspection;
+pub mod offline;
 mod plugin;
 mod sharded;
+mod topology;
 
 pub use buffer::Buffer;
 pub use client::{Client, CreateOption, Device, OptionValue};
+pub use compile_cache::{CACHE_ENV, CacheOutcome, CompileCache};
 pub use compile_options::{CompileOptions, OverrideValue};
 pub use dtype::{DType, Element};
 pub use error::{Error, ErrorCode, Result};
-pub use executable::{Arg, Executable, MemoryStats};
+pub use executable::{Arg, Executable};
+pub use gpu_options::{GpuAllocator, GpuClientOptions};
 pub use hlo::{HloComputation, HloInstruction, HloModule, ProgramShape, Shape};
+pub use introspection::MemoryStats;
 pub use plugin::{NamedValue, Plugin};
 pub use sharded::{ShardLayout, ShardedArray};
+pub use topology::{Topology, TopologyDevice, UnloadedExecutable};

@@ -101,6 +101,9 @@ impl Plugin {
             path: path.to_path_buf(),
             reason,
         };
+        if path.file_name().is_some_and(|n| n == "xla_cuda_plugin.so") {
+            crate::cuda_preload::preload_cuda_libraries(path);
+        }
         // SAFETY: loading a library runs its initialisers; a PJRT plugin's are
         // those of an ordinary C++ shared library.
         let library =

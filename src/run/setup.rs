@@ -174,7 +174,16 @@ impl RunOptions {
         client: &Client,
     ) -> Result<(ExperimentConfig, Mesh, Vec<String>), RunError> {
         let choice = self.choose_mesh(client, &exp.mesh_rules)?;
-        let mut config = exp.config;
+        self.apply_config(exp.config, choice)
+    }
+
+    /// The mesh rule's modifiers, this run's modifiers and overrides, and
+    /// the batch size / sequence length options, applied to `config`.
+    fn apply_config(
+        &self,
+        mut config: ExperimentConfig,
+        choice: MeshChoice,
+    ) -> Result<(ExperimentConfig, Mesh, Vec<String>), RunError> {
         for m in choice.modifiers.iter().chain(&self.modifiers) {
             apply_modifier(&mut config, m).map_err(RunError::Modifier)?;
         }
@@ -220,18 +229,46 @@ impl RunOptions {
     /// the client's devices.
     fn choose_mesh(&self, client: &Client, rules: &MeshRules) -> Result<MeshChoice, RunError> {
         let devices = client.addressable_devices()?;
+        let kind = devices
+            .first()
+            .map_or("unknown".to_string(), |d| d.kind.clone());
+        self.choose_mesh_for(&client.platform_name()?, &kind, devices.len(), rules)
+    }
+
+    /// The mesh for `num_devices` devices of `platform` and `device_kind`:
+    /// explicit (`self.mesh`) or the first of `rules` matching them.
+    fn choose_mesh_for(
+        &self,
+        platform: &str,
+        device_kind: &str,
+        num_devices: usize,
+        rules: &MeshRules,
+    ) -> Result<MeshChoice, RunError> {
         let explicit = self
             .mesh
             .as_deref()
             .map(|m| m.parse::<MeshShape>())
             .transpose()
             .map_err(|e| RunError::Mesh(e.to_string()))?;
-        let kind = devices
-            .first()
-            .map_or("unknown".to_string(), |d| d.kind.clone());
-        let selector = device_selector(&client.platform_name()?, &kind, devices.len());
-        choose_mesh(explicit.as_ref(), &selector, rules, devices.len())
+        let selector = device_selector(platform, device_kind, num_devices);
+        choose_mesh(explicit.as_ref(), &selector, rules, num_devices)
             .map_err(|e| RunError::Mesh(e.to_string()))
+    }
+
+    /// As [`RunOptions::resolve`], for devices described instead of present
+    /// (planning for a TPU slice or GPU machine ahead of time): the mesh
+    /// rules see `num_devices` devices of `platform` (`tpu`, `cuda`) and
+    /// `device_kind` (`TPU v5 lite`, `NVIDIA H100 80GB HBM3`).
+    pub fn resolve_for_devices(
+        &self,
+        platform: &str,
+        device_kind: &str,
+        num_devices: usize,
+    ) -> Result<(ExperimentConfig, Mesh, Vec<String>), RunError> {
+        let name = self.experiment.as_deref().unwrap_or(DEFAULT_EXPERIMENT);
+        let exp = experiment(name)?;
+        let choice = self.choose_mesh_for(platform, device_kind, num_devices, &exp.mesh_rules)?;
+        self.apply_config(exp.config, choice)
     }
 
     fn setup_from(

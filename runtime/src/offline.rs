@@ -1,0 +1,43 @@
+//! Running a compiler without a network: TPU and GPU plugins compile ahead
+//! of time in a child process inside a new network namespace.
+//!
+//! libtpu looks for cloud metadata servers when it starts (unless
+//! `TPU_SKIP_MDS_QUERY=1`), and a compile for a topology can crash inside
+//! the plugin (a 16-partition `v5p:2x2x4` compile segfaulted in libtpu's
+//! all-reduce combiner). So every libtpu or CUDA-plugin compile runs in a
+//! child process made by [`offline_command`]: `unshare --net` gives it a
+//! network namespace holding only a loopback interface, so nothing it does
+//! can reach another machine, and a crash kills only the child.
+
+use std::path::Path;
+use std::process::Command;
+
+/// The environment variable that stops libtpu from querying the cloud
+/// metadata server.
+pub const SKIP_METADATA_QUERY: (&str, &str) = ("TPU_SKIP_MDS_QUERY", "1");
+
+/// A command running `program` in a new network namespace (`unshare --net`,
+/// which needs root or user namespaces), with [`SKIP_METADATA_QUERY`] set.
+/// Add arguments and spawn it as any [`Command`].
+pub fn offline_command(program: &Path) -> Command {
+    let mut command = Command::new("unshare");
+    command
+        .arg("--net")
+        .arg("--")
+        .arg(program)
+        .env(SKIP_METADATA_QUERY.0, SKIP_METADATA_QUERY.1);
+    command
+}
+
+/// Whether this process can reach no network interface but loopback
+/// (`/proc/net/dev` lists only `lo`): the check a child makes before it
+/// loads an ahead-of-time plugin.
+pub fn is_offline() -> bool {
+    let Ok(text) = std::fs::read_to_string("/proc/net/dev") else {
+        return false;
+    };
+    text.lines()
+        .skip(2)
+        .filter_map(|line| line.split(':').next())
+        .all(|name| name.trim() == "lo")
+}

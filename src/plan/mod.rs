@@ -1,0 +1,309 @@
+//! `axle plan`: compile an experiment's training step ahead of time for a
+//! TPU slice or GPU machine this host does not have, and say whether it fits.
+//!
+//! The step is built exactly as `axle lower` and `axle train` build it (the
+//! experiment's config, modifiers, overrides and a mesh, explicit or chosen
+//! by the mesh rules for the target's devices), then compiled by libtpu or
+//! the CUDA plugin for the target's topology in a child process without a
+//! network ([`child`]). The report gives per device what XLA allocated
+//! (arguments, outputs, temporaries, peak) against the device's memory,
+//! FLOPs and bytes accessed where the compiler reports them, the
+//! collectives in the optimized HLO and the compile time, then a verdict:
+//! fits, or short by so many GiB. As AXLearn's `aot_compilation.py` does
+//! for JAX. [`search::search`] plans several meshes and micro-batch counts
+//! and ranks those that fit.
+
+pub mod child;
+pub mod cli;
+pub mod collectives;
+mod render;
+pub mod search;
+pub mod target;
+
+pub use child::{ChildOutcome, Compiled};
+pub use render::render_report;
+pub use target::{Platform, Target, target, target_names};
+
+use crate::run::{RunError, RunOptions};
+use crate::train_step::{StepError, build_train_step};
+use axle_modules::BatchShape;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+/// Bytes per GiB.
+pub const GIB: f64 = (1u64 << 30) as f64;
+
+/// Why planning failed; each names the target or the file at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    /// The target name is not one axle knows.
+    #[error("unknown target `{name}`; known: {known}")]
+    UnknownTarget {
+        /// The name given.
+        name: String,
+        /// The names axle knows.
+        known: String,
+    },
+    /// The experiment, mesh or config could not be resolved.
+    #[error(transparent)]
+    Run(#[from] RunError),
+    /// The training step could not be built.
+    #[error(transparent)]
+    Step(#[from] StepError),
+    /// The plugin failed in the child before or after compiling.
+    #[error(transparent)]
+    Runtime(#[from] axle_runtime::Error),
+    /// The compiler crashed: the child died of a signal.
+    #[error("the compiler crashed compiling for {target} (signal {signal}):\n{stderr}")]
+    CompilerCrashed {
+        /// The target.
+        target: String,
+        /// The signal that killed the child (11: segmentation fault).
+        signal: i32,
+        /// The end of the child's stderr.
+        stderr: String,
+    },
+    /// The compiler refused the program (other than running out of memory).
+    #[error("compiling for {target} failed: {message}")]
+    Compile {
+        /// The target.
+        target: String,
+        /// The compiler's message.
+        message: String,
+    },
+    /// The child failed in another way.
+    #[error("the compile child for {target} failed: {message}")]
+    Child {
+        /// The target.
+        target: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The child could not be started without a network.
+    #[error("cannot isolate the compile: {0}")]
+    Isolation(String),
+    /// A file could not be read or written.
+    #[error("{}: {message}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The system's message.
+        message: String,
+    },
+}
+
+/// What to plan.
+#[derive(Debug, Clone)]
+pub struct PlanOptions {
+    /// The experiment, modifiers, overrides, mesh, batch size and sequence
+    /// length (the plugin and data fields are not used).
+    pub run: RunOptions,
+    /// The target name ([`target_names`]).
+    pub target: String,
+    /// The `axle` executable that compiles in a child (`--compile-child`).
+    pub axle_exe: PathBuf,
+}
+
+/// The verdict on memory.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum Verdict {
+    /// The peak fits in the device's memory, with this many bytes to spare.
+    Fits {
+        /// Bytes left.
+        headroom: i64,
+    },
+    /// The program needs this many more bytes than a device has.
+    ShortBy {
+        /// Missing bytes (`None` where the compiler refused for lack of
+        /// memory without giving sizes).
+        bytes: Option<i64>,
+        /// The compiler's message, where it refused the program.
+        compiler_message: Option<String>,
+    },
+    /// The device's memory size is not known: no verdict.
+    UnknownLimit,
+}
+
+/// The result of `axle plan`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PlanReport {
+    /// The experiment.
+    pub experiment: String,
+    /// The target.
+    pub target: String,
+    /// The mesh (`data=2,model=2`).
+    pub mesh: String,
+    /// Modifiers the mesh rule applied.
+    pub mesh_modifiers: Vec<String>,
+    /// Hosts the target's devices are on.
+    pub hosts: usize,
+    /// Device memory the compiler may use, bytes.
+    pub memory_limit: Option<u64>,
+    /// What the compiler reported, when it compiled.
+    pub compiled: Option<Compiled>,
+    /// Fits or short by.
+    pub verdict: Verdict,
+}
+
+/// Builds the experiment's train step for `options.target` and compiles it
+/// there in a child process without a network.
+pub fn plan(options: &PlanOptions) -> Result<PlanReport, PlanError> {
+    let target = target(&options.target)?;
+    let program = lower_for(&options.run, &target)?;
+    let outcome = child::compile_in_child(&options.axle_exe, &target, &program.text)?;
+    let memory_limit = target.config_memory_bytes();
+    let (compiled, verdict, memory_limit) = match outcome {
+        ChildOutcome::Compiled(c) => {
+            let limit = c.memory_limit.or(memory_limit);
+            let verdict = match limit {
+                Some(l) if c.peak > l as i64 => Verdict::ShortBy {
+                    bytes: Some(c.peak - l as i64),
+                    compiler_message: None,
+                },
+                Some(l) => Verdict::Fits {
+                    headroom: l as i64 - c.peak,
+                },
+                None => Verdict::UnknownLimit,
+            };
+            (Some(c), verdict, limit)
+        }
+        ChildOutcome::Refused {
+            message,
+            memory_limit: limit,
+        } => {
+            if !is_out_of_memory(&message) {
+                return Err(PlanError::Compile {
+                    target: target.name,
+                    message,
+                });
+            }
+            let verdict = Verdict::ShortBy {
+                bytes: stated_shortfall(&message),
+                compiler_message: Some(message),
+            };
+            (None, verdict, limit.or(memory_limit))
+        }
+    };
+    Ok(PlanReport {
+        experiment: program.experiment,
+        target: target.name,
+        mesh: program.mesh,
+        mesh_modifiers: program.mesh_modifiers,
+        hosts: target.hosts,
+        memory_limit,
+        compiled,
+        verdict,
+    })
+}
+
+/// A train step lowered for a target.
+struct Lowered {
+    experiment: String,
+    mesh: String,
+    mesh_modifiers: Vec<String>,
+    text: String,
+}
+
+/// The experiment's train step as StableHLO for the target's devices.
+fn lower_for(run: &RunOptions, target: &Target) -> Result<Lowered, PlanError> {
+    let (config, mesh, mesh_modifiers) =
+        run.resolve_for_devices(target.platform.name(), target.device_kind, target.devices)?;
+    let model = config.model.build().map_err(RunError::from)?;
+    let shape = BatchShape {
+        batch_size: config.input.batch_size,
+        seq_len: config.input.seq_len,
+    };
+    let step = build_train_step(
+        model.as_ref(),
+        &config.learner,
+        &shape,
+        &mesh,
+        &config.sharding,
+    )?;
+    Ok(Lowered {
+        experiment: run
+            .experiment
+            .clone()
+            .unwrap_or_else(|| crate::run::DEFAULT_EXPERIMENT.into()),
+        mesh: mesh.to_string(),
+        mesh_modifiers,
+        text: step.function.to_stablehlo(),
+    })
+}
+
+/// Whether a compiler message is an out-of-memory verdict (XLA's
+/// `RESOURCE_EXHAUSTED`, "Ran out of memory").
+pub fn is_out_of_memory(message: &str) -> bool {
+    let lower = message.to_ascii_lowercase();
+    lower.contains("out of memory") || lower.contains("resource_exhausted")
+}
+
+/// The shortfall an out-of-memory message states, in bytes: libtpu's
+/// ("the total memory required for HLO temporaries (41.25G) exceeds
+/// available HBM (15.75G)") gives the required and available sizes as its
+/// last two parenthesised sizes, in XLA's `HumanReadableNumBytes` units
+/// (K, M, G, T: powers of 1024). A lower bound: the sizes are those of the
+/// temporaries alone, the arguments come on top. `None` without such sizes.
+pub fn stated_shortfall(message: &str) -> Option<i64> {
+    let sizes: Vec<f64> = message
+        .split('(')
+        .skip(1)
+        .filter_map(|part| parse_size(part.split(')').next()?))
+        .collect();
+    match sizes.as_slice() {
+        [.., required, available] if required > available => Some((required - available) as i64),
+        _ => None,
+    }
+}
+
+/// `41.25G` → bytes (binary units), `None` for other text.
+fn parse_size(text: &str) -> Option<f64> {
+    let text = text.trim();
+    let unit = text.chars().last()?;
+    let scale = match unit {
+        'B' => 1.0,
+        'K' => 1024.0,
+        'M' => 1024.0 * 1024.0,
+        'G' => GIB,
+        'T' => GIB * 1024.0,
+        _ => return None,
+    };
+    let number: f64 = text[..text.len() - 1]
+        .trim_end_matches(['i', 'B'])
+        .parse()
+        .ok()?;
+    Some(number * scale)
+}
+
+/// Writes the report as pretty JSON.
+pub fn write_json(report: &PlanReport, path: &Path) -> Result<(), PlanError> {
+    let text = serde_json::to_string_pretty(report).map_err(|e| PlanError::Io {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    std::fs::write(path, text).map_err(|e| PlanError::Io {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn out_of_memory_messages_give_the_shortfall() {
+        // libtpu's message for llama2-7b, fsdp=16, batch 16, seq 4096 on
+        // v5e:4x4 (docs/benchmarks.md): 41.25 GiB of temporaries, 15.75 GiB
+        // of HBM: 25.5 GiB short.
+        let message = "PJRT_Compile failed (RESOURCE_EXHAUSTED): Ran out of memory on HBM, the total memory required for HLO temporaries (41.25G) exceeds available HBM (15.75G). HLO module: train_step.";
+        assert!(is_out_of_memory(message));
+        assert_eq!(stated_shortfall(message), Some((25.5 * GIB) as i64));
+        assert!(!is_out_of_memory("INVALID_ARGUMENT: bad program (3G)"));
+        assert_eq!(
+            stated_shortfall("RESOURCE_EXHAUSTED: no sizes (here)"),
+            None
+        );
+        assert_eq!(parse_size("512M"), Some(512.0 * 1024.0 * 1024.0));
+    }
+}
