@@ -3,7 +3,9 @@
 //! fsyncs it, renames it into place and prunes old ones, while the next
 //! steps run.
 //!
-//! At most one save is in flight: starting a second waits for the first,
+//! The writing thread runs at the lowest CPU priority, so on a host with
+//! few cores it yields to XLA's compute threads. At most one save is in
+//! flight: starting a second waits for the first,
 //! so host memory holds at most two copies of the state. A save is atomic
 //! whether it runs here or in the foreground ([`Checkpointer::save`]): a
 //! crash mid-write leaves the previous checkpoints untouched.
@@ -45,6 +47,7 @@ impl BackgroundSaver {
         self.wait()?;
         let checkpointer = self.checkpointer.clone();
         self.in_flight = Some(std::thread::spawn(move || {
+            lower_priority();
             let path = checkpointer.save(&checkpoint)?;
             eprintln!(
                 "saved checkpoint {} (step {})",
@@ -68,6 +71,20 @@ impl BackgroundSaver {
                 }),
             },
         }
+    }
+}
+
+/// Gives the calling thread the lowest CPU priority (nice 19), so that on
+/// a host with few cores the save yields to XLA's compute threads and the
+/// training step slows as little as possible; the save then takes longer,
+/// which one save in flight bounds. Best effort: a failure leaves the
+/// priority as it was.
+fn lower_priority() {
+    // SAFETY: gettid and setpriority take no pointers; on Linux
+    // PRIO_PROCESS with a thread id sets that thread's nice value.
+    unsafe {
+        let tid = libc::gettid();
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 19);
     }
 }
 
