@@ -399,6 +399,13 @@ impl GenerateArgs {
 }
 
 fn main() -> ExitCode {
+    // Die quietly, as Unix tools do, when the reader of stdout or stderr
+    // goes away (`axle … | head`), instead of panicking on the write.
+    // SAFETY: setting a signal's disposition to its default before any
+    // other thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     if !cli.verbose && std::env::var_os(XLA_LOG_LEVEL).is_none() {
         // SAFETY: set before any plugin is loaded or thread started, while
@@ -611,7 +618,15 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         Command::Checkpoints { checkpoint_dir } => {
             let saver = axle::checkpoint::Checkpointer::new(&checkpoint_dir, 1);
             let mut damaged = 0;
-            for (step, path) in saver.list()? {
+            let found = saver.list()?;
+            if found.is_empty() {
+                return Err(format!(
+                    "no checkpoint in {} (checkpoints are its step_* directories)",
+                    checkpoint_dir.display()
+                )
+                .into());
+            }
+            for (step, path) in found {
                 match axle::checkpoint::load(&path) {
                     Ok(_) => println!("{}  step {step}  ok", path.display()),
                     Err(e) => {
@@ -693,8 +708,10 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
 /// Parses a positive, finite number of seconds.
 fn positive_seconds(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
-        Ok(s) if s > 0.0 && s.is_finite() => Ok(s),
-        _ => Err(format!("expected a positive number of seconds, got {text}")),
+        Ok(s) if s > 0.0 && std::time::Duration::try_from_secs_f64(s).is_ok() => Ok(s),
+        _ => Err(format!(
+            "expected a positive number of seconds that fits a duration, got {text}"
+        )),
     }
 }
 

@@ -99,7 +99,7 @@ impl Record {
 }
 
 /// Appends [`Record`]s to a JSON-lines file, flushing each line so a crash
-/// loses nothing already reported.
+/// loses nothing already reported. It holds the file's lock while it lives.
 pub struct MetricsWriter {
     path: PathBuf,
     file: std::fs::File,
@@ -120,77 +120,105 @@ impl MetricsWriter {
     /// that already holds records (another run's) is refused rather than
     /// mixed with this run's.
     pub fn create(path: &Path) -> Result<Self, MetricsError> {
-        if std::fs::metadata(path).is_ok_and(|m| m.len() > 0) {
-            return Err(MetricsError {
-                path: path.to_path_buf(),
-                message: "already holds an earlier run's records: remove it, choose another \
-                          file, resume that run (--resume) or replace it (--overwrite)"
-                    .into(),
-            });
+        let writer = MetricsWriter::append(path)?;
+        if writer.len()? > 0 {
+            return Err(writer.error(
+                "already holds an earlier run's records: remove it, choose another \
+                 file, resume that run (--resume) or replace it (--overwrite)",
+            ));
         }
-        MetricsWriter::append(path)
+        Ok(writer)
     }
 
     /// A writer for a fresh run that replaces an earlier run's records:
-    /// `path` is emptied.
+    /// `path` is emptied (once its lock is held).
     pub fn replace(path: &Path) -> Result<Self, MetricsError> {
-        if path.exists() {
-            std::fs::write(path, "").map_err(|e| MetricsError {
-                path: path.to_path_buf(),
-                message: e.to_string(),
-            })?;
-        }
-        MetricsWriter::append(path)
+        let writer = MetricsWriter::append(path)?;
+        writer
+            .file
+            .set_len(0)
+            .map_err(|e| writer.error(&e.to_string()))?;
+        Ok(writer)
     }
 
-    /// A writer for a run resumed after `step`: the records of later steps
-    /// (written after the checkpoint the run resumes from) are dropped, by
-    /// writing the kept ones to a temporary file renamed over `path`, so
-    /// the file holds each step once.
-    ///
-    /// A last line without its newline (a write cut short by a crash or a
-    /// full disk) is dropped first.
+    /// A writer for a run resumed after `step`: the file is cut before the
+    /// first record of a later step (written after the checkpoint the run
+    /// resumes from; records are in step order), so it holds each step
+    /// once, and the records kept are the very bytes written before. A last
+    /// line without its newline (a write cut short by a crash or a full
+    /// disk) is cut as well.
     pub fn resume_at(path: &Path, step: u64) -> Result<Self, MetricsError> {
-        if path.exists() {
-            let text = std::fs::read_to_string(path).map_err(|e| MetricsError {
-                path: path.to_path_buf(),
-                message: e.to_string(),
-            })?;
-            let whole = &text[..text.rfind('\n').map_or(0, |end| end + 1)];
-            let kept: String = parse_records(whole, path)?
-                .iter()
-                .filter(|r| r.step() <= step)
-                .map(|r| serde_json::to_string(r).expect("records serialize") + "\n")
-                .collect();
-            let tmp = path.with_extension("jsonl.tmp");
-            let error = |e: std::io::Error| MetricsError {
-                path: path.to_path_buf(),
-                message: e.to_string(),
-            };
-            std::fs::write(&tmp, kept).map_err(error)?;
-            std::fs::rename(&tmp, path).map_err(error)?;
+        let writer = MetricsWriter::append(path)?;
+        let text = std::fs::read_to_string(path).map_err(|e| writer.error(&e.to_string()))?;
+        let mut keep = 0;
+        for (i, line) in text.split_inclusive('\n').enumerate() {
+            if !line.ends_with('\n') {
+                break;
+            }
+            if !line.trim().is_empty() {
+                let record: Record = serde_json::from_str(line)
+                    .map_err(|e| writer.error(&format!("line {}: {e}", i + 1)))?;
+                if record.step() > step {
+                    break;
+                }
+            }
+            keep += line.len();
         }
-        MetricsWriter::append(path)
+        writer
+            .file
+            .set_len(keep as u64)
+            .map_err(|e| writer.error(&e.to_string()))?;
+        Ok(writer)
     }
 
-    /// Opens `path` for appending, creating it and its directory.
+    /// Opens `path` for appending, creating it and its directory, and takes
+    /// its exclusive lock (a `flock`, released when the writer is dropped or
+    /// the process ends), so two runs never write one metrics file.
     fn append(path: &Path) -> Result<Self, MetricsError> {
-        let error = |e: std::io::Error| MetricsError {
+        let error = |message: String| MetricsError {
             path: path.to_path_buf(),
-            message: e.to_string(),
+            message,
         };
+        if path.is_dir() {
+            return Err(error("is a directory; give a file path".into()));
+        }
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(error)?;
+            std::fs::create_dir_all(dir).map_err(|e| error(e.to_string()))?;
         }
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(path)
-            .map_err(error)?;
+            .map_err(|e| error(e.to_string()))?;
+        match fs4::FileExt::try_lock(&file) {
+            Ok(()) => {}
+            Err(fs4::TryLockError::WouldBlock) => {
+                return Err(error(
+                    "is in use: another run holds its lock; wait for it to end or choose another file"
+                        .into(),
+                ));
+            }
+            Err(fs4::TryLockError::Error(e)) => return Err(error(e.to_string())),
+        }
         Ok(MetricsWriter {
             path: path.to_path_buf(),
             file,
         })
+    }
+
+    /// The file's length in bytes.
+    fn len(&self) -> Result<u64, MetricsError> {
+        self.file
+            .metadata()
+            .map(|m| m.len())
+            .map_err(|e| self.error(&e.to_string()))
+    }
+
+    fn error(&self, message: &str) -> MetricsError {
+        MetricsError {
+            path: self.path.clone(),
+            message: message.to_string(),
+        }
     }
 
     /// Writes one record as one line. If the write fails (a full disk), the
@@ -337,6 +365,32 @@ mod tests {
             .write(&eval(3))
             .unwrap();
         assert_eq!(read_records(&path).unwrap(), [eval(1), eval(2), eval(3)]);
+    }
+
+    /// A resume keeps the earlier records' very bytes (no float is parsed
+    /// and printed again), and the file is locked while a writer lives: a
+    /// second writer is refused, naming the file; a directory is refused.
+    #[test]
+    fn resuming_keeps_bytes_and_the_file_is_locked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metrics.jsonl");
+        let line = |step: u64| {
+            format!(
+                "{{\"kind\":\"eval\",\"step\":{step},\"loss\":11.418347358703613000,\"metrics\":{{}}}}\n"
+            )
+        };
+        std::fs::write(&path, [line(1), line(2), line(3)].concat()).unwrap();
+        let writer = MetricsWriter::resume_at(&path, 2).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            [line(1), line(2)].concat()
+        );
+        let err = MetricsWriter::replace(&path).err().unwrap();
+        assert!(err.to_string().contains("in use"), "{err}");
+        drop(writer);
+        assert!(MetricsWriter::replace(&path).is_ok());
+        let err = MetricsWriter::create(dir.path()).err().unwrap();
+        assert!(err.to_string().contains("is a directory"), "{err}");
     }
 
     /// A write that fails (here on `/dev/full`, which always reports a full

@@ -123,6 +123,12 @@ impl SummaryWriter {
             path: dir.to_path_buf(),
             source,
         };
+        if dir.exists() && !dir.is_dir() {
+            return Err(dir_error(std::io::Error::new(
+                std::io::ErrorKind::NotADirectory,
+                "exists and is not a directory; --summaries takes a directory",
+            )));
+        }
         std::fs::create_dir_all(dir).map_err(dir_error)?;
         let wall_time = SystemTime::now()
             .duration_since(UNIX_EPOCH)

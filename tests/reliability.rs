@@ -92,7 +92,14 @@ fn a_checkpoint_directory_is_locked_by_the_run_using_it() {
     .unwrap_err();
     assert!(err.to_string().contains("another run"), "{err}");
     drop(held);
-    Checkpointer::new(&ckpt, 1).lock().unwrap();
+    // Released once dropped. Other tests of this binary spawn processes,
+    // and a child between fork and exec briefly shares this process's open
+    // lock file (it closes on exec), so allow it a few seconds.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while let Err(e) = Checkpointer::new(&ckpt, 1).lock() {
+        assert!(Instant::now() < deadline, "{e}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 #[test]
@@ -361,4 +368,26 @@ fn background_checkpoints_equal_foreground_ones() {
         vec![3, 4]
     );
     assert_eq!(background, foreground);
+}
+
+/// `axle checkpoints` on a directory with no checkpoint (missing, or empty)
+/// says so and exits 1, rather than reporting nothing as "all good"; a
+/// step timeout too large for a duration is a usage error, not a panic.
+#[test]
+fn cli_refusals_name_what_is_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_axle"))
+        .args(["checkpoints", "--checkpoint-dir"])
+        .arg(dir.path().join("missing"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("no checkpoint in"), "{stderr}");
+    let output = axle(dir.path(), &["--steps", "1", "--step-timeout", "1e300"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("fits a duration"), "{stderr}");
 }

@@ -275,3 +275,23 @@ fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// `--resume` into a directory without a checkpoint: with no experiment it
+/// is refused (there is no recorded run to continue), with one it starts
+/// that experiment at step 0.
+#[test]
+fn resuming_where_there_is_no_checkpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let err = train(&bare_resume(tmp.path(), 2), |_| {}).unwrap_err();
+    assert!(
+        err.to_string().contains("holds no checkpoint to resume"),
+        "{err}"
+    );
+    let started = RunOptions {
+        resume: true,
+        experiment: Some("llama-tiny".into()),
+        ..small(tmp.path(), 2)
+    };
+    let summary = train(&started, |_| {}).unwrap();
+    assert_eq!(summary.steps_done, 2);
+}

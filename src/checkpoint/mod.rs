@@ -257,17 +257,34 @@ impl Checkpointer {
         Ok(DirLock { _file: file })
     }
 
-    /// Writes `checkpoint` atomically and prunes old ones; returns its directory.
+    /// Writes `checkpoint` atomically and prunes old ones; returns its
+    /// directory. A save that fails (a full disk) removes its temporary
+    /// directory before returning the error.
     pub fn save(&self, checkpoint: &Checkpoint) -> Result<PathBuf, CheckpointError> {
         std::fs::create_dir_all(&self.dir).map_err(io(&self.dir))?;
         let name = format!("{STEP_PREFIX}{:010}", checkpoint.step);
         let tmp = self
             .dir
             .join(format!("{TMP_PREFIX}{name}-{}", std::process::id()));
-        if tmp.exists() {
-            std::fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
+        let saved = self.write_and_rename(checkpoint, &name, &tmp);
+        if saved.is_err() && tmp.exists() {
+            let _ = std::fs::remove_dir_all(&tmp);
         }
-        std::fs::create_dir(&tmp).map_err(io(&tmp))?;
+        saved
+    }
+
+    /// The body of [`Checkpointer::save`]: writes into `tmp`, renames it to
+    /// `name` and prunes.
+    fn write_and_rename(
+        &self,
+        checkpoint: &Checkpoint,
+        name: &str,
+        tmp: &Path,
+    ) -> Result<PathBuf, CheckpointError> {
+        if tmp.exists() {
+            std::fs::remove_dir_all(tmp).map_err(io(tmp))?;
+        }
+        std::fs::create_dir(tmp).map_err(io(tmp))?;
         let mut crc32 = BTreeMap::new();
         for (file, tensors) in [
             (PARAMS_FILE, &checkpoint.params),
@@ -286,11 +303,11 @@ impl Checkpointer {
         meta.meta_crc32 = Some(meta.checksum());
         let json = serde_json::to_vec_pretty(&meta).expect("meta serializes");
         write_synced(&tmp.join(META_FILE), &json)?;
-        let dest = self.dir.join(&name);
+        let dest = self.dir.join(name);
         if dest.exists() {
             self.discard(&dest)?;
         }
-        std::fs::rename(&tmp, &dest).map_err(io(&dest))?;
+        std::fs::rename(tmp, &dest).map_err(io(&dest))?;
         sync_dir(&self.dir)?;
         self.prune()?;
         Ok(dest)

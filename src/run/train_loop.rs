@@ -5,7 +5,7 @@ use super::eval::evaluate_trainer;
 use super::record::{self, differences, recorded_config, same_model};
 use super::watchdog::Watchdog;
 use super::{RunError, RunOptions, Setup};
-use crate::checkpoint::{self, BackgroundSaver, Checkpoint, Checkpointer, Meta};
+use crate::checkpoint::{self, BackgroundSaver, Checkpoint, CheckpointError, Checkpointer, Meta};
 use crate::data::{Loader, Split};
 use crate::metrics::{MetricsWriter, Record};
 use crate::summary_writer::SummaryWriter;
@@ -13,6 +13,7 @@ use crate::text::PackedTextState;
 use axle_modules::InputSpec;
 use axle_partition::LogicalAxis;
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
@@ -42,15 +43,33 @@ pub struct RunSummary {
 ///
 /// Resuming continues the run the newest checkpoint recorded: with no
 /// experiment, modifier or override given, the recorded ones; its data and
-/// seed. Options that define a different config or data are refused.
+/// seed. Options that define a different config or data are refused. A
+/// resume into a directory without a checkpoint starts the experiment
+/// given at step 0, and is refused when none is given.
 pub fn train(options: &RunOptions, progress: impl FnMut(&Record)) -> Result<RunSummary, RunError> {
     let latest = match (&options.checkpoint_dir, options.resume) {
         (Some(dir), true) => Checkpointer::new(dir, 1).latest()?,
         _ => None,
     };
-    let options = match latest {
-        Some(dir) => options.completed_from(&checkpoint::load_meta(&dir)?, &dir)?,
-        None => options.clone(),
+    let options = match (latest, &options.checkpoint_dir) {
+        (Some(dir), _) => {
+            let meta = checkpoint::load_meta(&dir).map_err(resume_hint(&dir))?;
+            options.completed_from(&meta, &dir)?
+        }
+        (None, Some(dir)) if options.resume && options.experiment.is_none() => {
+            return Err(RunError::NoCheckpoint(format!(
+                "--resume: {} holds no checkpoint to resume, and no --experiment says what to start there",
+                dir.display()
+            )));
+        }
+        (None, Some(dir)) if options.resume => {
+            eprintln!(
+                "--resume: {} holds no checkpoint yet; starting at step 0",
+                dir.display()
+            );
+            options.clone()
+        }
+        (None, _) => options.clone(),
     };
     let setup = options.setup()?;
     train_setup(&setup, &options, progress)
@@ -92,7 +111,7 @@ pub fn train_setup(
     if let (true, Some(saver)) = (options.resume, &saver)
         && let Some(dir) = saver.latest()?
     {
-        let checkpoint = checkpoint::load(&dir)?;
+        let checkpoint = checkpoint::load(&dir).map_err(resume_hint(&dir))?;
         if let (Some(recorded), Some(config)) =
             (recorded_config(&checkpoint.meta, &dir)?, &setup.config)
             && !same_model(&recorded, config)
@@ -314,6 +333,20 @@ pub fn train_setup(
     }
     summary.steps_done = trainer.steps_done();
     Ok(summary)
+}
+
+/// Adds to a damaged checkpoint's error how to resume from the one before.
+fn resume_hint(dir: &Path) -> impl Fn(CheckpointError) -> CheckpointError + '_ {
+    move |e| match e {
+        CheckpointError::Corrupt { path, message } => CheckpointError::Corrupt {
+            path,
+            message: format!(
+                "{message}; to resume from the checkpoint before it, move {} away",
+                dir.display()
+            ),
+        },
+        other => other,
+    }
 }
 
 /// The newest checkpoint on disk once the save in flight has finished,

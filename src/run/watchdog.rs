@@ -132,11 +132,11 @@ fn watch(shared: &Shared, timeout: Duration) {
         let elapsed = activity.started.elapsed();
         if elapsed > timeout {
             eprintln!(
-                "watchdog: {} of step {} has run for {:.3} s, longer than the step timeout of {:.3} s; exiting with status {TIMEOUT_EXIT_CODE}",
+                "watchdog: {} of step {} has run for {}, longer than the step timeout of {}; exiting with status {TIMEOUT_EXIT_CODE}",
                 activity.kind,
                 activity.step,
-                elapsed.as_secs_f64(),
-                timeout.as_secs_f64()
+                seconds(elapsed.as_secs_f64()),
+                seconds(timeout.as_secs_f64())
             );
             // SAFETY: `_exit` ends the process at once; it touches no Rust
             // state, and the hung thread never returns to observe it.
@@ -149,15 +149,27 @@ fn watch(shared: &Shared, timeout: Duration) {
         {
             activity.reported = true;
             eprintln!(
-                "watchdog: {} of step {} has run for {:.1} s, {:.0}x the median of {:.3} s (a hung collective or device?); the run ends after {:.0} s",
+                "watchdog: {} of step {} has run for {}, {:.0}x the median of {} (a hung collective or device?); the run ends after {}",
                 activity.kind,
                 activity.step,
-                elapsed.as_secs_f64(),
+                seconds(elapsed.as_secs_f64()),
                 elapsed.as_secs_f64() / median,
-                median,
-                timeout.as_secs_f64()
+                seconds(median),
+                seconds(timeout.as_secs_f64())
             );
         }
+    }
+}
+
+/// `s` seconds with three significant digits, in seconds or milliseconds
+/// or microseconds, so that short durations do not print as 0.
+fn seconds(s: f64) -> String {
+    if s >= 1.0 {
+        format!("{s:.3} s")
+    } else if s >= 1e-3 {
+        format!("{:.3} ms", s * 1e3)
+    } else {
+        format!("{:.3} µs", s * 1e6)
     }
 }
 
