@@ -638,6 +638,7 @@ fn general_gather_clips_or_fills_whole_slices() {
         start_index_map: vec![0, 1],
         index_vector_dim: 1,
         slice_sizes: vec![1, 1],
+        ..Default::default()
     };
     let window = GatherDims {
         offset_dims: vec![1, 2],
@@ -645,6 +646,7 @@ fn general_gather_clips_or_fills_whole_slices() {
         start_index_map: vec![0, 1],
         index_vector_dim: 1,
         slice_sizes: vec![2, 2],
+        ..Default::default()
     };
     let out = run(
         "gather modes",
