@@ -934,6 +934,16 @@ fn round_trip_case(name: &str, b: &FunctionBuilder) -> Option<Vec<Tensor>> {
             );
             Some(vec![c[0].clone(), ys[0].clone()])
         }
+        "remat" => {
+            let policy = axle::compiler::RematPolicy::Dots;
+            let y = axle::compiler::remat(&policy, &[&x], |q| {
+                vec![q[0].matmul(&q[0].transpose(&[1, 0])).tanh()]
+            })
+            .remove(0);
+            let g = axle::compiler::grad(&y.sum_all(), &[&x]).remove(0);
+            Some(vec![y, g])
+        }
+        "checkpoint_name" => one(x.checkpoint_name("x")),
         "while" => {
             let out = b.while_loop(
                 &[&b.scalar(0.0, DType::I32)],

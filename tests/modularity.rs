@@ -15,6 +15,7 @@ fn example_arg(name: &str) -> Option<&'static str> {
         "mha_to_gqa" => Some("2"),
         "sliding_window" | "alternate_local_global" => Some("64"),
         "dropout" => Some("0.1"),
+        "remat" => Some("full"),
         _ => None,
     }
 }

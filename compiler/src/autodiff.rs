@@ -5,7 +5,7 @@
 use crate::builder::FunctionBuilder;
 use crate::ir::{Graph, OpId, OpKind, ScanBody, Value, ValueDef, ValueId};
 use crate::ops::{
-    contraction, convolution, elementwise, indexing, reduce, shape_ops, sort, window,
+    contraction, convolution, elementwise, indexing, reduce, remat, shape_ops, sort, window,
 };
 use crate::shape::TensorType;
 use crate::tensor::Tensor;
@@ -111,7 +111,7 @@ fn vjp_at(
     }
 }
 
-fn is_differentiable(kind: &OpKind) -> bool {
+pub(crate) fn is_differentiable(kind: &OpKind) -> bool {
     !matches!(
         kind,
         OpKind::Constant { .. }
@@ -186,7 +186,7 @@ fn backprop(
     Ok(wrt.iter().map(|w| cts.get(w).cloned()).collect())
 }
 
-fn accumulate(cts: &mut HashMap<ValueId, Tensor>, v: ValueId, ct: Tensor) {
+pub(crate) fn accumulate(cts: &mut HashMap<ValueId, Tensor>, v: ValueId, ct: Tensor) {
     match cts.remove(&v) {
         Some(prev) => {
             cts.insert(v, &prev + &ct);
@@ -198,7 +198,7 @@ fn accumulate(cts: &mut HashMap<ValueId, Tensor>, v: ValueId, ct: Tensor) {
 }
 
 /// The VJP table: cotangents of an op's operands from those of its results.
-fn vjp_rule(
+pub(crate) fn vjp_rule(
     b: &FunctionBuilder,
     op: OpId,
     kind: &OpKind,
@@ -275,6 +275,8 @@ fn vjp_rule(
         OpKind::Sort { dim, .. } => sort::vjp_sort(x, y, g, *dim),
         OpKind::ShardingConstraint { sharding } => vec![Some(g0.sharding_constraint(sharding))],
         OpKind::OptimizationBarrier => g.iter().map(|c| Some(c.clone())).collect(),
+        OpKind::CheckpointName { .. } => vec![Some(g0.clone())],
+        OpKind::Remat { body, num_outputs } => remat::vjp_remat(b, body, *num_outputs, x, y, g)?,
         OpKind::Scan {
             body,
             length,

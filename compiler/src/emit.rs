@@ -5,7 +5,7 @@
 
 use crate::ir::{Graph, Op, OpKind, Precision};
 use crate::ops::constant::dense_attr;
-use crate::ops::{control, convolution, elementwise, indexing, reduce, sort, window};
+use crate::ops::{control, convolution, elementwise, indexing, reduce, remat, sort, window};
 use crate::shape::TensorType;
 use std::fmt::Write;
 
@@ -344,7 +344,8 @@ fn lower_op(
             at,
             rt,
         ),
-        OpKind::StopGradient => vec![a[0].clone()],
+        OpKind::StopGradient | OpKind::CheckpointName { .. } => vec![a[0].clone()],
+        OpKind::Remat { body, .. } => remat::lower_remat(e, ind, body, a),
         OpKind::ShardingConstraint { sharding } => {
             let r = e.fresh();
             e.line(

@@ -544,6 +544,20 @@ pub enum OpKind {
         /// Also output the stacked per-step input carries (for autodiff).
         save_carries: bool,
     },
+    /// A rematerialized region (see [`crate::ops::remat`]): lowered inline;
+    /// its VJP recomputes the body. Operands: inputs, then captures.
+    /// Results: the `num_outputs` outputs, then the values the policy saves.
+    Remat {
+        /// The body; its results are the outputs followed by the saved values.
+        body: Region,
+        /// How many results are the region's outputs.
+        num_outputs: usize,
+    },
+    /// Identity tagged with a name for remat policies (`checkpoint_name`).
+    CheckpointName {
+        /// The tag.
+        name: String,
+    },
     /// `stablehlo.while`. Operands: loop state, then captures of `cond`,
     /// then captures of `body`. Results: final loop state.
     While {
@@ -593,13 +607,18 @@ impl OpKind {
             OpKind::ShardingConstraint { .. } => "sharding_constraint".into(),
             OpKind::OptimizationBarrier => "optimization_barrier".into(),
             OpKind::Scan { .. } => "scan".into(),
+            OpKind::Remat { .. } => "remat".into(),
+            OpKind::CheckpointName { .. } => "checkpoint_name".into(),
             OpKind::While { .. } => "while".into(),
         }
     }
 
     /// True for ops that hold sub-graphs.
     pub fn has_regions(&self) -> bool {
-        matches!(self, OpKind::Scan { .. } | OpKind::While { .. })
+        matches!(
+            self,
+            OpKind::Scan { .. } | OpKind::While { .. } | OpKind::Remat { .. }
+        )
     }
 }
 
@@ -710,6 +729,9 @@ impl Graph {
             match &op.kind {
                 OpKind::Scan { body, .. } => {
                     body.graph.fmt_region(f, "body", indent + 2)?;
+                }
+                OpKind::Remat { body, .. } => {
+                    body.fmt_region(f, "body", indent + 2)?;
                 }
                 OpKind::While { cond, body, .. } => {
                     cond.fmt_region(f, "cond", indent + 2)?;
@@ -868,6 +890,7 @@ fn attrs_text(kind: &OpKind) -> String {
         ),
         OpKind::Sort { dim, descending } => format!("dim={dim} descending={descending}"),
         OpKind::ShardingConstraint { sharding } => sharding.clone(),
+        OpKind::CheckpointName { name } => name.clone(),
         OpKind::Scan {
             length, reverse, ..
         } => format!("length={length} reverse={reverse}"),

@@ -12,6 +12,9 @@
 //!   the backward ops to the same builder; [`FunctionBuilder::scan`] is
 //!   differentiable (the backward pass is a reverse scan that recomputes
 //!   each step), `while_loop` is not.
+//! - Rematerialization ([`remat`] with a [`RematPolicy`]: save nothing,
+//!   dot outputs, or values tagged by [`Tensor::checkpoint_name`]): the
+//!   backward pass recomputes the rest behind an optimization barrier.
 //! - Randomness: explicit `u64[2]` keys ([`FunctionBuilder::rng_key`],
 //!   [`random_uniform`], [`random_normal`], [`dropout`]) return the next key.
 //! - Sharding: the compiler only carries opaque Shardy strings
@@ -84,6 +87,7 @@ pub use ops::annotate::optimization_barrier;
 pub use ops::contraction::{DotConfig, einsum};
 pub use ops::indexing::IndexMode;
 pub use ops::random::{dropout, random_bits, random_normal, random_uniform};
+pub use ops::remat::{RematPolicy, remat};
 pub use ops::sort::sort;
 pub use shape::TensorType;
 pub use tensor::Tensor;

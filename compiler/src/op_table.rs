@@ -256,6 +256,8 @@ pub const OPS: &[OpInfo] = &[
         Vjp,
     ),
     op("scan", "stablehlo.while", T::ANY, Vjp),
+    op("remat", "(inlined: its body's ops)", T::ANY, Vjp),
+    op("checkpoint_name", "(none: the operand itself)", T::ANY, Vjp),
     op("while", "stablehlo.while", T::ANY, Refused),
 ];
 

@@ -149,6 +149,20 @@ impl Ctx {
         Ok(y)
     }
 
+    /// A context for tracing a rematerialized region ([`axle_compiler::remat`]): the same
+    /// parameters (the region captures them), prefix and mesh, the region's own RNG `key`, and no
+    /// summaries yet (the caller returns them from the region).
+    pub fn for_region(&self, key: Option<Tensor>) -> Ctx {
+        Ctx {
+            params: self.params.clone(),
+            prefix: self.prefix.clone(),
+            is_training: self.is_training,
+            key,
+            summaries: ParamTree::new(),
+            mesh: self.mesh.clone(),
+        }
+    }
+
     /// A context for the body of a scanned loop: the same mode and prefix, parameters `params`
     /// (the loop's per-iteration slices, keyed by full path) and RNG key `key`.
     pub fn for_loop_body(&self, params: ParamTree<Tensor>, key: Option<Tensor>) -> Ctx {

@@ -40,6 +40,7 @@ pub mod norm;
 pub mod param;
 pub mod registry;
 pub mod regressor;
+pub mod remat;
 pub mod rope;
 pub mod trace;
 pub mod transformer;
@@ -71,6 +72,7 @@ pub use registry::{
     registered_model,
 };
 pub use regressor::{FEATURES, MlpRegressor, MlpRegressorConfig, TARGETS};
+pub use remat::RematSpec;
 pub use rope::{Llama3RopeScaling, RopeConfig, RopeScaling};
 pub use trace::{
     LOSS, LOSS_WEIGHT, LossSignature, RNG_KEY, TracedLoss, declare_batch, declare_inputs,

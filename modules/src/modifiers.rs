@@ -8,8 +8,9 @@ use crate::config::{ConfigNode, for_each_mut};
 use crate::dropout::DropoutConfig;
 use crate::feed_forward::{Activation, FeedForwardConfig};
 use crate::norm::{NormConfig, RmsNormConfig};
+use crate::remat::RematSpec;
 use crate::rope::RopeConfig;
-use crate::transformer::StackConfig;
+use crate::transformer::{StackConfig, TransformerLayerConfig};
 
 /// Gives every attention layer RoPE with base `theta` (replacing any RoPE it had).
 pub fn rope_everywhere(cfg: &mut dyn ConfigNode, theta: f64) -> usize {
@@ -103,4 +104,13 @@ pub fn tie_embeddings(cfg: &mut dyn ConfigNode) -> usize {
 /// which must be in `[0, 1)` to instantiate. Returns the number of dropout configs.
 pub fn dropout(cfg: &mut dyn ConfigNode, rate: f64) -> usize {
     for_each_mut(cfg, |d: &mut DropoutConfig| d.rate = rate)
+}
+
+/// Sets the rematerialization of every transformer layer to `spec` (AXLearn's
+/// `remat_everywhere`); see [`RematSpec`]. Values and gradients are unchanged; memory and
+/// compute trade. Returns the number of layer configs.
+pub fn remat(cfg: &mut dyn ConfigNode, spec: &RematSpec) -> usize {
+    for_each_mut(cfg, |layer: &mut TransformerLayerConfig| {
+        layer.remat = spec.clone()
+    })
 }

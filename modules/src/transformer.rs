@@ -3,7 +3,7 @@
 //! unrolled or one scanned loop over the repeats of the pattern (a config choice; the parameters
 //! of a scanned stack carry a leading axis of the number of repeats).
 
-use axle_compiler::Tensor;
+use axle_compiler::{Tensor, remat};
 use axle_partition::{LogicalAxis, LogicalSpec};
 use serde::{Deserialize, Serialize};
 
@@ -17,6 +17,7 @@ use crate::kv_cache::KvCache;
 use crate::module::Module;
 use crate::norm::{Norm, NormConfig};
 use crate::param::{ParamSpec, ParamTree, nest};
+use crate::remat::RematSpec;
 
 /// Config of [`TransformerLayer`]: `x + attn(norm(x))`, then `h + ffn(norm(h))`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -38,6 +39,11 @@ pub struct TransformerLayerConfig {
     /// the experiment's rules (`batch` over `data, expert, fsdp`, `seq` over `seq` by default).
     #[serde(with = "crate::param::roles_text")]
     pub output_roles: LogicalSpec,
+    /// What the backward pass recomputes of this layer instead of keeping it from the forward
+    /// pass (`none`, `full`, `dots`, `names:A,B`, `offload:A,B`; see [`RematSpec`]). The layer
+    /// tags `attention_out` and `ffn_out` ([`crate::remat::LAYER_TAGS`]).
+    #[serde(default)]
+    pub remat: RematSpec,
 }
 
 impl Default for TransformerLayerConfig {
@@ -54,6 +60,7 @@ impl Default for TransformerLayerConfig {
                 LogicalAxis::Seq,
                 LogicalAxis::Replicated,
             ]),
+            remat: RematSpec::None,
         }
     }
 }
@@ -273,7 +280,55 @@ impl Module for Stack {
 impl TransformerLayer {
     /// `h = x + dropout(attention(norm(x)))`, then `h + dropout(ffn(norm(h)))`, on
     /// `x` `[batch, seq, dim]`; records the output's root mean square as summary `output_rms`.
+    /// With a [`RematSpec`] other than `none`, the layer is one rematerialized region whose
+    /// inputs are `x` and the RNG key, and whose outputs are the layer output, the next key and
+    /// the summaries.
     pub fn forward(
+        &self,
+        ctx: &mut Ctx,
+        x: &Tensor,
+        positions: &Tensor,
+        segment_ids: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        let Some(policy) = self.cfg.remat.policy() else {
+            return self.forward_body(ctx, x, positions, segment_ids);
+        };
+        let mut inputs = vec![x];
+        inputs.extend(ctx.key());
+        let has_key = inputs.len() == 2;
+        let mut outcome = Ok(Vec::new());
+        let outs = remat(&policy, &inputs, |q| {
+            let mut body = ctx.for_region(q.get(1).cloned());
+            match self.forward_body(&mut body, &q[0], positions, segment_ids) {
+                Ok(y) => {
+                    let summaries = body.take_summaries();
+                    outcome = Ok(summaries.keys().cloned().collect());
+                    let key = body.key().cloned().filter(|_| has_key);
+                    std::iter::once(y)
+                        .chain(key)
+                        .chain(summaries.into_values())
+                        .collect()
+                }
+                Err(e) => {
+                    outcome = Err(e);
+                    q.to_vec()
+                }
+            }
+        });
+        let names: Vec<String> = outcome?;
+        let rest = if has_key {
+            ctx.set_key(Some(outs[1].clone()));
+            &outs[2..]
+        } else {
+            &outs[1..]
+        };
+        ctx.extend_summaries(names.into_iter().zip(rest.iter().cloned()));
+        Ok(outs[0].clone())
+    }
+
+    /// The layer's computation ([`TransformerLayer::forward`] without rematerialization), with
+    /// the attention and feed-forward outputs tagged `attention_out` and `ffn_out`.
+    fn forward_body(
         &self,
         ctx: &mut Ctx,
         x: &Tensor,
@@ -285,10 +340,10 @@ impl TransformerLayer {
         let h = ctx.scope("attention", |c| {
             self.attention.forward(c, &h, positions, segment_ids)
         })?;
-        let x = x + &ctx.dropout(&h, rate)?;
+        let x = x + &ctx.dropout(&h.checkpoint_name("attention_out"), rate)?;
         let h = ctx.scope("ffn_norm", |c| self.ffn_norm.forward(c, &x))?;
         let h = ctx.scope("feed_forward", |c| self.feed_forward.forward(c, &h))?;
-        let x = &x + &ctx.dropout(&h, rate)?;
+        let x = &x + &ctx.dropout(&h.checkpoint_name("ffn_out"), rate)?;
         let x = ctx.constrain(&x, &self.cfg.output_roles);
         ctx.add_summary("output_rms", x.square().mean_all().sqrt());
         Ok(x)

@@ -63,6 +63,11 @@ pub const MODIFIERS: &[ModifierInfo] = &[
         arg: Some("P"),
         help: "every dropout rate becomes P",
     },
+    ModifierInfo {
+        name: "remat",
+        arg: Some("POLICY"),
+        help: "every transformer layer is rematerialized: none, full, dots, names:A,B or offload:A,B",
+    },
 ];
 
 /// Applies the modifier `spec` (`NAME` or `NAME=ARGS`) to `cfg`; returns
@@ -119,6 +124,10 @@ pub fn apply_modifier(cfg: &mut ExperimentConfig, spec: &str) -> Result<usize, S
                 return Err(format!("modifier `dropout`: P must be in [0, 1), got {p}"));
             }
             modifiers::dropout(model, p)
+        }
+        "remat" => {
+            let spec = arg.parse().map_err(|e| format!("modifier `remat`: {e}"))?;
+            modifiers::remat(model, &spec)
         }
         _ => unreachable!("every listed modifier is dispatched"),
     })

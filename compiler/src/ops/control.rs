@@ -16,7 +16,7 @@ use std::panic::Location;
 /// Traces `f` into a fresh child builder with parameters of `tys`; returns
 /// the finished graph (results set) and the captured outer tensors, or
 /// `None` after recording an error in `parent`.
-fn trace_region(
+pub(crate) fn trace_region(
     parent: &FunctionBuilder,
     name: &str,
     tys: &[TensorType],

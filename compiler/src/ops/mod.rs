@@ -12,6 +12,7 @@ pub mod elementwise;
 pub mod indexing;
 pub mod random;
 pub mod reduce;
+pub mod remat;
 pub mod shape_ops;
 pub mod sort;
 pub mod window;

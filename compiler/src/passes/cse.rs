@@ -77,6 +77,10 @@ fn simplify_regions(kind: &OpKind) -> OpKind {
             reverse: *reverse,
             save_carries: *save_carries,
         },
+        OpKind::Remat { body, num_outputs } => OpKind::Remat {
+            body: Region::new(simplify(body)),
+            num_outputs: *num_outputs,
+        },
         OpKind::While {
             cond,
             body,
