@@ -176,7 +176,8 @@ enum Command {
     Generate(GenerateArgs),
     /// Compile the training step ahead of time for a TPU slice or GPU
     /// machine (no hardware needed) and report per-device memory, FLOPs,
-    /// collectives and whether it fits.
+    /// collectives and whether it fits. Exit status: 0 when it fits, 2 when
+    /// it is short of memory, 1 on an error.
     Plan(axle::plan::cli::PlanArgs),
     /// Plot loss curves from metrics files into a PNG.
     Plot {
@@ -533,7 +534,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 (None, false) => axle::run::DEFAULT_EXPERIMENT,
             };
             eprintln!(
-                "training {what} until step {} (compiling the step first)",
+                "training {what} until step {} (compiling or loading the step)",
                 options.steps
             );
             let bar = progress_bar(steps);
@@ -696,7 +697,10 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 g.decode_tokens_per_s
             );
         }
-        Command::Plan(args) => axle::plan::cli::run_plan(args)?,
+        Command::Plan(args) => match axle::plan::cli::run_plan(args)? {
+            0 => {}
+            status => std::process::exit(status),
+        },
         Command::Plot { runs, out } => {
             axle::plot::plot_losses(&runs, &out)?;
             println!("wrote {}", out.display());

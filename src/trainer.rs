@@ -393,19 +393,45 @@ pub(crate) fn check_mesh(client: &Client, mesh: &Mesh) -> Result<(), TrainError>
 
 /// Compiles a step on `client` through the persistent compile cache the
 /// environment names ([`CompileCache::from_env`]: `AXLE_COMPILE_CACHE`,
-/// default `~/.cache/axle/compile`, `off` for none). A hit, which skips
-/// XLA's compile, is logged on stderr: `compile cache hit: <entry file>`.
+/// default `$XDG_CACHE_HOME/axle/compile` or `~/.cache/axle/compile`,
+/// `off` for none). A hit, which skips XLA's compile, is logged on stderr:
+/// `compile cache hit: <entry file>`; a damaged entry is a warning naming
+/// the file, then a compile that rewrites it. A cache directory that cannot
+/// be used (a file, a read-only place) is one warning, then no cache.
 pub fn compile_step(
     client: &Client,
     mlir_text: &str,
     options: &CompileOptions,
 ) -> Result<Executable, axle_runtime::Error> {
-    let Some(cache) = CompileCache::from_env() else {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    let cache = CompileCache::from_env().filter(|cache| match cache.unusable() {
+        None => true,
+        Some(why) => {
+            WARNED.call_once(|| {
+                eprintln!(
+                    "warning: compile cache off: {}: {why}",
+                    cache.dir().display()
+                )
+            });
+            false
+        }
+    });
+    let Some(cache) = cache else {
         return client.compile(mlir_text, options);
     };
     let (exe, outcome) = cache.compile(client, mlir_text, options)?;
-    if let CacheOutcome::Hit(path) = outcome {
-        eprintln!("compile cache hit: {}", path.display());
+    match outcome {
+        CacheOutcome::Hit(path) => eprintln!("compile cache hit: {}", path.display()),
+        CacheOutcome::Damaged {
+            path,
+            reason,
+            stored,
+        } => eprintln!(
+            "warning: compile cache entry {} is damaged ({reason}); recompiled{}",
+            path.display(),
+            if stored { " and rewrote it" } else { "" }
+        ),
+        CacheOutcome::Miss(_) => {}
     }
     Ok(exe)
 }

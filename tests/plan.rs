@@ -211,3 +211,49 @@ fn an_unknown_target_is_refused_naming_it() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("unknown target `tpu-v9:2x2`"), "{stderr}");
 }
+
+/// `axle plan ARGS` for llama-tiny, expected to fail before compiling:
+/// returns stderr.
+fn refused(args: &[&str]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_axle"))
+        .args(["plan", "--experiment", "llama-tiny"])
+        .args(args)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+    // Refused before any compile: no compile child ran.
+    assert!(!stderr.contains("compil"), "{args:?}: {stderr}");
+    stderr
+}
+
+#[test]
+fn bad_meshes_counts_and_options_are_refused_before_compiling() {
+    let e = refused(&["--target", "tpu-v5e:2x2", "--mesh", "fsdp=2"]);
+    assert!(
+        e.contains("mesh fsdp=2 has 2 devices but target tpu-v5e:2x2 has 4"),
+        "{e}"
+    );
+    let e = refused(&["--target", "gpu-h100:0"]);
+    assert!(
+        e.contains("gpu-h100:0") && e.contains("at least one GPU"),
+        "{e}"
+    );
+    let e = refused(&["--target", "gpu-h100:100000"]);
+    assert!(e.contains("65536"), "{e}");
+    let e = refused(&[
+        "--target",
+        "tpu-v5e:2x2",
+        "--mesh",
+        "fsdp=4",
+        "--json",
+        "/nonexistent-dir/plan.json",
+    ]);
+    assert!(e.contains("plan JSON /nonexistent-dir/plan.json"), "{e}");
+    let e = refused(&["--target", "tpu-v5e:2x2", "--search", "--mesh", "fsdp=4"]);
+    assert!(e.contains("--search") && e.contains("--mesh"), "{e}");
+    let e = refused(&["--target", "tpu-v5e:2x2", "--search", "--json", "x.json"]);
+    assert!(e.contains("--search") && e.contains("--json"), "{e}");
+}

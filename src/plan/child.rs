@@ -51,6 +51,22 @@ pub struct Compiled {
     pub compile_seconds: f64,
 }
 
+impl Compiled {
+    /// Arguments + outputs − aliased + temporaries: the bytes live at once
+    /// if every buffer is live for the whole step.
+    pub fn buffer_sum(&self) -> i64 {
+        self.arguments + self.outputs - self.alias + self.temporaries
+    }
+
+    /// The peak the verdict uses: the larger of the plugin's peak and
+    /// [`Compiled::buffer_sum`]. Plugins have reported peaks smaller than
+    /// the temporaries alone, which cannot be a true peak, so the
+    /// conservative figure is taken.
+    pub fn planned_peak(&self) -> i64 {
+        self.peak.max(self.buffer_sum())
+    }
+}
+
 /// The child's answer: compiled, or refused by the compiler with its message.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum ChildOutcome {

@@ -1,8 +1,11 @@
 //! The `axle plan` command line.
 
-use super::{PlanError, PlanOptions, plan, render_report, target, write_json};
+use super::{
+    PlanError, PlanOptions, Verdict, check_json_writable, plan, render_report, target, write_json,
+};
 use crate::run::RunOptions;
 use clap::Args;
+use std::io::Write;
 use std::path::PathBuf;
 
 /// Options of `axle plan`.
@@ -32,12 +35,15 @@ pub struct PlanArgs {
     /// Sequence length (the experiment's when absent).
     #[arg(long)]
     pub seq_len: Option<usize>,
-    /// Also write the report as JSON to this file.
+    /// Also write the report as JSON to this file (checked writable before
+    /// compiling).
     #[arg(long)]
     pub json: Option<PathBuf>,
     /// Plan every data × fsdp (× model=2) mesh of the target's devices with
     /// 1 and 2 micro-batches and rank those that fit by the compiler's
-    /// FLOPs (peak bytes where it gives none); --mesh and --json are ignored.
+    /// FLOPs per device times the micro-batch count (XLA's cost analysis
+    /// counts the accumulation loop's body once); peak bytes where it gives
+    /// no FLOPs. Not with --mesh or --json.
     #[arg(long)]
     pub search: bool,
     /// Internal: compile this StableHLO file for --target (the child
@@ -49,11 +55,42 @@ pub struct PlanArgs {
     pub child_report: Option<PathBuf>,
 }
 
+/// The exit status of `axle plan` when the step does not fit (or, with
+/// `--search`, no candidate fits); 0 when it fits or no limit is known.
+pub const SHORT_OF_MEMORY_EXIT: i32 = 2;
+
+/// The exit status for a verdict: [`SHORT_OF_MEMORY_EXIT`] when short of
+/// memory, else 0.
+pub fn exit_status(verdict: &Verdict) -> i32 {
+    match verdict {
+        Verdict::ShortBy { .. } => SHORT_OF_MEMORY_EXIT,
+        Verdict::Fits { .. } | Verdict::UnknownLimit => 0,
+    }
+}
+
 /// Runs `axle plan`: prints the report (and writes the JSON), or, as the
-/// child, compiles and writes its result.
-pub fn run_plan(args: PlanArgs) -> Result<(), PlanError> {
+/// child, compiles and writes its result. Returns the exit status: 0, or
+/// [`SHORT_OF_MEMORY_EXIT`] when short of memory.
+///
+/// Errors: as [`plan`], and [`PlanError::SearchOption`] for `--search`
+/// with `--mesh` or `--json`.
+pub fn run_plan(args: PlanArgs) -> Result<i32, PlanError> {
     if let (Some(program), Some(report)) = (&args.compile_child, &args.child_report) {
-        return super::child::run_child(&target(&args.target)?, program, report);
+        super::child::run_child(&target(&args.target)?, program, report)?;
+        return Ok(0);
+    }
+    if args.search && args.mesh.is_some() {
+        return Err(PlanError::SearchOption(
+            "tries its own meshes: drop --mesh".into(),
+        ));
+    }
+    if args.search && args.json.is_some() {
+        return Err(PlanError::SearchOption(
+            "prints a table only: drop --json (plan one mesh with --mesh to get its JSON)".into(),
+        ));
+    }
+    if let Some(path) = &args.json {
+        check_json_writable(path)?;
     }
     let axle_exe = std::env::current_exe().map_err(|e| PlanError::Io {
         path: PathBuf::from("/proc/self/exe"),
@@ -72,15 +109,46 @@ pub fn run_plan(args: PlanArgs) -> Result<(), PlanError> {
         target: args.target,
         axle_exe,
     };
-    if args.search {
+    let status = if args.search {
         let ranked = super::search::search(&options)?;
-        print!("{}", super::search::render_search(&ranked));
-        return Ok(());
+        print!("{}", super::search::render_search(&options, &ranked));
+        let verdicts: Vec<&Verdict> = ranked
+            .iter()
+            .filter_map(|c| c.result.as_ref().ok().map(|r| &r.verdict))
+            .collect();
+        if verdicts.iter().any(|v| exit_status(v) == 0) {
+            0
+        } else {
+            SHORT_OF_MEMORY_EXIT
+        }
+    } else {
+        let report = plan(&options)?;
+        print!("{}", render_report(&report));
+        if let Some(path) = &args.json {
+            write_json(&report, path)?;
+        }
+        exit_status(&report.verdict)
+    };
+    // The caller may exit at once with the status: flush what was printed.
+    std::io::stdout().flush().map_err(|e| PlanError::Io {
+        path: PathBuf::from("stdout"),
+        message: e.to_string(),
+    })?;
+    Ok(status)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_of_memory_exits_with_2_and_fits_with_0() {
+        let short = Verdict::ShortBy {
+            bytes: Some(1),
+            compiler_message: None,
+        };
+        assert_eq!(exit_status(&short), 2);
+        assert_eq!(exit_status(&Verdict::Fits { headroom: 1 }), 0);
+        assert_eq!(exit_status(&Verdict::UnknownLimit), 0);
     }
-    let report = plan(&options)?;
-    print!("{}", render_report(&report));
-    if let Some(path) = &args.json {
-        write_json(&report, path)?;
-    }
-    Ok(())
 }

@@ -44,6 +44,39 @@ pub enum PlanError {
         /// The names axle knows.
         known: String,
     },
+    /// A GPU target's device count is zero or beyond [`target::MAX_DEVICES`].
+    #[error("target `{target}`: {message}")]
+    DeviceCount {
+        /// The target name given.
+        target: String,
+        /// What is wrong with the count.
+        message: String,
+    },
+    /// The mesh does not use exactly the target's devices.
+    #[error(
+        "mesh {mesh} has {size} devices but target {target} has {devices}; a plan's mesh must use all of the target's devices"
+    )]
+    MeshSize {
+        /// The mesh.
+        mesh: String,
+        /// Devices the mesh uses.
+        size: usize,
+        /// The target.
+        target: String,
+        /// Devices the target has.
+        devices: usize,
+    },
+    /// `--search` was combined with an option it cannot honour.
+    #[error("axle plan --search {0}")]
+    SearchOption(String),
+    /// The plan JSON file cannot be written.
+    #[error("cannot write the plan JSON {}: {message}", path.display())]
+    Json {
+        /// The file.
+        path: PathBuf,
+        /// The system's message.
+        message: String,
+    },
     /// The experiment, mesh or config could not be resolved.
     #[error(transparent)]
     Run(#[from] RunError),
@@ -129,6 +162,14 @@ pub enum Verdict {
 pub struct PlanReport {
     /// The experiment.
     pub experiment: String,
+    /// The modifiers asked for (`--modifier`), in order.
+    pub modifiers: Vec<String>,
+    /// The config overrides asked for (`--set`), in order.
+    pub overrides: Vec<String>,
+    /// The global batch size planned for.
+    pub batch_size: usize,
+    /// The sequence length planned for.
+    pub seq_len: usize,
     /// The target.
     pub target: String,
     /// The mesh (`data=2,model=2`).
@@ -155,16 +196,7 @@ pub fn plan(options: &PlanOptions) -> Result<PlanReport, PlanError> {
     let (compiled, verdict, memory_limit) = match outcome {
         ChildOutcome::Compiled(c) => {
             let limit = c.memory_limit.or(memory_limit);
-            let verdict = match limit {
-                Some(l) if c.peak > l as i64 => Verdict::ShortBy {
-                    bytes: Some(c.peak - l as i64),
-                    compiler_message: None,
-                },
-                Some(l) => Verdict::Fits {
-                    headroom: l as i64 - c.peak,
-                },
-                None => Verdict::UnknownLimit,
-            };
+            let verdict = memory_verdict(&c, limit);
             (Some(c), verdict, limit)
         }
         ChildOutcome::Refused {
@@ -186,6 +218,10 @@ pub fn plan(options: &PlanOptions) -> Result<PlanReport, PlanError> {
     };
     Ok(PlanReport {
         experiment: program.experiment,
+        modifiers: options.run.modifiers.clone(),
+        overrides: options.run.overrides.clone(),
+        batch_size: program.batch_size,
+        seq_len: program.seq_len,
         target: target.name,
         mesh: program.mesh,
         mesh_modifiers: program.mesh_modifiers,
@@ -196,9 +232,24 @@ pub fn plan(options: &PlanOptions) -> Result<PlanReport, PlanError> {
     })
 }
 
+/// Fits or short by, comparing [`Compiled::planned_peak`] with `limit`.
+pub fn memory_verdict(compiled: &Compiled, limit: Option<u64>) -> Verdict {
+    let peak = compiled.planned_peak();
+    match limit.map(|l| l as i64) {
+        Some(l) if peak > l => Verdict::ShortBy {
+            bytes: Some(peak - l),
+            compiler_message: None,
+        },
+        Some(l) => Verdict::Fits { headroom: l - peak },
+        None => Verdict::UnknownLimit,
+    }
+}
+
 /// A train step lowered for a target.
 struct Lowered {
     experiment: String,
+    batch_size: usize,
+    seq_len: usize,
     mesh: String,
     mesh_modifiers: Vec<String>,
     text: String,
@@ -208,6 +259,7 @@ struct Lowered {
 fn lower_for(run: &RunOptions, target: &Target) -> Result<Lowered, PlanError> {
     let (config, mesh, mesh_modifiers) =
         run.resolve_for_devices(target.platform.name(), target.device_kind, target.devices)?;
+    check_mesh_size(&mesh.to_string(), mesh.size(), target)?;
     let model = config.model.build().map_err(RunError::from)?;
     let shape = BatchShape {
         batch_size: config.input.batch_size,
@@ -225,10 +277,44 @@ fn lower_for(run: &RunOptions, target: &Target) -> Result<Lowered, PlanError> {
             .experiment
             .clone()
             .unwrap_or_else(|| crate::run::DEFAULT_EXPERIMENT.into()),
+        batch_size: shape.batch_size,
+        seq_len: shape.seq_len,
         mesh: mesh.to_string(),
         mesh_modifiers,
         text: step.function.to_stablehlo(),
     })
+}
+
+/// Refuses a mesh of `size` devices on a target with another count: the
+/// SPMD program is partitioned over exactly the mesh's devices, so a
+/// smaller mesh would leave devices idle (and a plan of a different
+/// machine), a larger one cannot be placed.
+///
+/// Errors: [`PlanError::MeshSize`] naming the mesh, its size and the
+/// target's device count.
+pub fn check_mesh_size(mesh: &str, size: usize, target: &Target) -> Result<(), PlanError> {
+    if size == target.devices {
+        return Ok(());
+    }
+    Err(PlanError::MeshSize {
+        mesh: mesh.to_string(),
+        size,
+        target: target.name.clone(),
+        devices: target.devices,
+    })
+}
+
+/// Creates (or truncates) `path`, so a plan whose JSON cannot be written
+/// fails before it compiles.
+///
+/// Errors: [`PlanError::Json`] naming the file.
+pub fn check_json_writable(path: &Path) -> Result<(), PlanError> {
+    std::fs::File::create(path)
+        .map(drop)
+        .map_err(|e| PlanError::Json {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })
 }
 
 /// Whether a compiler message is an out-of-memory verdict (XLA's
@@ -277,11 +363,11 @@ fn parse_size(text: &str) -> Option<f64> {
 
 /// Writes the report as pretty JSON.
 pub fn write_json(report: &PlanReport, path: &Path) -> Result<(), PlanError> {
-    let text = serde_json::to_string_pretty(report).map_err(|e| PlanError::Io {
+    let text = serde_json::to_string_pretty(report).map_err(|e| PlanError::Json {
         path: path.to_path_buf(),
         message: e.to_string(),
     })?;
-    std::fs::write(path, text).map_err(|e| PlanError::Io {
+    std::fs::write(path, text).map_err(|e| PlanError::Json {
         path: path.to_path_buf(),
         message: e.to_string(),
     })
@@ -305,5 +391,75 @@ mod tests {
             None
         );
         assert_eq!(parse_size("512M"), Some(512.0 * 1024.0 * 1024.0));
+    }
+
+    fn compiled(arguments: i64, outputs: i64, alias: i64, temporaries: i64, peak: i64) -> Compiled {
+        Compiled {
+            device_kind: "TPU v5 lite".into(),
+            devices: 4,
+            hosts: 1,
+            host_devices: Default::default(),
+            memory_limit: None,
+            arguments,
+            outputs,
+            alias,
+            temporaries,
+            generated_code: 0,
+            peak,
+            flops: None,
+            bytes_accessed: None,
+            collectives: Default::default(),
+            compile_seconds: 0.0,
+        }
+    }
+
+    #[test]
+    fn the_verdict_uses_the_larger_of_the_peak_and_the_buffer_sum() {
+        // A plugin peak (5) below the temporaries (8): the buffer sum
+        // 4 + 3 - 2 + 8 = 13 is used; against a limit of 10, short by 3.
+        let c = compiled(4, 3, 2, 8, 5);
+        assert_eq!(c.planned_peak(), 13);
+        assert_eq!(
+            memory_verdict(&c, Some(10)),
+            Verdict::ShortBy {
+                bytes: Some(3),
+                compiler_message: None
+            }
+        );
+        // A plugin peak above the sum stands.
+        let c = compiled(4, 3, 2, 8, 20);
+        assert_eq!(memory_verdict(&c, Some(30)), Verdict::Fits { headroom: 10 });
+        assert_eq!(memory_verdict(&c, None), Verdict::UnknownLimit);
+    }
+
+    #[test]
+    fn a_mesh_must_use_exactly_the_targets_devices() {
+        let v5e = target("tpu-v5e:2x2").unwrap();
+        assert!(check_mesh_size("data=2,fsdp=2", 4, &v5e).is_ok());
+        for (mesh, size) in [("fsdp=2", 2), ("fsdp=8", 8), ("data=3", 3)] {
+            let err = check_mesh_size(mesh, size, &v5e).unwrap_err().to_string();
+            assert!(
+                err.contains(mesh)
+                    && err.contains(&format!("{size} devices"))
+                    && err.contains("tpu-v5e:2x2 has 4"),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_unwritable_json_path_is_named_as_the_plan_json() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(check_json_writable(&dir.path().join("plan.json")).is_ok());
+        for bad in [
+            dir.path().join("missing/plan.json"),
+            dir.path().to_path_buf(),
+        ] {
+            let err = check_json_writable(&bad).unwrap_err().to_string();
+            assert!(
+                err.contains("plan JSON") && err.contains(&bad.display().to_string()),
+                "{err}"
+            );
+        }
     }
 }

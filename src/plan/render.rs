@@ -13,6 +13,15 @@ fn gib(bytes: i64) -> String {
     }
 }
 
+/// The items separated by spaces, or `none` for an empty list.
+fn list_or_none(items: &[String]) -> String {
+    if items.is_empty() {
+        "none".into()
+    } else {
+        items.join(" ")
+    }
+}
+
 /// The report as the lines `axle plan` prints: the mesh, per-device memory
 /// against the device's limit, FLOPs and bytes accessed, collectives,
 /// compile time, then `fits` or `short by X GiB`.
@@ -35,6 +44,14 @@ pub fn render_report(report: &PlanReport) -> String {
         if report.hosts == 1 { "" } else { "s" },
         report.mesh
     );
+    let _ = writeln!(
+        out,
+        "batch size {}, seq len {}, modifiers: {}, overrides: {}",
+        report.batch_size,
+        report.seq_len,
+        list_or_none(&report.modifiers),
+        list_or_none(&report.overrides)
+    );
     if let Some(c) = &report.compiled {
         if c.host_devices.len() > 1 {
             for (host, ids) in &c.host_devices {
@@ -50,7 +67,18 @@ pub fn render_report(report: &PlanReport) -> String {
         let limit = report
             .memory_limit
             .map_or("unknown".to_string(), |l| gib(l as i64));
-        let _ = writeln!(out, "  peak         {:>12}  of {limit}", gib(c.peak));
+        let _ = writeln!(
+            out,
+            "  peak         {:>12}  of {limit}",
+            gib(c.planned_peak())
+        );
+        if c.peak < c.buffer_sum() {
+            let _ = writeln!(
+                out,
+                "  (the plugin's peak, {}, is below arguments + outputs - aliased + temporaries; the larger is used)",
+                gib(c.peak)
+            );
+        }
         match c.flops {
             Some(f) => {
                 let _ = writeln!(out, "  FLOPs        {f:>12.4e}");

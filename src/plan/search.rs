@@ -1,6 +1,14 @@
 //! `axle plan --search`: plan several layouts of the same experiment on a
 //! target and rank those that fit by the compiler's cost estimate, as
 //! MaxText's estimator searches batch × remat by AOT compiles.
+//!
+//! Gradient accumulation is a `scan` (`stablehlo.while`) over the
+//! micro-batches, and XLA's cost analysis counts a loop body once: with
+//! `k` micro-batches it reports about `1/k` of the step's forward and
+//! backward FLOPs. The ranking therefore uses the reported FLOPs times `k`,
+//! an estimate of the step's FLOPs that does not shrink with `k` (it
+//! overcounts the optimizer update, outside the loop, `k` times: a small
+//! share of a step).
 
 use super::{PlanError, PlanOptions, PlanReport, Verdict, plan};
 
@@ -48,27 +56,44 @@ pub struct Candidate {
 }
 
 impl Candidate {
-    /// The compiler's per-device FLOPs where it fits, for ranking: lower is
-    /// better; where the compiler gives no FLOPs (the CUDA plugin without a
-    /// GPU), the peak bytes stand in.
+    /// The step's per-device FLOPs estimate: the compiler's FLOPs times
+    /// the micro-batch count (see the module's doc), `None` where the
+    /// compiler gives none.
+    pub fn step_flops(&self) -> Option<f64> {
+        let flops = self.result.as_ref().ok()?.compiled.as_ref()?.flops?;
+        Some(flops * self.micro_batches as f64)
+    }
+
+    /// The ranking figure where it fits: lower is better; the step FLOPs
+    /// estimate, or, where the compiler gives no FLOPs (the CUDA plugin
+    /// without a GPU), the peak bytes.
     fn cost(&self) -> Option<f64> {
         let report = self.result.as_ref().ok()?;
         if !matches!(report.verdict, Verdict::Fits { .. }) {
             return None;
         }
         let compiled = report.compiled.as_ref()?;
-        Some(compiled.flops.unwrap_or(compiled.peak as f64))
+        Some(self.step_flops().unwrap_or(compiled.planned_peak() as f64))
     }
 }
 
 /// Plans every candidate of [`candidates`] for the options' target (its
 /// mesh is ignored) and returns them ranked: those that fit by cost, then
-/// the rest in the order tried.
+/// the rest in the order tried. Prints a progress line per candidate on
+/// stderr (each is a compile of seconds to minutes).
 pub fn search(options: &PlanOptions) -> Result<Vec<Candidate>, PlanError> {
     let target = super::target(&options.target)?;
-    let mut tried: Vec<Candidate> = candidates(target.devices)
+    let all = candidates(target.devices);
+    let count = all.len();
+    let mut tried: Vec<Candidate> = all
         .into_iter()
-        .map(|(mesh, micro_batches)| {
+        .enumerate()
+        .map(|(i, (mesh, micro_batches))| {
+            eprintln!(
+                "[{}/{count}] planning mesh {mesh}, {micro_batches} micro-batch{}",
+                i + 1,
+                if micro_batches == 1 { "" } else { "es" }
+            );
             let mut run = options.run.clone();
             run.mesh = Some(mesh.clone());
             run.overrides
@@ -84,19 +109,38 @@ pub fn search(options: &PlanOptions) -> Result<Vec<Candidate>, PlanError> {
             }
         })
         .collect();
+    rank(&mut tried);
+    Ok(tried)
+}
+
+/// Sorts candidates that fit by cost, lowest first, then the rest in their
+/// order (a stable sort).
+fn rank(tried: &mut [Candidate]) {
     tried.sort_by(|a, b| match (a.cost(), b.cost()) {
         (Some(x), Some(y)) => x.total_cmp(&y),
         (Some(_), None) => std::cmp::Ordering::Less,
         (None, Some(_)) => std::cmp::Ordering::Greater,
         (None, None) => std::cmp::Ordering::Equal,
     });
-    Ok(tried)
 }
 
-/// The ranking as a table: mesh, micro-batches, peak, FLOPs, verdict.
-pub fn render_search(candidates: &[Candidate]) -> String {
-    let mut out = String::from(
-        "| rank | mesh | micro-batches | peak GiB | FLOPs / device | verdict |\n|---|---|---|---|---|---|\n",
+/// The ranking as a table under a header naming the experiment, target and
+/// ranking figure: mesh, micro-batches, peak, the compiler's FLOPs, the
+/// step FLOPs estimate, verdict.
+pub fn render_search(options: &PlanOptions, candidates: &[Candidate]) -> String {
+    let experiment = options
+        .run
+        .experiment
+        .as_deref()
+        .unwrap_or(crate::run::DEFAULT_EXPERIMENT);
+    let mut out = format!(
+        "{experiment} on {}: meshes that fit, ranked by step FLOPs per device \
+         (the compiler's FLOPs x micro-batches: its cost analysis counts the \
+         accumulation loop's body once), else by peak\n\n",
+        options.target
+    );
+    out.push_str(
+        "| rank | mesh | micro-batches | peak GiB | FLOPs / device (compiler) | step FLOPs / device | verdict |\n|---|---|---|---|---|---|---|\n",
     );
     for (i, c) in candidates.iter().enumerate() {
         let row = match &c.result {
@@ -106,7 +150,7 @@ pub fn render_search(candidates: &[Candidate]) -> String {
                         .as_ref()
                         .map_or(("-".to_string(), "-".to_string()), |c| {
                             (
-                                format!("{:.3}", c.peak as f64 / super::GIB),
+                                format!("{:.3}", c.planned_peak() as f64 / super::GIB),
                                 c.flops.map_or("-".into(), |f| format!("{f:.4e}")),
                             )
                         });
@@ -118,12 +162,13 @@ pub fn render_search(candidates: &[Candidate]) -> String {
                     Verdict::ShortBy { bytes: None, .. } => "short".to_string(),
                     Verdict::UnknownLimit => "no limit known".to_string(),
                 };
-                format!("{peak} | {flops} | {verdict}")
+                let step = c.step_flops().map_or("-".into(), |f| format!("{f:.4e}"));
+                format!("{peak} | {flops} | {step} | {verdict}")
             }
             Err(e) => {
                 let first = e.to_string();
                 let first = first.lines().next().unwrap_or_default().replace('|', "/");
-                format!("- | - | {first}")
+                format!("- | - | - | {first}")
             }
         };
         out.push_str(&format!(
@@ -139,6 +184,68 @@ pub fn render_search(candidates: &[Candidate]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plan::Compiled;
+
+    /// A candidate that compiled and fits, with the compiler's `flops`.
+    fn fitting(mesh: &str, micro_batches: usize, flops: f64) -> Candidate {
+        let compiled = Compiled {
+            device_kind: "TPU v5 lite".into(),
+            devices: 4,
+            hosts: 1,
+            host_devices: Default::default(),
+            memory_limit: Some(100),
+            arguments: 10,
+            outputs: 10,
+            alias: 10,
+            temporaries: 10,
+            generated_code: 0,
+            peak: 20,
+            flops: Some(flops),
+            bytes_accessed: None,
+            collectives: Default::default(),
+            compile_seconds: 0.0,
+        };
+        let report = PlanReport {
+            experiment: "llama-tiny".into(),
+            modifiers: vec![],
+            overrides: vec![],
+            batch_size: 8,
+            seq_len: 16,
+            target: "tpu-v5e:2x2".into(),
+            mesh: mesh.into(),
+            mesh_modifiers: vec![],
+            hosts: 1,
+            memory_limit: Some(100),
+            compiled: Some(compiled),
+            verdict: Verdict::Fits { headroom: 80 },
+        };
+        Candidate {
+            mesh: mesh.into(),
+            micro_batches,
+            result: Ok(report),
+        }
+    }
+
+    #[test]
+    fn two_micro_batches_do_not_win_by_the_loop_body_counted_once() {
+        // The compiler's figures as XLA counts a scan: the 2-micro-batch
+        // step reports its loop body (half the forward and backward, 45)
+        // once plus the update (10): 55 against 100. Scaled by the
+        // micro-batch count, 110 > 100: the 1-micro-batch step ranks first,
+        // and the mesh with fewer FLOPs (fsdp=4, 90) before both.
+        let mut tried = vec![
+            fitting("data=4", 2, 55.0),
+            fitting("data=4", 1, 100.0),
+            fitting("fsdp=4", 1, 90.0),
+        ];
+        rank(&mut tried);
+        let order: Vec<(&str, usize)> = tried
+            .iter()
+            .map(|c| (c.mesh.as_str(), c.micro_batches))
+            .collect();
+        assert_eq!(order, [("fsdp=4", 1), ("data=4", 1), ("data=4", 2)]);
+        assert_eq!(tried[2].step_flops(), Some(110.0));
+    }
 
     #[test]
     fn four_devices_give_every_data_fsdp_split_and_two_with_a_model_axis() {

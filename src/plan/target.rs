@@ -54,6 +54,11 @@ const TPUS: &[(&str, &str, usize, usize, &str)] = &[
     ("tpu-v4:2x2x1", "v4:2x2x1", 8, 1, "TPU v4"),
 ];
 
+/// The most devices a GPU target may have: 65,536, beyond the largest
+/// machines built, so a mistyped count is an error rather than an attempt
+/// to allocate a topology of billions of devices.
+pub const MAX_DEVICES: usize = 65_536;
+
 /// GPUs: axle name prefix, target config, device kind.
 const GPUS: &[(&str, &str, &str)] = &[
     (
@@ -83,7 +88,9 @@ pub fn target_names() -> Vec<String> {
 
 /// The target called `name` (see [`target_names`]).
 ///
-/// Errors: [`PlanError::UnknownTarget`] naming it and listing the known ones.
+/// Errors: [`PlanError::UnknownTarget`] naming it and listing the known
+/// ones; [`PlanError::DeviceCount`] for no GPUs or more than
+/// [`MAX_DEVICES`].
 pub fn target(name: &str) -> Result<Target, PlanError> {
     let unknown = || PlanError::UnknownTarget {
         name: name.to_string(),
@@ -109,14 +116,26 @@ pub fn target(name: &str) -> Result<Target, PlanError> {
     let (Ok(hosts), Ok(per_host)) = (hosts, per_host) else {
         return Err(unknown());
     };
+    let bad_count = |message: String| PlanError::DeviceCount {
+        target: name.to_string(),
+        message,
+    };
     if hosts == 0 || per_host == 0 {
-        return Err(unknown());
+        return Err(bad_count("needs at least one GPU (and one host)".into()));
     }
+    let devices = hosts
+        .checked_mul(per_host)
+        .filter(|&d| d <= MAX_DEVICES)
+        .ok_or_else(|| {
+            bad_count(format!(
+                "asks for {hosts} x {per_host} GPUs; axle plans for at most {MAX_DEVICES} devices"
+            ))
+        })?;
     Ok(Target {
         name: name.to_string(),
         platform: Platform::Cuda,
         topology: format!("1x{hosts}x{per_host}"),
-        devices: hosts * per_host,
+        devices,
         hosts,
         device_kind: kind,
         target_config: Some(config),
@@ -160,15 +179,29 @@ mod tests {
 
     #[test]
     fn unknown_names_are_refused_naming_them() {
-        for bad in [
-            "tpu-v9:2x2",
-            "gpu-h100",
-            "gpu-h100:0",
-            "gpu-x:8",
-            "gpu-h100:2xq",
-        ] {
+        for bad in ["tpu-v9:2x2", "gpu-h100", "gpu-x:8", "gpu-h100:2xq"] {
             let err = target(bad).unwrap_err().to_string();
             assert!(err.contains(bad) && err.contains("tpu-v5e:2x2"), "{err}");
         }
+    }
+
+    #[test]
+    fn device_counts_of_zero_or_beyond_the_limit_are_refused() {
+        for bad in ["gpu-h100:0", "gpu-h100:0x8", "gpu-h100:4x0"] {
+            let err = target(bad).unwrap_err().to_string();
+            assert!(
+                err.contains(bad) && err.contains("at least one GPU"),
+                "{err}"
+            );
+        }
+        for bad in [
+            "gpu-h100:65537",
+            "gpu-h100:4096x17",
+            "gpu-a100:99999999999x99999999999",
+        ] {
+            let err = target(bad).unwrap_err().to_string();
+            assert!(err.contains(bad) && err.contains("65536"), "{err}");
+        }
+        assert_eq!(target("gpu-h100:8192x8").unwrap().devices, MAX_DEVICES);
     }
 }
