@@ -57,6 +57,8 @@ pub fn train(options: &RunOptions, progress: impl FnMut(&Record)) -> Result<RunS
             options.completed_from(&meta, &dir)?
         }
         (None, Some(dir)) if options.resume && options.experiment.is_none() => {
+            // A run still busy there (before its first save) is the better answer.
+            drop(Checkpointer::new(dir, 1).lock()?);
             return Err(RunError::NoCheckpoint(format!(
                 "--resume: {} holds no checkpoint to resume, and no --experiment says what to start there",
                 dir.display()
