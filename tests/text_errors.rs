@@ -17,7 +17,7 @@ fn tokenizer_training_names_a_directory_or_a_binary_file() {
     );
     let binary = tmp.path().join("weights.bin");
     std::fs::write(&binary, [0x66, 0x6f, 0xff, 0xfe, 0x00]).unwrap();
-    let message = TextTokenizer::train_bpe(&[binary.clone()], 300)
+    let message = TextTokenizer::train_bpe(std::slice::from_ref(&binary), 300)
         .err()
         .expect("a binary file is refused")
         .to_string();
