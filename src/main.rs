@@ -150,7 +150,7 @@ enum Command {
     ImportHf {
         /// The Hugging Face model directory.
         dir: PathBuf,
-        /// The (empty) checkpoint directory to write.
+        /// The checkpoint directory to write; it must hold no checkpoint yet.
         #[arg(long)]
         checkpoint_dir: PathBuf,
     },
@@ -196,7 +196,8 @@ enum TokenizerCommand {
     /// Train a byte-level BPE (GPT-2's scheme) on text files and write it
     /// as a Hugging Face `tokenizer.json`.
     Train {
-        /// Vocabulary size: 256 bytes, `<|endoftext|>` and the merges.
+        /// Vocabulary size: 256 bytes, `<|endoftext|>` and the merges (at
+        /// most; a warning says when the text yields fewer).
         #[arg(long)]
         vocab_size: usize,
         /// Output `tokenizer.json`.
@@ -220,16 +221,18 @@ struct GenerateArgs {
     /// A file of prompts, one per non-empty line, generated as one batch.
     #[arg(long)]
     prompts: Option<PathBuf>,
-    /// Tokens to generate after each prompt.
+    /// Tokens to generate after each prompt (always this many: no stop at
+    /// <|endoftext|>); prompt plus these may not exceed the model's positions.
     #[arg(long, default_value_t = 64)]
     max_new_tokens: usize,
     /// Sampling temperature; 0 is greedy.
     #[arg(long, default_value_t = 0.0)]
     temperature: f64,
-    /// Sample among the K most likely tokens only.
+    /// Sample among the K most likely tokens only (needs --temperature > 0).
     #[arg(long)]
     top_k: Option<usize>,
-    /// Sample among the most likely tokens whose probabilities first reach P.
+    /// Sample among the most likely tokens whose probabilities first reach P
+    /// (needs --temperature > 0).
     #[arg(long)]
     top_p: Option<f64>,
     /// Seed of the sampling draws.
@@ -673,6 +676,14 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         } => {
             let mut tokenizer = axle::text::TextTokenizer::train_bpe(&files, vocab_size)?;
             tokenizer.save(&out)?;
+            if tokenizer.vocab_size() < vocab_size {
+                eprintln!(
+                    "warning: --vocab-size {vocab_size}, but the text yields only {} tokens (too few pairs seen twice): wrote {} with {} tokens",
+                    tokenizer.vocab_size(),
+                    out.display(),
+                    tokenizer.vocab_size()
+                );
+            }
             println!(
                 "wrote {} ({} tokens)",
                 out.display(),
@@ -680,14 +691,19 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             );
         }
         Command::Generate(args) => {
-            let report = axle::generate::generate_from_checkpoint(&args.options()?)?;
+            let options = args.options()?;
+            let report = axle::generate::generate_from_checkpoint(&options)?;
             let g = &report.generation;
+            for warning in &report.warnings {
+                eprintln!("warning: {warning}");
+            }
             if args.json {
                 println!("{}", serde_json::json!({ "continuations": g.tokens }));
             } else {
-                for text in &report.texts {
-                    println!("{text}");
-                }
+                print!(
+                    "{}",
+                    axle::generate::continuations_text(&options.prompts, &report.texts)
+                );
             }
             eprintln!(
                 "{} prompts from {}: prefill {:.3} s, decode {:.1} tokens/s",

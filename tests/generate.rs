@@ -3,12 +3,14 @@
 //! recomputation of the whole sequence without a cache (the training
 //! forward), token for token and in its logits; tensor-parallel decoding
 //! on a 2-device `model` mesh gives the same; sampling with a seed is
-//! reproducible; top-k = 1 is greedy.
+//! reproducible; top-k = 1 is greedy; top-k/top-p at temperature 0 and
+//! positions beyond the model's are refused; several continuations print
+//! under a header each.
 
 use axle::backend::{HostTensor, compile};
 use axle::compiler::{DType, FunctionBuilder};
 use axle::experiment::resolve_config;
-use axle::generate::{Generation, Generator, Sampling, argmax};
+use axle::generate::{Generation, Generator, MAX_POSITIONS, Sampling, argmax, continuations_text};
 use axle::modules::{CausalLm, Ctx, ModelConfig, Module, declare_params, init_params};
 use axle::partition::{LogicalRules, Mesh, MeshShape};
 use axle::runtime::Client;
@@ -188,4 +190,77 @@ fn seeded_sampling_is_reproducible_and_top_k_1_is_greedy() {
     let greedy = generate(&model, &rules, 1, "data=1", &Sampling::greedy());
     let top1 = generate(&model, &rules, 1, "data=1", &sampling(9, Some(1), None));
     assert_eq!(top1.tokens, greedy.tokens, "top-k = 1 is greedy");
+}
+
+#[test]
+fn top_k_or_top_p_without_a_temperature_is_refused() {
+    for (top_k, top_p) in [(Some(5), None), (None, Some(0.9))] {
+        let sampling = Sampling {
+            top_k,
+            top_p,
+            ..Sampling::greedy()
+        };
+        let message = sampling.validate().expect_err("greedy ignores them");
+        assert!(message.contains("--temperature"), "{message}");
+    }
+}
+
+/// Prompt plus new tokens beyond the positions a model has are refused before anything is
+/// compiled: a RoPE model's cap (`MAX_POSITIONS`), and a GPT-2's position embedding rows
+/// (`n_positions` of the fixture's config.json).
+#[test]
+fn generating_beyond_the_positions_is_refused() {
+    let client = Client::cpu(1).expect("the CPU PJRT plugin loads");
+    let mesh: Mesh = "data=1"
+        .parse::<MeshShape>()
+        .expect("mesh")
+        .resolve(1)
+        .expect("fits");
+    let (rope, rules) = model(&[]);
+    let params = init_params(&rope.param_specs(), 3);
+    let mut generator = Generator::new(&client, rope, &mesh, &rules, &params).expect("places");
+    assert_eq!(generator.max_positions(), MAX_POSITIONS);
+    let err = generator
+        .generate(&prompts(), 100_000, &Sampling::greedy(), false)
+        .expect_err("beyond the cap");
+    let expected = format!("prompt 11 + 100000 new tokens > {MAX_POSITIONS} positions");
+    assert!(err.to_string().contains(&expected), "{err}");
+
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hf/gpt2");
+    let hf = axle::hf::read_config(&dir).expect("config");
+    let n_positions = hf
+        .config
+        .decoder
+        .position_embedding
+        .as_ref()
+        .and_then(|p| p.num_embeddings);
+    let params = axle::hf::import_params(&dir, &hf).expect("imports");
+    let gpt2 = CausalLm::new(&hf.config).expect("model");
+    let mut generator = Generator::new(&client, gpt2, &mesh, &rules, &params).expect("places");
+    assert_eq!(Some(generator.max_positions()), n_positions);
+    let limit = generator.max_positions();
+    let err = generator
+        .generate(
+            &[vec![1, 2, 3, 4, 5]],
+            limit - 4,
+            &Sampling::greedy(),
+            false,
+        )
+        .expect_err("beyond the position embedding");
+    let expected = format!("prompt 5 + {} new tokens > {limit} positions", limit - 4);
+    assert!(err.to_string().contains(&expected), "{err}");
+}
+
+#[test]
+fn several_continuations_print_under_a_header_each() {
+    let prompts = ["Hello".to_string(), "Bye".to_string()];
+    let texts = [" world\nagain".to_string(), " now".to_string()];
+    assert_eq!(
+        continuations_text(&prompts, &texts),
+        "=== prompt 1: Hello ===\n world\nagain\n=== prompt 2: Bye ===\n now\n"
+    );
+    assert_eq!(
+        continuations_text(&prompts[..1], &texts[..1]),
+        " world\nagain\n"
+    );
 }

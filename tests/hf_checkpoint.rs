@@ -2,7 +2,9 @@
 //! by `axle eval` and `axle train --resume`; `--init-from hf:DIR` starts a fresh run from the
 //! same weights; and exporting the imported checkpoint gives back the model's tensors bit for
 //! bit and the same config (the check that `transformers` loads an export and computes the
-//! fixture's logits is `make.py check`, run by hand: docs/huggingface.md).
+//! fixture's logits is `make.py check`, run by hand: docs/huggingface.md). An export into a
+//! directory holding weight files, `--init-from` a model other than the run's, and a
+//! checkpoint whose `hf:DIR` is gone are refused naming what is at fault.
 
 use axle::checkpoint::{self, Checkpointer};
 use axle::hf::{export_checkpoint, import_to_checkpoint, read_config, read_tensors};
@@ -43,6 +45,30 @@ fn export_of_an_import_gives_back_the_same_tensors_and_config() {
             "{name}: tensors"
         );
     }
+}
+
+/// An export into a directory holding weight files is refused naming one (a stale shard
+/// would be loaded beside the new weights); other files stay and do not stop it.
+#[test]
+fn export_refuses_a_directory_holding_weight_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ckpt, out) = (tmp.path().join("ckpt"), tmp.path().join("out"));
+    import_to_checkpoint(&fixture("gpt2"), &ckpt).unwrap();
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("tokenizer.json"), "{}").unwrap();
+    export_checkpoint(&ckpt, &out).expect("a tokenizer.json does not stop an export");
+    assert_eq!(
+        std::fs::read_to_string(out.join("tokenizer.json")).unwrap(),
+        "{}"
+    );
+    let stale = out.join("model-00001-of-00002.safetensors");
+    std::fs::write(&stale, b"old").unwrap();
+    std::fs::remove_file(out.join("model.safetensors")).unwrap();
+    let message = export_checkpoint(&ckpt, &out).unwrap_err().to_string();
+    assert!(
+        message.contains(&stale.display().to_string()) && message.contains("already holds"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -124,4 +150,51 @@ fn an_imported_checkpoint_evaluates_resumes_and_equals_init_from() {
             .fold(0.0f32, |m, v| m.max(v.abs()));
         assert!(moved > 0.0 && moved <= 1.1e-3, "{axle_name} moved {moved}");
     }
+}
+
+/// `--init-from hf:DIR` with `--set` making another model is refused before anything is
+/// compiled, naming the directory and the parameter that differs.
+#[test]
+fn init_from_a_model_other_than_the_runs_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = fixture("mistral");
+    let err = train(
+        &RunOptions {
+            experiment: Some(format!("hf:{}", dir.display())),
+            overrides: vec!["decoder.transformer.num_layers=1".into()],
+            init_from: Some(dir.clone()),
+            ..one_step(tmp.path())
+        },
+        |_| {},
+    )
+    .unwrap_err();
+    let message = err.to_string();
+    assert!(
+        message.contains(&format!("--init-from hf:{}", dir.display()))
+            && message.contains("decoder/transformer/layers/1/"),
+        "{message}"
+    );
+}
+
+/// A checkpoint of `hf:DIR` whose DIR was moved says that DIR must stay in place.
+#[test]
+fn an_imported_checkpoint_whose_model_is_gone_says_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (model, ckpt) = (tmp.path().join("model"), tmp.path().join("ckpt"));
+    std::fs::create_dir(&model).unwrap();
+    for file in ["config.json", "model.safetensors"] {
+        std::fs::copy(fixture("gpt2").join(file), model.join(file)).unwrap();
+    }
+    import_to_checkpoint(&model, &ckpt).unwrap();
+    std::fs::remove_dir_all(&model).unwrap();
+    let options = RunOptions {
+        checkpoint_dir: Some(ckpt),
+        cpu_devices: Some(1),
+        ..RunOptions::default()
+    };
+    let message = evaluate(&options, Some(1)).unwrap_err().to_string();
+    assert!(
+        message.contains(&model.display().to_string()) && message.contains("stay in place"),
+        "{message}"
+    );
 }

@@ -3,7 +3,8 @@
 //! positions), a resume that continues the text stream exactly (losses
 //! bitwise equal to the straight run's), bits per byte among the eval
 //! metrics, and `axle generate` from the checkpoint with the recorded
-//! tokenizer.
+//! tokenizer; a tokenizer retrained at the recorded path is then refused by
+//! generation and by a resume, naming the file and both CRC-32s.
 
 use axle::checkpoint::Checkpointer;
 use axle::generate::{GenerateOptions, Sampling, generate_from_checkpoint};
@@ -115,5 +116,35 @@ fn a_text_run_resumes_its_stream_exactly_and_generates() {
     assert_eq!(
         report.prompt_ids[0],
         reference.encode("The trainer").expect("encodes")
+    );
+
+    // Retrain the tokenizer in place (another vocabulary size, so other bytes).
+    let recorded = reference.crc32().expect("a loaded tokenizer has a CRC-32");
+    let files: Vec<PathBuf> = std::fs::read_dir(&text)
+        .expect("lists")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    let mut retrained = TextTokenizer::train_bpe(&files, 400).expect("trains");
+    retrained.save(&tokenizer).expect("saves");
+    let found = retrained.crc32().expect("a saved tokenizer has a CRC-32");
+    assert_ne!(recorded, found);
+    let refused = |message: String| {
+        for part in [
+            tokenizer.display().to_string(),
+            recorded.clone(),
+            found.clone(),
+        ] {
+            assert!(message.contains(&part), "{message} lacks {part}");
+        }
+    };
+    refused(
+        generate_from_checkpoint(&options)
+            .expect_err("a changed tokenizer is refused")
+            .to_string(),
+    );
+    refused(
+        train(&run(&split, 8, true), |_| {})
+            .expect_err("a changed tokenizer is refused")
+            .to_string(),
     );
 }

@@ -3,7 +3,7 @@
 
 use super::{GenerateError, Generation, Generator, Sampling};
 use crate::checkpoint::{self, Checkpointer};
-use crate::run::record::{TOKENIZER, recorded_config};
+use crate::run::record::{TOKENIZER, check_tokenizer, recorded_config};
 use crate::run::{RunError, RunOptions};
 use crate::text::TextTokenizer;
 use axle_modules::{CausalLm, ModelConfig};
@@ -22,7 +22,7 @@ pub struct GenerateOptions {
     /// How each token is chosen.
     pub sampling: Sampling,
     /// A `tokenizer.json`; the one the run recorded when `None`, and bytes
-    /// when it recorded none.
+    /// when it recorded none. Its content must be what the run recorded.
     pub tokenizer: Option<PathBuf>,
     /// The mesh (`model=4` for tensor-parallel decoding); one device when `None`.
     pub mesh: Option<String>,
@@ -43,13 +43,21 @@ pub struct GenerateReport {
     pub generation: Generation,
     /// Each continuation decoded to text.
     pub texts: Vec<String>,
+    /// Things to tell the user that do not stop the generation (positions
+    /// beyond the sequence length the model was trained at).
+    pub warnings: Vec<String>,
 }
 
 /// Runs `axle generate`: rebuilds the causal LM the newest checkpoint in
 /// `options.checkpoint_dir` recorded, places its parameters on the mesh,
 /// tokenizes the prompts (tokenizer given, else recorded, else bytes) and
-/// generates. Errors name the checkpoint, the tokenizer or the prompt at
-/// fault; a checkpoint of a model that is not a causal LM is refused.
+/// generates (not stopping at an end-of-text token). Errors name the
+/// checkpoint, the tokenizer or the prompt at fault; a checkpoint of a model
+/// that is not a causal LM is refused, and so is a tokenizer whose CRC-32
+/// differs from the one the run recorded
+/// ([`crate::text::TextError::TokenizerChanged`]). Prompt plus new tokens
+/// beyond the model's sequence length (`input.seq_len`) is a warning in the
+/// report; beyond [`super::Generator::max_positions`], an error.
 pub fn generate_from_checkpoint(
     options: &GenerateOptions,
 ) -> Result<GenerateReport, GenerateError> {
@@ -84,6 +92,9 @@ pub fn generate_from_checkpoint(
         .as_deref()
         .map(TextTokenizer::load)
         .transpose()?;
+    if let Some(t) = &tokenizer {
+        check_tokenizer(&restored.meta, t)?;
+    }
     let prompt_ids = options
         .prompts
         .iter()
@@ -92,6 +103,16 @@ pub fn generate_from_checkpoint(
             None => Ok(p.bytes().map(u32::from).collect()),
         })
         .collect::<Result<Vec<_>, _>>()?;
+    let mut warnings = Vec::new();
+    let longest = prompt_ids.iter().map(Vec::len).max().unwrap_or(0);
+    let positions = longest.saturating_add(options.max_new_tokens);
+    if positions > config.input.seq_len {
+        warnings.push(format!(
+            "prompt {longest} + {} new tokens = {positions} positions, beyond the sequence length \
+             {} the model was trained at: the continuation past it may degrade",
+            options.max_new_tokens, config.input.seq_len
+        ));
+    }
     let run = RunOptions {
         plugin: options.plugin.clone(),
         cpu_devices: options.cpu_devices,
@@ -133,5 +154,22 @@ pub fn generate_from_checkpoint(
         prompt_ids,
         generation,
         texts,
+        warnings,
     })
+}
+
+/// The text `axle generate` prints: the continuation alone for one prompt;
+/// for several, each after a header line `=== prompt I: PROMPT ===` (I from
+/// 1), so that continuations spanning lines stay apart. Each ends with a
+/// newline.
+pub fn continuations_text(prompts: &[String], texts: &[String]) -> String {
+    if let [text] = texts {
+        return format!("{text}\n");
+    }
+    prompts
+        .iter()
+        .zip(texts)
+        .enumerate()
+        .map(|(i, (prompt, text))| format!("=== prompt {}: {prompt} ===\n{text}\n", i + 1))
+        .collect()
 }

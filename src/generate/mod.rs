@@ -10,7 +10,7 @@ mod cli;
 mod program;
 mod sampling;
 
-pub use cli::{GenerateOptions, GenerateReport, generate_from_checkpoint};
+pub use cli::{GenerateOptions, GenerateReport, continuations_text, generate_from_checkpoint};
 pub use sampling::{Sampling, argmax};
 
 use crate::checkpoint::Tensors;
@@ -54,6 +54,12 @@ pub enum GenerateError {
     #[error(transparent)]
     Run(#[from] crate::run::RunError),
 }
+
+/// The most positions (prompt plus new tokens) a model without a learned
+/// position embedding (RoPE) may generate to: the cache and each decode
+/// call grow with it, so a mistyped `--max-new-tokens` is refused rather
+/// than run for hours.
+pub const MAX_POSITIONS: usize = 8192;
 
 /// What a generation produced and how long it took.
 #[derive(Clone, Debug, PartialEq)]
@@ -133,10 +139,25 @@ impl Generator {
         self.model.decoder.vocab_size
     }
 
+    /// The most positions (prompt plus new tokens) a generation may use:
+    /// the rows of a learned position embedding (GPT-2's `n_positions`),
+    /// else [`MAX_POSITIONS`] (RoPE has no table; the cap keeps a mistyped
+    /// `--max-new-tokens` from running for hours).
+    pub fn max_positions(&self) -> usize {
+        self.model
+            .decoder
+            .position_embedding
+            .as_ref()
+            .map_or(MAX_POSITIONS, |p| p.num_embeddings)
+    }
+
     /// Generates `max_new_tokens` tokens after each of `prompts` (token ids,
     /// each non-empty and below the vocabulary), choosing each by
     /// `sampling`. One prefill call, then `max_new_tokens - 1` decode calls;
-    /// `keep_logits` returns the logits of every choice too.
+    /// `keep_logits` returns the logits of every choice too. It does not
+    /// stop at an end-of-text token. Errors: [`GenerateError::Invalid`] for
+    /// no prompt, an empty prompt, a token outside the vocabulary, or the
+    /// longest prompt plus `max_new_tokens` beyond [`Generator::max_positions`].
     pub fn generate(
         &mut self,
         prompts: &[Vec<u32>],
@@ -228,6 +249,18 @@ impl Generator {
             return Err(GenerateError::Invalid(format!(
                 "nothing to generate: {} prompts, {max_new_tokens} new tokens",
                 prompts.len()
+            )));
+        }
+        let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
+        let limit = self.max_positions();
+        if longest.saturating_add(max_new_tokens) > limit {
+            return Err(GenerateError::Invalid(format!(
+                "prompt {longest} + {max_new_tokens} new tokens > {limit} positions: {}",
+                if self.model.decoder.position_embedding.is_some() {
+                    "the model's position embedding has no more rows"
+                } else {
+                    "axle caps generation at this many positions (MAX_POSITIONS)"
+                }
             )));
         }
         let vocab = self.vocab_size();

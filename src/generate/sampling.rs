@@ -9,8 +9,9 @@ use crate::data::mix::mix;
 #[derive(Clone, Debug, PartialEq)]
 pub struct Sampling {
     /// Divides the logits before the softmax; 0 means greedy (the highest
-    /// logit, the lowest id among equals), and then the other fields are
-    /// ignored.
+    /// logit, the lowest id among equals), and then `top_k` and `top_p`
+    /// must be unset ([`Sampling::validate`] refuses them rather than
+    /// silently decode greedily).
     pub temperature: f64,
     /// Keep only the `k` most likely tokens (at least 1), if set.
     pub top_k: Option<usize>,
@@ -32,13 +33,22 @@ impl Sampling {
         }
     }
 
-    /// What is wrong with these settings, if anything.
+    /// What is wrong with these settings, if anything: a negative or
+    /// non-finite temperature, `top_k` or `top_p` with temperature 0,
+    /// `top_k` 0, `top_p` outside `(0, 1]`.
     pub fn validate(&self) -> Result<(), String> {
         if !(self.temperature >= 0.0 && self.temperature.is_finite()) {
             return Err(format!(
                 "--temperature must be finite and at least 0, got {}",
                 self.temperature
             ));
+        }
+        if self.temperature == 0.0 && (self.top_k.is_some() || self.top_p.is_some()) {
+            return Err(
+                "--top-k and --top-p filter a sampled draw, but --temperature is 0 (greedy): \
+                 pass --temperature 1 to sample from the model's distribution"
+                    .into(),
+            );
         }
         if self.top_k == Some(0) {
             return Err("--top-k must be at least 1".into());

@@ -65,9 +65,20 @@ pub fn import_to_checkpoint(dir: &Path, checkpoint_dir: &Path) -> Result<PathBuf
 /// (`config.json` and `model.safetensors`, f32) that `transformers`' `from_pretrained` loads.
 /// When the run is an `hf:DIR` experiment whose `config.json` is still there, that file is
 /// the base of the new one, so fields axle does not model (token ids, ...) are kept. Returns
-/// the family written. Errors: [`HfError::Export`] for a checkpoint without a recorded causal
-/// LM config or a model no supported family expresses, and checkpoint and file I/O.
+/// the family written. `out` must not hold weight files already (stale shards or an index
+/// would be loaded with the new file): other files (a `tokenizer.json`) are left alone.
+/// Errors: [`HfError::Export`] for an `out` holding weight files (naming one), a checkpoint
+/// without a recorded causal LM config or a model no supported family expresses, and
+/// checkpoint and file I/O.
 pub fn export_checkpoint(checkpoint_dir: &Path, out: &Path) -> Result<Family> {
+    if let Some(stale) = weight_file_in(out)? {
+        return Err(HfError::Export(format!(
+            "{} already holds weight files ({}): export into a directory without \
+             model*.safetensors, *.bin or *.index.json files",
+            out.display(),
+            stale.display()
+        )));
+    }
     let latest = Checkpointer::new(checkpoint_dir, 1)
         .latest()?
         .ok_or_else(|| HfError::Export(format!("no checkpoint in {}", checkpoint_dir.display())))?;
@@ -109,4 +120,23 @@ pub fn export_checkpoint(checkpoint_dir: &Path, out: &Path) -> Result<Family> {
     let text = serde_json::to_string_pretty(&hf_config).expect("JSON values serialize");
     std::fs::write(&path, text + "\n").map_err(io(&path))?;
     Ok(family)
+}
+
+/// The first Hugging Face weight file in `dir` (`*.safetensors`, `*.bin`, `*.index.json`), if
+/// `dir` exists and holds one.
+fn weight_file_in(dir: &Path) -> Result<Option<PathBuf>> {
+    if !dir.exists() {
+        return Ok(None);
+    }
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(io(dir))? {
+        names.push(entry.map_err(io(dir))?.path());
+    }
+    names.sort();
+    Ok(names.into_iter().find(|path| {
+        let name = path
+            .file_name()
+            .map_or(String::new(), |n| n.to_string_lossy().into_owned());
+        name.ends_with(".safetensors") || name.ends_with(".bin") || name.ends_with(".index.json")
+    }))
 }

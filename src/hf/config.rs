@@ -80,7 +80,8 @@ const DEFAULT_BATCH: usize = 8;
 
 /// Reads `dir/config.json`. Errors: [`HfError::Io`], [`HfError::Malformed`],
 /// [`HfError::UnknownArchitecture`] naming the architecture, [`HfError::Config`] naming a field
-/// that is missing or that axle cannot express (another `rope_scaling` type, Qwen2's per-layer
+/// that is missing, nonsense (a count of 0, an epsilon or `rope_theta` at or below 0, key/value
+/// heads that do not divide the heads) or that axle cannot express (another `rope_scaling` type, Qwen2's per-layer
 /// sliding windows, a `head_dim` other than `hidden_size / num_attention_heads`, ...).
 pub fn read_config(dir: &Path) -> Result<HfModel> {
     let path = dir.join("config.json");
@@ -119,7 +120,14 @@ pub fn read_config(dir: &Path) -> Result<HfModel> {
 /// The experiment of the Hugging Face model in `dir` (`--experiment hf:DIR`): its model, the
 /// default learner, batches of 8 sequences of at most 128 tokens (the model's own limit when
 /// shorter) on the affine-token synthetic task, and the default sharding and mesh rules.
+/// Errors: [`HfError::ModelDirGone`] when `dir` is not a directory (a checkpoint of `hf:DIR`
+/// whose model was moved), and those of [`read_config`].
 pub fn experiment(dir: &Path) -> Result<Experiment> {
+    if !dir.is_dir() {
+        return Err(HfError::ModelDirGone {
+            dir: dir.to_path_buf(),
+        });
+    }
     let model = read_config(dir)?;
     Ok(Experiment {
         name: "hf",
@@ -160,21 +168,27 @@ impl Fields {
         self.usize_or(field, None)
     }
 
+    /// A count (every count of a config.json is at least 1: sizes, heads, layers, positions).
     fn usize_or(&self, field: &str, default: Option<usize>) -> Result<usize> {
         match self.get(field) {
             Some(v) => v
                 .as_u64()
+                .filter(|&n| n >= 1)
                 .map(|n| n as usize)
-                .ok_or_else(|| self.error(field, format!("expected a count, got {v}"))),
+                .ok_or_else(|| {
+                    self.error(field, format!("expected a count of at least 1, got {v}"))
+                }),
             None => default.ok_or_else(|| self.error(field, "missing")),
         }
     }
 
-    fn f64_or(&self, field: &str, default: f64) -> Result<f64> {
+    /// A finite number above 0 (the config.json numbers axle reads are epsilons and RoPE
+    /// bases, which are meaningless at or below 0).
+    fn positive_f64_or(&self, field: &str, default: f64) -> Result<f64> {
         match self.get(field) {
-            Some(v) => v
-                .as_f64()
-                .ok_or_else(|| self.error(field, format!("expected a number, got {v}"))),
+            Some(v) => positive(v).ok_or_else(|| {
+                self.error(field, format!("expected a finite number above 0, got {v}"))
+            }),
             None => Ok(default),
         }
     }
@@ -215,10 +229,13 @@ impl Fields {
     fn rope(&self) -> Result<RopeConfig> {
         let parameters = self.get("rope_parameters").and_then(Value::as_object);
         let theta = match parameters.and_then(|p| p.get("rope_theta")) {
-            Some(v) => v
-                .as_f64()
-                .ok_or_else(|| self.error("rope_parameters.rope_theta", "expected a number"))?,
-            None => self.f64_or("rope_theta", 10000.0)?,
+            Some(v) => positive(v).ok_or_else(|| {
+                self.error(
+                    "rope_parameters.rope_theta",
+                    format!("expected a finite number above 0, got {v}"),
+                )
+            })?,
+            None => self.positive_f64_or("rope_theta", 10000.0)?,
         };
         let (field, scaling) = match (self.get("rope_scaling"), parameters) {
             (Some(s), _) => ("rope_scaling", s.as_object()),
@@ -275,6 +292,15 @@ impl Fields {
                 format!("{heads} heads do not divide hidden_size {dim}"),
             ));
         }
+        if heads % kv_heads != 0 {
+            return Err(self.error(
+                "num_key_value_heads",
+                format!(
+                    "{kv_heads} key/value heads do not divide num_attention_heads {heads} \
+                     (grouped-query attention shares each among a whole group)"
+                ),
+            ));
+        }
         let head_dim = self.usize_or("head_dim", Some(dim / heads))?;
         if head_dim != dim / heads {
             return Err(self.error(
@@ -308,7 +334,7 @@ impl Fields {
         let mlp_bias = self.bool_or("mlp_bias", false)?;
         let norm = NormConfig::RmsNorm(RmsNormConfig {
             input_dim: None,
-            eps: self.f64_or("rms_norm_eps", 1e-6)?,
+            eps: self.positive_f64_or("rms_norm_eps", 1e-6)?,
         });
         let attention = AttentionConfig {
             num_heads: Some(heads),
@@ -385,11 +411,18 @@ impl Fields {
         }
         let norm = NormConfig::LayerNorm(LayerNormConfig {
             input_dim: None,
-            eps: self.f64_or("layer_norm_epsilon", 1e-5)?,
+            eps: self.positive_f64_or("layer_norm_epsilon", 1e-5)?,
             bias: true,
         });
+        let heads = self.usize("n_head")?;
+        if dim % heads != 0 {
+            return Err(self.error(
+                "n_head",
+                format!("{heads} heads do not divide n_embd {dim}"),
+            ));
+        }
         let attention = AttentionConfig {
-            num_heads: Some(self.usize("n_head")?),
+            num_heads: Some(heads),
             input_linear: AttentionConfig::default().input_linear.with_bias(),
             output_linear: AttentionConfig::default().output_linear.with_bias(),
             ..AttentionConfig::default()
@@ -429,6 +462,11 @@ impl Fields {
             max_positions: positions,
         })
     }
+}
+
+/// `v` as a finite number above 0, if it is one.
+fn positive(v: &Value) -> Option<f64> {
+    v.as_f64().filter(|x| x.is_finite() && *x > 0.0)
 }
 
 /// An unrolled stack of `layers` identical pre-norm layers.

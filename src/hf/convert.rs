@@ -30,21 +30,37 @@ pub fn layout(family: Family, config: &CausalLmConfig) -> Layout {
 /// `transformer.` prefix of `GPT2LMHeadModel` or none (`GPT2Model`); buffers
 /// ([`super::names::is_buffer`]) are skipped; a tied model may hold `lm_head.weight` only as
 /// a copy of the token embedding. Errors: [`HfError::MissingTensor`],
-/// [`HfError::ExtraTensor`] and [`HfError::TensorShape`] naming the tensor, and those of
-/// [`read_tensors`].
+/// [`HfError::ExtraTensor`], [`HfError::TensorShape`], [`HfError::NonFinite`] (a NaN or an
+/// infinity, e.g. an f16 value that overflowed, so no checkpoint is written with one) and
+/// [`HfError::DuplicateTensor`] (a GPT-2 tensor under both its names) naming the tensor, and
+/// those of [`read_tensors`].
 pub fn import_params(dir: &Path, model: &HfModel) -> Result<Tensors> {
     let specs = CausalLm::new(&model.config)?.param_specs();
     let layout = layout(model.family, &model.config);
-    let mut hf: Tensors = read_tensors(dir)?
-        .into_iter()
-        .filter(|(name, _)| !super::names::is_buffer(name))
-        .map(|(name, t)| match model.family {
+    let mut hf = Tensors::new();
+    for (name, tensor) in read_tensors(dir)? {
+        if super::names::is_buffer(&name) {
+            continue;
+        }
+        if tensor.iter().any(|v| !v.is_finite()) {
+            return Err(HfError::NonFinite {
+                name,
+                dir: dir.to_path_buf(),
+            });
+        }
+        let key = match model.family {
             Family::Gpt2 if !name.starts_with(GPT2_PREFIX) && name != "lm_head.weight" => {
-                (format!("{GPT2_PREFIX}{name}"), t)
+                format!("{GPT2_PREFIX}{name}")
             }
-            _ => (name, t),
-        })
-        .collect();
+            _ => name.clone(),
+        };
+        if hf.insert(key.clone(), tensor).is_some() {
+            return Err(HfError::DuplicateTensor {
+                name: key,
+                dir: dir.to_path_buf(),
+            });
+        }
+    }
     let extra = |name: &str| HfError::ExtraTensor {
         name: name.to_string(),
         dir: dir.to_path_buf(),

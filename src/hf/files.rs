@@ -6,7 +6,7 @@ use crate::checkpoint::Tensors;
 use half::{bf16, f16};
 use ndarray::ArrayD;
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Component, Path};
 
 /// The single-file weights of a model directory.
 pub const SINGLE_FILE: &str = "model.safetensors";
@@ -16,12 +16,13 @@ pub const INDEX_FILE: &str = "model.safetensors.index.json";
 /// Every tensor of the model in `dir`, converted to f32 (files may hold f32, f16, bf16 or
 /// f64), from the shards `model.safetensors.index.json` lists when it exists, else from
 /// `model.safetensors`. Errors name the file: [`HfError::Io`], and [`HfError::Malformed`] for
-/// a bad index, a tensor the index lists in a shard that lacks it, a tensor in two files, or a
-/// dtype that is not a float.
+/// a bad index, a `weight_map` file that is not a plain name inside `dir` (`../x`, an
+/// absolute path), a tensor found in a shard other than the one the index names or in none,
+/// a tensor the index does not list, a tensor in two files, or a dtype that is not a float.
 pub fn read_tensors(dir: &Path) -> Result<Tensors> {
     let index = dir.join(INDEX_FILE);
     if !index.exists() {
-        return read_files(dir, &[SINGLE_FILE.to_string()]);
+        return Ok(read_files(dir, &[SINGLE_FILE.to_string()])?.0);
     }
     let text = std::fs::read_to_string(&index).map_err(io(&index))?;
     let malformed = |message: String| HfError::Malformed {
@@ -34,30 +35,56 @@ pub fn read_tensors(dir: &Path) -> Result<Tensors> {
         .get("weight_map")
         .and_then(|m| m.as_object())
         .ok_or_else(|| malformed("no weight_map object".into()))?;
-    let mut files: Vec<String> = map
-        .values()
-        .map(|f| {
-            f.as_str()
-                .map(str::to_string)
-                .ok_or_else(|| malformed(format!("weight_map value {f} is not a file name")))
-        })
-        .collect::<Result<_>>()?;
-    files.sort();
-    files.dedup();
-    let tensors = read_files(dir, &files)?;
+    let mut named = HashMap::new();
     for (name, file) in map {
-        if !tensors.contains_key(name) {
+        let file = file
+            .as_str()
+            .ok_or_else(|| malformed(format!("weight_map value {file} is not a file name")))?;
+        let inside = Path::new(file)
+            .components()
+            .all(|c| matches!(c, Component::Normal(_)));
+        if file.is_empty() || !inside {
             return Err(malformed(format!(
-                "weight_map lists {name} in {}, which does not hold it",
-                file.as_str().unwrap_or_default()
+                "weight_map puts {name} in {file}, which is not a file inside {}",
+                dir.display()
             )));
         }
+        named.insert(name.as_str(), file.to_string());
+    }
+    let mut files: Vec<String> = named.values().cloned().collect();
+    files.sort();
+    files.dedup();
+    let (tensors, origins) = read_files(dir, &files)?;
+    for (name, file) in &named {
+        match origins.get(*name) {
+            Some(found) if found == file => {}
+            Some(found) => {
+                return Err(malformed(format!(
+                    "weight_map puts {name} in {file}, but it is in {found}"
+                )));
+            }
+            None => {
+                return Err(malformed(format!(
+                    "weight_map lists {name} in {file}, which does not hold it"
+                )));
+            }
+        }
+    }
+    if let Some((name, file)) = origins
+        .iter()
+        .find(|(n, _)| !named.contains_key(n.as_str()))
+    {
+        return Err(malformed(format!(
+            "{file} holds {name}, which weight_map does not list"
+        )));
     }
     Ok(tensors)
 }
 
-fn read_files(dir: &Path, files: &[String]) -> Result<Tensors> {
+/// The tensors of `files` in `dir` and the file each came from.
+fn read_files(dir: &Path, files: &[String]) -> Result<(Tensors, HashMap<String, String>)> {
     let mut tensors = Tensors::new();
+    let mut origins = HashMap::new();
     for file in files {
         let path = dir.join(file);
         let bytes = std::fs::read(&path).map_err(io(&path))?;
@@ -97,9 +124,10 @@ fn read_files(dir: &Path, files: &[String]) -> Result<Tensors> {
             if tensors.insert(name.clone(), array).is_some() {
                 return Err(malformed(format!("tensor {name} is also in another file")));
             }
+            origins.insert(name, file.clone());
         }
     }
-    Ok(tensors)
+    Ok((tensors, origins))
 }
 
 /// Writes `tensors` (f32) as `dir/model.safetensors` with the `{"format": "pt"}` metadata

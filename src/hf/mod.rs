@@ -84,6 +84,34 @@ pub enum HfError {
         /// The architecture.
         family: String,
     },
+    /// The model directory of an `hf:DIR` experiment is not there.
+    #[error(
+        "the Hugging Face model directory {dir} is not there: an experiment (or a checkpoint that records hf:DIR) reads its config.json, so it must stay in place"
+    )]
+    ModelDirGone {
+        /// The directory.
+        dir: PathBuf,
+    },
+    /// A tensor holds a NaN or an infinity (a checkpoint is never written with one).
+    #[error(
+        "tensor {name} in {dir} holds a NaN or an infinity (an f16 value that overflowed?): a checkpoint is never written with non-finite values"
+    )]
+    NonFinite {
+        /// The Hugging Face tensor name.
+        name: String,
+        /// The model directory.
+        dir: PathBuf,
+    },
+    /// A tensor is present under two names (GPT-2's `wte.weight` and `transformer.wte.weight`).
+    #[error(
+        "tensor {name} in {dir} is given twice, with and without the transformer. prefix: keep one"
+    )]
+    DuplicateTensor {
+        /// The Hugging Face tensor name, with the prefix.
+        name: String,
+        /// The model directory.
+        dir: PathBuf,
+    },
     /// A tensor has a shape other than the config implies.
     #[error("tensor {name} in {dir} has shape {got:?}, the config implies {expected:?}")]
     TensorShape {

@@ -104,6 +104,9 @@ pub fn evaluate(options: &RunOptions, eval_batches: Option<u64>) -> Result<Evalu
             differences: differences(&recorded, config),
         });
     }
+    if let Some(text) = &setup.text {
+        record::check_tokenizer(&restored.meta, text.tokenizer())?;
+    }
     let batches = eval_batches
         .or_else(|| {
             let run = &restored.meta.run;

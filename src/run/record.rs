@@ -23,6 +23,9 @@ pub const MESH: &str = "mesh";
 pub const EVAL_BATCHES: &str = "eval_batches";
 /// The tokenizer file of a text run, empty or absent for bytes.
 pub const TOKENIZER: &str = "tokenizer";
+/// The CRC-32 of the tokenizer file's bytes (8 hex digits), checked when
+/// the run is resumed, evaluated or generated from.
+pub const TOKENIZER_CRC32: &str = "tokenizer_crc32";
 /// Where a text run's training stream stands (a [`crate::text::PackedTextState`] as JSON).
 pub const TEXT_STATE: &str = "text_state";
 
@@ -52,6 +55,9 @@ impl RunOptions {
                 TOKENIZER.to_string(),
                 absolute(tokenizer).display().to_string(),
             );
+        }
+        if let Some(crc32) = setup.text.as_ref().and_then(|t| t.tokenizer().crc32()) {
+            run.insert(TOKENIZER_CRC32.to_string(), crc32);
         }
         if let Some(config) = &setup.config {
             run.insert(
@@ -227,4 +233,17 @@ pub(crate) fn recorded_config(
             })
         })
         .transpose()
+}
+
+/// Checks that `tokenizer` has the content the checkpoint whose meta is
+/// `meta` recorded (checkpoints written before the CRC-32 was recorded
+/// pass). Errors: [`crate::text::TextError::TokenizerChanged`].
+pub(crate) fn check_tokenizer(
+    meta: &Meta,
+    tokenizer: &crate::text::TextTokenizer,
+) -> Result<(), crate::text::TextError> {
+    match meta.run.get(TOKENIZER_CRC32) {
+        Some(recorded) => tokenizer.check_crc32(recorded),
+        None => Ok(()),
+    }
 }

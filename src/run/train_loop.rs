@@ -123,8 +123,15 @@ pub fn train_setup(
                 differences: differences(&recorded, config),
             });
         }
+        if let Some(text) = &setup.text {
+            record::check_tokenizer(&checkpoint.meta, text.tokenizer())?;
+        }
         restored = Some(checkpoint);
     }
+    let init = match (&restored, &options.init_from) {
+        (None, Some(dir)) => Some(init_checkpoint(setup, dir)?),
+        _ => None,
+    };
     let mut writer = options
         .metrics
         .as_deref()
@@ -178,17 +185,10 @@ pub fn train_setup(
             stream.restore(&text_state(checkpoint)?);
         }
     }
-    if let (None, Some(dir)) = (&restored, &options.init_from) {
-        let model = crate::hf::read_config(dir)?;
-        let params = crate::hf::import_params(dir, &model)?;
-        let init = crate::hf::initial_checkpoint(
-            setup.model.as_ref(),
-            &setup.learner,
-            params,
-            BTreeMap::new(),
-        );
-        trainer.restore(&init)?;
+    if let Some(init) = &init {
+        trainer.restore(init)?;
     }
+    drop(init);
     drop(restored);
     let flops_per_step = setup.model.train_flops(&setup.shape);
     let tokens_per_step = tokens_per_batch(&setup.inputs()?) as f64;
@@ -414,4 +414,54 @@ impl RunOptions {
         };
         problem.map_or(Ok(()), |p| Err(RunError::InvalidOption(p.into())))
     }
+}
+
+/// The step-0 checkpoint of `--init-from hf:DIR`: the Hugging Face model
+/// in `dir` imported and laid out as the run's model expects (scanned or
+/// unrolled stacks), checked before anything is compiled. Errors: those of
+/// the import, and [`RunError::InvalidOption`] naming the directory and the
+/// first parameter that differs when `--experiment` or `--set` made the
+/// run's model another than its `config.json` describes.
+fn init_checkpoint(setup: &Setup, dir: &Path) -> Result<Checkpoint, RunError> {
+    let model = crate::hf::read_config(dir)?;
+    let expected: Vec<(String, Vec<usize>)> = setup
+        .model
+        .param_specs()
+        .into_iter()
+        .map(|(name, spec)| (name, spec.shape))
+        .collect();
+    let params = checkpoint::to_stack_layout(crate::hf::import_params(dir, &model)?, &expected);
+    let shape = |t: Option<&ndarray::ArrayD<f32>>| {
+        t.map_or("absent".to_string(), |t| format!("{:?}", t.shape()))
+    };
+    let differs = expected
+        .iter()
+        .find(|(name, shape)| params.get(name).map(|t| t.shape()) != Some(shape.as_slice()))
+        .map(|(name, ours)| {
+            format!(
+                "{name} is {ours:?} in the run's model, {} from {}",
+                shape(params.get(name)),
+                dir.display()
+            )
+        })
+        .or_else(|| {
+            params
+                .keys()
+                .find(|name| !expected.iter().any(|(n, _)| n == *name))
+                .map(|name| format!("{name} is in {} only", dir.display()))
+        });
+    if let Some(difference) = differs {
+        return Err(RunError::InvalidOption(format!(
+            "--init-from hf:{}: the run's model (from --experiment and --set) is not the one \
+             {}/config.json describes: {difference}",
+            dir.display(),
+            dir.display()
+        )));
+    }
+    Ok(crate::hf::initial_checkpoint(
+        setup.model.as_ref(),
+        &setup.learner,
+        params,
+        BTreeMap::new(),
+    ))
 }

@@ -47,6 +47,12 @@ impl TextInput {
                 .map_err(io)?;
             files.retain(|f| f.is_file());
             files.sort();
+            if files.is_empty() {
+                return Err(TextError::Invalid(format!(
+                    "the data directory {} holds no files to train on",
+                    data.display()
+                )));
+            }
             files
         } else {
             vec![data.to_path_buf()]
@@ -67,6 +73,11 @@ impl TextInput {
             batch,
             seq,
         })
+    }
+
+    /// The tokenizer.
+    pub fn tokenizer(&self) -> &TextTokenizer {
+        &self.tokenizer
     }
 
     /// The training stream (the first nine tenths of each file), its files

@@ -38,6 +38,19 @@ pub enum TextError {
     /// An option that cannot work (no files, a vocabulary too small).
     #[error("{0}")]
     Invalid(String),
+    /// A tokenizer file's bytes differ from those a checkpoint recorded
+    /// (it was retrained or edited since).
+    #[error(
+        "tokenizer {path} has changed since the checkpoint was written (CRC-32 recorded {recorded}, now {found}): use the tokenizer the run was trained with"
+    )]
+    TokenizerChanged {
+        /// The tokenizer file.
+        path: PathBuf,
+        /// The CRC-32 the checkpoint recorded (8 hex digits).
+        recorded: String,
+        /// The CRC-32 of the file now.
+        found: String,
+    },
     /// A token id is not below the model's vocabulary size.
     #[error(
         "tokenizer {path} gives token id {id}, outside the model's vocabulary 0..{vocab}: set decoder.vocab_size to at least {needed}"

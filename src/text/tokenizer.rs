@@ -13,24 +13,36 @@ use tokenizers::{AddedToken, Tokenizer};
 /// (GPT-2's name). It is never produced from text by [`TextTokenizer::encode`].
 pub const END_OF_TEXT: &str = "<|endoftext|>";
 
-/// A tokenizer and the file it came from (for messages).
+/// A tokenizer, the file it came from (for messages) and the CRC-32 of
+/// that file's bytes (which checkpoints record, so that a tokenizer
+/// retrained at the same path is noticed).
 #[derive(Clone)]
 pub struct TextTokenizer {
     inner: Tokenizer,
     path: PathBuf,
+    crc32: Option<u32>,
 }
 
 impl TextTokenizer {
     /// Loads a Hugging Face `tokenizer.json` (any model the `tokenizers`
     /// crate reads: BPE, WordPiece, Unigram, WordLevel).
+    /// Errors: [`TextError::Io`] for a file that cannot be read (a
+    /// directory), [`TextError::Tokenizer`] for one that is not a
+    /// `tokenizer.json`; both name the file.
     pub fn load(path: &Path) -> Result<TextTokenizer, TextError> {
-        let inner = Tokenizer::from_file(path).map_err(|e| TextError::Tokenizer {
+        let bytes = std::fs::read(path).map_err(|source| TextError::Io {
+            action: "read",
             path: path.to_path_buf(),
-            message: e.to_string(),
+            source,
+        })?;
+        let inner = Tokenizer::from_bytes(&bytes).map_err(|e| TextError::Tokenizer {
+            path: path.to_path_buf(),
+            message: format!("not a Hugging Face tokenizer.json: {e}"),
         })?;
         Ok(TextTokenizer {
             inner,
             path: path.to_path_buf(),
+            crc32: Some(crc32fast::hash(&bytes)),
         })
     }
 
@@ -39,7 +51,10 @@ impl TextTokenizer {
     /// pairs seen at least twice) on `files`, read line by line. GPT-2's
     /// settings: no normalizer, the byte-level pre-tokenizer with GPT-2's
     /// split regex and no prefix space, and its decoder, so that decoding an
-    /// encoding gives the text back byte for byte.
+    /// encoding gives the text back byte for byte. The result may hold fewer
+    /// than `vocab_size` tokens when the text has fewer mergeable pairs
+    /// ([`TextTokenizer::vocab_size`] says how many). Errors name a file that
+    /// is a directory, unreadable or not UTF-8.
     pub fn train_bpe(files: &[PathBuf], vocab_size: usize) -> Result<TextTokenizer, TextError> {
         let base = ByteLevel::alphabet().len() + 1;
         if vocab_size < base {
@@ -53,11 +68,24 @@ impl TextTokenizer {
             ));
         }
         for file in files {
-            std::fs::metadata(file).map_err(|source| TextError::Io {
+            if file.is_dir() {
+                return Err(TextError::Invalid(format!(
+                    "{} is a directory: give the text files to train on",
+                    file.display()
+                )));
+            }
+            let bytes = std::fs::read(file).map_err(|source| TextError::Io {
                 action: "read",
                 path: file.clone(),
                 source,
             })?;
+            if let Err(e) = std::str::from_utf8(&bytes) {
+                return Err(TextError::Invalid(format!(
+                    "{} is not UTF-8 text (invalid byte at offset {}): a tokenizer trains on text files",
+                    file.display(),
+                    e.valid_up_to()
+                )));
+            }
         }
         let training = || PathBuf::from("<training>");
         let byte_level = ByteLevel::new(false, true, true);
@@ -84,6 +112,7 @@ impl TextTokenizer {
         Ok(TextTokenizer {
             inner,
             path: training(),
+            crc32: None,
         })
     }
 
@@ -96,8 +125,35 @@ impl TextTokenizer {
                 path: path.to_path_buf(),
                 message: format!("cannot write it: {e}"),
             })?;
+        let bytes = std::fs::read(path).map_err(|source| TextError::Io {
+            action: "read",
+            path: path.to_path_buf(),
+            source,
+        })?;
         self.path = path.to_path_buf();
+        self.crc32 = Some(crc32fast::hash(&bytes));
         Ok(())
+    }
+
+    /// The CRC-32 (IEEE, as `crc32fast` computes it) of the bytes of the
+    /// file the tokenizer was loaded from or saved to, as 8 hex digits;
+    /// `None` for one trained and not yet saved.
+    pub fn crc32(&self) -> Option<String> {
+        self.crc32.map(|c| format!("{c:08x}"))
+    }
+
+    /// Checks that this tokenizer's file has the CRC-32 `recorded` (what a
+    /// checkpoint recorded of the tokenizer it was trained with). Errors:
+    /// [`TextError::TokenizerChanged`] naming the file and both checksums.
+    pub fn check_crc32(&self, recorded: &str) -> Result<(), TextError> {
+        match self.crc32() {
+            Some(found) if found != recorded => Err(TextError::TokenizerChanged {
+                path: self.path.clone(),
+                recorded: recorded.to_string(),
+                found,
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// The number of token ids, special tokens included: ids are below it.
