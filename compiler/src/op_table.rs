@@ -194,7 +194,7 @@ pub const OPS: &[OpInfo] = &[
     op("select", "stablehlo.select", T::ANY, Vjp),
     op("clamp", "stablehlo.clamp", T::ANY, Vjp),
     op("convert", "stablehlo.convert", T::ANY, Vjp),
-    op("bitcast_convert", "stablehlo.bitcast_convert", T::ANY, Zero),
+    op("bitcast_convert", "stablehlo.bitcast_convert", T::NUM, Zero),
     op(
         "reduce_precision",
         "stablehlo.reduce_precision",

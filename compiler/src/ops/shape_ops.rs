@@ -294,10 +294,20 @@ impl Tensor {
             return self.dynamic_slice_at(starts, sizes, loc);
         }
         let padded = self.pad(&self.splat_like(value), sizes, sizes, &vec![0; self.rank()]);
+        // Starts move by `size` into the padded operand. Clamped first to
+        // [-size, dim] in their own dtype (XLA clamps the shifted start to
+        // that range anyway) and added in i64, so `u32::MAX + size` cannot
+        // wrap around into the operand.
         let shifted: Vec<Tensor> = starts
             .iter()
             .zip(sizes)
-            .map(|(s, &n)| *s + &s.splat_like(n as f64))
+            .zip(self.dims())
+            .map(|((s, &n), &d)| {
+                let lo = s.splat_like(-(n as f64));
+                let hi = s.splat_like(d as f64);
+                let s = s.clamp(&lo, &hi).convert(crate::dtype::DType::I64);
+                &s + &s.splat_like(n as f64)
+            })
             .collect();
         let refs: Vec<&Tensor> = shifted.iter().collect();
         padded.dynamic_slice_at(&refs, sizes, loc)
