@@ -863,3 +863,21 @@ fn int_means_duplicate_results_and_composite_errors_are_refused_at_the_caller() 
         "{err}"
     );
 }
+
+#[test]
+fn overflowing_narrow_and_one_hot_sizes_are_trace_errors() {
+    // start + len and the one-hot element count overflow: refused, naming
+    // the op, instead of an arithmetic-overflow panic or a nonsense type.
+    let b = axle::compiler::FunctionBuilder::new("narrow overflow");
+    let x = b.param("x", DType::F32, &[4]);
+    let err = b.build(&[("y", &x.narrow(0, 2, usize::MAX))]).unwrap_err();
+    assert_eq!(err.op, "slice", "{err}");
+    assert!(err.message.contains("out of range"), "{err}");
+    let b = axle::compiler::FunctionBuilder::new("one_hot overflow");
+    let ids = b.param("ids", DType::I32, &[3]);
+    let err = b
+        .build(&[("y", &ids.one_hot(usize::MAX, DType::F32))])
+        .unwrap_err();
+    assert_eq!(err.op, "one_hot", "{err}");
+    assert!(err.message.contains("overflows"), "{err}");
+}

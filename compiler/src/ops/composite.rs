@@ -159,6 +159,20 @@ impl Tensor {
         }
         let mut dims = self.dims().to_vec();
         dims.push(depth);
+        let count = dims.iter().try_fold(1i64, |n, &d| {
+            i64::try_from(d).ok().and_then(|d| n.checked_mul(d))
+        });
+        if count.is_none() {
+            self.b.fail(
+                "one_hot",
+                loc,
+                format!(
+                    "depth {depth} for indices {} overflows the i64 element count",
+                    self.ty
+                ),
+            );
+            return self.clone();
+        }
         let idx = match mode {
             IndexMode::Clip => {
                 let hi = self.b.scalar(depth.saturating_sub(1) as f64, self.dtype());

@@ -225,13 +225,13 @@ impl Tensor {
         let mut s = vec![0; self.rank()];
         let mut l = self.dims().to_vec();
         s[a] = start;
-        l[a] = start + len;
+        l[a] = start.saturating_add(len);
         self.b.record1("slice", loc, &[self], |t| {
             let x = t[0];
-            if start + len > x.dims[a] {
+            // Checked: start + len may overflow usize.
+            if start.checked_add(len).is_none_or(|end| end > x.dims[a]) {
                 return Err(format!(
-                    "[{start}:{}] out of range for dim {a} of {x}",
-                    start + len
+                    "[{start}:{start}+{len}] out of range for dim {a} of {x}"
                 ));
             }
             let mut dims = x.dims.clone();
