@@ -880,4 +880,19 @@ fn overflowing_narrow_and_one_hot_sizes_are_trace_errors() {
         .unwrap_err();
     assert_eq!(err.op, "one_hot", "{err}");
     assert!(err.message.contains("overflows"), "{err}");
+    // pad sizes that overflow i64 (or do not fit it) are refused.
+    for (low, high, interior) in [
+        (vec![usize::MAX], vec![0], vec![0]),
+        (vec![0], vec![0], vec![usize::MAX]),
+        (vec![i64::MAX as usize], vec![1], vec![0]),
+    ] {
+        let b = axle::compiler::FunctionBuilder::new("pad overflow");
+        let x = b.param("x", DType::F32, &[3]);
+        let zero = b.scalar(0.0, DType::F32);
+        let err = b
+            .build(&[("y", &x.pad(&zero, &low, &high, &interior))])
+            .unwrap_err();
+        assert_eq!(err.op, "pad", "{err}");
+        assert!(err.message.contains("overflows"), "{err}");
+    }
 }

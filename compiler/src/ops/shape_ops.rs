@@ -351,7 +351,13 @@ impl Tensor {
     /// `interior` between elements.
     #[track_caller]
     pub fn pad(&self, value: &Tensor, low: &[usize], high: &[usize], interior: &[usize]) -> Tensor {
-        let signed = |v: &[usize]| -> Vec<i64> { v.iter().map(|&x| x as i64).collect() };
+        // Saturating: a size above i64::MAX stays huge (and is refused by
+        // the checked size rule) instead of wrapping negative.
+        let signed = |v: &[usize]| -> Vec<i64> {
+            v.iter()
+                .map(|&x| i64::try_from(x).unwrap_or(i64::MAX))
+                .collect()
+        };
         self.pad_at(
             value,
             &signed(low),
@@ -406,7 +412,20 @@ impl Tensor {
             let mut dims = Vec::with_capacity(x.rank());
             for i in 0..x.rank() {
                 let d = x.dims[i] as i64;
-                let size = low[i] + high[i] + d + (d - 1).max(0) * interior[i] as i64;
+                let size = i64::try_from(interior[i])
+                    .ok()
+                    .and_then(|n| (d - 1).max(0).checked_mul(n))
+                    .and_then(|n| n.checked_add(d))
+                    .and_then(|n| n.checked_add(low[i]))
+                    .and_then(|n| n.checked_add(high[i]));
+                let Some(size) = size else {
+                    return Err(format!(
+                        "dim {i} size overflows i64 (low {} high {} interior {} for {x})",
+                        list(low),
+                        list(high),
+                        list(interior)
+                    ));
+                };
                 if size < 0 {
                     return Err(format!(
                         "dim {i} would have size {size} < 0 (low {} high {} interior {} for {x})",
