@@ -896,3 +896,18 @@ fn overflowing_narrow_and_one_hot_sizes_are_trace_errors() {
         assert!(err.message.contains("overflows"), "{err}");
     }
 }
+
+#[test]
+fn fill_nan_on_integer_tables_is_refused() {
+    // NaN has no i32 value (it would silently read 0): a trace error.
+    let b = axle::compiler::FunctionBuilder::new("fill nan");
+    let table = b.param("t", DType::I32, &[4, 2]);
+    let ids = b.param("ids", DType::I32, &[3]);
+    let rows = table.take_with_mode(&ids, 0, IndexMode::Fill(f64::NAN));
+    let err = b.build(&[("rows", &rows)]).unwrap_err();
+    assert_eq!(err.op, "fill", "{err}");
+    assert!(
+        err.message.contains("NaN") && err.message.contains("i32"),
+        "{err}"
+    );
+}

@@ -189,7 +189,7 @@ impl Tensor {
         match mode {
             IndexMode::Fill(v) if v != 0.0 => {
                 let valid = self.in_range(depth).expand_dims(-1).broadcast_to(&dims);
-                valid.select(&hot, &hot.splat_like(v))
+                valid.select(&hot, &hot.fill_splat(v, loc))
             }
             _ => hot,
         }

@@ -293,7 +293,8 @@ impl Tensor {
         if sizes.len() != self.rank() || starts.len() != self.rank() {
             return self.dynamic_slice_at(starts, sizes, loc);
         }
-        let padded = self.pad(&self.splat_like(value), sizes, sizes, &vec![0; self.rank()]);
+        let fill = self.fill_splat(value, loc);
+        let padded = self.pad(&fill, sizes, sizes, &vec![0; self.rank()]);
         // Starts move by `size` into the padded operand. Clamped first to
         // [-size, dim] in their own dtype (XLA clamps the shifted start to
         // that range anyway) and added in i64, so `u32::MAX + size` cannot
