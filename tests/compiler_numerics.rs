@@ -7,7 +7,7 @@
 mod compiler_common;
 
 use axle::backend::HostTensor;
-use axle::compiler::{DType, GatherDims, IndexMode, Tensor, grad, vjp};
+use axle::compiler::{DType, GatherDims, IndexMode, ReduceKind, Tensor, grad, vjp};
 use compiler_common::{Rng, assert_close, f32s, f64s, run};
 use ndarray::{ArrayD, IxDyn, array};
 
@@ -689,4 +689,225 @@ fn general_gather_clips_or_fills_whole_slices() {
     assert_close("window clip", &g(4), &arr(&w_clip, &[2, 2, 2]), 0.0, 0.0);
     let w_fill = [0.0, 1.0, 4.0, 5.0, -1.0, -1.0, -1.0, -1.0];
     assert_close("window fill", &g(5), &arr(&w_fill, &[2, 2, 2]), 0.0, 0.0);
+}
+
+#[test]
+fn i64_and_u64_reductions_keep_64_bit_values_and_identities_exact() {
+    // 64-bit integer constants must not pass through f64 (which rounds
+    // i64::MAX to 2^63, out of range). Exact integers: compared with ==.
+    // u64 results come back bit-cast to i64 (the host has no u64 arrays):
+    // u64::MAX - k reads as -(k + 1).
+    let big = 1i64 << 60;
+    let x = array![big, big + 1, i64::MAX, i64::MIN + 1].into_dyn();
+    let out = run(
+        "identities of 64-bit ints",
+        vec![x.into(), ArrayD::<i64>::zeros(IxDyn(&[0, 2])).into()],
+        |b, p| {
+            let (x, e) = (&p[0], &p[1]);
+            let head = x.narrow(0, 0, 2);
+            let u = b.constant(&[u64::MAX - 2, u64::MAX - 1, 1u64 << 63], &[3]);
+            let e_u = b.constant::<u64>(&[], &[0]);
+            vec![
+                head.reduce_min(&[0], false),
+                head.reduce_max(&[0], false),
+                x.reduce_min(&[0], false),
+                x.reduce_max(&[0], false),
+                e.reduce_min(&[0], false),
+                e.reduce_max(&[0], false),
+                x.reduce_window(ReduceKind::Min, &[2], &[1], &[(0, 1)]),
+                u.narrow(0, 0, 2)
+                    .reduce_min(&[0], false)
+                    .bitcast_convert(DType::I64),
+                u.reduce_max(&[0], false).bitcast_convert(DType::I64),
+                e_u.reduce_min(&[0], false).bitcast_convert(DType::I64),
+                e_u.reduce_max(&[0], false).bitcast_convert(DType::I64),
+            ]
+        },
+    );
+    let i = |k: usize| -> ArrayD<i64> { out[k].clone().try_into().expect("an i64 result") };
+    assert_eq!(only(&i(0)), big, "min of [2^60, 2^60 + 1]");
+    assert_eq!(only(&i(1)), big + 1, "max of [2^60, 2^60 + 1]");
+    assert_eq!(only(&i(2)), i64::MIN + 1, "min");
+    assert_eq!(only(&i(3)), i64::MAX, "max");
+    assert_eq!(i(4).as_slice().unwrap(), &[i64::MAX; 2], "empty min");
+    assert_eq!(i(5).as_slice().unwrap(), &[i64::MIN; 2], "empty max");
+    assert_eq!(
+        i(6).as_slice().unwrap(),
+        &[big, big + 1, i64::MIN + 1, i64::MIN + 1],
+        "window min, padded with i64::MAX"
+    );
+    assert_eq!(only(&i(7)), -3, "u64 min: u64::MAX - 2");
+    assert_eq!(only(&i(8)), -2, "u64 max: u64::MAX - 1");
+    assert_eq!(only(&i(9)), -1, "empty u64 min: u64::MAX");
+    assert_eq!(only(&i(10)), 0, "empty u64 max: 0");
+}
+
+#[test]
+fn max_min_and_argmax_propagate_nan_in_either_operand_position() {
+    // StableHLO, JAX and GPUs propagate NaN through max/min; the runtime
+    // turns XLA CPU's fast min/max off. argmax gives the first NaN (as
+    // jnp.argmax); softmax/logsumexp of a row holding NaN are NaN.
+    // Exact: tolerance 0 (assert_close treats NaN == NaN).
+    let nan = f64::NAN;
+    let a = [1.0, nan, 3.0, 0.5];
+    let b = [nan, 2.0, 1.0, nan];
+    let out = run(
+        "NaN max",
+        vec![f64_input(&a, &[4]), f64_input(&b, &[4])],
+        |_, p| {
+            let (a, b) = (&p[0], &p[1]);
+            vec![
+                a.maximum(b),
+                b.maximum(a),
+                a.minimum(b),
+                a.reduce_max(&[0], false),
+                b.reduce_min(&[0], false),
+                a.cummax(0, false),
+                a.reduce_window(ReduceKind::Max, &[2], &[2], &[(0, 0)]),
+                a.argmax(0, false),
+                b.argmax(0, false),
+                a.logsumexp(&[0], false),
+                a.softmax(0),
+                a.log_softmax(0),
+            ]
+        },
+    );
+    let g = |i: usize| f64s(&out[i]);
+    let all_nan = arr(&[nan; 4], &[4]);
+    let max = arr(&[nan, nan, 3.0, nan], &[4]);
+    assert_close("maximum(a, b)", &g(0), &max, 0.0, 0.0);
+    assert_close("maximum(b, a)", &g(1), &max, 0.0, 0.0);
+    let min = arr(&[nan, nan, 1.0, nan], &[4]);
+    assert_close("minimum(a, b)", &g(2), &min, 0.0, 0.0);
+    assert!(only(&g(3)).is_nan(), "reduce_max: {}", g(3));
+    assert!(only(&g(4)).is_nan(), "reduce_min: {}", g(4));
+    assert_close("cummax", &g(5), &arr(&[1.0, nan, nan, nan], &[4]), 0.0, 0.0);
+    assert_close("max pool", &g(6), &arr(&[nan, 3.0], &[2]), 0.0, 0.0);
+    let idx = |i: usize| -> i32 {
+        let a: ArrayD<i32> = out[i].clone().try_into().expect("an i32 result");
+        only(&a)
+    };
+    assert_eq!(idx(7), 1, "argmax of [1, NaN, 3, 0.5]");
+    assert_eq!(idx(8), 0, "argmax of [NaN, 2, 1, NaN]");
+    assert!(only(&g(9)).is_nan(), "logsumexp: {}", g(9));
+    assert_close("softmax", &g(10), &all_nan, 0.0, 0.0);
+    assert_close("log_softmax", &g(11), &all_nan, 0.0, 0.0);
+}
+
+#[test]
+fn clamp_pow_and_fill_slices_follow_jax_at_the_edges() {
+    // clamp (JAX's lax.clamp JVP): x gets the cotangent only strictly
+    // inside (lo < x < hi), so clip(0, 1) of [0, 1, 0.5, 2, -1] passes
+    // [0, 0, 1, 0, 0]; lo gets the cotangent where lo > x, hi where hi < x.
+    // pow (JAX's _pow_jvp_rhs): d/dy (-2)^3 = log(-2) * -8 = NaN; d/dx is
+    // 3 * (-2)^2 = 12. dynamic_slice Fill(-1) of [0..5) at a u32 start of
+    // u32::MAX, size 2: wholly outside, so [-1, -1] (start + size must not
+    // wrap to 1). Exact: tolerance 0.
+    let x = [0.0, 1.0, 0.5, 2.0, -1.0];
+    let out = run(
+        "clamp and pow edges",
+        vec![f64_input(&x, &[5]), f64_input(&[-2.0], &[])],
+        |b, p| {
+            let (x, base) = (&p[0], &p[1]);
+            let lo = b.scalar(0.0, DType::F64);
+            let hi = b.scalar(1.0, DType::F64);
+            let y = x.clamp(&lo, &hi).sum_all();
+            let mut outs = grad(&y, &[x, &lo, &hi]);
+            let three = b.scalar(3.0, DType::F64);
+            outs.extend(grad(&base.pow(&three), &[base, &three]));
+            let table = b.constant(&[0.0f64, 1.0, 2.0, 3.0, 4.0], &[5]);
+            let start = b.constant(&[u32::MAX], &[]);
+            outs.push(table.dynamic_slice_with_mode(&[&start], &[2], IndexMode::Fill(-1.0)));
+            outs
+        },
+    );
+    let g = |i: usize| f64s(&out[i]);
+    let d_x = arr(&[0.0, 0.0, 1.0, 0.0, 0.0], &[5]);
+    assert_close("d clamp / dx", &g(0), &d_x, 0.0, 0.0);
+    assert_eq!(only(&g(1)), 1.0, "d clamp / d lo: only x = -1 is below");
+    assert_eq!(only(&g(2)), 1.0, "d clamp / d hi: only x = 2 is above");
+    assert_eq!(only(&g(3)), 12.0, "d/dx x^3 at -2");
+    assert!(only(&g(4)).is_nan(), "d/dy (-2)^y at 3: {}", g(4));
+    assert_close(
+        "fill slice at u32::MAX",
+        &g(5),
+        &arr(&[-1.0, -1.0], &[2]),
+        0.0,
+        0.0,
+    );
+}
+
+#[test]
+fn int_means_duplicate_results_and_composite_errors_are_refused_at_the_caller() {
+    // mean of integers would truncate (JAX returns a float): refused. Two
+    // results with one name: refused by build. A composite's bad axis is
+    // reported at the caller's line, not inside the library.
+    let b = axle::compiler::FunctionBuilder::new("int mean");
+    let x = b.param("x", DType::I32, &[3]);
+    let err = b.build(&[("m", &x.mean_all())]).unwrap_err();
+    assert_eq!(err.op, "mean", "{err}");
+    assert!(
+        err.message.contains("i32[3]") && err.message.contains("convert"),
+        "{err}"
+    );
+    let b = axle::compiler::FunctionBuilder::new("duplicate");
+    let x = b.param("x", DType::F32, &[3]);
+    let err = b.build(&[("y", &x), ("y", &x.exp())]).unwrap_err();
+    assert_eq!(err.op, "build", "{err}");
+    assert!(err.message.contains("`y`"), "{err}");
+    let b = axle::compiler::FunctionBuilder::new("lse axis");
+    let x = b.param("x", DType::F32, &[3]);
+    let err = b.build(&[("y", &x.logsumexp(&[5], false))]).unwrap_err();
+    assert!(
+        err.to_string().contains(" at tests/compiler_numerics.rs:"),
+        "{err}"
+    );
+}
+
+#[test]
+fn overflowing_narrow_and_one_hot_sizes_are_trace_errors() {
+    // start + len and the one-hot element count overflow: refused, naming
+    // the op, instead of an arithmetic-overflow panic or a nonsense type.
+    let b = axle::compiler::FunctionBuilder::new("narrow overflow");
+    let x = b.param("x", DType::F32, &[4]);
+    let err = b.build(&[("y", &x.narrow(0, 2, usize::MAX))]).unwrap_err();
+    assert_eq!(err.op, "slice", "{err}");
+    assert!(err.message.contains("out of range"), "{err}");
+    let b = axle::compiler::FunctionBuilder::new("one_hot overflow");
+    let ids = b.param("ids", DType::I32, &[3]);
+    let err = b
+        .build(&[("y", &ids.one_hot(usize::MAX, DType::F32))])
+        .unwrap_err();
+    assert_eq!(err.op, "one_hot", "{err}");
+    assert!(err.message.contains("overflows"), "{err}");
+    // pad sizes that overflow i64 (or do not fit it) are refused.
+    for (low, high, interior) in [
+        (vec![usize::MAX], vec![0], vec![0]),
+        (vec![0], vec![0], vec![usize::MAX]),
+        (vec![i64::MAX as usize], vec![1], vec![0]),
+    ] {
+        let b = axle::compiler::FunctionBuilder::new("pad overflow");
+        let x = b.param("x", DType::F32, &[3]);
+        let zero = b.scalar(0.0, DType::F32);
+        let err = b
+            .build(&[("y", &x.pad(&zero, &low, &high, &interior))])
+            .unwrap_err();
+        assert_eq!(err.op, "pad", "{err}");
+        assert!(err.message.contains("overflows"), "{err}");
+    }
+}
+
+#[test]
+fn fill_nan_on_integer_tables_is_refused() {
+    // NaN has no i32 value (it would silently read 0): a trace error.
+    let b = axle::compiler::FunctionBuilder::new("fill nan");
+    let table = b.param("t", DType::I32, &[4, 2]);
+    let ids = b.param("ids", DType::I32, &[3]);
+    let rows = table.take_with_mode(&ids, 0, IndexMode::Fill(f64::NAN));
+    let err = b.build(&[("rows", &rows)]).unwrap_err();
+    assert_eq!(err.op, "fill", "{err}");
+    assert!(
+        err.message.contains("NaN") && err.message.contains("i32"),
+        "{err}"
+    );
 }

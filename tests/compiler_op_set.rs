@@ -804,6 +804,14 @@ fn bad_result_types_are_refused() {
         e.message.contains("f32[2]") && e.message.contains("f64"),
         "{e}"
     );
+    // XLA refuses pred on either side of a bitcast: refused at trace time.
+    for (from, to) in [(DType::U8, DType::Pred), (DType::Pred, DType::U8)] {
+        let b = FunctionBuilder::new("bad");
+        let _ = b.param("x", from, &[2]).bitcast_convert(to);
+        let e = b.error().unwrap();
+        assert_eq!(e.op, "bitcast_convert");
+        assert!(e.message.contains("pred"), "{e}");
+    }
     let b = FunctionBuilder::new("bad");
     let x = b.param("x", DType::F32, &[2]);
     let _ = x.pad_signed(&b.scalar(0.0, DType::F32), &[-2], &[-1], &[0]);

@@ -102,11 +102,15 @@ impl FunctionBuilder {
     }
 
     /// Finishes the function with named results, runs the cleanup passes
-    /// (constant folding, CSE, DCE) and returns it, or the first trace error.
+    /// (constant folding, CSE, DCE) and returns it, or the first trace error
+    /// (also when two results share a name).
     #[track_caller]
     pub fn build(&self, results: &[(&str, &Tensor)]) -> Result<Function, TraceError> {
         let loc = Location::caller();
-        for (name, t) in results {
+        for (i, (name, t)) in results.iter().enumerate() {
+            if results[..i].iter().any(|(n, _)| n == name) {
+                self.fail("build", loc, format!("result name `{name}` is used twice"));
+            }
             if !self.same(&t.b) {
                 self.fail(
                     "build",

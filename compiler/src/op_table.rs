@@ -19,6 +19,10 @@
 //! keeps the two equal). "gradient" says whether reverse-mode autodiff
 //! carries cotangents through the op (`yes`), gives zero (`zero`: piecewise
 //! constant or non-float results) or refuses it with a trace error.
+//! `convolution` is `yes` for first derivatives; a convolution with
+//! `batch_group_count > 1` (the kernel gradient of a grouped convolution,
+//! or a user convolution setting it) is not differentiable, so second
+//! derivatives through a grouped convolution are a trace error.
 //!
 #![doc = include_str!("op_table.md")]
 
@@ -194,7 +198,7 @@ pub const OPS: &[OpInfo] = &[
     op("select", "stablehlo.select", T::ANY, Vjp),
     op("clamp", "stablehlo.clamp", T::ANY, Vjp),
     op("convert", "stablehlo.convert", T::ANY, Vjp),
-    op("bitcast_convert", "stablehlo.bitcast_convert", T::ANY, Zero),
+    op("bitcast_convert", "stablehlo.bitcast_convert", T::NUM, Zero),
     op(
         "reduce_precision",
         "stablehlo.reduce_precision",

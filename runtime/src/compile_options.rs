@@ -77,6 +77,16 @@ impl CompileOptions {
         self
     }
 
+    /// Adds an XLA debug-option override unless the caller already set that
+    /// option (the runtime's per-plugin defaults use this).
+    pub fn with_default_override(self, name: &str, value: OverrideValue) -> Self {
+        if self.env_overrides.iter().any(|(n, _)| n == name) {
+            self
+        } else {
+            self.with_override(name, value)
+        }
+    }
+
     /// Number of devices the program runs on.
     pub fn device_count(&self) -> usize {
         self.num_replicas * self.num_partitions

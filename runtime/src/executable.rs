@@ -96,13 +96,16 @@ impl Client {
     pub fn compile_mlir(&self, code: &[u8], options: &CompileOptions) -> Result<Executable> {
         let plugin = &self.inner.plugin;
         let mut options = options.clone();
-        if plugin.has_quirk(Quirk::XnnpackCollectiveDeadlock)
-            && !options
-                .env_overrides
-                .iter()
-                .any(|(n, _)| n == "xla_cpu_use_xnnpack")
-        {
-            options = options.with_override("xla_cpu_use_xnnpack", OverrideValue::Bool(false));
+        if plugin.has_quirk(Quirk::XnnpackCollectiveDeadlock) {
+            options =
+                options.with_default_override("xla_cpu_use_xnnpack", OverrideValue::Bool(false));
+        }
+        // XLA CPU's default `xla_cpu_enable_fast_min_max=true` lets max/min
+        // drop a NaN depending on operand order; StableHLO, JAX and the GPU
+        // propagate it. Off unless the caller sets it.
+        if self.platform_name()? == "cpu" {
+            options = options
+                .with_default_override("xla_cpu_enable_fast_min_max", OverrideValue::Bool(false));
         }
         let encoded = options.encode()?;
         if options.device_assignment.is_none() && options.device_count() > self.device_count() {

@@ -14,11 +14,12 @@ impl Tensor {
     /// `-inf` entries contribute nothing and get a zero gradient; a slice
     /// that is all `-inf` (a fully masked row) gives `-inf` with gradient 0
     /// (the gradient is the softmax, which is 0 there; see
-    /// [`Tensor::softmax`]), where the plain formula would give NaN.
+    /// [`Tensor::softmax`]), where the plain formula would give NaN. A slice
+    /// holding a NaN gives NaN (as `jax.nn.logsumexp`); it is not "masked".
     #[track_caller]
     pub fn logsumexp(&self, axes: &[i64], keep_dims: bool) -> Tensor {
         let (m, s) = self.shifted_exp_sum(axes);
-        let live = s.greater(&s.zeros_like());
+        let live = s.not_equal(&s.zeros_like());
         let neg_inf = s.splat_like(f64::NEG_INFINITY);
         let lse = live.where_safe(&s, 1.0, |t| t.log(), &neg_inf) + &m;
         if keep_dims {
@@ -36,7 +37,10 @@ impl Tensor {
     }
 
     /// The max `m` over `axes` (gradient-stopped, 0 where it is infinite)
-    /// and `sum(exp(x - m))`, both with the reduced dims kept.
+    /// and `sum(exp(x - m))`, both with the reduced dims kept. `s` is 0 only
+    /// for an all `-inf` slice (a masked row); a NaN anywhere makes it NaN,
+    /// and the callers test liveness with `s != 0` so NaN stays NaN, as in JAX.
+    #[track_caller]
     fn shifted_exp_sum(&self, axes: &[i64]) -> (Tensor, Tensor) {
         let m = self
             .reduce_max(axes, true)
@@ -52,6 +56,7 @@ impl Tensor {
     }
 
     /// Replaces infinite maxima (all -inf rows) by 0 so `x - m` stays finite.
+    #[track_caller]
     fn is_finite_or_zero(&self) -> Tensor {
         let inf = self.splat_like(f64::INFINITY);
         let finite = self.abs().less(&inf);
@@ -65,7 +70,7 @@ impl Tensor {
     #[track_caller]
     pub fn log_softmax(&self, axis: i64) -> Tensor {
         let (m, s) = self.shifted_exp_sum(&[axis]);
-        let live = s.greater(&s.zeros_like());
+        let live = s.not_equal(&s.zeros_like());
         let log_s = live.where_safe(&s, 1.0, |t| t.log(), &s.zeros_like());
         &(self - &m) - &log_s
     }
@@ -82,7 +87,7 @@ impl Tensor {
             .is_finite_or_zero();
         let e = (self - &m).exp();
         let s = e.sum(&[axis], true);
-        let live = s.greater(&s.zeros_like());
+        let live = s.not_equal(&s.zeros_like());
         &e / &live.select(&s, &s.ones_like())
     }
 
@@ -154,6 +159,20 @@ impl Tensor {
         }
         let mut dims = self.dims().to_vec();
         dims.push(depth);
+        let count = dims.iter().try_fold(1i64, |n, &d| {
+            i64::try_from(d).ok().and_then(|d| n.checked_mul(d))
+        });
+        if count.is_none() {
+            self.b.fail(
+                "one_hot",
+                loc,
+                format!(
+                    "depth {depth} for indices {} overflows the i64 element count",
+                    self.ty
+                ),
+            );
+            return self.clone();
+        }
         let idx = match mode {
             IndexMode::Clip => {
                 let hi = self.b.scalar(depth.saturating_sub(1) as f64, self.dtype());
@@ -170,7 +189,7 @@ impl Tensor {
         match mode {
             IndexMode::Fill(v) if v != 0.0 => {
                 let valid = self.in_range(depth).expand_dims(-1).broadcast_to(&dims);
-                valid.select(&hot, &hot.splat_like(v))
+                valid.select(&hot, &hot.fill_splat(v, loc))
             }
             _ => hot,
         }

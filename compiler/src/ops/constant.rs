@@ -42,6 +42,25 @@ pub(crate) fn element_as_f64(bytes: &[u8], dtype: DType) -> f64 {
     }
 }
 
+/// Reads element 0 of little-endian integer (or pred) constant bytes
+/// exactly, as i128 (for printing; going through f64 would round 64-bit
+/// values such as `i64::MAX` to 2^63, which is out of range).
+///
+/// Panics on a float dtype (a bug in the caller: floats use [`element_as_f64`]).
+pub(crate) fn int_element(bytes: &[u8], dtype: DType) -> i128 {
+    let b = &bytes[..dtype.size_bytes()];
+    match dtype {
+        DType::I32 => i32::from_le_bytes(b.try_into().unwrap()) as i128,
+        DType::I64 => i64::from_le_bytes(b.try_into().unwrap()) as i128,
+        DType::U32 => u32::from_le_bytes(b.try_into().unwrap()) as i128,
+        DType::U64 => u64::from_le_bytes(b.try_into().unwrap()) as i128,
+        DType::U8 | DType::Pred => b[0] as i128,
+        DType::F32 | DType::F64 | DType::BF16 | DType::F16 => {
+            unreachable!("int_element of a float dtype {dtype}")
+        }
+    }
+}
+
 impl FunctionBuilder {
     /// A constant tensor from host data in row-major order.
     #[track_caller]
@@ -163,7 +182,7 @@ pub(crate) fn dense_attr(bytes: &[u8], splat: bool, ty: &TensorType) -> String {
             }
             hex
         } else {
-            format!("{}", element_as_f64(bytes, dtype) as i128)
+            format!("{}", int_element(bytes, dtype))
         };
         return format!("dense<{lit}>");
     }

@@ -378,12 +378,14 @@ impl Tensor {
 
     /// The same bits read as `dtype`, which must have the element size of
     /// `self` (`lax.bitcast_convert_type` between equal widths), e.g. f32
-    /// to u32 to inspect a float's sign, exponent and mantissa.
+    /// to u32 to inspect a float's sign, exponent and mantissa. `pred` on
+    /// either side is a trace error (XLA refuses it).
     #[track_caller]
     pub fn bitcast_convert(&self, dtype: DType) -> Tensor {
         self.b
             .record1("bitcast_convert", Location::caller(), &[self], |t| {
-                if t[0].dtype.size_bytes() != dtype.size_bytes() || t[0].dtype == DType::Pred {
+                check_dtypes("bitcast_convert", t)?;
+                if t[0].dtype.size_bytes() != dtype.size_bytes() || dtype == DType::Pred {
                     return Err(format!(
                         "{} ({} bytes per element) cannot be read as {dtype} ({} bytes); \
                          only types of equal width (not pred) are supported",
@@ -531,13 +533,14 @@ pub(crate) fn vjp_binary(
         BinaryOp::Mul => [Some(g * b), Some(g * a)],
         BinaryOp::Div => [Some(g / b), Some(-(g * y / b))],
         BinaryOp::Pow => {
-            // JAX's rules (`lax._pow_jvp_lhs` / `_pow_jvp_rhs`): d/da is 0
-            // where b == 0 (so d/da a^0 at a = 0 is 0, not 0 * inf), and
-            // d/db takes log(a) as 0 where a is not positive (JAX replaces
-            // a zero base by 1), so 0^b has a finite d/db of 0.
+            // JAX's rules (`lax._pow_jvp_lhs` / `_pow_jvp_rhs`):
+            // d/da = b * a^(b == 0 ? 1 : b - 1), so d/da a^0 at a = 0 is 0,
+            // not 0 * inf; d/db = log(a == 0 ? 1 : a) * a^b, so 0^b has
+            // d/db = 0 while a negative base gives NaN (log of a negative).
             let zero = b.zeros_like();
-            let da = b.equal(&zero).select(&zero, &(b * &a.pow(&(b - 1.0))));
-            [Some(g * &da), Some(g * y * &a.select_positive_log())]
+            let one = b.ones_like();
+            let da = b * &a.pow(&b.equal(&zero).select(&one, &(b - 1.0)));
+            [Some(g * &da), Some(g * y * &a.replace_zero_by_one().log())]
         }
         BinaryOp::Max | BinaryOp::Min => {
             // JAX's rule (`lax._balanced_eq`): a tie sends half of the
@@ -578,11 +581,10 @@ pub(crate) fn vjp_binary(
 }
 
 impl Tensor {
-    /// `log(x)` where `x > 0`, `0` elsewhere (so `d/dy x^y` stays finite at 0).
-    fn select_positive_log(&self) -> Tensor {
-        let zero = self.zeros_like();
-        let one = self.ones_like();
-        self.greater(&zero).select(self, &one).log()
+    /// `x` with zeros replaced by 1 (JAX's `lax._replace_zero`).
+    fn replace_zero_by_one(&self) -> Tensor {
+        self.equal(&self.zeros_like())
+            .select(&self.ones_like(), self)
     }
 }
 
@@ -592,15 +594,17 @@ pub(crate) fn vjp_select(p: &Tensor, g: &Tensor) -> [Option<Tensor>; 3] {
     [None, Some(p.select(g, &zero)), Some(p.select(&zero, g))]
 }
 
-/// Cotangents of `clamp(lo, x, hi)`.
+/// Cotangents of `clamp(lo, x, hi)`, JAX's rule (`lax.clamp_p`'s JVP): `x`
+/// gets `g` only strictly inside (`lo < x < hi`), `lo` where `lo > x` and
+/// `lo < hi`, `hi` where `hi < x`; at `x == lo` or `x == hi` nobody does.
 pub(crate) fn vjp_clamp(lo: &Tensor, x: &Tensor, hi: &Tensor, g: &Tensor) -> [Option<Tensor>; 3] {
     let zero = g.zeros_like();
-    let below = x.less(lo);
-    let above = x.greater(hi);
-    let inside = below.logical_or(&above).select(&zero, g);
+    let to_lo = lo.greater(x).logical_and(&lo.less(hi));
+    let inside = x.greater(lo).logical_and(&x.less(hi));
+    let to_hi = hi.less(x);
     [
-        Some(below.select(g, &zero)),
-        Some(inside),
-        Some(above.select(g, &zero)),
+        Some(to_lo.select(g, &zero)),
+        Some(inside.select(g, &zero)),
+        Some(to_hi.select(g, &zero)),
     ]
 }

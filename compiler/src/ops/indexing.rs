@@ -33,8 +33,29 @@ pub enum IndexMode {
     /// its gradient goes to that row.
     Clip,
     /// Out-of-range lookups read this value (JAX's `mode="fill"`, whose
-    /// default fill for floats is NaN) and pass no gradient.
+    /// default fill for floats is NaN) and pass no gradient. NaN on an
+    /// integer or pred result is a trace error (op `fill`).
     Fill(f64),
+}
+
+impl Tensor {
+    /// The rank-0 fill value of [`IndexMode::Fill`] in this tensor's dtype.
+    /// NaN has no integer or pred form (it would silently become 0), so it
+    /// is a trace error there, named after the `fill` of the caller's op.
+    pub(crate) fn fill_splat(&self, value: f64, loc: &Location<'_>) -> Tensor {
+        if value.is_nan() && !self.dtype().is_float() {
+            self.b.fail(
+                "fill",
+                loc,
+                format!(
+                    "IndexMode::Fill(NaN) for a {} result: NaN has no {} value",
+                    self.ty(),
+                    self.dtype()
+                ),
+            );
+        }
+        self.splat_like(value)
+    }
 }
 
 /// Dims of the indices that are batch dims (all but the index vector dim).
@@ -202,7 +223,7 @@ impl Tensor {
             .collect();
         let valid =
             slices_in_bounds(self, indices, &dims).broadcast_in_dim_at(r.dims(), &batch, loc);
-        valid.select(&r, &r.splat_like(value))
+        valid.select(&r, &r.fill_splat(value, loc))
     }
 
     fn gather_at(&self, indices: &Tensor, dims: GatherDims, loc: &Location<'_>) -> Tensor {
@@ -277,7 +298,7 @@ impl Tensor {
         let valid = indices.in_range(self.dims()[a]);
         let bdims: Vec<usize> = (a..a + indices.rank()).collect();
         let valid = valid.broadcast_in_dim_at(r.dims(), &bdims, loc);
-        valid.select(&r, &r.splat_like(value))
+        valid.select(&r, &r.fill_splat(value, loc))
     }
 
     /// The checked mode of [`Tensor::take`]: the clipped lookup and the
@@ -413,7 +434,7 @@ impl Tensor {
         match (mode, normalize_axis(axis, self.rank())) {
             (IndexMode::Fill(value), Ok(a)) if r.dims() == indices.dims() => indices
                 .in_range(self.dims()[a])
-                .select(&r, &r.splat_like(value)),
+                .select(&r, &r.fill_splat(value, loc)),
             _ => r,
         }
     }

@@ -95,7 +95,8 @@ impl Tensor {
     /// Mean over `axes`: the sum (accumulated in `f32` for `bf16` / `f16`)
     /// divided by the element count in that accumulation dtype, rounded to
     /// the operand's dtype once. An empty reduction gives NaN (0 / 0), as
-    /// in NumPy and JAX.
+    /// in NumPy and JAX. Integer operands are a trace error (the quotient
+    /// would truncate): convert to a float dtype first.
     #[track_caller]
     pub fn mean(&self, axes: &[i64], keep_dims: bool) -> Tensor {
         self.mean_at(axes, keep_dims, Location::caller())
@@ -118,6 +119,18 @@ impl Tensor {
     }
 
     fn mean_at(&self, axes: &[i64], keep_dims: bool, loc: &Location<'_>) -> Tensor {
+        if !self.dtype().is_float() {
+            self.b.fail(
+                "mean",
+                loc,
+                format!(
+                    "mean of {} would truncate; convert to a float dtype first \
+                     (jnp.mean of integers returns a float)",
+                    self.ty()
+                ),
+            );
+            return self.clone();
+        }
         let n = self.reduced_count(axes) as f64;
         let s = self.sum_accumulated(axes, keep_dims, loc);
         let count = s.b.scalar(n, s.dtype());
@@ -135,7 +148,9 @@ impl Tensor {
     }
 
     /// Index (`i32`) of the largest element along `axis`; the first one on
-    /// ties. An empty `axis` is a trace error (there is no index to give).
+    /// ties. NaN counts as larger than any number, so a slice holding NaN
+    /// gives the index of its first NaN (as `jnp.argmax`). An empty `axis`
+    /// is a trace error (there is no index to give).
     #[track_caller]
     pub fn argmax(&self, axis: i64, keep_dims: bool) -> Tensor {
         let loc = Location::caller();
@@ -174,25 +189,34 @@ pub fn accumulation_dtype(dtype: DType) -> DType {
 
 // ---- lowering ----------------------------------------------------------
 
-/// The identity of a reduction for `dtype` as constant bytes.
+/// The identity of a reduction for `dtype` as constant bytes. Integer
+/// limits are written from the integer type itself, never through f64
+/// (which cannot hold `i64::MAX` or `u64::MAX`).
 pub(crate) fn init_bytes(kind: ReduceKind, dtype: DType) -> Vec<u8> {
-    let v = match kind {
-        ReduceKind::Sum => 0.0,
-        ReduceKind::Max if dtype.is_float() => f64::NEG_INFINITY,
-        ReduceKind::Min if dtype.is_float() => f64::INFINITY,
+    match kind {
+        ReduceKind::Sum => scalar_bytes(0.0, dtype),
+        ReduceKind::Max if dtype.is_float() => scalar_bytes(f64::NEG_INFINITY, dtype),
+        ReduceKind::Min if dtype.is_float() => scalar_bytes(f64::INFINITY, dtype),
         ReduceKind::Max => int_limits(dtype).0,
         ReduceKind::Min => int_limits(dtype).1,
-    };
-    scalar_bytes(v, dtype)
+    }
 }
 
-fn int_limits(dtype: DType) -> (f64, f64) {
+/// The (min, max) of an integer or pred `dtype` as little-endian bytes.
+fn int_limits(dtype: DType) -> (Vec<u8>, Vec<u8>) {
     match dtype {
-        DType::I32 => (i32::MIN as f64, i32::MAX as f64),
-        DType::I64 => (i64::MIN as f64, i64::MAX as f64),
-        DType::U32 => (0.0, u32::MAX as f64),
-        DType::U64 => (0.0, u64::MAX as f64),
-        _ => (0.0, 255.0),
+        DType::I32 => (
+            i32::MIN.to_le_bytes().to_vec(),
+            i32::MAX.to_le_bytes().to_vec(),
+        ),
+        DType::I64 => (
+            i64::MIN.to_le_bytes().to_vec(),
+            i64::MAX.to_le_bytes().to_vec(),
+        ),
+        DType::U32 => (vec![0; 4], u32::MAX.to_le_bytes().to_vec()),
+        DType::U64 => (vec![0; 8], u64::MAX.to_le_bytes().to_vec()),
+        DType::Pred => (vec![0], vec![1]),
+        _ => (vec![0], vec![u8::MAX]),
     }
 }
 
@@ -302,6 +326,16 @@ pub(crate) fn lower_argmax(
         &[&is, &is],
         &p,
     );
+    // NaN is the largest value and NaNs tie with each other, so the first
+    // NaN wins (as jnp.argmax); the rule stays associative and commutative.
+    let ne = compare_attrs(CmpDir::Ne, &vs);
+    let a_nan = e.op(i2, "stablehlo.compare", &[&av, &av], &ne, &[&vs, &vs], &p);
+    let b_nan = e.op(i2, "stablehlo.compare", &[&bv, &bv], &ne, &[&vs, &vs], &p);
+    let b_num = e.op(i2, "stablehlo.not", &[&b_nan], "", &[&p], &p);
+    let nan_gt = e.op(i2, "stablehlo.and", &[&a_nan, &b_num], "", &[&p, &p], &p);
+    let nan_eq = e.op(i2, "stablehlo.and", &[&a_nan, &b_nan], "", &[&p, &p], &p);
+    let gt = e.op(i2, "stablehlo.or", &[&gt, &nan_gt], "", &[&p, &p], &p);
+    let eq = e.op(i2, "stablehlo.or", &[&eq, &nan_eq], "", &[&p, &p], &p);
     let tie = e.op(i2, "stablehlo.and", &[&eq, &lt], "", &[&p, &p], &p);
     let take = e.op(i2, "stablehlo.or", &[&gt, &tie], "", &[&p, &p], &p);
     let v = e.op(

@@ -225,13 +225,13 @@ impl Tensor {
         let mut s = vec![0; self.rank()];
         let mut l = self.dims().to_vec();
         s[a] = start;
-        l[a] = start + len;
+        l[a] = start.saturating_add(len);
         self.b.record1("slice", loc, &[self], |t| {
             let x = t[0];
-            if start + len > x.dims[a] {
+            // Checked: start + len may overflow usize.
+            if start.checked_add(len).is_none_or(|end| end > x.dims[a]) {
                 return Err(format!(
-                    "[{start}:{}] out of range for dim {a} of {x}",
-                    start + len
+                    "[{start}:{start}+{len}] out of range for dim {a} of {x}"
                 ));
             }
             let mut dims = x.dims.clone();
@@ -293,11 +293,22 @@ impl Tensor {
         if sizes.len() != self.rank() || starts.len() != self.rank() {
             return self.dynamic_slice_at(starts, sizes, loc);
         }
-        let padded = self.pad(&self.splat_like(value), sizes, sizes, &vec![0; self.rank()]);
+        let fill = self.fill_splat(value, loc);
+        let padded = self.pad(&fill, sizes, sizes, &vec![0; self.rank()]);
+        // Starts move by `size` into the padded operand. Clamped first to
+        // [-size, dim] in their own dtype (XLA clamps the shifted start to
+        // that range anyway) and added in i64, so `u32::MAX + size` cannot
+        // wrap around into the operand.
         let shifted: Vec<Tensor> = starts
             .iter()
             .zip(sizes)
-            .map(|(s, &n)| *s + &s.splat_like(n as f64))
+            .zip(self.dims())
+            .map(|((s, &n), &d)| {
+                let lo = s.splat_like(-(n as f64));
+                let hi = s.splat_like(d as f64);
+                let s = s.clamp(&lo, &hi).convert(crate::dtype::DType::I64);
+                &s + &s.splat_like(n as f64)
+            })
             .collect();
         let refs: Vec<&Tensor> = shifted.iter().collect();
         padded.dynamic_slice_at(&refs, sizes, loc)
@@ -341,7 +352,13 @@ impl Tensor {
     /// `interior` between elements.
     #[track_caller]
     pub fn pad(&self, value: &Tensor, low: &[usize], high: &[usize], interior: &[usize]) -> Tensor {
-        let signed = |v: &[usize]| -> Vec<i64> { v.iter().map(|&x| x as i64).collect() };
+        // Saturating: a size above i64::MAX stays huge (and is refused by
+        // the checked size rule) instead of wrapping negative.
+        let signed = |v: &[usize]| -> Vec<i64> {
+            v.iter()
+                .map(|&x| i64::try_from(x).unwrap_or(i64::MAX))
+                .collect()
+        };
         self.pad_at(
             value,
             &signed(low),
@@ -396,7 +413,20 @@ impl Tensor {
             let mut dims = Vec::with_capacity(x.rank());
             for i in 0..x.rank() {
                 let d = x.dims[i] as i64;
-                let size = low[i] + high[i] + d + (d - 1).max(0) * interior[i] as i64;
+                let size = i64::try_from(interior[i])
+                    .ok()
+                    .and_then(|n| (d - 1).max(0).checked_mul(n))
+                    .and_then(|n| n.checked_add(d))
+                    .and_then(|n| n.checked_add(low[i]))
+                    .and_then(|n| n.checked_add(high[i]));
+                let Some(size) = size else {
+                    return Err(format!(
+                        "dim {i} size overflows i64 (low {} high {} interior {} for {x})",
+                        list(low),
+                        list(high),
+                        list(interior)
+                    ));
+                };
                 if size < 0 {
                     return Err(format!(
                         "dim {i} would have size {size} < 0 (low {} high {} interior {} for {x})",

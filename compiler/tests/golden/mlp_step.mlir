@@ -27,7 +27,7 @@ module @mlp_step attributes {mhlo.num_partitions = 1 : i32, mhlo.num_replicas = 
       "stablehlo.return"(%20) : (tensor<f32>) -> ()
     }) {dimensions = array<i64: 1>} : (tensor<2x2xf32>, tensor<f32>) -> tensor<2xf32>
     %21 = "stablehlo.reshape"(%17) : (tensor<2xf32>) -> tensor<2x1xf32>
-    %22 = "stablehlo.compare"(%21, %11) {comparison_direction = #stablehlo<comparison_direction GT>, compare_type = #stablehlo<comparison_type FLOAT>} : (tensor<2x1xf32>, tensor<2x1xf32>) -> tensor<2x1xi1>
+    %22 = "stablehlo.compare"(%21, %11) {comparison_direction = #stablehlo<comparison_direction NE>, compare_type = #stablehlo<comparison_type FLOAT>} : (tensor<2x1xf32>, tensor<2x1xf32>) -> tensor<2x1xi1>
     %23 = "stablehlo.constant"() {value = dense<1.0e0> : tensor<f32>} : () -> tensor<f32>
     %24 = "stablehlo.constant"() {value = dense<1.0e0> : tensor<2x1xf32>} : () -> tensor<2x1xf32>
     %25 = "stablehlo.select"(%22, %21, %24) : (tensor<2x1xi1>, tensor<2x1xf32>, tensor<2x1xf32>) -> tensor<2x1xf32>
