@@ -192,7 +192,9 @@ fn cache_dir(
         .map(|base| base.join("axle").join("compile"))
 }
 
-/// Program text, encoded options and the plugin's identity, with lengths.
+/// Program text, the encoded options a compile uses (the caller's with the
+/// client's defaults, [`Client::effective_options`]) and the plugin's
+/// identity, with lengths.
 fn cache_key(client: &Client, mlir_text: &str, options: &CompileOptions) -> Result<Vec<u8>> {
     let plugin = client.plugin();
     let xla_version = plugin
@@ -218,7 +220,7 @@ fn cache_key(client: &Client, mlir_text: &str, options: &CompileOptions) -> Resu
     let mut key = Vec::new();
     for part in [
         identity.as_bytes(),
-        &options.encode()?,
+        &client.effective_options(options)?.encode()?,
         mlir_text.as_bytes(),
     ] {
         key.extend_from_slice(&(part.len() as u64).to_le_bytes());

@@ -86,6 +86,29 @@ impl From<Buffer> for Arg<'_> {
 }
 
 impl Client {
+    /// `options` with this client's defaults added where the caller set
+    /// nothing: XNNPACK off on the plugin whose collectives deadlock with it;
+    /// and on CPU `xla_cpu_enable_fast_min_max=false`, because XLA CPU's
+    /// default lets max/min drop a NaN depending on operand order, where
+    /// StableHLO, JAX and the GPU propagate it. These are the options a
+    /// compile (and the compile cache's key) uses.
+    pub fn effective_options(&self, options: &CompileOptions) -> Result<CompileOptions> {
+        let mut options = options.clone();
+        if self
+            .inner
+            .plugin
+            .has_quirk(Quirk::XnnpackCollectiveDeadlock)
+        {
+            options =
+                options.with_default_override("xla_cpu_use_xnnpack", OverrideValue::Bool(false));
+        }
+        if self.platform_name()? == "cpu" {
+            options = options
+                .with_default_override("xla_cpu_enable_fast_min_max", OverrideValue::Bool(false));
+        }
+        Ok(options)
+    }
+
     /// Compiles a StableHLO module given as MLIR text.
     pub fn compile(&self, mlir_text: &str, options: &CompileOptions) -> Result<Executable> {
         self.compile_mlir(mlir_text.as_bytes(), options)
@@ -94,19 +117,7 @@ impl Client {
     /// Compiles a StableHLO module given as MLIR text or MLIR bytecode (the
     /// plugin tells them apart).
     pub fn compile_mlir(&self, code: &[u8], options: &CompileOptions) -> Result<Executable> {
-        let plugin = &self.inner.plugin;
-        let mut options = options.clone();
-        if plugin.has_quirk(Quirk::XnnpackCollectiveDeadlock) {
-            options =
-                options.with_default_override("xla_cpu_use_xnnpack", OverrideValue::Bool(false));
-        }
-        // XLA CPU's default `xla_cpu_enable_fast_min_max=true` lets max/min
-        // drop a NaN depending on operand order; StableHLO, JAX and the GPU
-        // propagate it. Off unless the caller sets it.
-        if self.platform_name()? == "cpu" {
-            options = options
-                .with_default_override("xla_cpu_enable_fast_min_max", OverrideValue::Bool(false));
-        }
+        let options = self.effective_options(options)?;
         let encoded = options.encode()?;
         if options.device_assignment.is_none() && options.device_count() > self.device_count() {
             return Err(Error::CompileOptions(format!(
