@@ -117,6 +117,7 @@ impl Client {
     /// Compiles a StableHLO module given as MLIR text or MLIR bytecode (the
     /// plugin tells them apart).
     pub fn compile_mlir(&self, code: &[u8], options: &CompileOptions) -> Result<Executable> {
+        let plugin = &self.inner.plugin;
         let options = self.effective_options(options)?;
         let encoded = options.encode()?;
         if options.device_assignment.is_none() && options.device_count() > self.device_count() {
