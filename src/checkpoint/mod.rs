@@ -417,11 +417,20 @@ pub fn load(dir: &Path) -> Result<Checkpoint, CheckpointError> {
 }
 
 fn encode(tensors: &Tensors, path: &Path) -> Result<Vec<u8>, CheckpointError> {
-    let encode_error = |name: &str, e: safetensors::SafeTensorError| CheckpointError::Encode {
-        name: name.to_string(),
+    encode_f32(tensors, None).map_err(|(name, e)| CheckpointError::Encode {
+        name,
         path: path.to_path_buf(),
         message: e.to_string(),
-    };
+    })
+}
+
+/// `tensors` as the bytes of an f32 safetensors file (little-endian, whole
+/// arrays) with optional header metadata. The error names the tensor at
+/// fault, or `(file)` when the file as a whole could not be written.
+pub fn encode_f32(
+    tensors: &Tensors,
+    metadata: Option<std::collections::HashMap<String, String>>,
+) -> Result<Vec<u8>, (String, safetensors::SafeTensorError)> {
     let bytes: Vec<Vec<u8>> = tensors
         .values()
         .map(|array| array.iter().flat_map(|v| v.to_le_bytes()).collect())
@@ -436,10 +445,10 @@ fn encode(tensors: &Tensors, path: &Path) -> Result<Vec<u8>, CheckpointError> {
                 data,
             )
             .map(|view| (name.clone(), view))
-            .map_err(|e| encode_error(name, e))
+            .map_err(|e| (name.clone(), e))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    safetensors::serialize(views, None).map_err(|e| encode_error("(file)", e))
+    safetensors::serialize(views, metadata).map_err(|e| ("(file)".to_string(), e))
 }
 
 fn decode(bytes: &[u8], path: &Path) -> Result<Tensors, CheckpointError> {

@@ -135,29 +135,12 @@ fn read_files(dir: &Path, files: &[String]) -> Result<(Tensors, HashMap<String, 
 pub fn write_tensors(dir: &Path, tensors: &Tensors) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     let path = dir.join(SINGLE_FILE);
-    let bytes: Vec<Vec<u8>> = tensors
-        .values()
-        .map(|a| a.iter().flat_map(|v| v.to_le_bytes()).collect())
-        .collect();
-    let malformed = |message: String| HfError::Malformed {
-        path: path.clone(),
-        message,
-    };
-    let views = tensors
-        .iter()
-        .zip(&bytes)
-        .map(|((name, array), data)| {
-            safetensors::tensor::TensorView::new(
-                safetensors::Dtype::F32,
-                array.shape().to_vec(),
-                data,
-            )
-            .map(|view| (name.clone(), view))
-            .map_err(|e| malformed(format!("tensor {name}: {e}")))
-        })
-        .collect::<Result<Vec<_>>>()?;
     let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
-    let out =
-        safetensors::serialize(views, Some(metadata)).map_err(|e| malformed(e.to_string()))?;
+    let out = crate::checkpoint::encode_f32(tensors, Some(metadata)).map_err(|(name, e)| {
+        HfError::Malformed {
+            path: path.clone(),
+            message: format!("tensor {name}: {e}"),
+        }
+    })?;
     std::fs::write(&path, out).map_err(io(&path))
 }
