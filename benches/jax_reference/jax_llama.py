@@ -44,45 +44,17 @@ def parse_args():
     return p.parse_args()
 
 
-def main():
-    args = parse_args()
-    os.environ["JAX_PLATFORMS"] = "axleplugin"
-    import jax
-    from jax._src import xla_bridge
+def make_train_step(num_layers, heads):
+    """The training step `train_step(params, mu, nu, count, inputs, targets)`.
 
-    xla_bridge.register_plugin(
-        "axleplugin",
-        priority=1000,
-        library_path=args.plugin,
-        options={"cpu_device_count": args.cpu_devices},
-    )
+    Returns `(params, mu, nu, count + 1, loss, grad_norm)`; `params`, `mu`
+    and `nu` are dicts keyed by axle's parameter paths (f32), `count` is the
+    int32 step, `inputs`/`targets` int32 [batch, seq]. Also used by
+    aot_memory.py, which compiles it ahead of time for TPU and GPU.
+    """
+    import jax
     import jax.numpy as jnp
     import numpy as np
-    from jax.sharding import Mesh, NamedSharding, PartitionSpec
-    from safetensors.numpy import load_file
-
-    (checkpoint,) = glob.glob(os.path.join(args.export, "step_*", "params.safetensors"))
-    host_params = load_file(checkpoint)
-    batches = np.load(os.path.join(args.export, "batches.npy"))
-    with open(os.path.join(args.export, "shardings", f"{args.mesh}.json")) as f:
-        shardings = json.load(f)["args"]
-    if len(batches) < args.warmup + args.steps:
-        raise SystemExit(f"{args.export} holds {len(batches)} batches, need {args.warmup + args.steps}")
-
-    axes = [(a, int(n)) for a, n in (kv.split("=") for kv in args.mesh.split(","))]
-    size = math.prod(n for _, n in axes)
-    devices = np.array(jax.devices()[:size]).reshape([n for _, n in axes])
-    mesh = Mesh(devices, tuple(a for a, _ in axes))
-
-    def sharding(name):
-        dims = [None if not d else (d[0] if len(d) == 1 else tuple(d)) for d in shardings[name]]
-        return NamedSharding(mesh, PartitionSpec(*dims))
-
-    names = sorted(host_params)
-    num_layers = 1 + max(int(m.group(1)) for n in names if (m := re.search(r"layers/(\d+)/", n)))
-    heads = HEADS[args.model]
-    _, seq_plus_one = batches.shape[1:]
-    seq = seq_plus_one - 1
 
     def rms_norm(x, scale):
         return x * jax.lax.rsqrt(jnp.mean(x * x, axis=-1, keepdims=True) + NORM_EPS) * scale
@@ -139,6 +111,51 @@ def main():
                 update = update + WEIGHT_DECAY * params[n]
             new_params[n] = params[n] - LR * update
         return new_params, new_mu, new_nu, count + 1, loss, grad_norm
+
+    return train_step
+
+
+def main():
+    args = parse_args()
+    os.environ["JAX_PLATFORMS"] = "axleplugin"
+    import jax
+    from jax._src import xla_bridge
+
+    xla_bridge.register_plugin(
+        "axleplugin",
+        priority=1000,
+        library_path=args.plugin,
+        options={"cpu_device_count": args.cpu_devices},
+    )
+    import jax.numpy as jnp
+    import numpy as np
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec
+    from safetensors.numpy import load_file
+
+    (checkpoint,) = glob.glob(os.path.join(args.export, "step_*", "params.safetensors"))
+    host_params = load_file(checkpoint)
+    batches = np.load(os.path.join(args.export, "batches.npy"))
+    with open(os.path.join(args.export, "shardings", f"{args.mesh}.json")) as f:
+        shardings = json.load(f)["args"]
+    if len(batches) < args.warmup + args.steps:
+        raise SystemExit(f"{args.export} holds {len(batches)} batches, need {args.warmup + args.steps}")
+
+    axes = [(a, int(n)) for a, n in (kv.split("=") for kv in args.mesh.split(","))]
+    size = math.prod(n for _, n in axes)
+    devices = np.array(jax.devices()[:size]).reshape([n for _, n in axes])
+    mesh = Mesh(devices, tuple(a for a, _ in axes))
+
+    def sharding(name):
+        dims = [None if not d else (d[0] if len(d) == 1 else tuple(d)) for d in shardings[name]]
+        return NamedSharding(mesh, PartitionSpec(*dims))
+
+    names = sorted(host_params)
+    num_layers = 1 + max(int(m.group(1)) for n in names if (m := re.search(r"layers/(\d+)/", n)))
+    heads = HEADS[args.model]
+    _, seq_plus_one = batches.shape[1:]
+    seq = seq_plus_one - 1
+
+    train_step = make_train_step(num_layers, heads)
 
     param_sh = {n: sharding(n) for n in names}
     mu_sh = {n: sharding(f"opt/mu/{n}") for n in names}
