@@ -67,7 +67,9 @@ def parse_args():
     p.add_argument("--out", help="also write the markdown table here")
     p.add_argument("--dump", action="store_true",
                    help="also dump both compilers' optimized HLO and buffer assignment "
-                        "(XLA_FLAGS / LIBTPU_INIT_ARGS --xla_dump_to) under WORKDIR/dump")
+                        "(XLA_FLAGS=--xla_dump_to) under WORKDIR/dump")
+    p.add_argument("--from-json", action="store_true",
+                   help="compile nothing: tabulate the JSON files an earlier run left in --workdir")
     p.add_argument("--jax-child", nargs=2, metavar=("TARGET", "MESH"), help=argparse.SUPPRESS)
     return p.parse_args()
 
@@ -190,8 +192,25 @@ def dump_env(workdir, system, target, mesh_text):
     flags = f"--xla_dump_to={where} --xla_dump_hlo_as_text --xla_dump_hlo_pass_re=^$"
     env = dict(os.environ)
     env["XLA_FLAGS"] = flags
-    env["LIBTPU_INIT_ARGS"] = flags
     return env
+
+
+def compile_both(args, target, mesh_text, plan_json, jax_json):
+    """Runs `axle plan` and the JAX child for one target and mesh, writing both JSON reports."""
+    env = dump_env(args.workdir, "axle", target, mesh_text) if args.dump else None
+    plan = run([args.axle, "plan", "--experiment", MODEL, "--target", target, "--mesh", mesh_text,
+                "--json", plan_json], env=env, check=False)
+    if plan.returncode not in (0, 2):
+        raise SystemExit(f"axle plan for {target} {mesh_text} failed (status {plan.returncode})")
+    env = dump_env(args.workdir, "jax", target, mesh_text) if args.dump else dict(os.environ)
+    env["TPU_SKIP_MDS_QUERY"] = "1"
+    if args.libtpu:
+        env["TPU_LIBRARY_PATH"] = args.libtpu
+    cuda = ["--cuda-plugin", args.cuda_plugin] if args.cuda_plugin else []
+    child = run(["unshare", "--net", sys.executable, os.path.abspath(__file__), "--axle", args.axle,
+                 "--workdir", args.workdir, *cuda, "--jax-child", target, mesh_text], env=env)
+    with open(jax_json, "w") as f:
+        f.write(child.stdout.strip().splitlines()[-1])
 
 
 def main():
@@ -201,39 +220,31 @@ def main():
         return
     runs = [r.split("/", 1) for r in args.runs]
     os.makedirs(args.workdir, exist_ok=True)
-    meshes = sorted({m for _, m in runs})
     bench_json = os.path.join(args.workdir, "bench.json")
-    # One CPU step per mesh exports the parameters and each mesh's shardings.
-    run([args.axle, "bench", "--experiment", MODEL, *[a for m in meshes for a in ("--mesh", m)],
-         "--cpu-devices", "4", "--warmup", "0", "--steps", "1", "--matmul", "0",
-         "--json", bench_json, "--export", export_dir(args.workdir)])
+    if not args.from_json:
+        # One CPU step per mesh exports the parameters and each mesh's shardings.
+        meshes = sorted({m for _, m in runs})
+        run([args.axle, "bench", "--experiment", MODEL, *[a for m in meshes for a in ("--mesh", m)],
+             "--cpu-devices", "4", "--warmup", "0", "--steps", "1", "--matmul", "0",
+             "--json", bench_json, "--export", export_dir(args.workdir)])
     with open(bench_json) as f:
         axle_params = json.load(f)["params"]
     rows = []
     for target, mesh_text in runs:
-        plan_json = os.path.join(args.workdir, f"plan-{target}-{mesh_text}.json".replace(":", "_"))
-        env = dump_env(args.workdir, "axle", target, mesh_text) if args.dump else None
-        plan = run([args.axle, "plan", "--experiment", MODEL, "--target", target, "--mesh", mesh_text,
-                    "--json", plan_json], env=env, check=False)
-        if plan.returncode not in (0, 2):
-            raise SystemExit(f"axle plan for {target} {mesh_text} failed (status {plan.returncode})")
+        stem = f"{target}-{mesh_text}".replace(":", "_")
+        plan_json = os.path.join(args.workdir, f"plan-{stem}.json")
+        jax_json = os.path.join(args.workdir, f"jax-{stem}.json")
+        if not args.from_json:
+            compile_both(args, target, mesh_text, plan_json, jax_json)
         with open(plan_json) as f:
             report = json.load(f)
+        with open(jax_json) as f:
+            jax_stats = json.load(f)
         if report["mesh_modifiers"] or report["modifiers"] or report["overrides"]:
             raise SystemExit(f"{plan_json}: axle planned with modifiers or overrides; "
                              "the JAX step mirrors the plain experiment")
         axle_stats = dict(report["compiled"])
-        axle_stats["plugin_peak"] = axle_stats["peak"]
-        env = dict(os.environ) if not args.dump else dump_env(args.workdir, "jax", target, mesh_text)
-        env["TPU_SKIP_MDS_QUERY"] = "1"
-        if args.libtpu:
-            env["TPU_LIBRARY_PATH"] = args.libtpu
-        child = run(["unshare", "--net", sys.executable, os.path.abspath(__file__), "--axle", args.axle,
-                     "--workdir", args.workdir, *(["--cuda-plugin", args.cuda_plugin] if args.cuda_plugin else []),
-                     "--jax-child", target, mesh_text], env=env)
-        jax_stats = json.loads(child.stdout.strip().splitlines()[-1])
-        with open(plan_json.replace("plan-", "jax-"), "w") as f:
-            json.dump(jax_stats, f, indent=1)
+        axle_stats["plugin_peak"] = axle_stats["peak"]  # the plugin's peak in axle plan's JSON
         # The same model: same parameter count, same argument bytes per chip.
         if jax_stats["params"] != axle_params:
             raise SystemExit(f"parameter count: axle {axle_params}, JAX {jax_stats['params']}")
@@ -248,19 +259,23 @@ def print_table(rows, params, out):
     mib = lambda b: f"{b / 2**20:.2f}"
     lines = [
         f"{MODEL}, {params:,} parameters (equal in both), f32, batch 8 x seq 128, AdamW; "
-        f"JAX {rows[0][3]['jax']}. MiB per chip, axle / JAX; ratio = axle peak / JAX peak.",
+        f"JAX {rows[0][3]['jax']}. MiB per chip, axle / JAX. Compiler peak: the plugin's "
+        "`peak_memory_in_bytes`; planned peak: the larger of it and arguments + outputs - aliased "
+        "+ temporaries (what `axle plan` compares with the chip's memory); ratios axle / JAX.",
         "",
-        "| target | mesh | arguments | outputs | aliased | temporaries | peak axle | peak JAX | ratio "
-        "| collectives axle | collectives JAX |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| target | mesh | arguments | outputs | aliased | temporaries | compiler peak | ratio "
+        "| planned peak | ratio | collectives axle | collectives JAX |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for target, mesh_text, a, j in rows:
-        pair = lambda k: f"{mib(a[k])} / {mib(j[k])}"
+        pair = lambda x, y: f"{mib(x)} / {mib(y)}"
         coll = lambda m: ", ".join(f"{k} {v}" for k, v in sorted(m["collectives"].items())) or "none"
         lines.append(
-            f"| {target} | {mesh_text} | {pair('arguments')} | {pair('outputs')} | {pair('alias')} "
-            f"| {pair('temporaries')} | {mib(peak(a))} | {mib(peak(j))} | {peak(a) / peak(j):.2f} "
-            f"| {coll(a)} | {coll(j)} |")
+            f"| {target} | {mesh_text} | {pair(a['arguments'], j['arguments'])} "
+            f"| {pair(a['outputs'], j['outputs'])} | {pair(a['alias'], j['alias'])} "
+            f"| {pair(a['temporaries'], j['temporaries'])} "
+            f"| {pair(a['plugin_peak'], j['plugin_peak'])} | {a['plugin_peak'] / j['plugin_peak']:.3f} "
+            f"| {pair(peak(a), peak(j))} | {peak(a) / peak(j):.3f} | {coll(a)} | {coll(j)} |")
     text = "\n".join(lines) + "\n"
     print(text)
     if out:
