@@ -24,6 +24,7 @@ looks for cloud metadata servers. See docs/benchmarks.md.
 """
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -68,6 +69,10 @@ def parse_args():
     p.add_argument("--dump", action="store_true",
                    help="also dump both compilers' optimized HLO and buffer assignment "
                         "(XLA_FLAGS=--xla_dump_to) under WORKDIR/dump")
+    p.add_argument("--finite-check", choices=["none", "select", "convert"], default="none",
+                   help="JAX's step also returns whether the updated parameters are all finite, "
+                        "computed as axle does (select: min of select(|p| <= max, 1, 0)) or by "
+                        "converting the predicate (convert); none: not at all (default)")
     p.add_argument("--from-json", action="store_true",
                    help="compile nothing: tabulate the JSON files an earlier run left in --workdir")
     p.add_argument("--jax-child", nargs=2, metavar=("TARGET", "MESH"), help=argparse.SUPPRESS)
@@ -132,9 +137,20 @@ def jax_compile(args, target, mesh_text):
     num_layers = 1 + max(int(m.group(1)) for n in names if (m := re.search(r"layers/(\d+)/", n)))
     step = make_train_step(num_layers, HEADS)
 
+    def finite(v):
+        """1.0 if every element of `v` is finite, else 0.0, as `--finite-check` asks."""
+        ok = jnp.abs(v) <= np.finfo(np.float32).max  # false for NaN and +-inf
+        if args.finite_check == "select":  # axle's `all_finite` (src/train_step.rs)
+            return jnp.min(jnp.where(ok, jnp.ones_like(v), jnp.zeros_like(v)))
+        return jnp.min(ok.astype(jnp.float32))
+
     def train_step(params, mu, nu, count, inputs, targets, rng_key):
         del rng_key  # axle's dropout key: an argument of its step, unused without dropout
-        return step(params, mu, nu, count, inputs, targets)
+        out = step(params, mu, nu, count, inputs, targets)
+        if args.finite_check == "none":
+            return out
+        flags = [finite(v) for v in out[0].values()]
+        return (*out, functools.reduce(jnp.minimum, flags))
 
     param_sh = {n: sharding(n) for n in names}
     mu_sh = {n: sharding(f"opt/mu/{n}") for n in names}
@@ -145,7 +161,8 @@ def jax_compile(args, target, mesh_text):
         train_step,
         in_shardings=(param_sh, mu_sh, nu_sh, sharding("opt/step"), ids_sh, sharding("target_labels"),
                       sharding("rng_key")),
-        out_shardings=(param_sh, mu_sh, nu_sh, sharding("opt/step"), scalar, scalar),
+        out_shardings=(param_sh, mu_sh, nu_sh, sharding("opt/step"), scalar, scalar)
+        + ((scalar,) if args.finite_check != "none" else ()),
         donate_argnums=(0, 1, 2, 3),
         keep_unused=True,
     )
@@ -208,7 +225,8 @@ def compile_both(args, target, mesh_text, plan_json, jax_json):
         env["TPU_LIBRARY_PATH"] = args.libtpu
     cuda = ["--cuda-plugin", args.cuda_plugin] if args.cuda_plugin else []
     child = run(["unshare", "--net", sys.executable, os.path.abspath(__file__), "--axle", args.axle,
-                 "--workdir", args.workdir, *cuda, "--jax-child", target, mesh_text], env=env)
+                 "--workdir", args.workdir, *cuda, "--finite-check", args.finite_check,
+                 "--jax-child", target, mesh_text], env=env)
     with open(jax_json, "w") as f:
         f.write(child.stdout.strip().splitlines()[-1])
 
@@ -231,7 +249,8 @@ def main():
         axle_params = json.load(f)["params"]
     rows = []
     for target, mesh_text in runs:
-        stem = f"{target}-{mesh_text}".replace(":", "_")
+        check = "" if args.finite_check == "none" else f"-finite-{args.finite_check}"
+        stem = f"{target}-{mesh_text}{check}".replace(":", "_")
         plan_json = os.path.join(args.workdir, f"plan-{stem}.json")
         jax_json = os.path.join(args.workdir, f"jax-{stem}.json")
         if not args.from_json:
