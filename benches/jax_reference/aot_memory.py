@@ -221,6 +221,9 @@ def compile_both(args, target, mesh_text, plan_json, jax_json):
         raise SystemExit(f"axle plan for {target} {mesh_text} failed (status {plan.returncode})")
     env = dump_env(args.workdir, "jax", target, mesh_text) if args.dump else dict(os.environ)
     env["TPU_SKIP_MDS_QUERY"] = "1"
+    # libtpu takes /tmp/libtpu_lockfile unless told that several processes may load it; a
+    # compile-only client needs no exclusive chip, and other plans may be running.
+    env["ALLOW_MULTIPLE_LIBTPU_LOAD"] = "1"
     if args.libtpu:
         env["TPU_LIBRARY_PATH"] = args.libtpu
     cuda = ["--cuda-plugin", args.cuda_plugin] if args.cuda_plugin else []
