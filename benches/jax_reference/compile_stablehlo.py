@@ -1,4 +1,4 @@
-"""Compile a StableHLO file (e.g. `axle lower` output) for a TPU topology through jaxlib.
+"""Compile a StableHLO file (e.g. `axle lower` output) for a TPU or GPU topology through jaxlib.
 
 A diagnostic for aot_memory.py's table: it compiles axle's own program with
 the compile options JAX uses (jaxlib's `CompileOptions`: Shardy SPMD over
@@ -24,6 +24,9 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("mlir", help="StableHLO text with sdy shardings (axle lower --mesh ...)")
     p.add_argument("--topology", default="v5e:2x2", help="libtpu topology name")
+    p.add_argument("--cuda-plugin", help="compile for GPUs instead: the CUDA plugin's .so")
+    p.add_argument("--gpu-config", help="with --cuda-plugin: a GpuTargetConfigProto text file "
+                   "(third_party/gpu-target-configs/)")
     p.add_argument("--partitions", type=int, default=4)
     p.add_argument("--no-device-assignment", action="store_true",
                    help="leave the device assignment to the compiler, as axle plan does")
@@ -35,7 +38,16 @@ def main():
     from jax._src.lib.mlir import ir
     from jax.experimental import topologies
 
-    topology = topologies.get_topology_desc(args.topology, platform="tpu")
+    if args.cuda_plugin:
+        from jax._src import xla_bridge
+
+        xla_bridge.register_plugin("cuda", priority=500, library_path=args.cuda_plugin, options=None)
+        with open(args.gpu_config) as f:
+            config = f.read()
+        topology = topologies.get_topology_desc(
+            "cuda", platform="cuda", target_config=config, topology=f"1x1x{args.partitions}")
+    else:
+        topology = topologies.get_topology_desc(args.topology, platform="tpu")
     devices = topology.devices[: args.partitions]
     options = xc.CompileOptions()
     build = options.executable_build_options
