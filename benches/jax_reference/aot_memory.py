@@ -125,7 +125,9 @@ def jax_compile(args, target, mesh_text):
         topology = topologies.get_topology_desc(
             "cuda", platform="cuda", target_config=config, topology=f"1x1x{int(count)}")
     axes = [(a, int(n)) for a, n in (kv.split("=") for kv in mesh_text.split(","))]
-    # Partition p on the topology's device p, as axle's compile options leave it.
+    # Mesh device p is topology device p: partition p runs on device p, the default axle's
+    # compile options rely on; JAX passes that device assignment explicitly (on libtpu it
+    # changes the partitioning: compile_stablehlo.py, docs/benchmarks.md).
     devices = np.array(topology.devices).reshape([n for _, n in axes])
     mesh = Mesh(devices, tuple(a for a, _ in axes))
 
@@ -274,16 +276,17 @@ def main():
             raise SystemExit(f"{target} {mesh_text}: argument bytes per chip differ: "
                              f"axle {axle_stats['arguments']}, JAX {jax_stats['arguments']}")
         rows.append((target, mesh_text, axle_stats, jax_stats))
-    print_table(rows, axle_params, args.out)
+    print_table(rows, axle_params, args.finite_check, args.out)
 
 
-def print_table(rows, params, out):
+def print_table(rows, params, finite_check, out):
     mib = lambda b: f"{b / 2**20:.2f}"
     lines = [
         f"{MODEL}, {params:,} parameters (equal in both), f32, batch 8 x seq 128, AdamW; "
         f"JAX {rows[0][3]['jax']}. MiB per chip, axle / JAX. Compiler peak: the plugin's "
         "`peak_memory_in_bytes`; planned peak: the larger of it and arguments + outputs - aliased "
-        "+ temporaries (what `axle plan` compares with the chip's memory); ratios axle / JAX.",
+        "+ temporaries (what `axle plan` compares with the chip's memory); ratios axle / JAX."
+        + (f" JAX's step with `--finite-check {finite_check}`." if finite_check != "none" else ""),
         "",
         "| target | mesh | arguments | outputs | aliased | temporaries | compiler peak | ratio "
         "| planned peak | ratio | collectives axle | collectives JAX |",
