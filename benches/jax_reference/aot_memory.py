@@ -103,6 +103,7 @@ def jax_compile(args, target, mesh_text):
     from jax.experimental import topologies
     from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+    sys.dont_write_bytecode = True  # no __pycache__ in the source tree
     sys.path.insert(0, HERE)
     from jax_llama import make_train_step
 
