@@ -211,13 +211,22 @@ enum TokenizerCommand {
 
 /// Options of `axle generate`.
 #[derive(Args)]
+#[command(group(clap::ArgGroup::new("model").required(true).args(["checkpoint_dir", "hf"])))]
 struct GenerateArgs {
     /// Directory of the run's checkpoints (the newest is used).
     #[arg(long)]
-    checkpoint_dir: PathBuf,
+    checkpoint_dir: Option<PathBuf>,
+    /// A Hugging Face model directory (config.json, safetensors; its
+    /// tokenizer.json by default), read without an import step.
+    #[arg(long)]
+    hf: Option<PathBuf>,
     /// One prompt.
-    #[arg(long, conflicts_with = "prompts", required_unless_present = "prompts")]
+    #[arg(long, conflicts_with = "prompts", required_unless_present_any = ["prompts", "prompt_ids"])]
     prompt: Option<String>,
+    /// A prompt as comma-separated token ids (`1,17,42`), repeatable;
+    /// generated after the text prompts, in the same batch.
+    #[arg(long)]
+    prompt_ids: Vec<String>,
     /// A file of prompts, one per non-empty line, generated as one batch.
     #[arg(long)]
     prompts: Option<PathBuf>,
@@ -384,9 +393,19 @@ impl GenerateArgs {
                 .collect(),
             (None, None) => Vec::new(),
         };
+        let source = match (&self.checkpoint_dir, &self.hf) {
+            (Some(dir), _) => axle::generate::ModelSource::Checkpoint(dir.clone()),
+            (None, Some(dir)) => axle::generate::ModelSource::Hf(dir.clone()),
+            (None, None) => return Err("give --checkpoint-dir or --hf".into()),
+        };
         Ok(axle::generate::GenerateOptions {
-            checkpoint_dir: self.checkpoint_dir.clone(),
+            source,
             prompts,
+            prompt_ids: self
+                .prompt_ids
+                .iter()
+                .map(|ids| token_ids(ids))
+                .collect::<Result<_, _>>()?,
             max_new_tokens: self.max_new_tokens,
             sampling: axle::generate::Sampling {
                 temperature: self.temperature,
@@ -692,7 +711,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         }
         Command::Generate(args) => {
             let options = args.options()?;
-            let report = axle::generate::generate_from_checkpoint(&options)?;
+            let report = axle::generate::run(&options)?;
             let g = &report.generation;
             for warning in &report.warnings {
                 eprintln!("warning: {warning}");
@@ -702,13 +721,13 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             } else {
                 print!(
                     "{}",
-                    axle::generate::continuations_text(&options.prompts, &report.texts)
+                    axle::generate::continuations_text(&options.labels(), &report.texts)
                 );
             }
             eprintln!(
                 "{} prompts from {}: prefill {:.3} s, decode {:.1} tokens/s",
                 g.tokens.len(),
-                report.checkpoint.display(),
+                report.model.display(),
                 g.prefill_s,
                 g.decode_tokens_per_s
             );
@@ -723,6 +742,17 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     Ok(())
+}
+
+/// Parses comma-separated token ids (`1,17,42`).
+fn token_ids(text: &str) -> Result<Vec<u32>, String> {
+    text.split(',')
+        .map(|id| {
+            id.trim()
+                .parse::<u32>()
+                .map_err(|e| format!("token id `{id}` in `{text}`: {e}"))
+        })
+        .collect()
 }
 
 /// Parses a positive, finite number of seconds.

@@ -1,4 +1,5 @@
-//! Autoregressive generation from a causal LM: a prefill program runs a
+//! Autoregressive generation from a causal LM (an axle checkpoint or a
+//! Hugging Face model directory): a prefill program runs a
 //! batch of prompts (of different lengths, right-padded) through the
 //! decoder and fills its key/value caches; a decode program then adds one
 //! token per row, the caches donated from call to call so they are
@@ -10,7 +11,7 @@ mod cli;
 mod program;
 mod sampling;
 
-pub use cli::{GenerateOptions, GenerateReport, continuations_text, generate_from_checkpoint};
+pub use cli::{GenerateOptions, GenerateReport, ModelSource, continuations_text, run};
 pub use sampling::{Sampling, argmax};
 
 use crate::checkpoint::Tensors;
@@ -53,6 +54,9 @@ pub enum GenerateError {
     /// The checkpoint could not be found or read, or does not hold a causal LM.
     #[error(transparent)]
     Run(#[from] crate::run::RunError),
+    /// The Hugging Face model directory could not be read or converted.
+    #[error(transparent)]
+    Hf(#[from] crate::hf::HfError),
 }
 
 /// The most positions (prompt plus new tokens) a model without a learned
