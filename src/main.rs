@@ -230,10 +230,18 @@ struct GenerateArgs {
     /// A file of prompts, one per non-empty line, generated as one batch.
     #[arg(long)]
     prompts: Option<PathBuf>,
-    /// Tokens to generate after each prompt (always this many: no stop at
-    /// <|endoftext|>); prompt plus these may not exceed the model's positions.
+    /// Tokens to generate after each prompt, at most (a row stops at its
+    /// first end-of-sequence id); prompt plus these may not exceed the
+    /// model's positions.
     #[arg(long, default_value_t = 64)]
     max_new_tokens: usize,
+    /// An end-of-sequence token id, repeatable (default: the Hugging Face
+    /// model's eos_token_id, else its tokenizer's <|endoftext|>).
+    #[arg(long = "eos-id")]
+    eos_ids: Vec<u32>,
+    /// Never stop before --max-new-tokens.
+    #[arg(long, conflicts_with = "eos_ids")]
+    ignore_eos: bool,
     /// Sampling temperature; 0 is greedy.
     #[arg(long, default_value_t = 0.0)]
     temperature: f64,
@@ -407,6 +415,11 @@ impl GenerateArgs {
                 .map(|ids| token_ids(ids))
                 .collect::<Result<_, _>>()?,
             max_new_tokens: self.max_new_tokens,
+            eos_ids: match (self.ignore_eos, self.eos_ids.is_empty()) {
+                (true, _) => Some(Vec::new()),
+                (false, true) => None,
+                (false, false) => Some(self.eos_ids.clone()),
+            },
             sampling: axle::generate::Sampling {
                 temperature: self.temperature,
                 top_k: self.top_k,
@@ -717,7 +730,17 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 eprintln!("warning: {warning}");
             }
             if args.json {
-                println!("{}", serde_json::json!({ "continuations": g.tokens }));
+                let lengths: Vec<usize> = g.tokens.iter().map(Vec::len).collect();
+                let json = serde_json::json!({
+                    "continuations": g.tokens,
+                    "lengths": lengths,
+                    "eos_ids": report.eos_ids,
+                    "prefill_s": g.prefill_s,
+                    "decode_s": g.decode_s,
+                    "decode_calls": g.decode_calls,
+                    "decode_tokens_per_s": g.decode_tokens_per_s,
+                });
+                println!("{json}");
             } else {
                 print!(
                     "{}",

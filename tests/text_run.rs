@@ -91,6 +91,7 @@ fn a_text_run_resumes_its_stream_exactly_and_generates() {
         ],
         prompt_ids: Vec::new(),
         max_new_tokens: 5,
+        eos_ids: None,
         sampling: Sampling::greedy(),
         tokenizer: None,
         mesh: None,

@@ -31,8 +31,15 @@ pub struct GenerateOptions {
     pub prompts: Vec<String>,
     /// More prompts, as token ids (`--prompt-ids 1,17,42`), after the text ones.
     pub prompt_ids: Vec<Vec<u32>>,
-    /// Tokens to generate after each prompt.
+    /// Tokens to generate after each prompt (at most: a row stops at its
+    /// first end-of-sequence id).
     pub max_new_tokens: usize,
+    /// The end-of-sequence ids (`--eos-id`; empty: never stop early,
+    /// `--ignore-eos`). When `None`, the model's: a Hugging Face directory's
+    /// `eos_token_id` ([`crate::hf::eos_token_ids`]), else its tokenizer's
+    /// `<|endoftext|>`; for a checkpoint, those of the `hf:DIR` the run
+    /// records, else none.
+    pub eos_ids: Option<Vec<u32>>,
     /// How each token is chosen.
     pub sampling: Sampling,
     /// A `tokenizer.json`. When `None`: for a checkpoint, the one the run
@@ -59,6 +66,8 @@ pub struct GenerateReport {
     pub generation: Generation,
     /// Each continuation decoded to text.
     pub texts: Vec<String>,
+    /// The end-of-sequence ids the rows stopped at.
+    pub eos_ids: Vec<u32>,
     /// Things to tell the user that do not stop the generation (positions
     /// beyond the sequence length the model was trained at).
     pub warnings: Vec<String>,
@@ -72,6 +81,7 @@ struct Loaded {
     rules: LogicalRules,
     tokenizer: Option<TextTokenizer>,
     seq_len: usize,
+    eos_ids: Vec<u32>,
     path: PathBuf,
 }
 
@@ -85,8 +95,8 @@ impl GenerateOptions {
 }
 
 /// Runs `axle generate`: loads the model of `options.source`, places its
-/// parameters on the mesh, tokenizes the prompts and generates (not
-/// stopping at an end-of-text token). Errors name the checkpoint, model
+/// parameters on the mesh, tokenizes the prompts and generates, each row
+/// stopping at its first end-of-sequence id ([`GenerateOptions::eos_ids`]). Errors name the checkpoint, model
 /// directory, tokenizer or prompt at fault: a checkpoint of a model that is
 /// not a causal LM is refused, and so is a tokenizer whose CRC-32 differs
 /// from the one the run recorded ([`crate::text::TextError::TokenizerChanged`]),
@@ -142,10 +152,12 @@ pub fn run(options: &GenerateOptions) -> Result<GenerateReport, GenerateError> {
         .map_err(|e| RunError::Mesh(e.to_string()))?;
     let model = CausalLm::new(&loaded.model)?;
     let mut generator = Generator::new(&client, model, &mesh, &loaded.rules, &loaded.params)?;
+    let eos_ids = options.eos_ids.clone().unwrap_or(loaded.eos_ids);
     let generation = generator.generate(
         &prompt_ids,
         options.max_new_tokens,
         &options.sampling,
+        &eos_ids,
         false,
     )?;
     let texts = generation
@@ -166,6 +178,7 @@ pub fn run(options: &GenerateOptions) -> Result<GenerateReport, GenerateError> {
         prompt_ids,
         generation,
         texts,
+        eos_ids,
         warnings,
     })
 }
@@ -205,19 +218,33 @@ fn load_checkpoint(dir: &Path, tokenizer: Option<&Path>) -> Result<Loaded, Gener
     if let Some(t) = &tokenizer {
         check_tokenizer(&restored.meta, t)?;
     }
+    let hf_dir = restored
+        .meta
+        .run
+        .get(crate::run::RECORDED_EXPERIMENT)
+        .and_then(|name| name.strip_prefix(crate::hf::HF_PREFIX))
+        .map(Path::new)
+        .filter(|dir| dir.is_dir());
+    let eos_ids = match hf_dir {
+        Some(dir) => crate::hf::eos_token_ids(dir)?.unwrap_or_default(),
+        None => Vec::new(),
+    };
     Ok(Loaded {
         model: model.clone(),
         params: restored.params,
         rules: config.sharding.clone(),
         tokenizer,
         seq_len: config.input.seq_len,
+        eos_ids,
         path: latest,
     })
 }
 
 /// The causal LM of the Hugging Face model directory `dir` (its
 /// `config.json` and weights, converted as `axle import-hf` converts them)
-/// and its tokenizer (`tokenizer`, else `dir/tokenizer.json` if present).
+/// and its tokenizer (`tokenizer`, else `dir/tokenizer.json` if present);
+/// its end-of-sequence ids are the directory's `eos_token_id`, else the
+/// tokenizer's `<|endoftext|>`, else none.
 fn load_hf(dir: &Path, tokenizer: Option<&Path>) -> Result<Loaded, GenerateError> {
     let experiment = crate::hf::experiment(dir)?;
     let hf = crate::hf::read_config(dir)?;
@@ -228,12 +255,20 @@ fn load_hf(dir: &Path, tokenizer: Option<&Path>) -> Result<Loaded, GenerateError
         None if default.is_file() => Some(TextTokenizer::load(&default)?),
         None => None,
     };
+    let eos_ids = match crate::hf::eos_token_ids(dir)? {
+        Some(ids) => ids,
+        None => tokenizer
+            .iter()
+            .filter_map(TextTokenizer::end_of_text)
+            .collect(),
+    };
     Ok(Loaded {
         model: hf.config,
         params,
         rules: experiment.config.sharding,
         tokenizer,
         seq_len: hf.max_positions,
+        eos_ids,
         path: dir.to_path_buf(),
     })
 }
