@@ -163,6 +163,13 @@ enum Command {
         /// The model directory to write.
         #[arg(long)]
         out: PathBuf,
+        /// Weight dtype: f32, or bf16 (rounded to nearest even).
+        #[arg(long, default_value = "f32")]
+        dtype: axle::hf::WeightDtype,
+        /// Split the weights into shards of at most this size (bytes, or
+        /// 5GB, 500MB, 2GiB ...) with model.safetensors.index.json.
+        #[arg(long, value_parser = axle::hf::parse_size)]
+        max_shard_size: Option<u64>,
     },
     /// Train a tokenizer: `axle tokenizer train --vocab-size N --out tokenizer.json FILES...`.
     Tokenizer {
@@ -689,8 +696,10 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         Command::ExportHf {
             checkpoint_dir,
             out,
+            dtype,
+            max_shard_size,
         } => {
-            let family = axle::hf::export_checkpoint(&checkpoint_dir, &out)?;
+            let family = axle::hf::export_checkpoint(&checkpoint_dir, &out, dtype, max_shard_size)?;
             println!(
                 "exported {} as {} to {}",
                 checkpoint_dir.display(),

@@ -19,7 +19,7 @@ pub mod names;
 pub use checkpoint::{export_checkpoint, import_to_checkpoint, initial_checkpoint};
 pub use config::{Family, HfModel, experiment, read_config};
 pub use convert::{export_params, import_params};
-pub use files::{read_tensors, write_tensors};
+pub use files::{WeightDtype, parse_size, read_tensors, write_sharded, write_tensors};
 pub use forward::{greedy, logits};
 pub use generation_config::eos_token_ids;
 
