@@ -57,10 +57,10 @@ fn main() {
                 })
                 .collect();
             generator
-                .generate(&prompts, new, &Sampling::greedy(), false)
+                .generate(&prompts, new, &Sampling::greedy(), &[], false)
                 .expect("compiles and generates");
             let g = generator
-                .generate(&prompts, new, &Sampling::greedy(), false)
+                .generate(&prompts, new, &Sampling::greedy(), &[], false)
                 .expect("generates");
             println!(
                 "| {mesh} | {batch} | {prompt} | {new} | {:.3} | {:.1} |",

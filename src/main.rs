@@ -163,6 +163,13 @@ enum Command {
         /// The model directory to write.
         #[arg(long)]
         out: PathBuf,
+        /// Weight dtype: f32, or bf16 (rounded to nearest even).
+        #[arg(long, default_value = "f32")]
+        dtype: axle::hf::WeightDtype,
+        /// Split the weights into shards of at most this size (bytes, or
+        /// 5GB, 500MB, 2GiB ...) with model.safetensors.index.json.
+        #[arg(long, value_parser = axle::hf::parse_size)]
+        max_shard_size: Option<u64>,
     },
     /// Train a tokenizer: `axle tokenizer train --vocab-size N --out tokenizer.json FILES...`.
     Tokenizer {
@@ -211,20 +218,37 @@ enum TokenizerCommand {
 
 /// Options of `axle generate`.
 #[derive(Args)]
+#[command(group(clap::ArgGroup::new("model").required(true).args(["checkpoint_dir", "hf"])))]
 struct GenerateArgs {
     /// Directory of the run's checkpoints (the newest is used).
     #[arg(long)]
-    checkpoint_dir: PathBuf,
+    checkpoint_dir: Option<PathBuf>,
+    /// A Hugging Face model directory (config.json, safetensors; its
+    /// tokenizer.json by default), read without an import step.
+    #[arg(long)]
+    hf: Option<PathBuf>,
     /// One prompt.
-    #[arg(long, conflicts_with = "prompts", required_unless_present = "prompts")]
+    #[arg(long, conflicts_with = "prompts", required_unless_present_any = ["prompts", "prompt_ids"])]
     prompt: Option<String>,
+    /// A prompt as comma-separated token ids (`1,17,42`), repeatable;
+    /// generated after the text prompts, in the same batch.
+    #[arg(long)]
+    prompt_ids: Vec<String>,
     /// A file of prompts, one per non-empty line, generated as one batch.
     #[arg(long)]
     prompts: Option<PathBuf>,
-    /// Tokens to generate after each prompt (always this many: no stop at
-    /// <|endoftext|>); prompt plus these may not exceed the model's positions.
+    /// Tokens to generate after each prompt, at most (a row stops at its
+    /// first end-of-sequence id); prompt plus these may not exceed the
+    /// model's positions.
     #[arg(long, default_value_t = 64)]
     max_new_tokens: usize,
+    /// An end-of-sequence token id, repeatable (default: the Hugging Face
+    /// model's eos_token_id, else its tokenizer's <|endoftext|>).
+    #[arg(long = "eos-id")]
+    eos_ids: Vec<u32>,
+    /// Never stop before --max-new-tokens.
+    #[arg(long, conflicts_with = "eos_ids")]
+    ignore_eos: bool,
     /// Sampling temperature; 0 is greedy.
     #[arg(long, default_value_t = 0.0)]
     temperature: f64,
@@ -384,10 +408,25 @@ impl GenerateArgs {
                 .collect(),
             (None, None) => Vec::new(),
         };
+        let source = match (&self.checkpoint_dir, &self.hf) {
+            (Some(dir), _) => axle::generate::ModelSource::Checkpoint(dir.clone()),
+            (None, Some(dir)) => axle::generate::ModelSource::Hf(dir.clone()),
+            (None, None) => return Err("give --checkpoint-dir or --hf".into()),
+        };
         Ok(axle::generate::GenerateOptions {
-            checkpoint_dir: self.checkpoint_dir.clone(),
+            source,
             prompts,
+            prompt_ids: self
+                .prompt_ids
+                .iter()
+                .map(|ids| token_ids(ids))
+                .collect::<Result<_, _>>()?,
             max_new_tokens: self.max_new_tokens,
+            eos_ids: match (self.ignore_eos, self.eos_ids.is_empty()) {
+                (true, _) => Some(Vec::new()),
+                (false, true) => None,
+                (false, false) => Some(self.eos_ids.clone()),
+            },
             sampling: axle::generate::Sampling {
                 temperature: self.temperature,
                 top_k: self.top_k,
@@ -657,8 +696,10 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         Command::ExportHf {
             checkpoint_dir,
             out,
+            dtype,
+            max_shard_size,
         } => {
-            let family = axle::hf::export_checkpoint(&checkpoint_dir, &out)?;
+            let family = axle::hf::export_checkpoint(&checkpoint_dir, &out, dtype, max_shard_size)?;
             println!(
                 "exported {} as {} to {}",
                 checkpoint_dir.display(),
@@ -692,23 +733,33 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         }
         Command::Generate(args) => {
             let options = args.options()?;
-            let report = axle::generate::generate_from_checkpoint(&options)?;
+            let report = axle::generate::run(&options)?;
             let g = &report.generation;
             for warning in &report.warnings {
                 eprintln!("warning: {warning}");
             }
             if args.json {
-                println!("{}", serde_json::json!({ "continuations": g.tokens }));
+                let lengths: Vec<usize> = g.tokens.iter().map(Vec::len).collect();
+                let json = serde_json::json!({
+                    "continuations": g.tokens,
+                    "lengths": lengths,
+                    "eos_ids": report.eos_ids,
+                    "prefill_s": g.prefill_s,
+                    "decode_s": g.decode_s,
+                    "decode_calls": g.decode_calls,
+                    "decode_tokens_per_s": g.decode_tokens_per_s,
+                });
+                println!("{json}");
             } else {
                 print!(
                     "{}",
-                    axle::generate::continuations_text(&options.prompts, &report.texts)
+                    axle::generate::continuations_text(&options.labels(), &report.texts)
                 );
             }
             eprintln!(
                 "{} prompts from {}: prefill {:.3} s, decode {:.1} tokens/s",
                 g.tokens.len(),
-                report.checkpoint.display(),
+                report.model.display(),
                 g.prefill_s,
                 g.decode_tokens_per_s
             );
@@ -723,6 +774,17 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     Ok(())
+}
+
+/// Parses comma-separated token ids (`1,17,42`).
+fn token_ids(text: &str) -> Result<Vec<u32>, String> {
+    text.split(',')
+        .map(|id| {
+            id.trim()
+                .parse::<u32>()
+                .map_err(|e| format!("token id `{id}` in `{text}`: {e}"))
+        })
+        .collect()
 }
 
 /// Parses a positive, finite number of seconds.

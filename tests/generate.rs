@@ -61,7 +61,7 @@ fn generate(
     let mut generator =
         Generator::new(&client, model.clone(), &mesh, rules, &params).expect("places");
     generator
-        .generate(&prompts(), NEW_TOKENS, sampling, true)
+        .generate(&prompts(), NEW_TOKENS, sampling, &[], true)
         .expect("generates")
 }
 
@@ -221,7 +221,7 @@ fn generating_beyond_the_positions_is_refused() {
     let mut generator = Generator::new(&client, rope, &mesh, &rules, &params).expect("places");
     assert_eq!(generator.max_positions(), MAX_POSITIONS);
     let err = generator
-        .generate(&prompts(), 100_000, &Sampling::greedy(), false)
+        .generate(&prompts(), 100_000, &Sampling::greedy(), &[], false)
         .expect_err("beyond the cap");
     let expected = format!("prompt 11 + 100000 new tokens > {MAX_POSITIONS} positions");
     assert!(err.to_string().contains(&expected), "{err}");
@@ -244,6 +244,7 @@ fn generating_beyond_the_positions_is_refused() {
             &[vec![1, 2, 3, 4, 5]],
             limit - 4,
             &Sampling::greedy(),
+            &[],
             false,
         )
         .expect_err("beyond the position embedding");

@@ -7,7 +7,7 @@
 //! checkpoint whose `hf:DIR` is gone are refused naming what is at fault.
 
 use axle::checkpoint::{self, Checkpointer};
-use axle::hf::{export_checkpoint, import_to_checkpoint, read_config, read_tensors};
+use axle::hf::{WeightDtype, export_checkpoint, import_to_checkpoint, read_config, read_tensors};
 use axle::run::{RunOptions, evaluate, train};
 use std::path::{Path, PathBuf};
 
@@ -34,7 +34,7 @@ fn export_of_an_import_gives_back_the_same_tensors_and_config() {
         let tmp = tempfile::tempdir().unwrap();
         let (ckpt, out) = (tmp.path().join("ckpt"), tmp.path().join("out"));
         import_to_checkpoint(&fixture(name), &ckpt).unwrap();
-        let family = export_checkpoint(&ckpt, &out).unwrap();
+        let family = export_checkpoint(&ckpt, &out, WeightDtype::F32, None).unwrap();
         let original = read_config(&fixture(name)).unwrap();
         assert_eq!(family, original.family, "{name}");
         assert_eq!(read_config(&out).unwrap(), original, "{name}: config");
@@ -56,7 +56,8 @@ fn export_refuses_a_directory_holding_weight_files() {
     import_to_checkpoint(&fixture("gpt2"), &ckpt).unwrap();
     std::fs::create_dir_all(&out).unwrap();
     std::fs::write(out.join("tokenizer.json"), "{}").unwrap();
-    export_checkpoint(&ckpt, &out).expect("a tokenizer.json does not stop an export");
+    export_checkpoint(&ckpt, &out, WeightDtype::F32, None)
+        .expect("a tokenizer.json does not stop an export");
     assert_eq!(
         std::fs::read_to_string(out.join("tokenizer.json")).unwrap(),
         "{}"
@@ -64,7 +65,9 @@ fn export_refuses_a_directory_holding_weight_files() {
     let stale = out.join("model-00001-of-00002.safetensors");
     std::fs::write(&stale, b"old").unwrap();
     std::fs::remove_file(out.join("model.safetensors")).unwrap();
-    let message = export_checkpoint(&ckpt, &out).unwrap_err().to_string();
+    let message = export_checkpoint(&ckpt, &out, WeightDtype::F32, None)
+        .unwrap_err()
+        .to_string();
     assert!(
         message.contains(&stale.display().to_string()) && message.contains("already holds"),
         "{message}"
@@ -197,4 +200,92 @@ fn an_imported_checkpoint_whose_model_is_gone_says_so() {
         message.contains(&model.display().to_string()) && message.contains("stay in place"),
         "{message}"
     );
+}
+
+/// `x` rounded to the nearest bfloat16, ties to even, as its 16 bits: the upper half of
+/// the f32 bits, plus one when the dropped lower half is above half a unit, or exactly half
+/// with an odd upper half (finite `x`; the fixtures hold no NaN or infinity).
+fn bf16_bits(x: f32) -> u16 {
+    let (upper, lower) = (x.to_bits() >> 16, x.to_bits() & 0xFFFF);
+    let up = lower > 0x8000 || (lower == 0x8000 && upper & 1 == 1);
+    (upper + u32::from(up)) as u16
+}
+
+/// `export-hf --dtype bf16` of an import writes every tensor as bf16 whose bits are exactly
+/// the fixture's f32 values rounded to nearest even by hand (no tolerance: rounding is
+/// exact), records `dtype` bfloat16, and reads back as the same model config.
+#[test]
+fn bf16_export_rounds_each_value_to_nearest_even() {
+    for name in ["llama", "gpt2"] {
+        let tmp = tempfile::tempdir().unwrap();
+        let (ckpt, out) = (tmp.path().join("ckpt"), tmp.path().join("out"));
+        import_to_checkpoint(&fixture(name), &ckpt).unwrap();
+        export_checkpoint(&ckpt, &out, WeightDtype::Bf16, None).unwrap();
+        assert_eq!(
+            read_config(&out).unwrap(),
+            read_config(&fixture(name)).unwrap()
+        );
+        let config: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap())
+                .unwrap();
+        assert_eq!(config["dtype"], "bfloat16", "{name}");
+        let want = read_tensors(&fixture(name)).unwrap();
+        let bytes = std::fs::read(out.join("model.safetensors")).unwrap();
+        let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        assert_eq!(file.len(), want.len(), "{name}: tensor count");
+        let mut rounded_up = 0;
+        for (tensor, values) in &want {
+            let view = file.tensor(tensor).unwrap();
+            assert_eq!(view.dtype(), safetensors::Dtype::BF16, "{tensor}");
+            assert_eq!(view.shape(), values.shape(), "{tensor}");
+            for (got, &x) in view.data().chunks_exact(2).zip(values.iter()) {
+                let got = u16::from_le_bytes([got[0], got[1]]);
+                assert_eq!(got, bf16_bits(x), "{name} {tensor}: {x}");
+                rounded_up += usize::from(u32::from(got) != x.to_bits() >> 16);
+            }
+        }
+        assert!(rounded_up > 0, "{name}: some values round up, not truncate");
+    }
+}
+
+/// `export-hf --max-shard-size` writes shards and an index as `save_pretrained` does: the
+/// shards hold at most the size (in tensor bytes) unless one tensor alone is larger, the index
+/// names every tensor's shard and the total bytes, and the export reads back (through the
+/// index, which the reader checks against the shards) as the fixture's tensors, bit for bit.
+#[test]
+fn sharded_export_writes_an_index_and_reads_back_exactly() {
+    let max = 60_000;
+    let tmp = tempfile::tempdir().unwrap();
+    let (ckpt, out) = (tmp.path().join("ckpt"), tmp.path().join("out"));
+    import_to_checkpoint(&fixture("llama"), &ckpt).unwrap();
+    export_checkpoint(&ckpt, &out, WeightDtype::F32, Some(max)).unwrap();
+    let want = read_tensors(&fixture("llama")).unwrap();
+    assert_eq!(read_tensors(&out).unwrap(), want);
+    assert!(!out.join("model.safetensors").exists());
+    let index: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("model.safetensors.index.json")).unwrap(),
+    )
+    .unwrap();
+    let bytes = |a: &ndarray::ArrayD<f32>| (a.len() * 4) as u64;
+    let total: u64 = want.values().map(bytes).sum();
+    assert_eq!(index["metadata"]["total_size"], total);
+    let map = index["weight_map"].as_object().unwrap();
+    assert_eq!(map.len(), want.len());
+    let mut per_shard = std::collections::BTreeMap::<String, Vec<u64>>::new();
+    for (name, file) in map {
+        per_shard
+            .entry(file.as_str().unwrap().to_string())
+            .or_default()
+            .push(bytes(&want[name]));
+    }
+    // The fixture's f32 tensors total about 230 kB: four shards or more of at most 60 kB.
+    let n = per_shard.len();
+    assert!(n >= 4, "{n} shards");
+    for (i, (file, sizes)) in per_shard.iter().enumerate() {
+        assert_eq!(file, &format!("model-{:05}-of-{n:05}.safetensors", i + 1));
+        assert!(
+            sizes.iter().sum::<u64>() <= max || sizes.len() == 1,
+            "{file}: {sizes:?}"
+        );
+    }
 }

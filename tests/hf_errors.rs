@@ -6,7 +6,7 @@
 //! shard or a file outside the model directory. Each test copies a fixture into a temporary
 //! directory and changes one thing.
 
-use axle::hf::{HfError, import_params, read_config, read_tensors, write_tensors};
+use axle::hf::{HfError, WeightDtype, import_params, read_config, read_tensors, write_tensors};
 use ndarray::ArrayD;
 use std::path::{Path, PathBuf};
 
@@ -22,7 +22,7 @@ fn edited(name: &str, edit: impl FnOnce(&mut axle::checkpoint::Tensors)) -> temp
     let tmp = tempfile::tempdir().unwrap();
     let mut tensors = read_tensors(&fixture(name)).unwrap();
     edit(&mut tensors);
-    write_tensors(tmp.path(), &tensors).unwrap();
+    write_tensors(tmp.path(), &tensors, WeightDtype::F32).unwrap();
     std::fs::copy(
         fixture(name).join("config.json"),
         tmp.path().join("config.json"),

@@ -7,7 +7,7 @@
 //! generation and by a resume, naming the file and both CRC-32s.
 
 use axle::checkpoint::Checkpointer;
-use axle::generate::{GenerateOptions, Sampling, generate_from_checkpoint};
+use axle::generate::{GenerateOptions, ModelSource, Sampling, run as generate_run};
 use axle::run::{RunOptions, train};
 use axle::text::TextTokenizer;
 use std::path::{Path, PathBuf};
@@ -84,19 +84,21 @@ fn a_text_run_resumes_its_stream_exactly_and_generates() {
     );
 
     let options = GenerateOptions {
-        checkpoint_dir: split.join("ckpt"),
+        source: ModelSource::Checkpoint(split.join("ckpt")),
         prompts: vec![
             "The trainer".into(),
             "axle trains deep learning models".into(),
         ],
+        prompt_ids: Vec::new(),
         max_new_tokens: 5,
+        eos_ids: None,
         sampling: Sampling::greedy(),
         tokenizer: None,
         mesh: None,
         plugin: "cpu".into(),
         cpu_devices: Some(1),
     };
-    let report = generate_from_checkpoint(&options).expect("generates");
+    let report = generate_run(&options).expect("generates");
     let reference = TextTokenizer::load(&tokenizer).expect("loads");
     for ((ids, text), prompt) in report
         .generation
@@ -138,7 +140,7 @@ fn a_text_run_resumes_its_stream_exactly_and_generates() {
         }
     };
     refused(
-        generate_from_checkpoint(&options)
+        generate_run(&options)
             .expect_err("a changed tokenizer is refused")
             .to_string(),
     );

@@ -1,28 +1,51 @@
-//! `axle generate`: the newest checkpoint of a run, its recorded model and
-//! tokenizer, a batch of prompts, and the continuations.
+//! `axle generate`: a causal LM (the newest checkpoint of a run, or a
+//! Hugging Face model directory read as it is), its tokenizer, a batch of
+//! prompts, and the continuations.
 
 use super::{GenerateError, Generation, Generator, Sampling};
-use crate::checkpoint::{self, Checkpointer};
+use crate::checkpoint::{self, Checkpointer, Tensors};
 use crate::run::record::{TOKENIZER, check_tokenizer, recorded_config};
 use crate::run::{RunError, RunOptions};
 use crate::text::TextTokenizer;
-use axle_modules::{CausalLm, ModelConfig};
-use axle_partition::MeshShape;
-use std::path::PathBuf;
+use axle_modules::{CausalLm, CausalLmConfig, ModelConfig};
+use axle_partition::{LogicalRules, MeshShape};
+use std::path::{Path, PathBuf};
+
+/// Where the model comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ModelSource {
+    /// The newest checkpoint in this directory, its model rebuilt from the
+    /// config the run recorded.
+    Checkpoint(PathBuf),
+    /// A Hugging Face model directory (`config.json` and `model.safetensors`
+    /// or a sharded index), read without an import step (`--hf DIR`).
+    Hf(PathBuf),
+}
 
 /// What `axle generate` was asked.
 #[derive(Clone, Debug)]
 pub struct GenerateOptions {
-    /// Directory of the run's checkpoints (the newest is used).
-    pub checkpoint_dir: PathBuf,
+    /// The model.
+    pub source: ModelSource,
     /// The prompts, as text.
     pub prompts: Vec<String>,
-    /// Tokens to generate after each prompt.
+    /// More prompts, as token ids (`--prompt-ids 1,17,42`), after the text ones.
+    pub prompt_ids: Vec<Vec<u32>>,
+    /// Tokens to generate after each prompt (at most: a row stops at its
+    /// first end-of-sequence id).
     pub max_new_tokens: usize,
+    /// The end-of-sequence ids (`--eos-id`; empty: never stop early,
+    /// `--ignore-eos`). When `None`, the model's: a Hugging Face directory's
+    /// `eos_token_id` ([`crate::hf::eos_token_ids`]), else its tokenizer's
+    /// `<|endoftext|>`; for a checkpoint, those of the `hf:DIR` the run
+    /// records, else none.
+    pub eos_ids: Option<Vec<u32>>,
     /// How each token is chosen.
     pub sampling: Sampling,
-    /// A `tokenizer.json`; the one the run recorded when `None`, and bytes
-    /// when it recorded none. Its content must be what the run recorded.
+    /// A `tokenizer.json`. When `None`: for a checkpoint, the one the run
+    /// recorded (bytes when it recorded none); for a Hugging Face directory,
+    /// its `tokenizer.json` if there is one (else prompts must be ids).
+    /// A checkpoint's must be what the run recorded.
     pub tokenizer: Option<PathBuf>,
     /// The mesh (`model=4` for tensor-parallel decoding); one device when `None`.
     pub mesh: Option<String>,
@@ -35,82 +58,80 @@ pub struct GenerateOptions {
 /// The prompts' token ids, the continuations and their texts.
 #[derive(Clone, Debug)]
 pub struct GenerateReport {
-    /// The checkpoint used.
-    pub checkpoint: PathBuf,
+    /// The checkpoint or Hugging Face model directory used.
+    pub model: PathBuf,
     /// Each prompt's token ids.
     pub prompt_ids: Vec<Vec<u32>>,
     /// The new tokens, timings and throughput.
     pub generation: Generation,
     /// Each continuation decoded to text.
     pub texts: Vec<String>,
+    /// The end-of-sequence ids the rows stopped at.
+    pub eos_ids: Vec<u32>,
     /// Things to tell the user that do not stop the generation (positions
     /// beyond the sequence length the model was trained at).
     pub warnings: Vec<String>,
 }
 
-/// Runs `axle generate`: rebuilds the causal LM the newest checkpoint in
-/// `options.checkpoint_dir` recorded, places its parameters on the mesh,
-/// tokenizes the prompts (tokenizer given, else recorded, else bytes) and
-/// generates (not stopping at an end-of-text token). Errors name the
-/// checkpoint, the tokenizer or the prompt at fault; a checkpoint of a model
-/// that is not a causal LM is refused, and so is a tokenizer whose CRC-32
-/// differs from the one the run recorded
-/// ([`crate::text::TextError::TokenizerChanged`]). Prompt plus new tokens
-/// beyond the model's sequence length (`input.seq_len`) is a warning in the
-/// report; beyond [`super::Generator::max_positions`], an error.
-pub fn generate_from_checkpoint(
-    options: &GenerateOptions,
-) -> Result<GenerateReport, GenerateError> {
-    let dir = &options.checkpoint_dir;
-    let latest = Checkpointer::new(dir, 1)
-        .latest()
-        .map_err(RunError::from)?
-        .ok_or_else(|| RunError::NoCheckpoint(format!("no checkpoint in {}", dir.display())))?;
-    let restored = checkpoint::load(&latest).map_err(RunError::from)?;
-    let config = recorded_config(&restored.meta, &latest)?.ok_or_else(|| {
-        RunError::NoCheckpoint(format!(
-            "{} records no experiment config, so its model cannot be rebuilt",
-            latest.display()
-        ))
-    })?;
-    let ModelConfig::CausalLm(model_config) = &config.model else {
-        return Err(GenerateError::Invalid(format!(
-            "{} holds a model that is not a causal LM; only causal LMs generate",
-            latest.display()
-        )));
-    };
-    let model = CausalLm::new(model_config)?;
-    let tokenizer_path = options.tokenizer.clone().or_else(|| {
-        restored
-            .meta
-            .run
-            .get(TOKENIZER)
-            .filter(|p| !p.is_empty())
-            .map(PathBuf::from)
-    });
-    let tokenizer = tokenizer_path
-        .as_deref()
-        .map(TextTokenizer::load)
-        .transpose()?;
-    if let Some(t) = &tokenizer {
-        check_tokenizer(&restored.meta, t)?;
+/// A causal LM ready to place: its config, parameters, sharding rules,
+/// tokenizer, the sequence length it was made for, and where it came from.
+struct Loaded {
+    model: CausalLmConfig,
+    params: Tensors,
+    rules: LogicalRules,
+    tokenizer: Option<TextTokenizer>,
+    seq_len: usize,
+    eos_ids: Vec<u32>,
+    path: PathBuf,
+}
+
+impl GenerateOptions {
+    /// How each prompt is shown in the text output: the text prompts as
+    /// given, then the id prompts as `[1, 17, 42]`.
+    pub fn labels(&self) -> Vec<String> {
+        let ids = self.prompt_ids.iter().map(|ids| format!("{ids:?}"));
+        self.prompts.iter().cloned().chain(ids).collect()
     }
-    let prompt_ids = options
+}
+
+/// Runs `axle generate`: loads the model of `options.source`, places its
+/// parameters on the mesh, tokenizes the prompts and generates, each row
+/// stopping at its first end-of-sequence id ([`GenerateOptions::eos_ids`]). Errors name the checkpoint, model
+/// directory, tokenizer or prompt at fault: a checkpoint of a model that is
+/// not a causal LM is refused, and so is a tokenizer whose CRC-32 differs
+/// from the one the run recorded ([`crate::text::TextError::TokenizerChanged`]),
+/// and text prompts with no tokenizer for a Hugging Face directory. Prompt
+/// plus new tokens beyond the model's sequence length (a checkpoint's
+/// `input.seq_len`, a Hugging Face model's `max_position_embeddings`) is a
+/// warning in the report; beyond [`super::Generator::max_positions`], an error.
+pub fn run(options: &GenerateOptions) -> Result<GenerateReport, GenerateError> {
+    let loaded = match &options.source {
+        ModelSource::Checkpoint(dir) => load_checkpoint(dir, options.tokenizer.as_deref())?,
+        ModelSource::Hf(dir) => load_hf(dir, options.tokenizer.as_deref())?,
+    };
+    let tokenizer = &loaded.tokenizer;
+    let mut prompt_ids = options
         .prompts
         .iter()
-        .map(|p| match &tokenizer {
-            Some(t) => t.encode(p),
-            None => Ok(p.bytes().map(u32::from).collect()),
+        .map(|p| match (tokenizer, &options.source) {
+            (Some(t), _) => Ok(t.encode(p)?),
+            (None, ModelSource::Checkpoint(_)) => Ok(p.bytes().map(u32::from).collect()),
+            (None, ModelSource::Hf(dir)) => Err(GenerateError::Invalid(format!(
+                "{} has no tokenizer.json: give --tokenizer FILE, or the prompts as \
+                 --prompt-ids",
+                dir.display()
+            ))),
         })
-        .collect::<Result<Vec<_>, _>>()?;
+        .collect::<Result<Vec<_>, GenerateError>>()?;
+    prompt_ids.extend(options.prompt_ids.iter().cloned());
     let mut warnings = Vec::new();
     let longest = prompt_ids.iter().map(Vec::len).max().unwrap_or(0);
     let positions = longest.saturating_add(options.max_new_tokens);
-    if positions > config.input.seq_len {
+    if positions > loaded.seq_len {
         warnings.push(format!(
             "prompt {longest} + {} new tokens = {positions} positions, beyond the sequence length \
              {} the model was trained at: the continuation past it may degrade",
-            options.max_new_tokens, config.input.seq_len
+            options.max_new_tokens, loaded.seq_len
         ));
     }
     let run = RunOptions {
@@ -129,17 +150,20 @@ pub fn generate_from_checkpoint(
     let mesh = shape
         .resolve(devices)
         .map_err(|e| RunError::Mesh(e.to_string()))?;
-    let mut generator = Generator::new(&client, model, &mesh, &config.sharding, &restored.params)?;
+    let model = CausalLm::new(&loaded.model)?;
+    let mut generator = Generator::new(&client, model, &mesh, &loaded.rules, &loaded.params)?;
+    let eos_ids = options.eos_ids.clone().unwrap_or(loaded.eos_ids);
     let generation = generator.generate(
         &prompt_ids,
         options.max_new_tokens,
         &options.sampling,
+        &eos_ids,
         false,
     )?;
     let texts = generation
         .tokens
         .iter()
-        .map(|ids| match &tokenizer {
+        .map(|ids| match tokenizer {
             Some(t) => t.decode(ids),
             None => Ok(String::from_utf8_lossy(
                 &ids.iter()
@@ -150,11 +174,102 @@ pub fn generate_from_checkpoint(
         })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(GenerateReport {
-        checkpoint: latest,
+        model: loaded.path,
         prompt_ids,
         generation,
         texts,
+        eos_ids,
         warnings,
+    })
+}
+
+/// The causal LM of the newest checkpoint in `dir` and its tokenizer
+/// (`tokenizer`, else the recorded one, checked against the recorded CRC-32).
+fn load_checkpoint(dir: &Path, tokenizer: Option<&Path>) -> Result<Loaded, GenerateError> {
+    let latest = Checkpointer::new(dir, 1)
+        .latest()
+        .map_err(RunError::from)?
+        .ok_or_else(|| RunError::NoCheckpoint(format!("no checkpoint in {}", dir.display())))?;
+    let restored = checkpoint::load(&latest).map_err(RunError::from)?;
+    let config = recorded_config(&restored.meta, &latest)?.ok_or_else(|| {
+        RunError::NoCheckpoint(format!(
+            "{} records no experiment config, so its model cannot be rebuilt",
+            latest.display()
+        ))
+    })?;
+    let ModelConfig::CausalLm(model) = &config.model else {
+        return Err(GenerateError::Invalid(format!(
+            "{} holds a model that is not a causal LM; only causal LMs generate",
+            latest.display()
+        )));
+    };
+    let tokenizer_path = tokenizer.map(Path::to_path_buf).or_else(|| {
+        restored
+            .meta
+            .run
+            .get(TOKENIZER)
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from)
+    });
+    let tokenizer = tokenizer_path
+        .as_deref()
+        .map(TextTokenizer::load)
+        .transpose()?;
+    if let Some(t) = &tokenizer {
+        check_tokenizer(&restored.meta, t)?;
+    }
+    let hf_dir = restored
+        .meta
+        .run
+        .get(crate::run::RECORDED_EXPERIMENT)
+        .and_then(|name| name.strip_prefix(crate::hf::HF_PREFIX))
+        .map(Path::new)
+        .filter(|dir| dir.is_dir());
+    let eos_ids = match hf_dir {
+        Some(dir) => crate::hf::eos_token_ids(dir)?.unwrap_or_default(),
+        None => Vec::new(),
+    };
+    Ok(Loaded {
+        model: model.clone(),
+        params: restored.params,
+        rules: config.sharding.clone(),
+        tokenizer,
+        seq_len: config.input.seq_len,
+        eos_ids,
+        path: latest,
+    })
+}
+
+/// The causal LM of the Hugging Face model directory `dir` (its
+/// `config.json` and weights, converted as `axle import-hf` converts them)
+/// and its tokenizer (`tokenizer`, else `dir/tokenizer.json` if present);
+/// its end-of-sequence ids are the directory's `eos_token_id`, else the
+/// tokenizer's `<|endoftext|>`, else none.
+fn load_hf(dir: &Path, tokenizer: Option<&Path>) -> Result<Loaded, GenerateError> {
+    let experiment = crate::hf::experiment(dir)?;
+    let hf = crate::hf::read_config(dir)?;
+    let params = crate::hf::import_params(dir, &hf)?;
+    let default = dir.join("tokenizer.json");
+    let tokenizer = match tokenizer {
+        Some(path) => Some(TextTokenizer::load(path)?),
+        None if default.is_file() => Some(TextTokenizer::load(&default)?),
+        None => None,
+    };
+    let eos_ids = match crate::hf::eos_token_ids(dir)? {
+        Some(ids) => ids,
+        None => tokenizer
+            .iter()
+            .filter_map(TextTokenizer::end_of_text)
+            .collect(),
+    };
+    Ok(Loaded {
+        model: hf.config,
+        params,
+        rules: experiment.config.sharding,
+        tokenizer,
+        seq_len: hf.max_positions,
+        eos_ids,
+        path: dir.to_path_buf(),
     })
 }
 

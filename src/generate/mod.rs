@@ -1,4 +1,5 @@
-//! Autoregressive generation from a causal LM: a prefill program runs a
+//! Autoregressive generation from a causal LM (an axle checkpoint or a
+//! Hugging Face model directory): a prefill program runs a
 //! batch of prompts (of different lengths, right-padded) through the
 //! decoder and fills its key/value caches; a decode program then adds one
 //! token per row, the caches donated from call to call so they are
@@ -10,7 +11,7 @@ mod cli;
 mod program;
 mod sampling;
 
-pub use cli::{GenerateOptions, GenerateReport, continuations_text, generate_from_checkpoint};
+pub use cli::{GenerateOptions, GenerateReport, ModelSource, continuations_text, run};
 pub use sampling::{Sampling, argmax};
 
 use crate::checkpoint::Tensors;
@@ -53,6 +54,9 @@ pub enum GenerateError {
     /// The checkpoint could not be found or read, or does not hold a causal LM.
     #[error(transparent)]
     Run(#[from] crate::run::RunError),
+    /// The Hugging Face model directory could not be read or converted.
+    #[error(transparent)]
+    Hf(#[from] crate::hf::HfError),
 }
 
 /// The most positions (prompt plus new tokens) a model without a learned
@@ -64,7 +68,9 @@ pub const MAX_POSITIONS: usize = 8192;
 /// What a generation produced and how long it took.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Generation {
-    /// The new tokens of each prompt, in prompt order.
+    /// The new tokens of each prompt, in prompt order: `max_new_tokens` of
+    /// them, or fewer when the row stopped at an end-of-sequence id (the
+    /// last token then, as `transformers` keeps it).
     pub tokens: Vec<Vec<u32>>,
     /// The logits each token was chosen from, `[step][row][vocab]`, when
     /// asked for ([`Generator::generate`]'s `keep_logits`).
@@ -73,6 +79,9 @@ pub struct Generation {
     pub prefill_s: f64,
     /// Seconds of all decode calls.
     pub decode_s: f64,
+    /// Decode calls made: `max_new_tokens - 1`, or fewer when every row
+    /// stopped at an end-of-sequence id before.
+    pub decode_calls: usize,
     /// Tokens decoded per second: rows times decode calls over `decode_s`.
     pub decode_tokens_per_s: f64,
 }
@@ -153,9 +162,13 @@ impl Generator {
 
     /// Generates `max_new_tokens` tokens after each of `prompts` (token ids,
     /// each non-empty and below the vocabulary), choosing each by
-    /// `sampling`. One prefill call, then `max_new_tokens - 1` decode calls;
-    /// `keep_logits` returns the logits of every choice too. It does not
-    /// stop at an end-of-text token. Errors: [`GenerateError::Invalid`] for
+    /// `sampling`. One prefill call, then up to `max_new_tokens - 1` decode
+    /// calls; `keep_logits` returns the logits of every choice too. A row
+    /// stops at its first token in `eos_ids` (kept as its last token, as in
+    /// `transformers`' `generate`); the others go on (a stopped row is fed
+    /// its end-of-sequence token again, its results unused), and the
+    /// generation ends when every row has stopped. Empty `eos_ids`: always
+    /// `max_new_tokens` tokens. Errors: [`GenerateError::Invalid`] for
     /// no prompt, an empty prompt, a token outside the vocabulary, or the
     /// longest prompt plus `max_new_tokens` beyond [`Generator::max_positions`].
     pub fn generate(
@@ -163,6 +176,7 @@ impl Generator {
         prompts: &[Vec<u32>],
         max_new_tokens: usize,
         sampling: &Sampling,
+        eos_ids: &[u32],
         keep_logits: bool,
     ) -> Result<Generation, GenerateError> {
         sampling.validate().map_err(GenerateError::Invalid)?;
@@ -199,26 +213,34 @@ impl Generator {
             logits: Vec::new(),
             prefill_s,
             decode_s: 0.0,
+            decode_calls: 0,
             decode_tokens_per_s: 0.0,
         };
+        let mut stopped = vec![false; batch];
         let vocab = self.vocab_size();
         let start = Instant::now();
         for step in 0..max_new_tokens {
             let mut chosen = Vec::with_capacity(batch);
             for (row, tokens) in generation.tokens.iter_mut().enumerate() {
+                if stopped[row] {
+                    chosen.push(*tokens.last().expect("a stopped row has its EOS") as i32);
+                    continue;
+                }
                 let row_logits = &logits[row * vocab..(row + 1) * vocab];
                 let token = sampling.choose(row_logits, row as u64, step as u64);
                 tokens.push(token);
                 chosen.push(token as i32);
+                stopped[row] = eos_ids.contains(&token);
             }
             if keep_logits {
                 generation
                     .logits
                     .push(logits.chunks(vocab).map(<[f32]>::to_vec).collect());
             }
-            if step + 1 == max_new_tokens {
+            if step + 1 == max_new_tokens || stopped.iter().all(|&s| s) {
                 break;
             }
+            generation.decode_calls += 1;
             let positions: Vec<i32> = prompts.iter().map(|p| (p.len() + step) as i32).collect();
             let shape = IxDyn(&[batch, 1]);
             let ids = ArrayD::from_shape_vec(shape.clone(), chosen).expect("one per row");
@@ -234,7 +256,7 @@ impl Generator {
             (logits, caches) = split_outputs(outputs)?;
         }
         generation.decode_s = start.elapsed().as_secs_f64();
-        let decoded = batch * max_new_tokens.saturating_sub(1);
+        let decoded = batch * generation.decode_calls;
         generation.decode_tokens_per_s =
             decoded as f64 / generation.decode_s.max(f64::MIN_POSITIVE);
         Ok(generation)

@@ -4,7 +4,7 @@
 
 use super::config::{Family, experiment, export_config, read_config};
 use super::convert::{export_params, import_params};
-use super::files::write_tensors;
+use super::files::{WeightDtype, write_sharded, write_tensors};
 use super::{HF_PREFIX, HfError, Result, io};
 use crate::checkpoint::{self, Checkpoint, Checkpointer, Meta, Tensors};
 use crate::experiment::ExperimentConfig;
@@ -62,7 +62,9 @@ pub fn import_to_checkpoint(dir: &Path, checkpoint_dir: &Path) -> Result<PathBuf
 }
 
 /// Writes the newest checkpoint in `checkpoint_dir` as a Hugging Face model directory `out`
-/// (`config.json` and `model.safetensors`, f32) that `transformers`' `from_pretrained` loads.
+/// (`config.json` and `model.safetensors`, in `dtype`, which `config.json`'s `dtype` and
+/// `torch_dtype` record; with `max_shard_bytes`, shards and an index as [`write_sharded`]
+/// writes them) that `transformers`' `from_pretrained` loads.
 /// When the run is an `hf:DIR` experiment whose `config.json` is still there, that file is
 /// the base of the new one, so fields axle does not model (token ids, ...) are kept. Returns
 /// the family written. `out` must not hold weight files already (stale shards or an index
@@ -70,7 +72,12 @@ pub fn import_to_checkpoint(dir: &Path, checkpoint_dir: &Path) -> Result<PathBuf
 /// Errors: [`HfError::Export`] for an `out` holding weight files (naming one), a checkpoint
 /// without a recorded causal LM config or a model no supported family expresses, and
 /// checkpoint and file I/O.
-pub fn export_checkpoint(checkpoint_dir: &Path, out: &Path) -> Result<Family> {
+pub fn export_checkpoint(
+    checkpoint_dir: &Path,
+    out: &Path,
+    dtype: WeightDtype,
+    max_shard_bytes: Option<u64>,
+) -> Result<Family> {
     if let Some(stale) = weight_file_in(out)? {
         return Err(HfError::Export(format!(
             "{} already holds weight files ({}): export into a directory without \
@@ -113,9 +120,15 @@ pub fn export_checkpoint(checkpoint_dir: &Path, out: &Path) -> Result<Family> {
         .and_then(|b| b.get("max_position_embeddings"))
         .and_then(Value::as_u64)
         .map_or(config.input.seq_len, |n| n as usize);
-    let (family, hf_config) = export_config(model, max_positions, base)?;
+    let (family, mut hf_config) = export_config(model, max_positions, base)?;
+    for field in ["dtype", "torch_dtype"] {
+        hf_config.insert(field.into(), Value::from(dtype.torch_name()));
+    }
     let tensors = export_params(family, model, &checkpoint.params)?;
-    write_tensors(out, &tensors)?;
+    match max_shard_bytes {
+        Some(max) => write_sharded(out, &tensors, dtype, max)?,
+        None => write_tensors(out, &tensors, dtype)?,
+    }
     let path = out.join("config.json");
     let text = serde_json::to_string_pretty(&hf_config).expect("JSON values serialize");
     std::fs::write(&path, text + "\n").map_err(io(&path))?;

@@ -130,17 +130,171 @@ fn read_files(dir: &Path, files: &[String]) -> Result<(Tensors, HashMap<String, 
     Ok((tensors, origins))
 }
 
-/// Writes `tensors` (f32) as `dir/model.safetensors` with the `{"format": "pt"}` metadata
-/// `transformers` checks for, creating `dir`.
-pub fn write_tensors(dir: &Path, tensors: &Tensors) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(io(dir))?;
-    let path = dir.join(SINGLE_FILE);
-    let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
-    let out = crate::checkpoint::encode_f32(tensors, Some(metadata)).map_err(|(name, e)| {
-        HfError::Malformed {
-            path: path.clone(),
-            message: format!("tensor {name}: {e}"),
+/// The element type of written weight files (`axle export-hf --dtype`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum WeightDtype {
+    /// IEEE f32, the values as they are.
+    #[default]
+    F32,
+    /// bfloat16: each f32 rounded to the nearest bf16, ties to even (the rounding of
+    /// `torch.Tensor.to(torch.bfloat16)`), half the bytes.
+    Bf16,
+}
+
+impl WeightDtype {
+    /// Bytes per value.
+    pub fn size(self) -> usize {
+        match self {
+            WeightDtype::F32 => 4,
+            WeightDtype::Bf16 => 2,
         }
+    }
+
+    /// The `dtype` (`torch_dtype`) `config.json` records for it: `float32`, `bfloat16`.
+    pub fn torch_name(self) -> &'static str {
+        match self {
+            WeightDtype::F32 => "float32",
+            WeightDtype::Bf16 => "bfloat16",
+        }
+    }
+}
+
+impl std::str::FromStr for WeightDtype {
+    type Err = String;
+
+    /// `f32`/`float32` or `bf16`/`bfloat16`.
+    fn from_str(text: &str) -> std::result::Result<WeightDtype, String> {
+        match text {
+            "f32" | "float32" => Ok(WeightDtype::F32),
+            "bf16" | "bfloat16" => Ok(WeightDtype::Bf16),
+            other => Err(format!("unknown weight dtype `{other}`: f32 or bf16")),
+        }
+    }
+}
+
+/// Writes `tensors` (f32) as `dir/model.safetensors` in `dtype` with the `{"format": "pt"}`
+/// metadata `transformers` checks for, creating `dir`. Errors name the file.
+pub fn write_tensors(dir: &Path, tensors: &Tensors, dtype: WeightDtype) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    write_file(&dir.join(SINGLE_FILE), tensors, dtype)
+}
+
+/// Writes `tensors` (f32) in `dtype` as `transformers`' `save_pretrained(max_shard_size=...)`
+/// does: in name order, a new shard is begun when the next tensor would take the current one
+/// past `max_shard_bytes` (a tensor larger than that gets a shard of its own), the shards
+/// named `model-00001-of-0000N.safetensors` with a `model.safetensors.index.json` whose
+/// `weight_map` names each tensor's shard and whose `metadata.total_size` is the bytes of all
+/// tensors; all in one shard, `model.safetensors` alone. Creates `dir`; errors name the file.
+pub fn write_sharded(
+    dir: &Path,
+    tensors: &Tensors,
+    dtype: WeightDtype,
+    max_shard_bytes: u64,
+) -> Result<()> {
+    let mut shards = vec![Tensors::new()];
+    let mut size = 0u64;
+    for (name, array) in tensors {
+        let bytes = (array.len() * dtype.size()) as u64;
+        if size > 0 && size + bytes > max_shard_bytes {
+            shards.push(Tensors::new());
+            size = 0;
+        }
+        let shard = shards.last_mut().expect("one shard at least");
+        shard.insert(name.clone(), array.clone());
+        size += bytes;
+    }
+    if shards.len() == 1 {
+        return write_tensors(dir, tensors, dtype);
+    }
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    let n = shards.len();
+    let mut weight_map = serde_json::Map::new();
+    for (i, shard) in shards.iter().enumerate() {
+        let file = format!("model-{:05}-of-{n:05}.safetensors", i + 1);
+        write_file(&dir.join(&file), shard, dtype)?;
+        for name in shard.keys() {
+            weight_map.insert(name.clone(), file.clone().into());
+        }
+    }
+    let total: usize = tensors.values().map(|a| a.len() * dtype.size()).sum();
+    let index = serde_json::json!({
+        "metadata": { "total_size": total },
+        "weight_map": weight_map,
+    });
+    let path = dir.join(INDEX_FILE);
+    let text = serde_json::to_string_pretty(&index).expect("JSON values serialize");
+    std::fs::write(&path, text + "\n").map_err(io(&path))
+}
+
+/// Parses a shard size as `transformers` writes it: bytes, or a number with a unit `KB`,
+/// `MB`, `GB` (powers of 1000) or `KiB`, `MiB`, `GiB` (powers of 1024): `5GB`, `60KB`.
+pub fn parse_size(text: &str) -> std::result::Result<u64, String> {
+    let units: [(&str, u64); 7] = [
+        ("KiB", 1 << 10),
+        ("MiB", 1 << 20),
+        ("GiB", 1 << 30),
+        ("KB", 1_000),
+        ("MB", 1_000_000),
+        ("GB", 1_000_000_000),
+        ("B", 1),
+    ];
+    let (number, scale) = units
+        .iter()
+        .find_map(|(unit, scale)| text.strip_suffix(unit).map(|n| (n, *scale)))
+        .unwrap_or((text, 1));
+    match number.trim().parse::<u64>() {
+        Ok(n) if n > 0 => n
+            .checked_mul(scale)
+            .ok_or_else(|| format!("size `{text}` is too large")),
+        _ => Err(format!(
+            "size `{text}`: expected a positive number of bytes, or one with KB, MB, GB, KiB, MiB or GiB"
+        )),
+    }
+}
+
+/// Writes `tensors` (f32) as the safetensors file `path` in `dtype`, with the
+/// `{"format": "pt"}` metadata.
+fn write_file(path: &Path, tensors: &Tensors, dtype: WeightDtype) -> Result<()> {
+    let path = path.to_path_buf();
+    let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
+    let out = match dtype {
+        WeightDtype::F32 => crate::checkpoint::encode_f32(tensors, Some(metadata)),
+        WeightDtype::Bf16 => encode_bf16(tensors, metadata),
+    }
+    .map_err(|(name, e)| HfError::Malformed {
+        path: path.clone(),
+        message: format!("tensor {name}: {e}"),
     })?;
     std::fs::write(&path, out).map_err(io(&path))
+}
+
+/// `tensors` as a safetensors file of bf16 values (`half`'s `bf16::from_f32`: round to
+/// nearest, ties to even); errors name the tensor.
+fn encode_bf16(
+    tensors: &Tensors,
+    metadata: HashMap<String, String>,
+) -> std::result::Result<Vec<u8>, (String, safetensors::SafeTensorError)> {
+    let bytes: Vec<Vec<u8>> = tensors
+        .values()
+        .map(|array| {
+            array
+                .iter()
+                .flat_map(|&v| bf16::from_f32(v).to_le_bytes())
+                .collect()
+        })
+        .collect();
+    let views = tensors
+        .iter()
+        .zip(&bytes)
+        .map(|((name, array), data)| {
+            safetensors::tensor::TensorView::new(
+                safetensors::Dtype::BF16,
+                array.shape().to_vec(),
+                data,
+            )
+            .map(|view| (name.clone(), view))
+            .map_err(|e| (name.clone(), e))
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    safetensors::serialize(views, Some(metadata)).map_err(|e| ("(file)".to_string(), e))
 }

@@ -3,7 +3,8 @@
 //! ([`config`]), tensor names and layouts to and from axle parameter paths ([`names`],
 //! [`convert`]), `model.safetensors` and sharded `model.safetensors.index.json` files
 //! ([`files`]), axle checkpoints of imported models ([`checkpoint`]), and the logits of a
-//! parameter set and greedy continuations, for parity checks against `transformers` ([`forward`]).
+//! parameter set and greedy continuations, for parity checks against `transformers` ([`forward`]),
+//! and the end-of-sequence ids generation stops at ([`generation_config`]).
 //!
 //! The mapping, conventions and limits are in `docs/huggingface.md`.
 
@@ -12,13 +13,15 @@ pub mod config;
 pub mod convert;
 pub mod files;
 pub mod forward;
+pub mod generation_config;
 pub mod names;
 
 pub use checkpoint::{export_checkpoint, import_to_checkpoint, initial_checkpoint};
 pub use config::{Family, HfModel, experiment, read_config};
 pub use convert::{export_params, import_params};
-pub use files::{read_tensors, write_tensors};
+pub use files::{WeightDtype, parse_size, read_tensors, write_sharded, write_tensors};
 pub use forward::{greedy, logits};
+pub use generation_config::eos_token_ids;
 
 use std::path::PathBuf;
 
