@@ -14,7 +14,7 @@ pub struct PlanArgs {
     /// Registered experiment (`axle config --list`).
     #[arg(long, alias = "model", default_value = "llama-tiny")]
     pub experiment: String,
-    /// Target: tpu-v5e:2x2, tpu-v5e:4x4, tpu-v5p:2x2x1, tpu-v6e:8x8,
+    /// Target: tpu-v5e:2x2, tpu-v5e:4x4, tpu-v5p:2x2x1, tpu-v6e:2x2, tpu-v6e:8x8,
     /// tpu-v4:2x2x1, gpu-h100:N, gpu-h200:N, gpu-a100:N, or
     /// gpu-KIND:HOSTSxN (hosts × GPUs per host).
     #[arg(long)]
@@ -53,6 +53,10 @@ pub struct PlanArgs {
     /// Internal: where the child writes its result.
     #[arg(long, hide = true)]
     pub child_report: Option<PathBuf>,
+    /// Internal: an XLA compiler option NAME=VALUE for the child's compile
+    /// (the mesh rule's, repeatable).
+    #[arg(long = "compile-child-option", hide = true, value_name = "NAME=VALUE")]
+    pub compile_child_options: Vec<String>,
 }
 
 /// The exit status of `axle plan` when the step does not fit (or, with
@@ -76,7 +80,12 @@ pub fn exit_status(verdict: &Verdict) -> i32 {
 /// with `--mesh` or `--json`.
 pub fn run_plan(args: PlanArgs) -> Result<i32, PlanError> {
     if let (Some(program), Some(report)) = (&args.compile_child, &args.child_report) {
-        super::child::run_child(&target(&args.target)?, program, report)?;
+        super::child::run_child(
+            &target(&args.target)?,
+            program,
+            report,
+            &args.compile_child_options,
+        )?;
         return Ok(0);
     }
     if args.search && args.mesh.is_some() {
