@@ -40,10 +40,12 @@ pub struct PlanArgs {
     #[arg(long)]
     pub json: Option<PathBuf>,
     /// Plan every data × fsdp (× model=2) mesh of the target's devices with
-    /// 1 and 2 micro-batches and rank those that fit by the compiler's
-    /// FLOPs per device times the micro-batch count (XLA's cost analysis
-    /// counts the accumulation loop's body once); peak bytes where it gives
-    /// no FLOPs. Not with --mesh or --json.
+    /// 1 and 2 micro-batches and remat none, dots and full, and rank those
+    /// that fit by the compiler's FLOPs per device times the micro-batch
+    /// count (XLA's cost analysis counts the accumulation loop's body once;
+    /// remat's recomputation is in the FLOPs); where it gives no FLOPs, by
+    /// remat policy (less recomputation first), then peak bytes. Not with
+    /// --mesh or --json.
     #[arg(long)]
     pub search: bool,
     /// Internal: compile this StableHLO file for --target (the child
