@@ -226,10 +226,17 @@ const GPU: [(&str, &str); 6] = [
 /// No compiler options.
 const NONE: [(&str, &str); 0] = [];
 
+/// A default rule: pattern, mesh, compiler options (name, value).
+type DefaultRule = (
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static str)],
+);
+
 /// The default rules: pattern, mesh, compiler options. FSDP within a node
 /// or slice, data parallel across, as AXLearn's fuji configs do; the first
 /// match wins.
-const DEFAULT_RULES: [(&str, &str, &[(&str, &str)]); 17] = [
+const DEFAULT_RULES: [DefaultRule; 17] = [
     // CPU with virtual devices (tests, benches): FSDP over 4, data across.
     ("cpu-4", "data=-1,fsdp=4", &NONE),
     ("cpu-8", "data=-1,fsdp=4", &NONE),

@@ -203,9 +203,10 @@ impl RunOptions {
         self.setup_from(config, client, choice)
     }
 
-    /// A setup for a model built in code: the client, mesh (explicit, or
-    /// the default mesh rules') and data (`self.data`, or `task`) come from
-    /// these options, as for a registered experiment.
+    /// A setup for a model built in code: the client (with the compiler
+    /// options of the default mesh rule for its devices), mesh (explicit,
+    /// or the default mesh rules') and data (`self.data`, or `task`) come
+    /// from these options, as for a registered experiment.
     pub fn setup_model(
         &self,
         name: &str,
@@ -215,7 +216,9 @@ impl RunOptions {
         task: &SyntheticTask,
     ) -> Result<Setup, RunError> {
         let client = self.client()?;
-        let mesh = self.choose_mesh(&client, &MeshRules::default())?.mesh;
+        let choice = self.choose_mesh(&client, &MeshRules::default())?;
+        let client = crate::compiler_options::apply_to_client(client, &choice);
+        let mesh = choice.mesh;
         let inputs = model.input_specs(&shape)?;
         let source = open_source(self.data.as_deref(), &inputs, task, self.seed)?;
         Ok(Setup::new(
