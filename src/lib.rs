@@ -13,6 +13,7 @@ pub use axle_runtime as runtime;
 
 pub mod bench;
 pub mod checkpoint;
+pub mod compiler_options;
 pub mod data;
 pub mod experiment;
 pub mod generate;

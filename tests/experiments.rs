@@ -167,9 +167,9 @@ fn a_mesh_rule_applies_the_modifiers_it_names() {
         modifiers: vec!["dropout=0.2".into()],
         ..RunOptions::default()
     };
-    let (config, mesh, applied) = options.resolve_experiment(exp, &client).unwrap();
-    assert_eq!(mesh.to_string(), "data=2");
-    assert_eq!(applied, ["dropout=0.1", "qk_norm"]);
+    let (config, choice) = options.resolve_experiment(exp, &client).unwrap();
+    assert_eq!(choice.mesh.to_string(), "data=2");
+    assert_eq!(choice.modifiers, ["dropout=0.1", "qk_norm"]);
     let dump = config.dump();
     // The rule's modifiers come first, the command line's after them.
     assert!(

@@ -6,6 +6,7 @@
 //! each libtpu compile to a few seconds (four layers took 14–21 s).
 //! Needs `./scripts/install-plugins.sh tpu` and `cuda` (`scripts/test.sh`).
 
+use axle_partition::MeshRules;
 use serde_json::Value;
 use std::process::Command;
 
@@ -41,21 +42,20 @@ fn plan(target: &str, mesh: &str) -> Value {
     plan_with(target, mesh, &[])
 }
 
-/// Runs `axle plan` for llama-tiny with one layer and `extra` options;
-/// returns its JSON report after checking it says "fits".
+/// Runs `axle plan` for llama-tiny with one layer on `mesh` and `extra`
+/// options; returns its JSON report after checking it says "fits".
 fn plan_with(target: &str, mesh: &str, extra: &[&str]) -> Value {
+    plan_args(target, &[&["--mesh", mesh], extra].concat())
+}
+
+/// Runs `axle plan` for llama-tiny with one layer and `extra` options
+/// (the mesh rules choose the mesh unless they give `--mesh`); returns its
+/// JSON report after checking it says "fits".
+fn plan_args(target: &str, extra: &[&str]) -> Value {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("plan.json");
     let out = Command::new(env!("CARGO_BIN_EXE_axle"))
-        .args([
-            "plan",
-            "--experiment",
-            "llama-tiny",
-            "--target",
-            target,
-            "--mesh",
-            mesh,
-        ])
+        .args(["plan", "--experiment", "llama-tiny", "--target", target])
         .args(["--set", "decoder.transformer.num_layers=1"])
         .args(extra)
         .arg("--json")
@@ -65,7 +65,7 @@ fn plan_with(target: &str, mesh: &str, extra: &[&str]) -> Value {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
-        "axle plan {target} {mesh}: {stdout}\n{}",
+        "axle plan {target} {extra:?}: {stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("fits"), "{stdout}");
@@ -256,4 +256,111 @@ fn bad_meshes_counts_and_options_are_refused_before_compiling() {
     assert!(e.contains("--search") && e.contains("--mesh"), "{e}");
     let e = refused(&["--target", "tpu-v5e:2x2", "--search", "--json", "x.json"]);
     assert!(e.contains("--search") && e.contains("--json"), "{e}");
+}
+
+/// The default mesh rules plan one TPU and one GPU target (the other
+/// families: `scripts/plan-all-targets.sh`, docs/benchmarks.md): with no
+/// `--mesh`, each compiles on the mesh of the rule its devices match, with
+/// that rule's XLA options, and the report names both.
+#[test]
+fn default_rules_plan_a_tpu_and_a_gpu_with_their_mesh_and_xla_options() {
+    for (target, selector) in [("tpu-v5e:2x2", "tpu-v5e-4"), ("gpu-h100:4", "cuda-h100-4")] {
+        let rule = MeshRules::default().find(selector).unwrap().clone();
+        let r = plan_args(target, &[]);
+        assert_eq!(r["mesh"], "fsdp=4", "{target}");
+        assert_eq!(r["mesh_rule"], rule.pattern.as_str(), "{target}");
+        assert_eq!(r["compiler_options_rule"], rule.pattern.as_str());
+        let options: Vec<String> = rule
+            .compiler_options
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert!(!options.is_empty(), "{target}");
+        assert_eq!(
+            r["compiler_options"],
+            serde_json::json!(options),
+            "{target}"
+        );
+        assert!(collectives(&r, "all-gather") >= 1, "{r}");
+    }
+}
+
+/// The compile child passes a rule's options to the compiler, and libtpu
+/// refuses one it does not know by name (an error, not an abort): what
+/// `axle plan` turns into an error naming the rule and the option.
+#[test]
+fn libtpu_refuses_an_unknown_option_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let program = dir.path().join("step.mlir");
+    let report = dir.path().join("report.json");
+    let axle = env!("CARGO_BIN_EXE_axle");
+    let lowered = Command::new(axle)
+        .args(["lower", "--set", "decoder.transformer.num_layers=1"])
+        .args(["--mesh", "fsdp=4", "--cpu-devices", "4", "-o"])
+        .arg(&program)
+        .output()
+        .unwrap();
+    assert!(lowered.status.success(), "{lowered:?}");
+    let out = Command::new("unshare")
+        .args(["--net", "--", axle, "plan", "--target", "tpu-v5e:2x2"])
+        .env("TPU_SKIP_MDS_QUERY", "1")
+        .env("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
+        .arg("--compile-child")
+        .arg(&program)
+        .arg("--child-report")
+        .arg(&report)
+        .args([
+            "--compile-child-option",
+            "xla_tpu_no_such_option_in_axle=true",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let outcome: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let message = outcome["Refused"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("No such compile option: 'xla_tpu_no_such_option_in_axle'"),
+        "{outcome}"
+    );
+}
+
+/// Forward FLOPs of the one layer for the whole batch: its matmuls (2 per
+/// parameter per token) and attention's scores and weighted sums.
+fn layer_forward_flops() -> f64 {
+    let tokens = (BATCH * SEQ) as f64;
+    let matmul_params = (4 * D * D + 3 * D * HIDDEN) as f64;
+    let attention = (BATCH * HEADS * 2 * 2 * SEQ * SEQ * HEAD_DIM) as f64;
+    2.0 * matmul_params * tokens + attention
+}
+
+/// What `axle plan --search` ranks remat policies by: the compiler's FLOPs
+/// count the recomputation. Full remat replays the layer's forward pass in
+/// the backward pass, so it adds one layer forward per device; `dots`
+/// saves the matmul outputs and replays only the cheap ops between them.
+#[test]
+fn remat_adds_its_recomputation_to_the_compilers_flops() {
+    let flops = |policy: &str| {
+        let r = plan_with(
+            "tpu-v5e:2x2",
+            "fsdp=4",
+            &["--modifier", &format!("remat={policy}")],
+        );
+        bytes(&r, "flops")
+    };
+    let (none, dots, full) = (flops("none"), flops("dots"), flops("full"));
+    let replay = layer_forward_flops() / 4.0;
+    // The closed form counts matmuls and attention; the norms, RoPE,
+    // softmax and SwiGLU's elementwise ops replay too (measured: +1.8%):
+    // within [1.0, 1.1] of it.
+    let added = full - none;
+    assert!(
+        (replay..=1.1 * replay).contains(&added),
+        "full remat adds {added} FLOPs, one layer forward per device is {replay}"
+    );
+    // `dots` replays only the elementwise ops (measured: 2% of the layer's
+    // forward): more than nothing, well under a tenth.
+    assert!(
+        dots > none && dots - none < 0.1 * replay,
+        "none {none}, dots {dots}"
+    );
 }

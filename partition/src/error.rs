@@ -260,4 +260,14 @@ pub enum RuleError {
     /// An explicitly given mesh does not fit the devices.
     #[error("explicit mesh: {0}")]
     Explicit(MeshError),
+    /// A rule's compiler option is malformed.
+    #[error("mesh rule `{pattern}`: compiler option `{option}`: {message}")]
+    CompilerOption {
+        /// The rule's pattern.
+        pattern: String,
+        /// The option as written (`name=value`).
+        option: String,
+        /// What is wrong with it.
+        message: String,
+    },
 }

@@ -1,15 +1,34 @@
 //! A tiny glob for mesh-rule patterns: `*` matches any run of characters
-//! (including none); every other character matches itself.
+//! (including none), `{a,b,c}` matches any one of its comma-separated
+//! alternatives (as in shell brace expansion; not nested); every other
+//! character matches itself.
 
-/// Whether `text` matches `pattern` as a whole (`*` = any run of characters).
+/// Whether `text` matches `pattern` as a whole (`*` = any run of
+/// characters, `{a,b}` = `a` or `b`). An unclosed `{` matches itself.
 ///
 /// ```
 /// use axle_partition::glob_match;
 /// assert!(glob_match("cuda-h100-*", "cuda-h100-8"));
 /// assert!(glob_match("*-1", "tpu-v5e-1"));
 /// assert!(!glob_match("*-1", "cpu-16"));
+/// assert!(glob_match("tpu-v5p-{1,2,4}", "tpu-v5p-4"));
+/// assert!(!glob_match("tpu-v5p-{1,2,4}", "tpu-v5p-8"));
 /// ```
 pub fn glob_match(pattern: &str, text: &str) -> bool {
+    let Some((open, close)) = pattern
+        .find('{')
+        .and_then(|open| Some((open, open + pattern[open..].find('}')?)))
+    else {
+        return star_match(pattern, text);
+    };
+    let (head, tail) = (&pattern[..open], &pattern[close + 1..]);
+    pattern[open + 1..close]
+        .split(',')
+        .any(|alternative| glob_match(&format!("{head}{alternative}{tail}"), text))
+}
+
+/// [`glob_match`] for a pattern without braces.
+fn star_match(pattern: &str, text: &str) -> bool {
     let pattern: Vec<char> = pattern.chars().collect();
     let text: Vec<char> = text.chars().collect();
     let (mut p, mut t) = (0, 0);

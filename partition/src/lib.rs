@@ -69,7 +69,7 @@ pub use layout::ShardLayout;
 pub use logical::{LogicalAxis, LogicalRules, LogicalSpec};
 pub use mesh::{Mesh, MeshAxis};
 pub use mesh_shape::{AxisSize, MESH_AXIS_NAMES, MeshShape};
-pub use rules::{MeshChoice, MeshRule, MeshRules, MeshSource, choose_mesh};
+pub use rules::{CompilerOption, MeshChoice, MeshRule, MeshRules, MeshSource, choose_mesh};
 pub use selector::{device_selector, normalize_device_kind};
 pub use spec::{DimSharding, PartitionSpec};
 

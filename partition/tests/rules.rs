@@ -2,8 +2,8 @@
 //! and errors.
 
 use axle_partition::{
-    MeshRule, MeshRules, MeshShape, MeshSource, choose_mesh, device_selector, glob_match,
-    normalize_device_kind,
+    CompilerOption, MeshRule, MeshRules, MeshShape, MeshSource, choose_mesh, device_selector,
+    glob_match, normalize_device_kind,
 };
 
 #[test]
@@ -38,21 +38,27 @@ fn selectors_from_platform_kind_and_count() {
 fn default_rules_choose_the_mesh() {
     // (selector, device count, chosen mesh, rule pattern)
     let cases: &[(&str, usize, &str, &str)] = &[
-        ("cpu-1", 1, "data=1", "*-1"),
+        ("cpu-1", 1, "data=1", "cpu-*"),
         ("cpu-2", 2, "data=2", "cpu-*"),
         ("cpu-4", 4, "data=1,fsdp=4", "cpu-4"),
         ("cpu-8", 8, "data=2,fsdp=4", "cpu-8"),
-        ("cuda-h100-1", 1, "data=1", "*-1"),
-        ("cuda-h100-8", 8, "data=1,fsdp=8", "cuda-h100-*"),
-        ("cuda-a100-8", 8, "data=1,fsdp=8", "cuda-a100-*"),
+        ("cuda-h100-1", 1, "fsdp=1", "cuda-h100-{1,2,4,8}"),
+        ("cuda-h100-4", 4, "fsdp=4", "cuda-h100-{1,2,4,8}"),
+        ("cuda-h100-8", 8, "fsdp=8", "cuda-h100-{1,2,4,8}"),
+        ("cuda-a100-8", 8, "fsdp=8", "cuda-a100-{1,2,4,8}"),
+        ("cuda-h200-4", 4, "fsdp=4", "cuda-h200-{1,2,4,8}"),
         ("cuda-h100-16", 16, "data=2,fsdp=8", "cuda-h100-*"),
         ("cuda-rtx4090-2", 2, "fsdp=2", "cuda-*"),
-        ("tpu-v4-4", 4, "fsdp=4", "tpu-v4-4"),
+        ("cuda-rtx4090-1", 1, "data=1", "*-1"),
+        ("tpu-v4-4", 4, "fsdp=4", "tpu-v4-{1,2,4,8}"),
+        ("tpu-v4-8", 8, "fsdp=8", "tpu-v4-{1,2,4,8}"),
         ("tpu-v4-64", 64, "data=4,fsdp=16", "tpu-v4-*"),
         ("tpu-v5p-128", 128, "data=16,fsdp=8", "tpu-v5p-*"),
+        ("tpu-v5p-4", 4, "fsdp=4", "tpu-v5p-{1,2,4}"),
+        ("tpu-v5p-8", 8, "data=1,fsdp=8", "tpu-v5p-*"),
         ("tpu-v5e-256", 256, "fsdp=256", "tpu-v5e-*"),
         ("tpu-v6e-8", 8, "fsdp=8", "tpu-v6e-*"),
-        ("tpu-v5e-1", 1, "data=1", "*-1"),
+        ("tpu-v5e-1", 1, "fsdp=1", "tpu-v5e-*"),
     ];
     let rules = MeshRules::default();
     for (selector, devices, mesh, pattern) in cases {
@@ -90,8 +96,8 @@ fn explicit_mesh_overrides_the_rules() {
     assert_eq!(choice.source, MeshSource::Explicit);
     assert!(choice.modifiers.is_empty());
     // A user-given selector picks a rule whatever the hardware is.
-    let choice = choose_mesh(None, "cuda-h100-8", &MeshRules::default(), 8).unwrap();
-    assert_eq!(choice.mesh.to_string(), "data=1,fsdp=8");
+    let choice = choose_mesh(None, "cuda-h100-16", &MeshRules::default(), 16).unwrap();
+    assert_eq!(choice.mesh.to_string(), "data=2,fsdp=8");
 }
 
 #[test]
@@ -102,11 +108,11 @@ fn rule_errors() {
         "no mesh rule matches device selector `cpu-8`; pass an explicit mesh (e.g. `--mesh \
          data=-1`) or another selector"
     );
-    let err = MeshRules::default().select("cuda-h100-4", 4).unwrap_err();
+    let err = MeshRules::default().select("cuda-h100-12", 12).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "mesh rule `cuda-h100-*` (chosen for selector `cuda-h100-4`): cannot infer the -1 axis of \
-         mesh `data=-1,fsdp=8`: 4 devices are not divisible by the product 8 of the other axes"
+        "mesh rule `cuda-h100-*` (chosen for selector `cuda-h100-12`): cannot infer the -1 axis of \
+         mesh `data=-1,fsdp=8`: 12 devices are not divisible by the product 8 of the other axes"
     );
     let too_big: MeshShape = "data=16".parse().unwrap();
     let err = choose_mesh(Some(&too_big), "cpu-8", &MeshRules::default(), 8).unwrap_err();
@@ -136,8 +142,103 @@ fn glob_patterns() {
         ("*a*b*", "xxaxxbxx", true),
         ("*a*b", "xxaxxbxxb", true),
         ("*a*b", "xxbxxa", false),
+        ("tpu-v5p-{1,2,4}", "tpu-v5p-2", true),
+        ("tpu-v5p-{1,2,4}", "tpu-v5p-8", false),
+        ("tpu-v5p-{1,2,4}", "tpu-v5p-16", false),
+        ("{cpu,cuda}-*", "cuda-h100-8", true),
+        ("{cpu,cuda}-*", "tpu-v4-8", false),
+        ("x-{a,}", "x-", true),
+        ("x-{a", "x-{a", true),
     ];
     for (pattern, text, expected) in cases {
         assert_eq!(glob_match(pattern, text), *expected, "{pattern} vs {text}");
     }
+}
+
+/// The names of the compiler options of the default rule `selector` matches.
+fn option_names(selector: &str, devices: usize) -> Vec<String> {
+    let choice = MeshRules::default().select(selector, devices).unwrap();
+    choice
+        .compiler_options
+        .into_iter()
+        .map(|o| o.name)
+        .collect()
+}
+
+#[test]
+fn default_rules_carry_xla_options_per_hardware() {
+    // Every TPU generation: AXLearn's three common options.
+    for (selector, devices) in [
+        ("tpu-v4-8", 8),
+        ("tpu-v5e-4", 4),
+        ("tpu-v5p-4", 4),
+        ("tpu-v6e-4", 4),
+    ] {
+        let names = option_names(selector, devices);
+        assert!(
+            names.contains(&"xla_tpu_enable_latency_hiding_scheduler".to_string()),
+            "{selector}: {names:?}"
+        );
+    }
+    // Continuation fusion of all-gathers on v5e only (libtpu refuses it on
+    // v5p and v6e); megacore options on v5p (two TensorCores per chip).
+    let fuse = "xla_tpu_enable_async_collective_fusion_fuse_all_gather".to_string();
+    assert!(option_names("tpu-v5e-4", 4).contains(&fuse));
+    assert!(!option_names("tpu-v5p-4", 4).contains(&fuse));
+    assert!(!option_names("tpu-v6e-4", 4).contains(&fuse));
+    assert!(
+        option_names("tpu-v5p-16", 16).contains(&"xla_tpu_megacore_fusion_allow_ags".to_string())
+    );
+    for gpu in ["cuda-h100-8", "cuda-h200-16", "cuda-a100-4"] {
+        let devices = gpu.rsplit('-').next().unwrap().parse().unwrap();
+        let names = option_names(gpu, devices);
+        assert!(
+            names.contains(&"xla_gpu_enable_latency_hiding_scheduler".to_string()),
+            "{gpu}: {names:?}"
+        );
+    }
+    // CPU and unknown hardware: none.
+    assert!(option_names("cpu-8", 8).is_empty());
+    assert!(option_names("cuda-rtx4090-2", 2).is_empty());
+}
+
+#[test]
+fn an_explicit_mesh_keeps_the_hardwares_compiler_options() {
+    let explicit: MeshShape = "data=4".parse().unwrap();
+    let choice = choose_mesh(Some(&explicit), "tpu-v5e-4", &MeshRules::default(), 4).unwrap();
+    assert_eq!(choice.mesh.to_string(), "data=4");
+    assert_eq!(choice.compiler_options_rule.as_deref(), Some("tpu-v5e-*"));
+    assert_eq!(
+        choice.compiler_options,
+        MeshRules::default()
+            .select("tpu-v5e-4", 4)
+            .unwrap()
+            .compiler_options
+    );
+    let choice = choose_mesh(Some(&explicit), "cpu-4", &MeshRules::default(), 4).unwrap();
+    assert!(choice.compiler_options.is_empty());
+}
+
+#[test]
+fn malformed_compiler_options_are_refused_naming_the_rule_and_option() {
+    let rule = MeshRule::new("tpu-v5e-*", "fsdp=-1", &[]).unwrap();
+    let err = rule
+        .clone()
+        .with_compiler_options(&[("xla_ok", "true"), ("--xla_tpu_x", "true")])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("mesh rule `tpu-v5e-*`") && err.contains("`--xla_tpu_x=true`"),
+        "{err}"
+    );
+    let err = rule
+        .with_compiler_options(&[("xla_tpu_x", "")])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("`xla_tpu_x=`") && err.contains("non-empty"),
+        "{err}"
+    );
+    let option = CompilerOption::new("p", "xla_tpu_scoped_vmem_limit_kib", "98304").unwrap();
+    assert_eq!(option.to_string(), "xla_tpu_scoped_vmem_limit_kib=98304");
 }

@@ -4,6 +4,7 @@
 use std::ffi::c_char;
 use std::sync::Arc;
 
+use crate::compile_options::OverrideValue;
 use crate::error::{Error, Result};
 use crate::ffi::{self, Args};
 use crate::plugin::{Plugin, lossy, pjrt_call};
@@ -144,6 +145,9 @@ impl Drop for ClientInner {
 #[derive(Clone)]
 pub struct Client {
     pub(crate) inner: Arc<ClientInner>,
+    /// XLA option overrides every compile on this client gets unless the
+    /// caller sets the same option ([`Client::with_compile_defaults`]).
+    pub(crate) compile_defaults: Vec<(String, OverrideValue)>,
 }
 
 impl std::fmt::Debug for Client {
@@ -185,7 +189,26 @@ impl Client {
             unsafe { raw_list(devices.addressable_devices, devices.num_addressable_devices) };
         Ok(Client {
             inner: Arc::new(inner),
+            compile_defaults: Vec::new(),
         })
+    }
+
+    /// This client with XLA option overrides (name, value) added to every
+    /// compile on it unless the caller's options set the same name: the
+    /// compiler options a mesh rule gives for the hardware (AXLearn's
+    /// `compiler_options` per instance type). They are part of the options
+    /// a compile and the compile cache's key use.
+    pub fn with_compile_defaults(mut self, overrides: Vec<(String, OverrideValue)>) -> Client {
+        for (name, value) in overrides {
+            self.compile_defaults.retain(|(n, _)| *n != name);
+            self.compile_defaults.push((name, value));
+        }
+        self
+    }
+
+    /// The overrides of [`Client::with_compile_defaults`], in order.
+    pub fn compile_defaults(&self) -> &[(String, OverrideValue)] {
+        &self.compile_defaults
     }
 
     /// The plugin this client runs on.

@@ -87,13 +87,16 @@ impl From<Buffer> for Arg<'_> {
 
 impl Client {
     /// `options` with this client's defaults added where the caller set
-    /// nothing: XNNPACK off on the plugin whose collectives deadlock with it;
+    /// nothing: the overrides of [`Client::with_compile_defaults`]; XNNPACK off on the plugin whose collectives deadlock with it;
     /// and on CPU `xla_cpu_enable_fast_min_max=false`, because XLA CPU's
     /// default lets max/min drop a NaN depending on operand order, where
     /// StableHLO, JAX and the GPU propagate it. These are the options a
     /// compile (and the compile cache's key) uses.
     pub fn effective_options(&self, options: &CompileOptions) -> Result<CompileOptions> {
         let mut options = options.clone();
+        for (name, value) in &self.compile_defaults {
+            options = options.with_default_override(name, value.clone());
+        }
         if self
             .inner
             .plugin

@@ -16,8 +16,16 @@ use std::process::Command;
 /// metadata server.
 pub const SKIP_METADATA_QUERY: (&str, &str) = ("TPU_SKIP_MDS_QUERY", "1");
 
+/// The environment variable that lets several processes load libtpu at
+/// once. libtpu otherwise takes `/tmp/libtpu_lockfile` for the TPU chips,
+/// and a second concurrent compile child fails with "Internal error when
+/// accessing libtpu multi-process lockfile" (seen with parallel tests); a
+/// compile child uses no chip.
+pub const ALLOW_MULTIPLE_LIBTPU_LOAD: (&str, &str) = ("ALLOW_MULTIPLE_LIBTPU_LOAD", "1");
+
 /// A command running `program` in a new network namespace (`unshare --net`,
-/// which needs root or user namespaces), with [`SKIP_METADATA_QUERY`] set.
+/// which needs root or user namespaces), with [`SKIP_METADATA_QUERY`] and
+/// [`ALLOW_MULTIPLE_LIBTPU_LOAD`] set.
 /// Add arguments and spawn it as any [`Command`].
 pub fn offline_command(program: &Path) -> Command {
     let mut command = Command::new("unshare");
@@ -25,7 +33,8 @@ pub fn offline_command(program: &Path) -> Command {
         .arg("--net")
         .arg("--")
         .arg(program)
-        .env(SKIP_METADATA_QUERY.0, SKIP_METADATA_QUERY.1);
+        .env(SKIP_METADATA_QUERY.0, SKIP_METADATA_QUERY.1)
+        .env(ALLOW_MULTIPLE_LIBTPU_LOAD.0, ALLOW_MULTIPLE_LIBTPU_LOAD.1);
     command
 }
 

@@ -3,7 +3,7 @@
 
 mod common;
 
-use axle_runtime::{Arg, CompileOptions, DType, Error};
+use axle_runtime::{Arg, CompileOptions, DType, Error, OverrideValue};
 use common::{binary_program, client};
 use half::{bf16, f16};
 use ndarray::{Array2, ArrayD, IxDyn};
@@ -439,4 +439,47 @@ fn every_dtype_passes_through_a_program() {
         [false, false, true],
         |x, y| x | y
     );
+}
+
+/// A client's compile defaults (how a mesh rule's XLA options reach every
+/// compile on that hardware) get to XLA: an option it does not know is
+/// refused by name, a bad value of a real one too, and the caller's own
+/// setting of an option wins over the default.
+#[test]
+fn compile_defaults_reach_xla_and_yield_to_the_callers_options() {
+    let program = binary_program("add", "tensor<2xf32>");
+    let unknown = client().clone().with_compile_defaults(vec![(
+        "xla_no_such_option_in_axle".into(),
+        OverrideValue::Bool(true),
+    )]);
+    let err = unknown
+        .compile(&program, &CompileOptions::single_device())
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Pjrt { message, .. } if message.contains("xla_no_such_option_in_axle")),
+        "{err}"
+    );
+    let bad = client().clone().with_compile_defaults(vec![(
+        "xla_cpu_use_xnnpack".into(),
+        OverrideValue::String("maybe".into()),
+    )]);
+    assert_eq!(
+        bad.compile_defaults(),
+        [(
+            "xla_cpu_use_xnnpack".to_string(),
+            OverrideValue::String("maybe".into())
+        )]
+    );
+    assert!(
+        bad.compile(&program, &CompileOptions::single_device())
+            .is_err()
+    );
+    let own = CompileOptions::single_device()
+        .with_override("xla_cpu_use_xnnpack", OverrideValue::Bool(false));
+    let exe = bad.compile(&program, &own).unwrap();
+    let a = bad
+        .buffer_from_array(&ArrayD::from_elem(IxDyn(&[2]), 1.5f32), 0)
+        .unwrap();
+    let out = exe.execute_one(&[&a, &a]).unwrap();
+    assert_eq!(out[0].to_vec::<f32>().unwrap(), vec![3.0, 3.0]);
 }

@@ -5,8 +5,10 @@
 use super::PlanError;
 use super::collectives::count_collectives;
 use super::target::{Platform, Target};
+use crate::compiler_options::override_value;
+use axle_partition::CompilerOption;
 use axle_runtime::offline::{is_offline, offline_command};
-use axle_runtime::{CompileOptions, CreateOption, NamedValue, Plugin, Topology};
+use axle_runtime::{CompileOptions, CreateOption, NamedValue, OverrideValue, Plugin, Topology};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::os::unix::process::ExitStatusExt;
@@ -81,10 +83,16 @@ pub enum ChildOutcome {
     },
 }
 
-/// In the child: compiles `program` (StableHLO text file) for `target`,
+/// In the child: compiles `program` (StableHLO text file) for `target` with
+/// the XLA `compiler_options` (`name=value`, as compile-option overrides),
 /// writing a JSON [`ChildOutcome`] to `report`. Refuses to load the plugin
 /// unless the process has no network but loopback.
-pub fn run_child(target: &Target, program: &Path, report: &Path) -> Result<(), PlanError> {
+pub fn run_child(
+    target: &Target,
+    program: &Path,
+    report: &Path,
+    compiler_options: &[String],
+) -> Result<(), PlanError> {
     if !is_offline() {
         return Err(PlanError::Isolation(
             "the compile child must run without a network (axle plan starts it under `unshare --net`)"
@@ -95,8 +103,16 @@ pub fn run_child(target: &Target, program: &Path, report: &Path) -> Result<(), P
         path: program.to_path_buf(),
         message: e.to_string(),
     })?;
+    let mut overrides = Vec::new();
+    for option in compiler_options {
+        let (name, value) = option.split_once('=').ok_or_else(|| PlanError::Child {
+            target: target.name.clone(),
+            message: format!("compiler option `{option}` is not name=value"),
+        })?;
+        overrides.push((name.to_string(), override_value(value)));
+    }
     let mut memory_limit = None;
-    let outcome = match compile(target, &text, &mut memory_limit) {
+    let outcome = match compile(target, &text, &overrides, &mut memory_limit) {
         Ok(compiled) => ChildOutcome::Compiled(compiled),
         Err(e) => ChildOutcome::Refused {
             message: e.to_string(),
@@ -113,11 +129,12 @@ pub fn run_child(target: &Target, program: &Path, report: &Path) -> Result<(), P
     })
 }
 
-/// Creates the target's topology, compiles for it and reads what XLA
-/// reports; sets `memory_limit` as soon as it is known.
+/// Creates the target's topology, compiles for it with `overrides` and
+/// reads what XLA reports; sets `memory_limit` as soon as it is known.
 fn compile(
     target: &Target,
     program: &str,
+    overrides: &[(String, OverrideValue)],
     memory_limit: &mut Option<u64>,
 ) -> Result<Compiled, PlanError> {
     let plugin = Plugin::load(target.platform.name())?;
@@ -149,11 +166,14 @@ fn compile(
             .map(|b| b as u64),
         Platform::Cuda => target.config_memory_bytes(),
     };
-    let options = if target.devices > 1 {
+    let mut options = if target.devices > 1 {
         CompileOptions::shardy(target.devices)
     } else {
         CompileOptions::single_device()
     };
+    for (name, value) in overrides {
+        options = options.with_override(name, value.clone());
+    }
     let start = Instant::now();
     let exe = topology.compile(program, &options)?;
     let compile_seconds = start.elapsed().as_secs_f64();
@@ -193,16 +213,18 @@ fn compile(
 }
 
 /// In the parent: writes `program` to a scratch directory, runs `exe`
-/// (the `axle` binary) with `--compile-child` in a new network namespace,
-/// and reads its outcome. A child killed by a signal (a compiler crash) is
+/// (the `axle` binary) with `--compile-child` and the XLA
+/// `compiler_options` in a new network namespace, and reads its outcome. A
+/// child killed by a signal (a compiler crash) is
 /// [`PlanError::CompilerCrashed`] naming the target.
 pub fn compile_in_child(
     exe: &Path,
     target: &Target,
     program: &str,
+    compiler_options: &[CompilerOption],
 ) -> Result<ChildOutcome, PlanError> {
     let dir = scratch_dir()?;
-    let result = run_in(&dir, exe, target, program);
+    let result = run_in(&dir, exe, target, program, compiler_options);
     let _ = std::fs::remove_dir_all(&dir);
     result
 }
@@ -212,6 +234,7 @@ fn run_in(
     exe: &Path,
     target: &Target,
     program: &str,
+    compiler_options: &[CompilerOption],
 ) -> Result<ChildOutcome, PlanError> {
     let program_path = dir.join("step.mlir");
     let report_path = dir.join("report.json");
@@ -219,14 +242,21 @@ fn run_in(
         path: program_path.clone(),
         message: e.to_string(),
     })?;
-    let output = offline_command(exe)
+    let mut command = offline_command(exe);
+    command
         .arg("plan")
         .arg("--target")
         .arg(&target.name)
         .arg("--compile-child")
         .arg(&program_path)
         .arg("--child-report")
-        .arg(&report_path)
+        .arg(&report_path);
+    for option in compiler_options {
+        command
+            .arg("--compile-child-option")
+            .arg(option.to_string());
+    }
+    let output = command
         .output()
         .map_err(|e| PlanError::Isolation(format!("cannot start `unshare --net`: {e}")))?;
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -287,7 +317,7 @@ mod tests {
         .unwrap();
         std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
         let target = crate::plan::target("tpu-v5p:2x2x1").unwrap();
-        let err = compile_in_child(&exe, &target, "module {}").unwrap_err();
+        let err = compile_in_child(&exe, &target, "module {}", &[]).unwrap_err();
         std::fs::remove_dir_all(&dir).unwrap();
         assert!(
             matches!(&err, PlanError::CompilerCrashed { signal: 11, .. }),

@@ -14,7 +14,7 @@ pub struct PlanArgs {
     /// Registered experiment (`axle config --list`).
     #[arg(long, alias = "model", default_value = "llama-tiny")]
     pub experiment: String,
-    /// Target: tpu-v5e:2x2, tpu-v5e:4x4, tpu-v5p:2x2x1, tpu-v6e:8x8,
+    /// Target: tpu-v5e:2x2, tpu-v5e:4x4, tpu-v5p:2x2x1, tpu-v6e:2x2, tpu-v6e:8x8,
     /// tpu-v4:2x2x1, gpu-h100:N, gpu-h200:N, gpu-a100:N, or
     /// gpu-KIND:HOSTSxN (hosts × GPUs per host).
     #[arg(long)]
@@ -40,10 +40,12 @@ pub struct PlanArgs {
     #[arg(long)]
     pub json: Option<PathBuf>,
     /// Plan every data × fsdp (× model=2) mesh of the target's devices with
-    /// 1 and 2 micro-batches and rank those that fit by the compiler's
-    /// FLOPs per device times the micro-batch count (XLA's cost analysis
-    /// counts the accumulation loop's body once); peak bytes where it gives
-    /// no FLOPs. Not with --mesh or --json.
+    /// 1 and 2 micro-batches and remat none, dots and full, and rank those
+    /// that fit by the compiler's FLOPs per device times the micro-batch
+    /// count (XLA's cost analysis counts the accumulation loop's body once;
+    /// remat's recomputation is in the FLOPs); where it gives no FLOPs, by
+    /// remat policy (less recomputation first), then peak bytes. Not with
+    /// --mesh or --json.
     #[arg(long)]
     pub search: bool,
     /// Internal: compile this StableHLO file for --target (the child
@@ -53,6 +55,10 @@ pub struct PlanArgs {
     /// Internal: where the child writes its result.
     #[arg(long, hide = true)]
     pub child_report: Option<PathBuf>,
+    /// Internal: an XLA compiler option NAME=VALUE for the child's compile
+    /// (the mesh rule's, repeatable).
+    #[arg(long = "compile-child-option", hide = true, value_name = "NAME=VALUE")]
+    pub compile_child_options: Vec<String>,
 }
 
 /// The exit status of `axle plan` when the step does not fit (or, with
@@ -76,7 +82,12 @@ pub fn exit_status(verdict: &Verdict) -> i32 {
 /// with `--mesh` or `--json`.
 pub fn run_plan(args: PlanArgs) -> Result<i32, PlanError> {
     if let (Some(program), Some(report)) = (&args.compile_child, &args.child_report) {
-        super::child::run_child(&target(&args.target)?, program, report)?;
+        super::child::run_child(
+            &target(&args.target)?,
+            program,
+            report,
+            &args.compile_child_options,
+        )?;
         return Ok(0);
     }
     if args.search && args.mesh.is_some() {

@@ -27,6 +27,7 @@ pub use target::{Platform, Target, target, target_names};
 use crate::run::{RunError, RunOptions};
 use crate::train_step::{StepError, build_train_step};
 use axle_modules::BatchShape;
+use axle_partition::{CompilerOption, MeshSource};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
@@ -112,6 +113,22 @@ pub enum PlanError {
         /// What went wrong.
         message: String,
     },
+    /// The compile failed or crashed with a mesh rule's compiler options
+    /// set: names the rule and the option the compiler's message names
+    /// (else every option of the rule).
+    #[error(
+        "compiling for {target} with the compiler options of mesh rule `{rule}` failed; suspect option: {option}\n{source}"
+    )]
+    CompilerOption {
+        /// The target.
+        target: String,
+        /// The rule's pattern.
+        rule: String,
+        /// The option the compiler named (`name=value`), or all of them.
+        option: String,
+        /// The compiler's error.
+        source: Box<PlanError>,
+    },
     /// The child could not be started without a network.
     #[error("cannot isolate the compile: {0}")]
     Isolation(String),
@@ -176,6 +193,14 @@ pub struct PlanReport {
     pub mesh: String,
     /// Modifiers the mesh rule applied.
     pub mesh_modifiers: Vec<String>,
+    /// The pattern of the mesh rule that chose the mesh (`None` for an
+    /// explicit `--mesh`).
+    pub mesh_rule: Option<String>,
+    /// The pattern of the mesh rule whose compiler options were applied
+    /// (the first matching the target's devices, also with `--mesh`).
+    pub compiler_options_rule: Option<String>,
+    /// The XLA options the compile was given, `name=value`.
+    pub compiler_options: Vec<String>,
     /// Hosts the target's devices are on.
     pub hosts: usize,
     /// Device memory the compiler may use, bytes.
@@ -191,7 +216,13 @@ pub struct PlanReport {
 pub fn plan(options: &PlanOptions) -> Result<PlanReport, PlanError> {
     let target = target(&options.target)?;
     let program = lower_for(&options.run, &target)?;
-    let outcome = child::compile_in_child(&options.axle_exe, &target, &program.text)?;
+    let outcome = child::compile_in_child(
+        &options.axle_exe,
+        &target,
+        &program.text,
+        &program.compiler_options,
+    )
+    .map_err(|e| blame_options(e, &target, &program))?;
     let memory_limit = target.config_memory_bytes();
     let (compiled, verdict, memory_limit) = match outcome {
         ChildOutcome::Compiled(c) => {
@@ -204,10 +235,11 @@ pub fn plan(options: &PlanOptions) -> Result<PlanReport, PlanError> {
             memory_limit: limit,
         } => {
             if !is_out_of_memory(&message) {
-                return Err(PlanError::Compile {
-                    target: target.name,
+                let error = PlanError::Compile {
+                    target: target.name.clone(),
                     message,
-                });
+                };
+                return Err(blame_options(error, &target, &program));
             }
             let verdict = Verdict::ShortBy {
                 bytes: stated_shortfall(&message),
@@ -225,6 +257,13 @@ pub fn plan(options: &PlanOptions) -> Result<PlanReport, PlanError> {
         target: target.name,
         mesh: program.mesh,
         mesh_modifiers: program.mesh_modifiers,
+        mesh_rule: program.mesh_rule,
+        compiler_options_rule: program.compiler_options_rule,
+        compiler_options: program
+            .compiler_options
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
         hosts: target.hosts,
         memory_limit,
         compiled,
@@ -245,6 +284,47 @@ pub fn memory_verdict(compiled: &Compiled, limit: Option<u64>) -> Verdict {
     }
 }
 
+/// A compile error naming one of a mesh rule's compiler options, or a
+/// compiler crash with the rule's options set, as
+/// [`PlanError::CompilerOption`] naming the rule and the option (for a
+/// crash naming none, all of the rule's options); other errors as they are.
+fn blame_options(error: PlanError, target: &Target, program: &Lowered) -> PlanError {
+    let crashed = matches!(error, PlanError::CompilerCrashed { .. });
+    let failed = crashed || matches!(error, PlanError::Compile { .. } | PlanError::Child { .. });
+    let Some(rule) = program.compiler_options_rule.as_ref() else {
+        return error;
+    };
+    if !failed || program.compiler_options.is_empty() {
+        return error;
+    }
+    let text = error.to_string();
+    let named: Vec<String> = program
+        .compiler_options
+        .iter()
+        .filter(|o| text.contains(&o.name))
+        .map(ToString::to_string)
+        .collect();
+    if named.is_empty() && !crashed {
+        return error;
+    }
+    let option = if named.is_empty() {
+        program
+            .compiler_options
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(" ")
+    } else {
+        named.join(" ")
+    };
+    PlanError::CompilerOption {
+        target: target.name.clone(),
+        rule: rule.clone(),
+        option,
+        source: Box::new(error),
+    }
+}
+
 /// A train step lowered for a target.
 struct Lowered {
     experiment: String,
@@ -252,13 +332,17 @@ struct Lowered {
     seq_len: usize,
     mesh: String,
     mesh_modifiers: Vec<String>,
+    mesh_rule: Option<String>,
+    compiler_options_rule: Option<String>,
+    compiler_options: Vec<CompilerOption>,
     text: String,
 }
 
 /// The experiment's train step as StableHLO for the target's devices.
 fn lower_for(run: &RunOptions, target: &Target) -> Result<Lowered, PlanError> {
-    let (config, mesh, mesh_modifiers) =
+    let (config, choice) =
         run.resolve_for_devices(target.platform.name(), target.device_kind, target.devices)?;
+    let mesh = choice.mesh;
     check_mesh_size(&mesh.to_string(), mesh.size(), target)?;
     let model = config.model.build().map_err(RunError::from)?;
     let shape = BatchShape {
@@ -280,7 +364,13 @@ fn lower_for(run: &RunOptions, target: &Target) -> Result<Lowered, PlanError> {
         batch_size: shape.batch_size,
         seq_len: shape.seq_len,
         mesh: mesh.to_string(),
-        mesh_modifiers,
+        mesh_modifiers: choice.modifiers,
+        mesh_rule: match choice.source {
+            MeshSource::Rule { pattern, .. } => Some(pattern),
+            MeshSource::Explicit => None,
+        },
+        compiler_options_rule: choice.compiler_options_rule,
+        compiler_options: choice.compiler_options,
         text: step.function.to_stablehlo(),
     })
 }
@@ -445,6 +535,65 @@ mod tests {
                 "{err}"
             );
         }
+    }
+
+    #[test]
+    fn a_compile_error_with_rule_options_names_the_rule_and_the_option() {
+        let program = Lowered {
+            experiment: "llama-tiny".into(),
+            batch_size: 8,
+            seq_len: 128,
+            mesh: "fsdp=4".into(),
+            mesh_modifiers: vec![],
+            mesh_rule: Some("tpu-v6e-*".into()),
+            compiler_options_rule: Some("tpu-v6e-*".into()),
+            compiler_options: vec![
+                CompilerOption::new("tpu-v6e-*", "xla_tpu_a", "true").unwrap(),
+                CompilerOption::new("tpu-v6e-*", "xla_tpu_b", "1").unwrap(),
+            ],
+            text: String::new(),
+        };
+        let v6e = target("tpu-v6e:2x2").unwrap();
+        // libtpu's message for an unknown option (measured).
+        let compile = |message: &str| PlanError::Compile {
+            target: v6e.name.clone(),
+            message: message.into(),
+        };
+        let err = blame_options(
+            compile("PJRT_Compile failed (INVALID_ARGUMENT): No such compile option: 'xla_tpu_b'"),
+            &v6e,
+            &program,
+        )
+        .to_string();
+        assert!(
+            err.contains("mesh rule `tpu-v6e-*`")
+                && err.contains("suspect option: xla_tpu_b=1\n")
+                && err.contains("No such compile option"),
+            "{err}"
+        );
+        // A crash naming no option blames all of them.
+        let crash = PlanError::CompilerCrashed {
+            target: v6e.name.clone(),
+            signal: 6,
+            stderr: "abort".into(),
+        };
+        let err = blame_options(crash, &v6e, &program).to_string();
+        assert!(err.contains("xla_tpu_a=true xla_tpu_b=1"), "{err}");
+        // A compile error naming no option is not blamed on them (libtpu's
+        // lockfile error, for one).
+        assert!(matches!(
+            blame_options(compile("libtpu multi-process lockfile"), &v6e, &program),
+            PlanError::Compile { .. }
+        ));
+        // Without rule options an error stays as it is.
+        let plain = Lowered {
+            compiler_options: vec![],
+            ..program
+        };
+        assert!(matches!(
+            blame_options(compile("bad"), &v6e, &plain),
+            PlanError::Compile { .. }
+        ));
     }
 
     #[test]

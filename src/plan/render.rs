@@ -46,6 +46,19 @@ pub fn render_report(report: &PlanReport) -> String {
     );
     let _ = writeln!(
         out,
+        "mesh rule: {}; compiler options{}: {}",
+        report
+            .mesh_rule
+            .as_deref()
+            .map_or("none (explicit mesh)".to_string(), |p| format!("`{p}`")),
+        report
+            .compiler_options_rule
+            .as_deref()
+            .map_or(String::new(), |p| format!(" of rule `{p}`")),
+        list_or_none(&report.compiler_options)
+    );
+    let _ = writeln!(
+        out,
         "batch size {}, seq len {}, modifiers: {}, overrides: {}",
         report.batch_size,
         report.seq_len,

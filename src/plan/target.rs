@@ -50,6 +50,7 @@ const TPUS: &[(&str, &str, usize, usize, &str)] = &[
     ("tpu-v5e:2x2", "v5e:2x2", 4, 1, "TPU v5 lite"),
     ("tpu-v5e:4x4", "v5e:4x4", 16, 4, "TPU v5 lite"),
     ("tpu-v5p:2x2x1", "v5p:2x2x1", 4, 1, "TPU v5"),
+    ("tpu-v6e:2x2", "v6e:2x2", 4, 1, "TPU v6 lite"),
     ("tpu-v6e:8x8", "v6e:8x8", 64, 16, "TPU v6 lite"),
     ("tpu-v4:2x2x1", "v4:2x2x1", 8, 1, "TPU v4"),
 ];

@@ -153,11 +153,9 @@ impl RunOptions {
     /// The experiment's config (`hf:DIR` names the Hugging Face model in
     /// `DIR`, see [`crate::hf::experiment`]) after the mesh rule's modifiers, this run's
     /// modifiers and overrides, and the batch size / sequence length
-    /// options; with the mesh and the mesh rule's modifiers.
-    pub fn resolve(
-        &self,
-        client: &Client,
-    ) -> Result<(ExperimentConfig, Mesh, Vec<String>), RunError> {
+    /// options; with the mesh rules' choice (mesh, modifiers, compiler
+    /// options).
+    pub fn resolve(&self, client: &Client) -> Result<(ExperimentConfig, MeshChoice), RunError> {
         let name = self.experiment.as_deref().unwrap_or(DEFAULT_EXPERIMENT);
         let exp = match name.strip_prefix(crate::hf::HF_PREFIX) {
             Some(dir) => crate::hf::experiment(Path::new(dir))?,
@@ -172,7 +170,7 @@ impl RunOptions {
         &self,
         exp: Experiment,
         client: &Client,
-    ) -> Result<(ExperimentConfig, Mesh, Vec<String>), RunError> {
+    ) -> Result<(ExperimentConfig, MeshChoice), RunError> {
         let choice = self.choose_mesh(client, &exp.mesh_rules)?;
         self.apply_config(exp.config, choice)
     }
@@ -183,7 +181,7 @@ impl RunOptions {
         &self,
         mut config: ExperimentConfig,
         choice: MeshChoice,
-    ) -> Result<(ExperimentConfig, Mesh, Vec<String>), RunError> {
+    ) -> Result<(ExperimentConfig, MeshChoice), RunError> {
         for m in choice.modifiers.iter().chain(&self.modifiers) {
             apply_modifier(&mut config, m).map_err(RunError::Modifier)?;
         }
@@ -194,20 +192,21 @@ impl RunOptions {
         if let Some(s) = self.seq_len {
             config.input.seq_len = s;
         }
-        Ok((config, choice.mesh, choice.modifiers))
+        Ok((config, choice))
     }
 
     /// Resolves the experiment, modifiers, overrides, plugin, client, mesh
     /// and data.
     pub fn setup(&self) -> Result<Setup, RunError> {
         let client = self.client()?;
-        let (config, mesh, mesh_modifiers) = self.resolve(&client)?;
-        self.setup_from(config, client, mesh, mesh_modifiers)
+        let (config, choice) = self.resolve(&client)?;
+        self.setup_from(config, client, choice)
     }
 
-    /// A setup for a model built in code: the client, mesh (explicit, or
-    /// the default mesh rules') and data (`self.data`, or `task`) come from
-    /// these options, as for a registered experiment.
+    /// A setup for a model built in code: the client (with the compiler
+    /// options of the default mesh rule for its devices), mesh (explicit,
+    /// or the default mesh rules') and data (`self.data`, or `task`) come
+    /// from these options, as for a registered experiment.
     pub fn setup_model(
         &self,
         name: &str,
@@ -217,7 +216,9 @@ impl RunOptions {
         task: &SyntheticTask,
     ) -> Result<Setup, RunError> {
         let client = self.client()?;
-        let mesh = self.choose_mesh(&client, &MeshRules::default())?.mesh;
+        let choice = self.choose_mesh(&client, &MeshRules::default())?;
+        let client = crate::compiler_options::apply_to_client(client, &choice);
+        let mesh = choice.mesh;
         let inputs = model.input_specs(&shape)?;
         let source = open_source(self.data.as_deref(), &inputs, task, self.seed)?;
         Ok(Setup::new(
@@ -264,7 +265,7 @@ impl RunOptions {
         platform: &str,
         device_kind: &str,
         num_devices: usize,
-    ) -> Result<(ExperimentConfig, Mesh, Vec<String>), RunError> {
+    ) -> Result<(ExperimentConfig, MeshChoice), RunError> {
         let name = self.experiment.as_deref().unwrap_or(DEFAULT_EXPERIMENT);
         let exp = experiment(name)?;
         let choice = self.choose_mesh_for(platform, device_kind, num_devices, &exp.mesh_rules)?;
@@ -275,9 +276,10 @@ impl RunOptions {
         &self,
         config: ExperimentConfig,
         client: Client,
-        mesh: Mesh,
-        mesh_modifiers: Vec<String>,
+        choice: MeshChoice,
     ) -> Result<Setup, RunError> {
+        let client = crate::compiler_options::apply_to_client(client, &choice);
+        let (mesh, mesh_modifiers) = (choice.mesh, choice.modifiers);
         let model = config.model.build()?;
         let shape = BatchShape {
             batch_size: config.input.batch_size,

@@ -1,0 +1,69 @@
+//! The XLA compiler options a mesh rule gives for its hardware (AXLearn's
+//! `compiler_options.default_xla_options` per instance type), as the
+//! runtime's compile-option overrides: applied to every compile of a run on
+//! that hardware (`axle train`, `eval`) and to `axle plan`'s compile for a
+//! target.
+
+use axle_partition::{CompilerOption, MeshChoice};
+use axle_runtime::{Client, OverrideValue};
+
+/// The options as compile-option overrides, each value typed by
+/// [`override_value`].
+pub fn overrides(options: &[CompilerOption]) -> Vec<(String, OverrideValue)> {
+    options
+        .iter()
+        .map(|o| (o.name.clone(), override_value(&o.value)))
+        .collect()
+}
+
+/// A compiler option's text as the override JAX would send for the same
+/// Python value: `true`/`false` a bool, a whole number an integer, anything
+/// else a string (`ENABLED`). The type matters: XLA's debug options refuse
+/// a string for a bool field ("'false' is not a valid bool value", the
+/// CUDA plugin of jax 0.11.2), while libtpu takes its own flags either way.
+pub fn override_value(text: &str) -> OverrideValue {
+    match text {
+        "true" => OverrideValue::Bool(true),
+        "false" => OverrideValue::Bool(false),
+        _ => text.parse::<i64>().map_or_else(
+            |_| OverrideValue::String(text.to_string()),
+            OverrideValue::Int,
+        ),
+    }
+}
+
+/// `client` with the compiler options of `choice` as its compile defaults
+/// ([`Client::with_compile_defaults`]); says on stderr which rule gave
+/// them when there are any.
+pub fn apply_to_client(client: Client, choice: &MeshChoice) -> Client {
+    if choice.compiler_options.is_empty() {
+        return client;
+    }
+    eprintln!(
+        "compiler options of mesh rule `{}`: {}",
+        choice.compiler_options_rule.as_deref().unwrap_or_default(),
+        choice
+            .compiler_options
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    client.with_compile_defaults(overrides(&choice.compiler_options))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_are_typed_as_jax_types_them() {
+        assert_eq!(override_value("true"), OverrideValue::Bool(true));
+        assert_eq!(override_value("false"), OverrideValue::Bool(false));
+        assert_eq!(override_value("98304"), OverrideValue::Int(98304));
+        assert_eq!(
+            override_value("ENABLED"),
+            OverrideValue::String("ENABLED".into())
+        );
+    }
+}
