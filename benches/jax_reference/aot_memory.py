@@ -75,6 +75,7 @@ def parse_args():
                         "converting the predicate (convert); none: not at all (default)")
     p.add_argument("--from-json", action="store_true",
                    help="compile nothing: tabulate the JSON files an earlier run left in --workdir")
+    p.add_argument("--plan-json", help=argparse.SUPPRESS)
     p.add_argument("--jax-child", nargs=2, metavar=("TARGET", "MESH"), help=argparse.SUPPRESS)
     return p.parse_args()
 
@@ -126,9 +127,9 @@ def jax_compile(args, target, mesh_text):
         topology = topologies.get_topology_desc(
             "cuda", platform="cuda", target_config=config, topology=f"1x1x{int(count)}")
     axes = [(a, int(n)) for a, n in (kv.split("=") for kv in mesh_text.split(","))]
-    # Mesh device p is topology device p: partition p runs on device p, the default axle's
-    # compile options rely on; JAX passes that device assignment explicitly (on libtpu it
-    # changes the partitioning: compile_stablehlo.py, docs/benchmarks.md).
+    # Mesh device p is topology device p: partition p runs on device p, the device assignment
+    # both JAX and `axle plan` pass (on libtpu it changes the partitioning: compile_stablehlo.py,
+    # docs/benchmarks.md).
     devices = np.array(topology.devices).reshape([n for _, n in axes])
     mesh = Mesh(devices, tuple(a for a, _ in axes))
 
@@ -174,8 +175,13 @@ def jax_compile(args, target, mesh_text):
             raise SystemExit(f"{checkpoint}: parameter {name} is {dtype}, the JAX step assumes F32")
     f32 = {n: jax.ShapeDtypeStruct(shapes[n][0], jnp.float32) for n in names}
     ids = jax.ShapeDtypeStruct((bench["batch_size"], bench["seq_len"]), jnp.int32)
+    # The XLA options axle's mesh rule gave its compile (`name=value`), typed as JAX types them.
+    with open(args.plan_json) as f:
+        options = dict(o.split("=", 1) for o in json.load(f)["compiler_options"])
+    typed = {n: {"true": True, "false": False}.get(v, int(v) if v.lstrip("-").isdigit() else v)
+             for n, v in options.items()}
     compiled = jitted.lower(f32, f32, f32, jax.ShapeDtypeStruct((), jnp.int32), ids, ids,
-                            jax.ShapeDtypeStruct((2,), jnp.int64)).compile()
+                            jax.ShapeDtypeStruct((2,), jnp.int64)).compile(typed or None)
     stats = compiled.memory_analysis()
     hlo = compiled.as_text()
     collectives = {}
@@ -192,6 +198,7 @@ def jax_compile(args, target, mesh_text):
         "generated_code": stats.generated_code_size_in_bytes,
         "plugin_peak": stats.peak_memory_in_bytes,
         "collectives": collectives,
+        "compiler_options": sorted(options),
     }))
 
 
@@ -232,7 +239,7 @@ def compile_both(args, target, mesh_text, plan_json, jax_json):
     cuda = ["--cuda-plugin", args.cuda_plugin] if args.cuda_plugin else []
     child = run(["unshare", "--net", sys.executable, os.path.abspath(__file__), "--axle", args.axle,
                  "--workdir", args.workdir, *cuda, "--finite-check", args.finite_check,
-                 "--jax-child", target, mesh_text], env=env)
+                 "--plan-json", plan_json, "--jax-child", target, mesh_text], env=env)
     with open(jax_json, "w") as f:
         f.write(child.stdout.strip().splitlines()[-1])
 
