@@ -3,12 +3,17 @@
 //! registered experiments ([`RunOptions::setup`]) and for any model
 //! ([`Setup::new`]).
 
+mod device_memory;
 mod eval;
 pub(crate) mod record;
 mod setup;
 mod train_loop;
 mod watchdog;
 
+pub use device_memory::{
+    DEVICE_MEMORY_LIMIT_ENV, MemoryLimit, check_device_memory, device_bytes_needed,
+    device_memory_limit,
+};
 pub use eval::{EvalReport, Evaluation, evaluate, evaluate_trainer};
 pub use record::{CONFIG as RECORDED_CONFIG, EXPERIMENT as RECORDED_EXPERIMENT, experiment_record};
 pub use setup::{Setup, open_source};
@@ -56,8 +61,11 @@ pub struct RunOptions {
     pub batch_size: Option<usize>,
     /// Sequence length (`input.seq_len` of the experiment when `None`).
     pub seq_len: Option<usize>,
-    /// Seed of initialisation, data order, synthetic task and dropout.
-    pub seed: u64,
+    /// Seed of initialisation, data order, synthetic task and dropout
+    /// ([`RunOptions::seed`]): 0 for a fresh run when `None`, the
+    /// checkpoint's on resume. A resume or evaluation given a seed other
+    /// than the checkpoint's is refused ([`RunError::Mismatch`]).
+    pub seed: Option<u64>,
     /// Where checkpoints go; none are written when `None`.
     pub checkpoint_dir: Option<PathBuf>,
     /// Save every this many steps (and at the end).
@@ -113,7 +121,7 @@ impl Default for RunOptions {
             steps: 300,
             batch_size: None,
             seq_len: None,
-            seed: 0,
+            seed: None,
             checkpoint_dir: None,
             checkpoint_every: 100,
             keep: 3,
@@ -132,12 +140,27 @@ impl Default for RunOptions {
     }
 }
 
+impl RunOptions {
+    /// The seed of a run that resumes nothing: [`RunOptions::seed`], or 0.
+    pub fn seed(&self) -> u64 {
+        self.seed.unwrap_or(0)
+    }
+}
+
 /// The step timeout of [`RunOptions::default`]: one hour, far above any
 /// step that is not hung.
 pub const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// Bytes in a GiB, for messages.
 const GIB: f64 = (1u64 << 30) as f64;
+
+/// `bytes` for messages: exact, and in MiB.
+fn show_bytes(bytes: i64) -> String {
+    format!(
+        "{bytes} bytes ({:.1} MiB)",
+        bytes as f64 / (1u64 << 20) as f64
+    )
+}
 
 /// A run failed; the message names what is at fault.
 #[derive(Debug, thiserror::Error)]
@@ -160,6 +183,37 @@ pub enum RunError {
         needed: u64,
         /// Bytes available (`MemAvailable`).
         available: u64,
+    },
+    /// The compiled train step needs more memory on one device than the
+    /// device has (XLA's compiled memory stats against the limit of
+    /// [`device_memory_limit`]); found after compiling, before anything is
+    /// placed on the devices.
+    #[error(
+        "{experiment} on mesh {mesh}: the compiled train step needs {} per device \
+         (XLA: arguments {} + outputs {} - aliased {} + temporaries {}), more than the {} \
+         of {limit_from}; nothing was placed on the devices. `axle plan` shows which meshes fit; \
+         rematerialization (--modifier remat=full) or sharding the parameters and \
+         optimizer state (an fsdp mesh axis, --mesh fsdp=N) lower the need",
+        show_bytes(*needed as i64),
+        show_bytes(stats.arguments),
+        show_bytes(stats.outputs),
+        show_bytes(stats.alias),
+        show_bytes(stats.temp),
+        show_bytes(*limit as i64)
+    )]
+    DeviceMemory {
+        /// The experiment (or the name of a model built in code).
+        experiment: String,
+        /// The mesh.
+        mesh: String,
+        /// Bytes one device needs ([`device_bytes_needed`]).
+        needed: u64,
+        /// XLA's compiled memory stats of the train step, per device.
+        stats: axle_runtime::MemoryStats,
+        /// Bytes one device may use.
+        limit: u64,
+        /// Where the limit came from.
+        limit_from: String,
     },
     /// A loop option that cannot work (zero checkpoints kept, zero
     /// evaluation batches, `resume` without a checkpoint directory).
