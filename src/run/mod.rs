@@ -190,11 +190,13 @@ pub enum RunError {
     /// placed on the devices.
     #[error(
         "{experiment} on mesh {mesh}: the compiled train step needs {} per device \
-         (XLA: arguments {} + outputs {} - aliased {} + temporaries {}), more than the {} \
+         (XLA's compiled memory stats: peak {}, arguments {}, outputs {}, aliased {}, \
+         temporaries {}), more than the {} \
          of {limit_from}; nothing was placed on the devices. `axle plan` shows which meshes fit; \
          rematerialization (--modifier remat=full) or sharding the parameters and \
          optimizer state (an fsdp mesh axis, --mesh fsdp=N) lower the need",
         show_bytes(*needed as i64),
+        show_bytes(stats.peak),
         show_bytes(stats.arguments),
         show_bytes(stats.outputs),
         show_bytes(stats.alias),
