@@ -106,8 +106,9 @@ fn resuming_on_other_data_is_refused() {
 }
 
 /// A seed given with `--resume` must be the checkpoint's (it orders the
-/// data and draws the dropout): another is refused naming both, the same
-/// one continues the run as a bare resume does, bitwise.
+/// data and draws the dropout): another is refused naming both, by
+/// evaluation too, as another batch size is; the same seed continues the
+/// run as a bare resume does, bitwise.
 #[test]
 fn resuming_with_another_seed_is_refused_the_same_seed_accepted() {
     let tmp = tempfile::tempdir().unwrap();
@@ -126,6 +127,18 @@ fn resuming_with_another_seed_is_refused_the_same_seed_accepted() {
     );
     let err = axle::run::evaluate(&other, None).unwrap_err();
     assert!(err.to_string().contains("seed = 8"), "{err}");
+    // The batch size too is the recorded one's or refused, naming both.
+    let wider = RunOptions {
+        batch_size: Some(8),
+        ..bare_resume(tmp.path(), 4)
+    };
+    let err = train(&wider, |_| {}).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("checkpoint: input.batch_size = 4")
+            && text.contains("this run:   input.batch_size = 8"),
+        "{text}"
+    );
     let same = RunOptions {
         seed: Some(7),
         ..bare_resume(tmp.path(), 4)
