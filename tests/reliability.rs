@@ -335,15 +335,10 @@ fn a_step_too_large_for_device_memory_is_refused_before_placing_anything() {
     let mut setup = options.setup().unwrap();
     setup.device_memory_limit = Some(1 << 10);
     let err = train_setup(&setup, &options, |_| {}).unwrap_err();
-    let RunError::DeviceMemory {
-        needed,
-        stats,
-        limit,
-        ..
-    } = &err
-    else {
+    let RunError::DeviceMemory(shortfall) = &err else {
         panic!("{err}");
     };
+    let (needed, stats, limit) = (&shortfall.needed, &shortfall.stats, &shortfall.limit);
     assert_eq!(*limit, 1 << 10);
     let params: u64 = setup
         .model

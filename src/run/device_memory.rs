@@ -11,6 +11,48 @@ use axle_runtime::{Client, Executable, MemoryStats};
 /// another job holds memory), or to try a smaller device's budget.
 pub const DEVICE_MEMORY_LIMIT_ENV: &str = "AXLE_DEVICE_MEMORY_LIMIT";
 
+/// A compiled train step that needs more memory on one device than the
+/// device has (XLA's compiled memory stats against the limit of
+/// [`device_memory_limit`]).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{experiment} on mesh {mesh}: the compiled train step needs {} per device \
+     (XLA's compiled memory stats: peak {}, arguments {}, outputs {}, aliased {}, \
+     temporaries {}), more than the {} of {limit_from}; nothing was placed on the devices. \
+     `axle plan` shows which meshes fit; rematerialization (--modifier remat=full) or \
+     sharding the parameters and optimizer state (an fsdp mesh axis, --mesh fsdp=N) \
+     lower the need",
+    show_bytes(*needed as i64),
+    show_bytes(stats.peak),
+    show_bytes(stats.arguments),
+    show_bytes(stats.outputs),
+    show_bytes(stats.alias),
+    show_bytes(stats.temp),
+    show_bytes(*limit as i64)
+)]
+pub struct DeviceMemoryShortfall {
+    /// The experiment (or the name of a model built in code).
+    pub experiment: String,
+    /// The mesh.
+    pub mesh: String,
+    /// Bytes one device needs ([`device_bytes_needed`]).
+    pub needed: u64,
+    /// XLA's compiled memory stats of the train step, per device.
+    pub stats: MemoryStats,
+    /// Bytes one device may use.
+    pub limit: u64,
+    /// Where the limit came from.
+    pub limit_from: String,
+}
+
+/// `bytes` for messages: exact, and in MiB.
+fn show_bytes(bytes: i64) -> String {
+    format!(
+        "{bytes} bytes ({:.1} MiB)",
+        bytes as f64 / (1u64 << 20) as f64
+    )
+}
+
 /// A per-device memory budget and where it came from.
 #[derive(Clone, Debug, PartialEq)]
 pub struct MemoryLimit {
@@ -93,7 +135,7 @@ pub fn device_bytes_needed(stats: &MemoryStats) -> u64 {
 /// `mesh` (`mesh_size` devices), when one device needs more than `limit`
 /// ([`device_memory_limit`]). Passes when the plugin reports no memory
 /// stats or no limit is known. Errors: [`RunError::DeviceMemory`] with the
-/// sizes; the runtime's errors.
+/// sizes ([`DeviceMemoryShortfall`]); the runtime's errors.
 pub fn check_device_memory(
     train: &Executable,
     experiment: &str,
@@ -107,12 +149,12 @@ pub fn check_device_memory(
     if needed <= limit.bytes {
         return Ok(());
     }
-    Err(RunError::DeviceMemory {
+    Err(RunError::DeviceMemory(Box::new(DeviceMemoryShortfall {
         experiment: experiment.to_string(),
         mesh: mesh.to_string(),
         needed,
         stats,
         limit: limit.bytes,
         limit_from: limit.source,
-    })
+    })))
 }

@@ -11,8 +11,8 @@ mod train_loop;
 mod watchdog;
 
 pub use device_memory::{
-    DEVICE_MEMORY_LIMIT_ENV, MemoryLimit, check_device_memory, device_bytes_needed,
-    device_memory_limit,
+    DEVICE_MEMORY_LIMIT_ENV, DeviceMemoryShortfall, MemoryLimit, check_device_memory,
+    device_bytes_needed, device_memory_limit,
 };
 pub use eval::{EvalReport, Evaluation, evaluate, evaluate_trainer};
 pub use record::{CONFIG as RECORDED_CONFIG, EXPERIMENT as RECORDED_EXPERIMENT, experiment_record};
@@ -154,14 +154,6 @@ pub const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(3600);
 /// Bytes in a GiB, for messages.
 const GIB: f64 = (1u64 << 30) as f64;
 
-/// `bytes` for messages: exact, and in MiB.
-fn show_bytes(bytes: i64) -> String {
-    format!(
-        "{bytes} bytes ({:.1} MiB)",
-        bytes as f64 / (1u64 << 20) as f64
-    )
-}
-
 /// A run failed; the message names what is at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -185,38 +177,11 @@ pub enum RunError {
         available: u64,
     },
     /// The compiled train step needs more memory on one device than the
-    /// device has (XLA's compiled memory stats against the limit of
-    /// [`device_memory_limit`]); found after compiling, before anything is
-    /// placed on the devices.
-    #[error(
-        "{experiment} on mesh {mesh}: the compiled train step needs {} per device \
-         (XLA's compiled memory stats: peak {}, arguments {}, outputs {}, aliased {}, \
-         temporaries {}), more than the {} \
-         of {limit_from}; nothing was placed on the devices. `axle plan` shows which meshes fit; \
-         rematerialization (--modifier remat=full) or sharding the parameters and \
-         optimizer state (an fsdp mesh axis, --mesh fsdp=N) lower the need",
-        show_bytes(*needed as i64),
-        show_bytes(stats.peak),
-        show_bytes(stats.arguments),
-        show_bytes(stats.outputs),
-        show_bytes(stats.alias),
-        show_bytes(stats.temp),
-        show_bytes(*limit as i64)
-    )]
-    DeviceMemory {
-        /// The experiment (or the name of a model built in code).
-        experiment: String,
-        /// The mesh.
-        mesh: String,
-        /// Bytes one device needs ([`device_bytes_needed`]).
-        needed: u64,
-        /// XLA's compiled memory stats of the train step, per device.
-        stats: axle_runtime::MemoryStats,
-        /// Bytes one device may use.
-        limit: u64,
-        /// Where the limit came from.
-        limit_from: String,
-    },
+    /// device has; found after compiling, before anything is placed on the
+    /// devices (boxed: the sizes would make every `Result` of this error
+    /// large).
+    #[error(transparent)]
+    DeviceMemory(Box<DeviceMemoryShortfall>),
     /// A loop option that cannot work (zero checkpoints kept, zero
     /// evaluation batches, `resume` without a checkpoint directory).
     #[error("{0}")]
