@@ -632,8 +632,14 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 .into());
             }
             for (step, path) in found {
-                match axle::checkpoint::load(&path) {
-                    Ok(_) => println!("{}  step {step}  ok", path.display()),
+                match axle::checkpoint::verify(&path) {
+                    Ok(axle::checkpoint::Contents::Complete) => {
+                        println!("{}  step {step}  ok", path.display())
+                    }
+                    Ok(axle::checkpoint::Contents::ParamsOnly) => println!(
+                        "{}  step {step}  ok, parameters only (evaluates, does not resume)",
+                        path.display()
+                    ),
                     Err(e) => {
                         damaged += 1;
                         println!("{}  step {step}  DAMAGED: {e}", path.display());

@@ -151,8 +151,9 @@ fn resuming_with_another_seed_is_refused_the_same_seed_accepted() {
 /// optimizer state file deleted it gives the loss the training run's own
 /// evaluation of the same parameters gave, exactly (the same compiled
 /// program on the same f32 parameters and batches). Resuming from that
-/// checkpoint is refused, naming it; a damaged parameter file is still
-/// refused by evaluation.
+/// checkpoint is refused, naming it; `axle checkpoints` lists it as
+/// parameters only; a damaged parameter file is still refused by
+/// evaluation.
 #[test]
 fn evaluation_needs_no_optimizer_state_and_resuming_does() {
     let tmp = tempfile::tempdir().unwrap();
@@ -177,6 +178,15 @@ fn evaluation_needs_no_optimizer_state_and_resuming_does() {
         text.contains("holds no optimizer state") && text.contains(&*latest.to_string_lossy()),
         "{text}"
     );
+
+    let listed = std::process::Command::new(env!("CARGO_BIN_EXE_axle"))
+        .args(["checkpoints", "--checkpoint-dir"])
+        .arg(tmp.path().join("ckpt"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&listed.stdout);
+    assert!(listed.status.success(), "{stdout}");
+    assert!(stdout.contains("step 2  ok, parameters only"), "{stdout}");
 
     let params = latest.join("params.safetensors");
     let mut bytes = std::fs::read(&params).unwrap();

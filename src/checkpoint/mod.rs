@@ -433,6 +433,30 @@ pub fn load_params(dir: &Path) -> Result<Checkpoint, CheckpointError> {
     })
 }
 
+/// What [`verify`] found a checkpoint to hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Contents {
+    /// Parameters and optimizer state: it resumes, evaluates and exports.
+    Complete,
+    /// Parameters only (`opt_state.safetensors` absent): it evaluates and
+    /// exports, but does not resume.
+    ParamsOnly,
+}
+
+/// Reads the checkpoint in `dir` and checks every file present against its
+/// checksum, as `axle checkpoints` does; a checkpoint without optimizer
+/// state is [`Contents::ParamsOnly`], not an error. Errors: those of
+/// [`load_params`] and [`load`].
+pub fn verify(dir: &Path) -> Result<Contents, CheckpointError> {
+    match load(dir) {
+        Ok(_) => Ok(Contents::Complete),
+        Err(CheckpointError::NoOptimizerState { .. }) => {
+            load_params(dir).map(|_| Contents::ParamsOnly)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// The tensors of `file` in the checkpoint `dir`, after checking the
 /// file's CRC-32 against the one `meta` recorded.
 fn read_tensors(dir: &Path, meta: &MetaFile, file: &str) -> Result<Tensors, CheckpointError> {
