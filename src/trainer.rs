@@ -300,10 +300,11 @@ impl Trainer {
     }
 
     /// Replaces the parameters with a checkpoint's, keeping the optimizer
-    /// state: for evaluation and generation, which read parameters only
-    /// (a checkpoint from [`crate::checkpoint::load_params`], whose
-    /// optimizer state is empty). Converts stack layouts as
-    /// [`Trainer::restore`] does.
+    /// state: for evaluation, which reads parameters only (a checkpoint
+    /// from [`crate::checkpoint::load_params`], whose optimizer state is
+    /// empty). Converts stack layouts as [`Trainer::restore`] does. Errors:
+    /// [`TrainError::Checkpoint`] naming a missing, extra or misshapen
+    /// parameter.
     pub fn restore_params(&mut self, checkpoint: &Checkpoint) -> Result<(), TrainError> {
         let num_params = self.step.param_specs.len();
         let expected: Vec<(String, Vec<usize>)> = self.step.args[..num_params]
