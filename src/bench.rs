@@ -262,7 +262,12 @@ pub fn run_bench(options: &BenchOptions) -> Result<BenchReport, BenchError> {
     };
     let mut matmul_times = Vec::new();
     let total = options.warmup + options.steps;
-    let mut loader = Loader::new(setup.source.as_ref(), Split::Train, batch, options.run.seed);
+    let mut loader = Loader::new(
+        setup.source.as_ref(),
+        Split::Train,
+        batch,
+        options.run.seed(),
+    );
     let batches: Vec<HostBatch> = (0..total).map(|_| loader.next_batch()).collect();
 
     let mut reports = Vec::new();
@@ -298,17 +303,22 @@ pub fn run_bench(options: &BenchOptions) -> Result<BenchReport, BenchError> {
             generated_code: m.generated_code,
             peak: m.arguments + m.outputs - m.alias + m.temp,
         });
-        let mut trainer =
-            Trainer::from_compiled(client, setup.model.as_ref(), step, train, options.run.seed)?;
+        let mut trainer = Trainer::from_compiled(
+            client,
+            setup.model.as_ref(),
+            step,
+            train,
+            options.run.seed(),
+        )?;
         if let Some(dir) = &options.export_dir {
-            export(dir, &trainer, &batches, i == 0, options.run.seed)?;
+            export(dir, &trainer, &batches, i == 0, options.run.seed())?;
         }
         let mut losses = Vec::new();
         let mut times = Vec::new();
         let mut matmuls = Vec::new();
         for (n, host) in batches.iter().enumerate() {
             let start = Instant::now();
-            let metrics = trainer.step(host, options.run.seed)?;
+            let metrics = trainer.step(host, options.run.seed())?;
             if n >= options.warmup {
                 times.push(start.elapsed().as_secs_f64());
                 if let Some(probe) = &probe {

@@ -372,9 +372,10 @@ struct ModelArgs {
     /// Sequence length (the experiment's input.seq_len when absent).
     #[arg(long)]
     seq_len: Option<usize>,
-    /// Seed of initialisation, data order and dropout.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
+    /// Seed of initialisation, data order and dropout (0 when absent; a resume or
+    /// evaluation takes the checkpoint's, and refuses another).
+    #[arg(long)]
+    seed: Option<u64>,
 }
 
 impl ModelArgs {
@@ -640,7 +641,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                     cpu_devices: bench.cpu_devices,
                     batch_size: bench.batch_size,
                     seq_len: bench.seq_len,
-                    seed: bench.seed,
+                    seed: Some(bench.seed),
                     peak_flops: bench.peak_flops,
                     ..RunOptions::default()
                 },
@@ -670,8 +671,14 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 .into());
             }
             for (step, path) in found {
-                match axle::checkpoint::load(&path) {
-                    Ok(_) => println!("{}  step {step}  ok", path.display()),
+                match axle::checkpoint::verify(&path) {
+                    Ok(axle::checkpoint::Contents::Complete) => {
+                        println!("{}  step {step}  ok", path.display())
+                    }
+                    Ok(axle::checkpoint::Contents::ParamsOnly) => println!(
+                        "{}  step {step}  ok, parameters only (evaluates, does not resume)",
+                        path.display()
+                    ),
                     Err(e) => {
                         damaged += 1;
                         println!("{}  step {step}  DAMAGED: {e}", path.display());

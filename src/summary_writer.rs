@@ -21,10 +21,27 @@
 //! `Event { wall_time = 1 (double, seconds since the Unix epoch), step = 2
 //! (int64), file_version = 3 (string), summary = 5 (Summary) }`,
 //! `Summary { value = 1 (repeated Value) }`, `Value { tag = 1 (string),
-//! simple_value = 2 (float) }`. `file_version` and `summary` are members of
-//! a oneof, and `simple_value` of another; encoding them as proto3 optional
-//! fields gives the same bytes. The first event of a file carries only
-//! `file_version = "brain.Event:2"`, as TensorFlow's `EventsWriter` writes it.
+//! simple_value = 2 (float) }`, and `Event.session_log = 7 (SessionLog
+//! { status = 1 (enum, START = 1) })`. `file_version`, `summary` and
+//! `session_log` are members of a oneof, and `simple_value` of another;
+//! encoding them as proto3 optional fields gives the same bytes. The first
+//! event of a file carries only `file_version = "brain.Event:2"`, as
+//! TensorFlow's `EventsWriter` writes it.
+//!
+//! # Resumed runs
+//!
+//! A run resumed from a checkpoint at step `s` writes a new file in the same
+//! directory, whose first event after the version is a
+//! `SessionLog { status: START }` at step `s + 1`
+//! ([`SummaryWriter::session_start`]). TensorBoard's `EventAccumulator`,
+//! with `purge_orphaned_data` (its default), drops on such an event every
+//! event already read with a step at or above it
+//! (`_CheckForRestartAndMaybePurge`, `_Purge(event, by_tags=False)` in
+//! `tensorboard/backend/event_processing/event_accumulator.py`, for files
+//! of version 2): the steps the first run wrote after its last checkpoint,
+//! which the resumed run writes again. TensorBoard reads a directory's
+//! files in the order of their names; the seconds in the name keep that the
+//! order they were written in.
 //!
 //! TensorBoard finds event files by the `tfevents` in their name; ours are
 //! `events.out.tfevents.<secs>.<hostname>.<pid>.axle`, the seconds
@@ -68,7 +85,21 @@ struct Event {
     /// The values of this step.
     #[prost(message, optional, tag = "5")]
     summary: Option<Summary>,
+    /// A session's start (a run resumed at `step`), absent otherwise.
+    #[prost(message, optional, tag = "7")]
+    session_log: Option<SessionLog>,
 }
+
+/// `tensorflow.SessionLog`, the field a restart marker uses.
+#[derive(Clone, PartialEq, prost::Message)]
+struct SessionLog {
+    /// `SessionLog.SessionStatus`: 1 is `START`.
+    #[prost(int32, tag = "1")]
+    status: i32,
+}
+
+/// `SessionLog.SessionStatus.START`.
+const SESSION_START: i32 = 1;
 
 /// `tensorflow.Summary`.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -115,9 +146,10 @@ pub struct SummaryWriter {
 impl SummaryWriter {
     /// Creates `dir` if needed and a new event file
     /// `events.out.tfevents.<secs>.<hostname>.<pid>.axle` in it, starting
-    /// with the `file_version` event `"brain.Event:2"`. Fails rather than
-    /// overwrite a file of that name (a second writer of this process in
-    /// the same directory within the same second).
+    /// with the `file_version` event `"brain.Event:2"`. Where a file of that
+    /// name exists (a second writer of this process in the same directory
+    /// within the same second), the seconds of the name are counted on until
+    /// it is new, so that the newer file sorts after the older one.
     pub fn create(dir: &Path) -> Result<SummaryWriter, SummaryError> {
         let dir_error = |source| SummaryError {
             path: dir.to_path_buf(),
@@ -133,17 +165,21 @@ impl SummaryWriter {
         let wall_time = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
-        let name = format!(
-            "events.out.tfevents.{:010}.{}.{}.axle",
-            wall_time.as_secs(),
-            gethostname::gethostname().to_string_lossy(),
-            std::process::id()
-        );
-        let path = dir.join(name);
-        let file = File::create_new(&path).map_err(|source| SummaryError {
-            path: path.clone(),
-            source,
-        })?;
+        let host = gethostname::gethostname();
+        let mut secs = wall_time.as_secs();
+        let (path, file) = loop {
+            let name = format!(
+                "events.out.tfevents.{secs:010}.{}.{}.axle",
+                host.to_string_lossy(),
+                std::process::id()
+            );
+            let path = dir.join(name);
+            match File::create_new(&path) {
+                Ok(file) => break (path, file),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => secs += 1,
+                Err(source) => return Err(SummaryError { path, source }),
+            }
+        };
         let mut writer = SummaryWriter {
             path,
             file: BufWriter::new(file),
@@ -153,6 +189,7 @@ impl SummaryWriter {
             step: 0,
             file_version: Some(FILE_VERSION.to_string()),
             summary: None,
+            session_log: None,
         })?;
         writer.flush()?;
         Ok(writer)
@@ -168,13 +205,7 @@ impl SummaryWriter {
     /// Appends several scalars of one step, `(tag, value)` pairs, as one
     /// event; values are rounded to f32.
     pub fn scalars(&mut self, step: u64, values: &[(String, f64)]) -> Result<(), SummaryError> {
-        let step = i64::try_from(step).map_err(|_| SummaryError {
-            path: self.path.clone(),
-            source: std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                format!("step {step} does not fit the event's int64"),
-            ),
-        })?;
+        let step = self.event_step(step)?;
         let value = values
             .iter()
             .map(|(tag, value)| Value {
@@ -190,6 +221,38 @@ impl SummaryWriter {
             step,
             file_version: None,
             summary: Some(Summary { value }),
+            session_log: None,
+        })
+    }
+
+    /// Appends a `SessionLog { status: START }` event at `step`: the mark
+    /// of a run resumed to write `step` next, on which TensorBoard discards
+    /// the events of earlier files with steps at or above `step` (see the
+    /// module docs, "Resumed runs").
+    pub fn session_start(&mut self, step: u64) -> Result<(), SummaryError> {
+        let step = self.event_step(step)?;
+        self.write_event(&Event {
+            wall_time: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs_f64(),
+            step,
+            file_version: None,
+            summary: None,
+            session_log: Some(SessionLog {
+                status: SESSION_START,
+            }),
+        })
+    }
+
+    /// `step` as an event's int64 step. Errors: a step beyond `i64::MAX`.
+    fn event_step(&self, step: u64) -> Result<i64, SummaryError> {
+        i64::try_from(step).map_err(|_| SummaryError {
+            path: self.path.clone(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("step {step} does not fit the event's int64"),
+            ),
         })
     }
 

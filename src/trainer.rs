@@ -299,11 +299,44 @@ impl Trainer {
         Ok(())
     }
 
+    /// Replaces the parameters with a checkpoint's, keeping the optimizer
+    /// state: for evaluation, which reads parameters only (a checkpoint
+    /// from [`crate::checkpoint::load_params`], whose optimizer state is
+    /// empty). Converts stack layouts as [`Trainer::restore`] does. Errors:
+    /// [`TrainError::Checkpoint`] naming a missing, extra or misshapen
+    /// parameter.
+    pub fn restore_params(&mut self, checkpoint: &Checkpoint) -> Result<(), TrainError> {
+        let num_params = self.step.param_specs.len();
+        let expected: Vec<(String, Vec<usize>)> = self.step.args[..num_params]
+            .iter()
+            .map(|a| (a.name.clone(), a.shape.clone()))
+            .collect();
+        let params = self.placed(
+            &to_stack_layout(checkpoint.params.clone(), &expected),
+            0..num_params,
+        )?;
+        self.carried.splice(..num_params, params);
+        self.steps_done = checkpoint.step;
+        Ok(())
+    }
+
     fn place(&mut self, host: &Tensors) -> Result<(), TrainError> {
-        let carried_args = &self.step.args[..self.step.num_carried()];
+        self.carried = self.placed(host, 0..self.step.num_carried())?;
+        Ok(())
+    }
+
+    /// The carried arguments `args` (indices into the step's arguments)
+    /// placed on the devices from `host`, which must hold exactly those
+    /// tensors, with the step's shapes.
+    fn placed(
+        &self,
+        host: &Tensors,
+        args: std::ops::Range<usize>,
+    ) -> Result<Vec<ShardedArray>, TrainError> {
+        let wanted = &self.step.args[args.clone()];
         let unexpected: Vec<&str> = host
             .keys()
-            .filter(|name| !carried_args.iter().any(|a| &a.name == *name))
+            .filter(|name| !wanted.iter().any(|a| &a.name == *name))
             .map(String::as_str)
             .collect();
         if !unexpected.is_empty() {
@@ -312,8 +345,8 @@ impl Trainer {
                 unexpected.join(", ")
             )));
         }
-        let mut carried = Vec::new();
-        for a in &self.step.args[..self.step.num_carried()] {
+        let mut placed = Vec::new();
+        for (a, layout) in wanted.iter().zip(&self.layouts[args]) {
             let array = host
                 .get(&a.name)
                 .ok_or_else(|| TrainError::Checkpoint(format!("no tensor named {}", a.name)))?;
@@ -325,16 +358,13 @@ impl Trainer {
                     a.shape
                 )));
             }
-            let layout = &self.layouts[carried.len()];
-            let placed = if a.dtype == DType::I32 {
+            placed.push(if a.dtype == DType::I32 {
                 ShardedArray::from_array(&self.client, &array.mapv(|v| v as i32), layout)?
             } else {
                 ShardedArray::from_array(&self.client, array, layout)?
-            };
-            carried.push(placed);
+            });
         }
-        self.carried = carried;
-        Ok(())
+        Ok(placed)
     }
 
     /// Places `batch` and the RNG key as the step's arguments after the

@@ -7,7 +7,7 @@
 
 use axle::checkpoint::{self, CheckpointError, Checkpointer};
 use axle::metrics::{Record, read_records};
-use axle::run::{RunError, RunOptions, train};
+use axle::run::{RunError, RunOptions, train, train_setup};
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -27,7 +27,7 @@ fn small(steps: u64) -> RunOptions {
         cpu_devices: Some(1),
         batch_size: Some(4),
         seq_len: Some(16),
-        seed: 7,
+        seed: Some(7),
         steps,
         eval_every: 0,
         ..RunOptions::default()
@@ -312,6 +312,101 @@ fn a_model_too_large_for_host_memory_is_refused_before_compiling() {
     let err = train(&options, |_| {}).unwrap_err();
     assert!(matches!(err, RunError::HostMemory { .. }), "{err}");
     assert!(err.to_string().contains("GiB of host memory"), "{err}");
+}
+
+/// A train step that compiles but needs more memory per device than the
+/// limit is refused after compiling and before placing anything: no
+/// checkpoint and no metrics are written, and the error names the
+/// experiment, mesh, need and limit. The need is XLA's (the CPU plugin
+/// reports a peak); the arguments it counts are exactly the parameters
+/// and AdamW's two moments as f32 (12 bytes per parameter, counted from the
+/// model's specs), AdamW's i32 step count, the batch's i32 input ids and
+/// targets (2 x 4 x 16) and the two-i64 RNG key. With the limit at exactly
+/// the need, the same setup trains.
+#[test]
+fn a_step_too_large_for_device_memory_is_refused_before_placing_anything() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = RunOptions {
+        checkpoint_dir: Some(dir.path().join("ckpt")),
+        checkpoint_every: 1,
+        metrics: Some(dir.path().join("metrics.jsonl")),
+        ..small(2)
+    };
+    let mut setup = options.setup().unwrap();
+    setup.device_memory_limit = Some(1 << 10);
+    let err = train_setup(&setup, &options, |_| {}).unwrap_err();
+    let RunError::DeviceMemory(shortfall) = &err else {
+        panic!("{err}");
+    };
+    let (needed, stats, limit) = (&shortfall.needed, &shortfall.stats, &shortfall.limit);
+    assert_eq!(*limit, 1 << 10);
+    let params: u64 = setup
+        .model
+        .param_specs()
+        .values()
+        .map(|s| s.num_elements())
+        .sum();
+    assert_eq!(
+        stats.arguments as u64,
+        12 * params + 4 + 2 * 4 * 16 * 4 + 2 * 8,
+        "{stats:?}, {params} parameters"
+    );
+    assert!(*needed >= stats.arguments as u64, "{stats:?}");
+    let message = err.to_string();
+    for part in [
+        "llama-tiny on mesh data=1",
+        "per device",
+        "1024 bytes",
+        "axle plan",
+        "remat",
+        "fsdp",
+    ] {
+        assert!(message.contains(part), "{part}: {message}");
+    }
+    assert!(
+        Checkpointer::new(dir.path().join("ckpt"), 1)
+            .list()
+            .unwrap()
+            .is_empty()
+    );
+    assert!(train_steps(dir.path()).is_empty());
+
+    setup.device_memory_limit = Some(*needed);
+    let options = RunOptions {
+        overwrite: true,
+        ..options
+    };
+    train_setup(&setup, &options, |_| {}).unwrap();
+    assert_eq!(train_steps(dir.path()), [1, 2]);
+}
+
+/// `AXLE_DEVICE_MEMORY_LIMIT` overrides the detected limit of `axle train`
+/// (a process of its own, so the variable reaches no other test); a value
+/// that is not a number of bytes is refused, naming the variable.
+#[test]
+fn the_device_memory_limit_variable_is_read_and_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = axle(dir.path(), &["--steps", "1"])
+        .env("AXLE_DEVICE_MEMORY_LIMIT", "1000")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("more than the 1000 bytes")
+            && stderr.contains("of AXLE_DEVICE_MEMORY_LIMIT"),
+        "{stderr}"
+    );
+    let output = axle(dir.path(), &["--steps", "1"])
+        .env("AXLE_DEVICE_MEMORY_LIMIT", "16GB")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("AXLE_DEVICE_MEMORY_LIMIT=16GB: expected a positive number of bytes"),
+        "{stderr}"
+    );
 }
 
 /// A step that runs past `--step-timeout` (here every step: 1 ms is far

@@ -23,7 +23,7 @@ fn small(dir: &Path, steps: u64) -> RunOptions {
         cpu_devices: Some(1),
         batch_size: Some(4),
         seq_len: Some(16),
-        seed: 7,
+        seed: Some(7),
         steps,
         eval_every: 0,
         checkpoint_every: 2,
@@ -103,6 +103,98 @@ fn resuming_on_other_data_is_refused() {
         text.contains("checkpoint: data = the synthetic task") && text.contains("text.txt"),
         "{text}"
     );
+}
+
+/// A seed given with `--resume` must be the checkpoint's (it orders the
+/// data and draws the dropout): another is refused naming both, by
+/// evaluation too, as another batch size is; the same seed continues the
+/// run as a bare resume does, bitwise.
+#[test]
+fn resuming_with_another_seed_is_refused_the_same_seed_accepted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let straight = train(&small(&tmp.path().join("straight"), 4), |_| {}).unwrap();
+    train(&small(tmp.path(), 2), |_| {}).unwrap();
+    let other = RunOptions {
+        seed: Some(8),
+        ..bare_resume(tmp.path(), 4)
+    };
+    let err = train(&other, |_| {}).unwrap_err();
+    assert!(matches!(err, RunError::Mismatch { .. }), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("checkpoint: seed = 7") && text.contains("this run:   seed = 8"),
+        "{text}"
+    );
+    let err = axle::run::evaluate(&other, None).unwrap_err();
+    assert!(err.to_string().contains("seed = 8"), "{err}");
+    // The batch size too is the recorded one's or refused, naming both.
+    let wider = RunOptions {
+        batch_size: Some(8),
+        ..bare_resume(tmp.path(), 4)
+    };
+    let err = train(&wider, |_| {}).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("checkpoint: input.batch_size = 4")
+            && text.contains("this run:   input.batch_size = 8"),
+        "{text}"
+    );
+    let same = RunOptions {
+        seed: Some(7),
+        ..bare_resume(tmp.path(), 4)
+    };
+    let resumed = train(&same, |_| {}).unwrap();
+    assert_eq!(resumed.losses, straight.losses[2..], "bitwise");
+}
+
+/// Evaluation reads parameters only: with the newest checkpoint's
+/// optimizer state file deleted it gives the loss the training run's own
+/// evaluation of the same parameters gave, exactly (the same compiled
+/// program on the same f32 parameters and batches). Resuming from that
+/// checkpoint is refused, naming it; `axle checkpoints` lists it as
+/// parameters only; a damaged parameter file is still refused by
+/// evaluation.
+#[test]
+fn evaluation_needs_no_optimizer_state_and_resuming_does() {
+    let tmp = tempfile::tempdir().unwrap();
+    let options = RunOptions {
+        eval_every: 2,
+        eval_batches: 2,
+        ..small(tmp.path(), 2)
+    };
+    let trained = train(&options, |_| {}).unwrap();
+    let latest = Checkpointer::new(tmp.path().join("ckpt"), 1)
+        .latest()
+        .unwrap()
+        .unwrap();
+    std::fs::remove_file(latest.join("opt_state.safetensors")).unwrap();
+    let eval = axle::run::evaluate(&bare_resume(tmp.path(), 2), None).unwrap();
+    assert_eq!(eval.step, 2);
+    assert_eq!(vec![(2, eval.report.loss)], trained.eval_losses);
+
+    let err = train(&bare_resume(tmp.path(), 4), |_| {}).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("holds no optimizer state") && text.contains(&*latest.to_string_lossy()),
+        "{text}"
+    );
+
+    let listed = std::process::Command::new(env!("CARGO_BIN_EXE_axle"))
+        .args(["checkpoints", "--checkpoint-dir"])
+        .arg(tmp.path().join("ckpt"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&listed.stdout);
+    assert!(listed.status.success(), "{stdout}");
+    assert!(stdout.contains("step 2  ok, parameters only"), "{stdout}");
+
+    let params = latest.join("params.safetensors");
+    let mut bytes = std::fs::read(&params).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&params, bytes).unwrap();
+    let err = axle::run::evaluate(&bare_resume(tmp.path(), 2), None).unwrap_err();
+    assert!(err.to_string().contains("CRC-32"), "{err}");
 }
 
 #[test]

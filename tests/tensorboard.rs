@@ -177,3 +177,89 @@ fn training_writes_its_metrics_and_summaries_to_tensorboard() {
         assert!(scalars.iter().any(|(t, _, _)| t == tag), "{tag} missing");
     }
 }
+
+/// A run killed after step 5 whose newest checkpoint is step 4 (step 5's
+/// save removed, as a kill before it would leave it), resumed to step 6:
+/// the summaries directory then holds the first run's file (steps 1-5) and
+/// the resumed run's (a `SessionLog` START at step 5, then steps 5-6).
+/// TensorBoard reads one value per tag and step, and they are the metrics
+/// file's after the resume (which drops the first run's step 5): the
+/// first run's through step 4 (its step-4 evaluation included) and the
+/// resumed run's after it (its own step times). Values agree to the f32
+/// rounding of `simple_value` (relative 1e-7; f32 has a 6e-8 unit roundoff).
+#[test]
+fn a_resumed_run_leaves_one_value_per_step_in_tensorboard() {
+    use axle::metrics::read_records;
+    use axle::run::{RunOptions, train};
+    let tmp = tempfile::tempdir().unwrap();
+    let options = |steps: u64, resume: bool| RunOptions {
+        overrides: [
+            "decoder.dim=64",
+            "decoder.transformer.num_layers=1",
+            "decoder.transformer.layers.0.feed_forward.hidden_dim=128",
+            "decoder.vocab_size=256",
+        ]
+        .map(String::from)
+        .to_vec(),
+        mesh: Some("data=1".into()),
+        cpu_devices: Some(1),
+        batch_size: Some(4),
+        seq_len: Some(16),
+        steps,
+        eval_every: 2,
+        eval_batches: 1,
+        checkpoint_every: 2,
+        checkpoint_dir: Some(tmp.path().join("ckpt")),
+        resume,
+        metrics: Some(tmp.path().join("metrics.jsonl")),
+        summaries: Some(tmp.path().join("tb")),
+        ..RunOptions::default()
+    };
+    train(&options(5, false), |_| {}).unwrap();
+    std::fs::remove_dir_all(tmp.path().join("ckpt/step_0000000005")).unwrap();
+    train(&options(6, true), |_| {}).unwrap();
+    assert_eq!(std::fs::read_dir(tmp.path().join("tb")).unwrap().count(), 2);
+
+    let report = tensorboard_read(&tmp.path().join("tb")).unwrap();
+    let scalars: Vec<(String, u64, f64)> = report["scalars"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            let tag = s[0].as_str().unwrap().to_string();
+            (tag, s[1].as_u64().unwrap(), s[2].as_f64().unwrap())
+        })
+        .collect();
+    let mut keys: Vec<(&str, u64)> = scalars.iter().map(|(t, s, _)| (t.as_str(), *s)).collect();
+    keys.dedup();
+    assert_eq!(
+        keys.len(),
+        scalars.len(),
+        "a tag and step twice: {scalars:?}"
+    );
+    let mut checked = 0;
+    for record in read_records(&tmp.path().join("metrics.jsonl")).unwrap() {
+        let (step, values) = record.scalars();
+        for (tag, want) in values {
+            let got = scalars
+                .iter()
+                .find(|(t, s, _)| *t == tag && *s == step)
+                .unwrap_or_else(|| panic!("no {tag} at step {step} in {scalars:?}"))
+                .2;
+            assert!(
+                (got - want).abs() <= 1e-7 * want.abs().max(1e-30),
+                "{tag}@{step}: {got} vs {want}"
+            );
+            checked += 1;
+        }
+    }
+    assert_eq!(scalars.len(), checked);
+    for (tag, step) in [
+        ("train/loss", 5),
+        ("train/loss", 6),
+        ("eval/loss", 4),
+        ("eval/loss", 6),
+    ] {
+        assert!(keys.contains(&(tag, step)), "{tag}@{step} missing");
+    }
+}

@@ -1,6 +1,6 @@
 """Reads a TensorBoard event file with TensorBoard itself, for tests/tensorboard.rs.
 
-Usage: python3 tests/tensorboard_read.py EVENT_FILE
+Usage: python3 tests/tensorboard_read.py EVENT_FILE_OR_DIRECTORY
 
 First reads every record with TensorBoard's record reader
 (tensorboard.compat.tensorflow_stub.pywrap_tensorflow.PyRecordReader_New),
@@ -10,14 +10,18 @@ loaders stop quietly at such a record, taking it for a file still being
 written, so the check is made here first.)
 
 Then loads the file the way TensorBoard's scalar view does
-(event_processing.event_accumulator.EventAccumulator) and prints one JSON
-object: {"records": N, "file_version": F, "scalars": [[tag, step, value], ...]},
-scalars sorted by tag then step.
+(event_processing.event_accumulator.EventAccumulator, with its default
+purge_orphaned_data) and prints one JSON object: {"records": N,
+"file_version": F, "scalars": [[tag, step, value], ...]}, scalars sorted by
+tag then step (as the accumulator keeps them). A directory is read as
+TensorBoard reads a run: every event file in it, in the order of their
+names; "records" counts the records of all of them.
 
 Needs the pinned packages of third_party/tensorboard-requirements.txt.
 """
 
 import json
+import os
 import sys
 
 from tensorboard.backend.event_processing import event_accumulator
@@ -35,10 +39,17 @@ def count_records(path):
         records += 1
 
 
+def event_files(path):
+    if not os.path.isdir(path):
+        return [path]
+    names = sorted(n for n in os.listdir(path) if "tfevents" in n)
+    return [os.path.join(path, n) for n in names]
+
+
 def main():
     path = sys.argv[1]
     try:
-        records = count_records(path)
+        records = sum(count_records(f) for f in event_files(path))
     except errors.DataLossError as e:
         print(f"DataLossError: {e.message}", file=sys.stderr)
         sys.exit(1)

@@ -44,7 +44,7 @@ fn run(dir: &Path, steps: u64, resume: bool) -> RunOptions {
         cpu_devices: Some(1),
         batch_size: Some(4),
         seq_len: Some(32),
-        seed: 3,
+        seed: Some(3),
         steps,
         resume,
         eval_every: 6,

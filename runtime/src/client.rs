@@ -264,6 +264,26 @@ impl Client {
             .collect()
     }
 
+    /// The upper limit of memory the program may allocate on addressable
+    /// device `index`, in bytes: `bytes_limit` of `PJRT_Device_MemoryStats`
+    /// (the allocator's limit; the CUDA plugin reports its memory fraction
+    /// of the GPU). `None` where the plugin reports no limit: the CPU
+    /// plugins, whose devices share host memory, answer `UNIMPLEMENTED`.
+    /// Errors: [`Error::DeviceIndex`] for an index out of range, and the
+    /// plugin's other errors.
+    pub fn device_memory_limit(&self, index: usize) -> Result<Option<u64>> {
+        let mut args = ffi::PJRT_Device_MemoryStats_Args::new();
+        args.device = self.device_ptr(index)?;
+        match pjrt_call!(&self.inner.plugin, PJRT_Device_MemoryStats, &mut args) {
+            Ok(()) if args.bytes_limit_is_set && args.bytes_limit > 0 => {
+                Ok(Some(args.bytes_limit as u64))
+            }
+            Ok(()) => Ok(None),
+            Err(e) if crate::introspection::unsupported(&e) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Number of addressable devices.
     pub fn device_count(&self) -> usize {
         self.inner.addressable.len()

@@ -230,6 +230,19 @@ pjrt_struct!(PJRT_DeviceDescription_Attributes_Args, last = attributes {
     device_description: *mut PJRT_DeviceDescription, num_attributes: usize,
     attributes: *const PJRT_NamedValue,
 });
+pjrt_struct!(PJRT_Device_MemoryStats_Args, last = peak_pool_bytes_is_set {
+    struct_size: usize, extension_start: ExtPtr, device: *mut PJRT_Device,
+    bytes_in_use: i64, peak_bytes_in_use: i64, peak_bytes_in_use_is_set: bool,
+    num_allocs: i64, num_allocs_is_set: bool,
+    largest_alloc_size: i64, largest_alloc_size_is_set: bool,
+    bytes_limit: i64, bytes_limit_is_set: bool,
+    bytes_reserved: i64, bytes_reserved_is_set: bool,
+    peak_bytes_reserved: i64, peak_bytes_reserved_is_set: bool,
+    bytes_reservable_limit: i64, bytes_reservable_limit_is_set: bool,
+    largest_free_block_bytes: i64, largest_free_block_bytes_is_set: bool,
+    pool_bytes: i64, pool_bytes_is_set: bool,
+    peak_pool_bytes: i64, peak_pool_bytes_is_set: bool,
+});
 pjrt_struct!(PJRT_Device_GetDescription_Args, last = device_description {
     struct_size: usize, extension_start: ExtPtr, device: *mut PJRT_Device,
     device_description: *mut PJRT_DeviceDescription,
@@ -417,7 +430,7 @@ pub struct PJRT_Api {
     pub PJRT_Device_LocalHardwareId: Unused,
     pub PJRT_Device_AddressableMemories: Unused,
     pub PJRT_Device_DefaultMemory: Unused,
-    pub PJRT_Device_MemoryStats: Unused,
+    pub PJRT_Device_MemoryStats: Fun<PJRT_Device_MemoryStats_Args>,
 
     pub PJRT_Memory_Id: Unused,
     pub PJRT_Memory_Kind: Unused,
@@ -604,6 +617,11 @@ mod tests {
                 "PJRT_DeviceDescription_ToString_Args",
                 PJRT_DeviceDescription_ToString_Args::STRUCT_SIZE,
                 40,
+            ),
+            (
+                "PJRT_Device_MemoryStats_Args",
+                PJRT_Device_MemoryStats_Args::STRUCT_SIZE,
+                185,
             ),
             (
                 "PJRT_Device_GetDescription_Args",

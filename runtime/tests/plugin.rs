@@ -140,3 +140,18 @@ fn an_uninstalled_platform_lists_where_it_looked_and_how_to_install() {
         Path::new("/x/y.so")
     );
 }
+
+/// The CPU plugin's devices share the host's memory and report no limit of
+/// their own (`PJRT_Device_MemoryStats` sets no `bytes_limit`, or is not
+/// implemented); a device index past the client's devices is an error.
+#[test]
+fn cpu_devices_report_no_memory_limit() {
+    let client = Client::cpu(2).unwrap();
+    assert_eq!(client.device_memory_limit(0).unwrap(), None);
+    assert_eq!(client.device_memory_limit(1).unwrap(), None);
+    let err = client.device_memory_limit(2).unwrap_err();
+    assert!(
+        matches!(err, Error::DeviceIndex { index: 2, count: 2 }),
+        "{err}"
+    );
+}

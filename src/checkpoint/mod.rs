@@ -132,6 +132,15 @@ pub enum CheckpointError {
         /// The checkpoint directory.
         dir: PathBuf,
     },
+    /// The checkpoint holds parameters only: resuming needs the optimizer
+    /// state too.
+    #[error(
+        "checkpoint {dir} holds no optimizer state ({dir}/opt_state.safetensors is absent): its parameters can be evaluated (`axle eval`), generated from or exported, but a run cannot resume from it"
+    )]
+    NoOptimizerState {
+        /// The checkpoint's directory.
+        dir: PathBuf,
+    },
     /// A tensor could not be encoded.
     #[error("cannot encode tensor {name} for {path}: {message}")]
     Encode {
@@ -389,31 +398,82 @@ impl Checkpointer {
     }
 }
 
-/// Loads the checkpoint in `dir`, verifying every file against its checksum.
+/// Loads the checkpoint in `dir`, verifying every file against its
+/// checksum: what resuming needs. Errors: [`CheckpointError::NoOptimizerState`]
+/// when `opt_state.safetensors` is absent (a parameters-only checkpoint,
+/// which [`load_params`] reads), [`CheckpointError::Corrupt`] for a file
+/// that does not match its checksum, [`CheckpointError::Io`].
 pub fn load(dir: &Path) -> Result<Checkpoint, CheckpointError> {
     let meta = read_meta_file(dir)?;
-    let read = |file: &str| -> Result<Tensors, CheckpointError> {
-        let path = dir.join(file);
-        let bytes = std::fs::read(&path).map_err(io(&path))?;
-        let expected = meta.crc32.get(file).copied();
-        let actual = crc32fast::hash(&bytes);
-        if expected != Some(actual) {
-            return Err(CheckpointError::Corrupt {
-                path,
-                message: format!(
-                    "CRC-32 {actual:08x} does not match {} recorded in {META_FILE}",
-                    expected.map_or("nothing".to_string(), |c| format!("{c:08x}"))
-                ),
-            });
-        }
-        decode(&bytes, &path)
-    };
+    if !dir.join(OPT_STATE_FILE).exists() {
+        return Err(CheckpointError::NoOptimizerState {
+            dir: dir.to_path_buf(),
+        });
+    }
     Ok(Checkpoint {
         step: meta.step,
-        params: read(PARAMS_FILE)?,
-        opt_state: read(OPT_STATE_FILE)?,
+        params: read_tensors(dir, &meta, PARAMS_FILE)?,
+        opt_state: read_tensors(dir, &meta, OPT_STATE_FILE)?,
         meta: meta.meta,
     })
+}
+
+/// Loads the metadata and parameters of the checkpoint in `dir`, verified
+/// against their checksums, leaving [`Checkpoint::opt_state`] empty: what
+/// evaluation, generation and export need. The optimizer state file is not
+/// read, so a checkpoint without one (parameters only) loads. Errors: as
+/// [`load`], but never [`CheckpointError::NoOptimizerState`].
+pub fn load_params(dir: &Path) -> Result<Checkpoint, CheckpointError> {
+    let meta = read_meta_file(dir)?;
+    Ok(Checkpoint {
+        step: meta.step,
+        params: read_tensors(dir, &meta, PARAMS_FILE)?,
+        opt_state: Tensors::new(),
+        meta: meta.meta,
+    })
+}
+
+/// What [`verify`] found a checkpoint to hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Contents {
+    /// Parameters and optimizer state: it resumes, evaluates and exports.
+    Complete,
+    /// Parameters only (`opt_state.safetensors` absent): it evaluates and
+    /// exports, but does not resume.
+    ParamsOnly,
+}
+
+/// Reads the checkpoint in `dir` and checks every file present against its
+/// checksum, as `axle checkpoints` does; a checkpoint without optimizer
+/// state is [`Contents::ParamsOnly`], not an error. Errors: those of
+/// [`load_params`] and [`load`].
+pub fn verify(dir: &Path) -> Result<Contents, CheckpointError> {
+    match load(dir) {
+        Ok(_) => Ok(Contents::Complete),
+        Err(CheckpointError::NoOptimizerState { .. }) => {
+            load_params(dir).map(|_| Contents::ParamsOnly)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The tensors of `file` in the checkpoint `dir`, after checking the
+/// file's CRC-32 against the one `meta` recorded.
+fn read_tensors(dir: &Path, meta: &MetaFile, file: &str) -> Result<Tensors, CheckpointError> {
+    let path = dir.join(file);
+    let bytes = std::fs::read(&path).map_err(io(&path))?;
+    let expected = meta.crc32.get(file).copied();
+    let actual = crc32fast::hash(&bytes);
+    if expected != Some(actual) {
+        return Err(CheckpointError::Corrupt {
+            path,
+            message: format!(
+                "CRC-32 {actual:08x} does not match {} recorded in {META_FILE}",
+                expected.map_or("nothing".to_string(), |c| format!("{c:08x}"))
+            ),
+        });
+    }
+    decode(&bytes, &path)
 }
 
 fn encode(tensors: &Tensors, path: &Path) -> Result<Vec<u8>, CheckpointError> {

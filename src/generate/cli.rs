@@ -190,7 +190,7 @@ fn load_checkpoint(dir: &Path, tokenizer: Option<&Path>) -> Result<Loaded, Gener
         .latest()
         .map_err(RunError::from)?
         .ok_or_else(|| RunError::NoCheckpoint(format!("no checkpoint in {}", dir.display())))?;
-    let restored = checkpoint::load(&latest).map_err(RunError::from)?;
+    let restored = checkpoint::load_params(&latest).map_err(RunError::from)?;
     let config = recorded_config(&restored.meta, &latest)?.ok_or_else(|| {
         RunError::NoCheckpoint(format!(
             "{} records no experiment config, so its model cannot be rebuilt",

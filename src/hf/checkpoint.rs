@@ -89,7 +89,7 @@ pub fn export_checkpoint(
     let latest = Checkpointer::new(checkpoint_dir, 1)
         .latest()?
         .ok_or_else(|| HfError::Export(format!("no checkpoint in {}", checkpoint_dir.display())))?;
-    let checkpoint = checkpoint::load(&latest)?;
+    let checkpoint = checkpoint::load_params(&latest)?;
     let text = checkpoint
         .meta
         .run

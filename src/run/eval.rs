@@ -74,7 +74,9 @@ pub struct Evaluation {
 /// seed): nothing else needs to be given. Options add to the recorded run;
 /// options that change its config or data are an error naming the
 /// checkpoint and what differs. `eval_batches` defaults to the number the
-/// run used.
+/// run used. Only the checkpoint's metadata and parameters are read
+/// ([`checkpoint::load_params`]): a checkpoint without optimizer state
+/// evaluates.
 pub fn evaluate(options: &RunOptions, eval_batches: Option<u64>) -> Result<Evaluation, RunError> {
     let dir = options
         .checkpoint_dir
@@ -83,7 +85,7 @@ pub fn evaluate(options: &RunOptions, eval_batches: Option<u64>) -> Result<Evalu
     let latest = Checkpointer::new(dir, 1)
         .latest()?
         .ok_or_else(|| RunError::NoCheckpoint(format!("no checkpoint in {}", dir.display())))?;
-    let restored = checkpoint::load(&latest)?;
+    let restored = checkpoint::load_params(&latest)?;
     let recorded = recorded_config(&restored.meta, &latest)?.ok_or_else(|| {
         RunError::NoCheckpoint(format!(
             "{} records no experiment config: it was written for a model built in code \
@@ -113,9 +115,9 @@ pub fn evaluate(options: &RunOptions, eval_batches: Option<u64>) -> Result<Evalu
             run.get(record::EVAL_BATCHES).and_then(|b| b.parse().ok())
         })
         .unwrap_or(options.eval_batches);
-    let mut trainer = setup.trainer(completed.seed)?;
-    trainer.restore(&restored)?;
-    let report = evaluate_trainer(&trainer, &setup, completed.seed, batches)?;
+    let mut trainer = setup.trainer(completed.seed())?;
+    trainer.restore_params(&restored)?;
+    let report = evaluate_trainer(&trainer, &setup, completed.seed(), batches)?;
     Ok(Evaluation {
         report,
         checkpoint: latest,

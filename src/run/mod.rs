@@ -3,12 +3,17 @@
 //! registered experiments ([`RunOptions::setup`]) and for any model
 //! ([`Setup::new`]).
 
+mod device_memory;
 mod eval;
 pub(crate) mod record;
 mod setup;
 mod train_loop;
 mod watchdog;
 
+pub use device_memory::{
+    DEVICE_MEMORY_LIMIT_ENV, DeviceMemoryShortfall, MemoryLimit, check_device_memory,
+    device_bytes_needed, device_memory_limit,
+};
 pub use eval::{EvalReport, Evaluation, evaluate, evaluate_trainer};
 pub use record::{CONFIG as RECORDED_CONFIG, EXPERIMENT as RECORDED_EXPERIMENT, experiment_record};
 pub use setup::{Setup, open_source};
@@ -56,8 +61,11 @@ pub struct RunOptions {
     pub batch_size: Option<usize>,
     /// Sequence length (`input.seq_len` of the experiment when `None`).
     pub seq_len: Option<usize>,
-    /// Seed of initialisation, data order, synthetic task and dropout.
-    pub seed: u64,
+    /// Seed of initialisation, data order, synthetic task and dropout
+    /// ([`RunOptions::seed`]): 0 for a fresh run when `None`, the
+    /// checkpoint's on resume. A resume or evaluation given a seed other
+    /// than the checkpoint's is refused ([`RunError::Mismatch`]).
+    pub seed: Option<u64>,
     /// Where checkpoints go; none are written when `None`.
     pub checkpoint_dir: Option<PathBuf>,
     /// Save every this many steps (and at the end).
@@ -113,7 +121,7 @@ impl Default for RunOptions {
             steps: 300,
             batch_size: None,
             seq_len: None,
-            seed: 0,
+            seed: None,
             checkpoint_dir: None,
             checkpoint_every: 100,
             keep: 3,
@@ -129,6 +137,13 @@ impl Default for RunOptions {
             stop: None,
             init_from: None,
         }
+    }
+}
+
+impl RunOptions {
+    /// The seed of a run that resumes nothing: [`RunOptions::seed`], or 0.
+    pub fn seed(&self) -> u64 {
+        self.seed.unwrap_or(0)
     }
 }
 
@@ -161,6 +176,12 @@ pub enum RunError {
         /// Bytes available (`MemAvailable`).
         available: u64,
     },
+    /// The compiled train step needs more memory on one device than the
+    /// device has; found after compiling, before anything is placed on the
+    /// devices (boxed: the sizes would make every `Result` of this error
+    /// large).
+    #[error(transparent)]
+    DeviceMemory(Box<DeviceMemoryShortfall>),
     /// A loop option that cannot work (zero checkpoints kept, zero
     /// evaluation batches, `resume` without a checkpoint directory).
     #[error("{0}")]

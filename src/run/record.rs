@@ -100,8 +100,9 @@ impl RunOptions {
     /// options name one; its modifiers and overrides, then these options'
     /// (the caller compares the resulting config with the recorded one);
     /// its mesh unless these options give one; its data and tokenizer
-    /// unless these options name the same files (others are a
-    /// [`RunError::Mismatch`]); and its seed, which orders the data.
+    /// unless these options name the same files; and its seed, which
+    /// orders the data, unless these options give the same. Other data,
+    /// tokenizer or seed given are a [`RunError::Mismatch`].
     pub(super) fn completed_from(&self, meta: &Meta, dir: &Path) -> Result<RunOptions, RunError> {
         let run = &meta.run;
         let list = |key: &str| -> Vec<String> {
@@ -161,8 +162,27 @@ impl RunOptions {
                 });
             }
         }
-        options.seed = meta.rng_state;
+        options.seed = Some(self.resumed_seed(meta, dir)?);
         Ok(options)
+    }
+}
+
+impl RunOptions {
+    /// The seed of a run continuing (or evaluating) the checkpoint in `dir`
+    /// whose meta is `meta`: the recorded one, which ordered its data and
+    /// drew its dropout. Errors: [`RunError::Mismatch`] naming both seeds
+    /// when these options give another.
+    pub(super) fn resumed_seed(&self, meta: &Meta, dir: &Path) -> Result<u64, RunError> {
+        match self.seed {
+            Some(given) if given != meta.rng_state => Err(RunError::Mismatch {
+                dir: dir.to_path_buf(),
+                differences: format!(
+                    "  checkpoint: seed = {}\n  this run:   seed = {given}",
+                    meta.rng_state
+                ),
+            }),
+            _ => Ok(meta.rng_state),
+        }
     }
 }
 

@@ -6,7 +6,8 @@ use crate::data::{ArrayFile, DataError, LanguageModelSource, Source, SyntheticTa
 use crate::experiment::{Experiment, ExperimentConfig, apply_modifier, experiment};
 use crate::learner::LearnerConfig;
 use crate::text::{PackedInputs, TextInput};
-use crate::trainer::Trainer;
+use crate::train_step::build_train_step;
+use crate::trainer::{TrainError, Trainer, check_mesh, compile_options, compile_step};
 use axle_modules::{BatchShape, INPUT_IDS, InputSpec, Model, TARGET_LABELS};
 use axle_partition::{
     LogicalRules, Mesh, MeshChoice, MeshRules, MeshShape, choose_mesh, device_selector,
@@ -41,6 +42,9 @@ pub struct Setup {
     /// The training stream of a text run (`RunOptions::tokenizer`); `source`
     /// then holds its held-out rows.
     pub text: Option<TextInput>,
+    /// Bytes of memory one device may use, replacing the detected limit
+    /// (see [`super::device_memory_limit`]; `None`: detect it).
+    pub device_memory_limit: Option<u64>,
 }
 
 impl Setup {
@@ -69,12 +73,16 @@ impl Setup {
             rules: LogicalRules::default(),
             mesh_modifiers: Vec::new(),
             text: None,
+            device_memory_limit: None,
         }
     }
 
     /// A trainer for this model, learner, shape, mesh and rules, with
     /// parameters initialised from `seed`. Refuses, before compiling, a
-    /// model whose initialisation would not fit in the host's memory.
+    /// model whose initialisation would not fit in the host's memory
+    /// ([`RunError::HostMemory`]), and, once the train step is compiled but
+    /// before anything is placed on the devices, a step that needs more
+    /// memory per device than a device has ([`RunError::DeviceMemory`]).
     pub fn trainer(&self, seed: u64) -> Result<Trainer, RunError> {
         let needed = self.host_init_bytes();
         if let Some(available) = available_host_memory()
@@ -82,13 +90,28 @@ impl Setup {
         {
             return Err(RunError::HostMemory { needed, available });
         }
-        Ok(Trainer::new(
-            &self.client,
+        check_mesh(&self.client, &self.mesh)?;
+        let step = build_train_step(
             self.model.as_ref(),
             &self.learner,
             &self.shape,
             &self.mesh,
             &self.rules,
+        )
+        .map_err(TrainError::from)?;
+        let train = compile_step(
+            &self.client,
+            &step.function.to_stablehlo(),
+            &compile_options(&self.mesh),
+        )?;
+        let limit =
+            super::device_memory_limit(&self.client, self.mesh.size(), self.device_memory_limit)?;
+        super::check_device_memory(&train, &self.name, &self.mesh.to_string(), limit)?;
+        Ok(Trainer::from_compiled(
+            &self.client,
+            self.model.as_ref(),
+            step,
+            train,
             seed,
         )?)
     }
@@ -220,7 +243,7 @@ impl RunOptions {
         let client = crate::compiler_options::apply_to_client(client, &choice);
         let mesh = choice.mesh;
         let inputs = model.input_specs(&shape)?;
-        let source = open_source(self.data.as_deref(), &inputs, task, self.seed)?;
+        let source = open_source(self.data.as_deref(), &inputs, task, self.seed())?;
         Ok(Setup::new(
             name, model, learner, shape, source, client, mesh,
         ))
@@ -293,7 +316,7 @@ impl RunOptions {
                     self.data.as_deref(),
                     &inputs,
                     &config.input.synthetic,
-                    self.seed,
+                    self.seed(),
                 )?;
                 (model, source, None)
             }
@@ -313,6 +336,7 @@ impl RunOptions {
             mesh,
             mesh_modifiers,
             text,
+            device_memory_limit: None,
         })
     }
 
@@ -370,7 +394,7 @@ type TextSetup = (Box<dyn Model>, Box<dyn Source>, Option<TextInput>);
 
 /// The host memory available to new allocations (`MemAvailable` of
 /// `/proc/meminfo`, Linux), in bytes; `None` where it cannot be read.
-fn available_host_memory() -> Option<u64> {
+pub(super) fn available_host_memory() -> Option<u64> {
     let text = std::fs::read_to_string("/proc/meminfo").ok()?;
     let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;

@@ -43,7 +43,8 @@ pub struct RunSummary {
 ///
 /// Resuming continues the run the newest checkpoint recorded: with no
 /// experiment, modifier or override given, the recorded ones; its data and
-/// seed. Options that define a different config or data are refused. A
+/// seed. Options that define a different config, data, tokenizer or seed
+/// are refused, naming both values. A
 /// resume into a directory without a checkpoint starts the experiment
 /// given at step 0, and is refused when none is given.
 pub fn train(options: &RunOptions, progress: impl FnMut(&Record)) -> Result<RunSummary, RunError> {
@@ -109,7 +110,7 @@ pub fn train_setup(
             newest: newest.clone(),
         });
     }
-    let mut restored = None;
+    let (mut restored, mut seed) = (None, options.seed());
     if let (true, Some(saver)) = (options.resume, &saver)
         && let Some(dir) = saver.latest()?
     {
@@ -126,6 +127,7 @@ pub fn train_setup(
         if let Some(text) = &setup.text {
             record::check_tokenizer(&checkpoint.meta, text.tokenizer())?;
         }
+        seed = options.resumed_seed(&checkpoint.meta, &dir)?;
         restored = Some(checkpoint);
     }
     let init = match (&restored, &options.init_from) {
@@ -146,7 +148,11 @@ pub fn train_setup(
         .as_deref()
         .map(SummaryWriter::create)
         .transpose()?;
-    let mut trainer = setup.trainer(options.seed)?;
+    if let (Some(tb), Some(checkpoint)) = (&mut tensorboard, &restored) {
+        // Tells TensorBoard to drop what an earlier run wrote after this checkpoint.
+        tb.session_start(checkpoint.step + 1)?;
+    }
+    let mut trainer = setup.trainer(seed)?;
     if let (Some(saver), false) = (&saver, earlier.is_empty()) {
         saver.discard_all()?;
         eprintln!(
@@ -171,12 +177,12 @@ pub fn train_setup(
         setup.source.as_ref(),
         Split::Train,
         setup.shape.batch_size,
-        options.seed,
+        seed,
     );
     let mut text = setup
         .text
         .as_ref()
-        .map(|t| t.train_stream(options.seed))
+        .map(|t| t.train_stream(seed))
         .transpose()?;
     if let Some(checkpoint) = &restored {
         trainer.restore(checkpoint)?;
@@ -231,7 +237,7 @@ pub fn train_setup(
         };
         let start = Instant::now();
         watch("train step", trainer.steps_done() + 1);
-        let m = trainer.step(&batch, options.seed)?;
+        let m = trainer.step(&batch, seed)?;
         done();
         let seconds = start.elapsed().as_secs_f64();
         let step = trainer.steps_done();
@@ -275,7 +281,7 @@ pub fn train_setup(
         emit(record, &mut writer)?;
         if options.eval_every > 0 && (step % options.eval_every == 0 || step == options.steps) {
             watch("eval", step);
-            let report = evaluate_trainer(&trainer, setup, options.seed, options.eval_batches)?;
+            let report = evaluate_trainer(&trainer, setup, seed, options.eval_batches)?;
             done();
             summary.eval_losses.push((step, report.loss));
             summary.eval_metrics = report.metrics.clone();
@@ -304,7 +310,7 @@ pub fn train_setup(
                 input_position: text
                     .as_ref()
                     .map_or(loader.position(), |s| s.state().position),
-                rng_state: options.seed,
+                rng_state: seed,
                 run,
             };
             watch("checkpoint copy", step);
