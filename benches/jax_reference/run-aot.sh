@@ -4,12 +4,14 @@
 # virtual environment under target/ (benches/jax_reference/aot-requirements.txt), the pinned
 # libtpu and CUDA plugin (./scripts/install-plugins.sh tpu, cuda), and runs aot_memory.py with
 # the axle binary $AXLE (default: a release build); extra arguments go to aot_memory.py.
+# PYTHON: the CPython 3.12 that makes the venv (default python3.12).
 # The compiles run under `unshare --net`: run as root or with user namespaces.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 venv="$root/target/jax_aot/venv"
 if [ ! -x "$venv/bin/python" ]; then
-  python3.12 -m venv "$venv"
+  # The pins are cp312 wheels; PYTHON names another CPython 3.12 (e.g. under pyenv).
+  "${PYTHON:-python3.12}" -m venv "$venv"
   "$venv/bin/pip" install -q --require-hashes -r "$root/benches/jax_reference/aot-requirements.txt"
 fi
 "$root/scripts/install-plugins.sh" tpu
