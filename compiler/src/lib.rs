@@ -81,7 +81,8 @@ pub use dtype::{DType, Element};
 pub use error::{FunctionError, TraceError};
 pub use function::Function;
 pub use ir::{
-    CmpDir, ConvConfig, ConvDims, DotDims, GatherDims, Precision, ReduceKind, ScatterDims,
+    CmpDir, ConvConfig, ConvDims, DotDims, GatherDims, MemoryKind, Precision, ReduceKind,
+    ScatterDims,
 };
 pub use ops::annotate::optimization_barrier;
 pub use ops::contraction::{DotConfig, einsum};

@@ -61,7 +61,23 @@ pub struct Shape {
     /// Element shapes of a tuple.
     #[prost(message, repeated, tag = "4")]
     pub tuple_shapes: Vec<Shape>,
+    /// Layout of an array shape (absent on tuples and unlaid-out shapes).
+    #[prost(message, optional, tag = "5")]
+    pub layout: Option<Layout>,
 }
+
+/// The part of `xla.LayoutProto` that says where a buffer lives.
+#[derive(Clone, PartialEq, Message)]
+pub struct Layout {
+    /// Memory space of the buffer: 0 is device memory,
+    /// [`HOST_MEMORY_SPACE`] host memory (printed `S(5)` in HLO text).
+    #[prost(int64, tag = "8")]
+    pub memory_space: i64,
+}
+
+/// XLA's `Layout::kHostMemorySpace` (`xla/layout.h`): the memory space of
+/// buffers placed in host memory by host offloading (TPU and GPU).
+pub const HOST_MEMORY_SPACE: i64 = 5;
 
 /// `xla.ProgramShapeProto`.
 #[derive(Clone, PartialEq, Message)]
@@ -100,6 +116,14 @@ impl HloModule {
         self.instructions().filter(move |i| i.opcode == opcode)
     }
 
+    /// Instructions whose result (or an element of a tuple result) lies in
+    /// host memory ([`HOST_MEMORY_SPACE`]): the buffers and copies of
+    /// values XLA's host offloader moved off the device.
+    pub fn host_memory_instructions(&self) -> impl Iterator<Item = &HloInstruction> {
+        self.instructions()
+            .filter(|i| i.shape.as_ref().is_some_and(Shape::touches_host_memory))
+    }
+
     /// The entry computation, if present.
     pub fn entry(&self) -> Option<&HloComputation> {
         self.computations
@@ -120,6 +144,18 @@ impl Shape {
     /// The element type, when it is one the runtime handles.
     pub fn dtype(&self) -> Option<DType> {
         DType::from_xla_primitive(self.element_type)
+    }
+
+    /// The layout's memory space (0, device memory, when there is no layout).
+    pub fn memory_space(&self) -> i64 {
+        self.layout.as_ref().map_or(0, |l| l.memory_space)
+    }
+
+    /// True when this shape, or any element of a tuple, lies in
+    /// [`HOST_MEMORY_SPACE`].
+    pub fn touches_host_memory(&self) -> bool {
+        self.memory_space() == HOST_MEMORY_SPACE
+            || self.tuple_shapes.iter().any(Shape::touches_host_memory)
     }
 
     /// Dimension sizes as `usize`.
