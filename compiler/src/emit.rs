@@ -350,7 +350,7 @@ fn lower_op(
         OpKind::Remat { body, .. } => remat::lower_remat(e, ind, body, a),
         OpKind::MemoryPlacement { kind } => {
             vec![placement::lower_memory_placement(
-                e, ind, *kind, &a[0], &rt[0],
+                e, ind, *kind, &a[0], rt[0],
             )]
         }
         OpKind::ShardingConstraint { sharding } => {
