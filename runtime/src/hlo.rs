@@ -176,3 +176,30 @@ impl std::fmt::Display for Shape {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A `ShapeProto` written by hand in protobuf wire format (field 2
+    /// element type F32 = 11, field 3 dimension 4, field 5 a layout whose
+    /// field 8 is memory space 5) decodes as lying in host memory; the
+    /// same shape without a layout, and a tuple holding only it, do not.
+    #[test]
+    fn memory_space_five_is_host_memory() {
+        let host = [0x10, 11, 0x18, 4, 0x2a, 2, 0x40, 5];
+        let shape = Shape::decode(&host[..]).unwrap();
+        assert_eq!((shape.element_type, shape.dims()), (11, vec![4]));
+        assert_eq!(shape.memory_space(), HOST_MEMORY_SPACE);
+        assert!(shape.touches_host_memory());
+        let device = Shape::decode(&host[..4]).unwrap();
+        assert_eq!(device.memory_space(), 0);
+        let tuple = |element: &[u8]| {
+            let mut bytes = vec![0x22, element.len() as u8];
+            bytes.extend_from_slice(element);
+            Shape::decode(&bytes[..]).unwrap()
+        };
+        assert!(tuple(&host).touches_host_memory());
+        assert!(!tuple(&host[..4]).touches_host_memory());
+    }
+}
