@@ -1,12 +1,14 @@
 //! `axle bench`: how fast a model's training step traces, emits, compiles
 //! and runs on each of several meshes of one plugin, with an f32 matmul on
-//! the same plugin as the yardstick for achieved FLOP/s. The report is JSON
-//! (for scripts such as `benches/jax_reference/`) and a readable table.
+//! the same plugin as the yardstick for achieved FLOP/s, and XLA's memory
+//! per device. Several rematerialization policies can be compared side by
+//! side (`--remat`, one row per policy and mesh). The report is JSON (for
+//! scripts such as `benches/jax_reference/`) and a readable table.
 
 use crate::checkpoint::{CheckpointError, Checkpointer, Meta};
 use crate::data::{HostArray, HostBatch, Loader, Split};
 use crate::metrics::peak_flops;
-use crate::run::{RunError, RunOptions};
+use crate::run::{RunError, RunOptions, Setup};
 use crate::train_step::{StepError, build_train_step};
 use crate::trainer::{TrainError, Trainer, compile_options};
 use axle_compiler::{DType, FunctionBuilder};
@@ -34,6 +36,10 @@ pub struct BenchOptions {
     pub run: RunOptions,
     /// Meshes such as `data=1` or `fsdp=4`, benchmarked in this order.
     pub meshes: Vec<String>,
+    /// Remat policies to compare (`none`, `full`, `dots`, `names:A,B`,
+    /// `offload:A,B`): each is applied as a last `remat=POLICY` modifier
+    /// and benchmarked on every mesh. Empty: the model as configured.
+    pub remat: Vec<String>,
     /// Timed steps per mesh.
     pub steps: usize,
     /// Untimed steps before them (the first step pays one-off costs).
@@ -124,7 +130,8 @@ impl Spread {
     }
 }
 
-/// XLA's per-device memory estimate of a compiled step, in bytes.
+/// XLA's per-device memory estimate of a compiled step, in bytes
+/// (`PJRT_Executable_GetCompiledMemoryStats`).
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Memory {
     /// Arguments (parameters, optimizer state, batch).
@@ -146,6 +153,8 @@ pub struct Memory {
 pub struct MeshReport {
     /// The mesh, sizes resolved (`fsdp=4`).
     pub mesh: String,
+    /// The remat policy of this row (`None` unless policies are compared).
+    pub remat: Option<String>,
     /// Devices it spans.
     pub devices: usize,
     /// Seconds to trace forward, loss, gradients and update
@@ -223,18 +232,22 @@ pub struct BenchReport {
     pub matmul: Option<MatmulReport>,
 }
 
-/// Runs the benchmark: each mesh in turn, with the matmul reference timed
-/// after each timed step.
+/// Runs the benchmark: each remat policy (or the model as configured) on
+/// each mesh in turn, with the matmul reference timed after each timed step.
 pub fn run_bench(options: &BenchOptions) -> Result<BenchReport, BenchError> {
     if options.steps == 0 || options.meshes.is_empty() {
         return Err(BenchError::Empty);
     }
     let load_before = load_average();
-    let setup = RunOptions {
-        mesh: Some(options.meshes[0].clone()),
-        ..options.run.clone()
-    }
-    .setup()?;
+    let variant = |remat: Option<&String>| {
+        let mut run = RunOptions {
+            mesh: Some(options.meshes[0].clone()),
+            ..options.run.clone()
+        };
+        run.modifiers.extend(remat.map(|p| format!("remat={p}")));
+        run
+    };
+    let setup = variant(options.remat.first()).setup()?;
     let client = &setup.client;
     let devices = client.addressable_devices()?;
     let device_kind = devices.first().map_or(String::new(), |d| d.kind.clone());
@@ -260,7 +273,6 @@ pub fn run_bench(options: &BenchOptions) -> Result<BenchReport, BenchError> {
         0 => None,
         n => Some(MatmulProbe::new(client, n)?),
     };
-    let mut matmul_times = Vec::new();
     let total = options.warmup + options.steps;
     let mut loader = Loader::new(
         setup.source.as_ref(),
@@ -269,9 +281,74 @@ pub fn run_bench(options: &BenchOptions) -> Result<BenchReport, BenchError> {
         options.run.seed(),
     );
     let batches: Vec<HostBatch> = (0..total).map(|_| loader.next_batch()).collect();
-
+    let mut bench = MeshBench {
+        options,
+        batches: &batches,
+        probe: probe.as_ref(),
+        matmul_times: Vec::new(),
+        flops_per_step,
+        peak,
+        tokens: batch * seq,
+        exported: false,
+    };
     let mut reports = Vec::new();
-    for (i, mesh) in meshes.iter().enumerate() {
+    let policies: Vec<Option<&String>> = match options.remat.len() {
+        0 => vec![None],
+        _ => options.remat.iter().map(Some).collect(),
+    };
+    for (k, policy) in policies.into_iter().enumerate() {
+        let other;
+        let current = if k == 0 {
+            &setup
+        } else {
+            other = variant(policy).setup()?;
+            &other
+        };
+        for mesh in &meshes {
+            let mut report = bench.mesh(current, mesh)?;
+            report.remat = policy.cloned();
+            reports.push(report);
+        }
+    }
+    let matmul_times = bench.matmul_times;
+    Ok(BenchReport {
+        model: setup.name.clone(),
+        overrides: options.run.overrides.clone(),
+        plugin: client.plugin().path().display().to_string(),
+        platform: format!("{} {}", client.platform_name()?, client.platform_version()?),
+        device_kind,
+        params,
+        batch_size: batch,
+        seq_len: seq,
+        flops_per_step,
+        peak_flops_per_device: peak,
+        warmup: options.warmup,
+        steps: options.steps,
+        load_average: [load_before, load_average()],
+        meshes: reports,
+        matmul: probe.and_then(|p| p.report(&matmul_times)),
+    })
+}
+
+/// What every row of one benchmark shares: the batches, the matmul
+/// reference and the model's FLOPs.
+struct MeshBench<'a> {
+    options: &'a BenchOptions,
+    batches: &'a [HostBatch],
+    probe: Option<&'a MatmulProbe>,
+    matmul_times: Vec<f64>,
+    flops_per_step: f64,
+    peak: Option<f64>,
+    tokens: usize,
+    exported: bool,
+}
+
+impl MeshBench<'_> {
+    /// Traces, emits, compiles and runs the step of `setup`'s model on
+    /// `mesh`; the row's `remat` is left `None`.
+    fn mesh(&mut self, setup: &Setup, mesh: &Mesh) -> Result<MeshReport, BenchError> {
+        let options = self.options;
+        let client = &setup.client;
         let (mut traces, mut emits) = (Vec::new(), Vec::new());
         let mut built = None;
         for _ in 0..TRACE_REPEATS {
@@ -311,63 +388,51 @@ pub fn run_bench(options: &BenchOptions) -> Result<BenchReport, BenchError> {
             options.run.seed(),
         )?;
         if let Some(dir) = &options.export_dir {
-            export(dir, &trainer, &batches, i == 0, options.run.seed())?;
+            export(
+                dir,
+                &trainer,
+                self.batches,
+                !self.exported,
+                options.run.seed(),
+            )?;
+            self.exported = true;
         }
         let mut losses = Vec::new();
         let mut times = Vec::new();
         let mut matmuls = Vec::new();
-        for (n, host) in batches.iter().enumerate() {
+        for (n, host) in self.batches.iter().enumerate() {
             let start = Instant::now();
             let metrics = trainer.step(host, options.run.seed())?;
             if n >= options.warmup {
                 times.push(start.elapsed().as_secs_f64());
-                if let Some(probe) = &probe {
+                if let Some(probe) = self.probe {
                     matmuls.push(probe.time()?);
                 }
             }
             losses.push(metrics.loss);
         }
         let step_s = Spread::of(&times).ok_or(BenchError::Empty)?;
-        let achieved_flops = flops_per_step / step_s.median;
-        let matmul_flops = probe
-            .as_ref()
-            .and_then(|p| p.report(&matmuls))
-            .map(|m| m.flops);
-        matmul_times.extend(matmuls);
-        reports.push(MeshReport {
+        let achieved_flops = self.flops_per_step / step_s.median;
+        let matmul_flops = self.probe.and_then(|p| p.report(&matmuls)).map(|m| m.flops);
+        self.matmul_times.extend(matmuls);
+        Ok(MeshReport {
             mesh: mesh.to_string(),
+            remat: None,
             devices: mesh.size(),
             trace_s,
             emit_s,
             stablehlo_bytes: text.len(),
             compile_s,
-            tokens_per_s: (batch * seq) as f64 / step_s.median,
+            tokens_per_s: self.tokens as f64 / step_s.median,
             achieved_flops,
-            mfu: peak.map(|p| achieved_flops / (p * mesh.size() as f64)),
+            mfu: self.peak.map(|p| achieved_flops / (p * mesh.size() as f64)),
             matmul_flops,
             vs_matmul: matmul_flops.map(|m| achieved_flops / m),
             step_s,
             memory,
             losses,
-        });
+        })
     }
-    Ok(BenchReport {
-        model: setup.name.clone(),
-        overrides: options.run.overrides.clone(),
-        plugin: client.plugin().path().display().to_string(),
-        platform: format!("{} {}", client.platform_name()?, client.platform_version()?),
-        device_kind,
-        params,
-        batch_size: batch,
-        seq_len: seq,
-        flops_per_step,
-        peak_flops_per_device: peak,
-        warmup: options.warmup,
-        steps: options.steps,
-        load_average: [load_before, load_average()],
-        meshes: reports,
-        matmul: probe.and_then(|p| p.report(&matmul_times)),
-    })
 }
 
 /// An `n x n` f32 matmul compiled for the client's first device, with its
@@ -524,7 +589,7 @@ pub fn render_table(report: &BenchReport) -> String {
         );
     }
     out += &format!(
-        "{:<16} {:>8} {:>8} {:>9} {:>9} {:>15} {:>9} {:>8} {:>10} {:>7} {:>6} {:>9}\n",
+        "{:<16} {:>8} {:>8} {:>9} {:>9} {:>15} {:>9} {:>8} {:>10} {:>7} {:>6} {:>9} {:>9} {:>9} {:>9}\n",
         "mesh",
         "trace s",
         "emit s",
@@ -536,15 +601,25 @@ pub fn render_table(report: &BenchReport) -> String {
         "mm GFLOP/s",
         "/matmul",
         "MFU",
-        "mem MiB"
+        "args MiB",
+        "out MiB",
+        "temp MiB",
+        "peak MiB"
     );
     let optional = |v: Option<f64>, scale: f64, digits: usize| {
         v.map_or("-".to_string(), |v| format!("{:.*}", digits, v * scale))
     };
+    let mib = |m: &MeshReport, f: fn(&Memory) -> i64| {
+        optional(m.memory.as_ref().map(|x| f(x) as f64), 1.0 / 1048576.0, 1)
+    };
     for m in &report.meshes {
+        let row = match &m.remat {
+            Some(policy) => format!("{} remat={policy}", m.mesh),
+            None => m.mesh.clone(),
+        };
         out += &format!(
-            "{:<16} {:>8.4} {:>8.4} {:>9.2} {:>9.4} {:>15} {:>9.0} {:>8.2} {:>10} {:>7} {:>6} {:>9}\n",
-            m.mesh,
+            "{:<16} {:>8.4} {:>8.4} {:>9.2} {:>9.4} {:>15} {:>9.0} {:>8.2} {:>10} {:>7} {:>6} {:>9} {:>9} {:>9} {:>9}\n",
+            row,
             m.trace_s,
             m.emit_s,
             m.compile_s,
@@ -556,7 +631,10 @@ pub fn render_table(report: &BenchReport) -> String {
             m.vs_matmul
                 .map_or("-".to_string(), |v| format!("{:.0}%", v * 100.0)),
             optional(m.mfu, 100.0, 1),
-            optional(m.memory.as_ref().map(|m| m.peak as f64), 1.0 / 1048576.0, 1),
+            mib(m, |x| x.arguments),
+            mib(m, |x| x.outputs),
+            mib(m, |x| x.temp),
+            mib(m, |x| x.peak),
         );
     }
     out

@@ -294,6 +294,11 @@ struct BenchArgs {
     /// Mesh to benchmark, repeatable (e.g. --mesh data=1 --mesh fsdp=4).
     #[arg(long = "mesh", default_value = "data=1")]
     meshes: Vec<String>,
+    /// Remat policy to compare, repeatable (e.g. --remat none --remat
+    /// full): each is benchmarked on every mesh as a last remat=POLICY
+    /// modifier.
+    #[arg(long = "remat", value_name = "POLICY")]
+    remat: Vec<String>,
     /// PJRT plugin: cpu, cuda, tpu or a path to a plugin .so.
     #[arg(long, default_value = "cpu")]
     plugin: String,
@@ -646,6 +651,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                     ..RunOptions::default()
                 },
                 meshes: bench.meshes,
+                remat: bench.remat,
                 steps: bench.steps,
                 warmup: bench.warmup,
                 matmul_size: bench.matmul,

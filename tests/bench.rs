@@ -24,6 +24,7 @@ fn tiny(meshes: &[&str]) -> BenchOptions {
             ..RunOptions::default()
         },
         meshes: meshes.iter().map(|m| m.to_string()).collect(),
+        remat: vec![],
         steps: 3,
         warmup: 1,
         matmul_size: 64,
@@ -152,6 +153,10 @@ fn the_bench_command_writes_a_table_and_json() {
             "1",
             "--matmul",
             "64",
+            "--remat",
+            "none",
+            "--remat",
+            "names:attention_out,ffn_out",
             "--json",
         ])
         .arg(&json)
@@ -164,11 +169,76 @@ fn the_bench_command_writes_a_table_and_json() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        stdout.contains("data=1") && stdout.contains("compile s"),
+        stdout.contains("data=1 remat=names:attention_out,ffn_out")
+            && stdout.contains("compile s")
+            && stdout.contains("temp MiB"),
         "{stdout}"
     );
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(report["model"], "llama-tiny");
     assert_eq!(report["meshes"][0]["losses"].as_array().unwrap().len(), 3);
+    assert_eq!(report["meshes"][0]["remat"], "none");
+    assert_eq!(report["meshes"][1]["remat"], "names:attention_out,ffn_out");
+}
+
+/// `--remat none --remat full` on a two-layer tiny llama: one row per
+/// policy, whose memory figures are exactly what the runtime reports for
+/// the same step compiled here through the public API
+/// (`PJRT_Executable_GetCompiledMemoryStats`); the arguments (parameters,
+/// AdamW state, batch) do not depend on the policy, full remat needs no
+/// more temporaries than none, and the losses agree (f32, the same ops
+/// reordered by fusion: 1e-5 relative).
+#[test]
+fn bench_compares_remat_policies_with_the_runtimes_memory_stats() {
+    let mut options = tiny(&["data=1"]);
+    options.run.overrides[1] = "decoder.transformer.num_layers=2".into();
+    options.run.seq_len = Some(64);
+    options.remat = vec!["none".into(), "full".into()];
+    options.steps = 1;
+    options.warmup = 1;
+    options.matmul_size = 0;
+    let report = run_bench(&options).unwrap();
+    assert_eq!(report.meshes.len(), 2);
+    let memory = |i: usize| report.meshes[i].memory.clone().expect("CPU reports memory");
+    for (i, policy) in ["none", "full"].iter().enumerate() {
+        assert_eq!(report.meshes[i].remat.as_deref(), Some(*policy));
+        let run = axle::run::RunOptions {
+            mesh: Some("data=1".into()),
+            modifiers: vec![format!("remat={policy}")],
+            ..options.run.clone()
+        };
+        let setup = run.setup().unwrap();
+        let step = axle::train_step::build_train_step(
+            setup.model.as_ref(),
+            &setup.learner,
+            &setup.shape,
+            &setup.mesh,
+            &setup.rules,
+        )
+        .unwrap();
+        let exe = setup
+            .client
+            .compile(
+                &step.function.to_stablehlo(),
+                &axle::trainer::compile_options(&setup.mesh),
+            )
+            .unwrap();
+        let stats = exe.memory_stats().unwrap().unwrap();
+        let m = memory(i);
+        assert_eq!(
+            (m.arguments, m.outputs, m.alias, m.temp),
+            (stats.arguments, stats.outputs, stats.alias, stats.temp),
+            "remat={policy}"
+        );
+        assert_eq!(m.peak, m.arguments + m.outputs - m.alias + m.temp);
+    }
+    let (none, full) = (memory(0), memory(1));
+    assert_eq!(none.arguments, full.arguments);
+    assert!(full.temp <= none.temp, "full {full:?} vs none {none:?}");
+    for (a, b) in report.meshes[0].losses.iter().zip(&report.meshes[1].losses) {
+        assert!((a - b).abs() <= 1e-5 * a.abs(), "{a} vs {b}");
+    }
+    let table = render_table(&report);
+    assert!(table.contains("data=1 remat=full"), "{table}");
 }

@@ -169,3 +169,68 @@ fn the_backward_pass_replays_what_the_policy_does_not_save() {
     let names = RematPolicy::Names(vec!["hidden".into()]);
     assert_eq!(count(Some(names)), (1, 7, 1));
 }
+
+/// `Offload(["hidden"])` replays what `Names(["hidden"])` replays, and
+/// the saved value goes to host memory and back as JAX lowers
+/// `save_and_offload_only_these_names`: one `annotate_device_placement`
+/// to `pinned_host` of the saved value, one to `device` of that result,
+/// which enters the barrier. `Names` emits no placement. (That the value
+/// lands in host memory on TPU is checked in tests/plan.rs.)
+#[test]
+fn offload_moves_the_saved_value_to_host_and_back() {
+    let text = |policy: RematPolicy| {
+        let b = FunctionBuilder::new("f");
+        let p: Vec<Tensor> = [[4, 6], [6, 8], [8, 6]]
+            .iter()
+            .enumerate()
+            .map(|(i, d)| b.param(&format!("p{i}"), axle::compiler::DType::F32, d))
+            .collect();
+        let loss = maybe_remat(&Some(policy), &p).sum_all();
+        let g = grad(&loss, &[&p[0], &p[1], &p[2]]);
+        let f = b
+            .build(&[("loss", &loss), ("g0", &g[0]), ("g1", &g[1]), ("g2", &g[2])])
+            .unwrap();
+        f.to_stablehlo()
+    };
+    let offload = text(RematPolicy::Offload(vec!["hidden".into()]));
+    let names = text(RematPolicy::Names(vec!["hidden".into()]));
+    let placements = |text: &str, kind: &str| -> Vec<String> {
+        let attr = format!("_xla_buffer_placement = \"{kind}\"");
+        text.lines()
+            .filter(|l| l.contains("@annotate_device_placement") && l.contains(&attr))
+            .map(|l| l.trim().to_string())
+            .collect()
+    };
+    assert!(placements(&names, "pinned_host").is_empty(), "{names}");
+    assert!(placements(&names, "device").is_empty(), "{names}");
+    let (to_host, to_device) = (
+        placements(&offload, "pinned_host"),
+        placements(&offload, "device"),
+    );
+    assert_eq!((to_host.len(), to_device.len()), (1, 1), "{offload}");
+    assert!(
+        to_host[0].contains("has_side_effect = true"),
+        "{}",
+        to_host[0]
+    );
+    let host_value = to_host[0].split(' ').next().unwrap();
+    let device_value = to_device[0].split(' ').next().unwrap();
+    assert!(
+        to_device[0].contains(&format!("@annotate_device_placement({host_value})")),
+        "the device placement reads the host one: {offload}"
+    );
+    let barrier = offload
+        .lines()
+        .find(|l| l.contains("stablehlo.optimization_barrier"))
+        .unwrap();
+    assert!(
+        barrier.contains(&format!("{device_value},"))
+            || barrier.contains(&format!("{device_value})")),
+        "the value back on the device enters the barrier: {barrier}"
+    );
+    let ops = |t: &str| {
+        ["stablehlo.tanh", "stablehlo.dot_general"]
+            .map(|op| t.matches(&format!("\"{op}\"")).count())
+    };
+    assert_eq!(ops(&offload), ops(&names));
+}

@@ -364,3 +364,23 @@ fn remat_adds_its_recomputation_to_the_compilers_flops() {
         "none {none}, dots {dots}"
     );
 }
+
+/// `remat=offload:attention_out,ffn_out` on TPU v5e: XLA's host offloader
+/// keeps the offloaded activations in host memory, so the optimized HLO
+/// holds buffers (and the copies that move them) in memory space 5
+/// (`S(5)`); `names:` with the same names keeps everything on the device.
+#[test]
+fn offloaded_activations_live_in_tpu_host_memory() {
+    let count = |policy: &str| {
+        let report = plan_with(
+            "tpu-v5e:2x2",
+            "fsdp=4",
+            &["--modifier", &format!("remat={policy}")],
+        );
+        report["compiled"]["host_memory_instructions"]
+            .as_u64()
+            .unwrap()
+    };
+    assert!(count("offload:attention_out,ffn_out") > 0);
+    assert_eq!(count("names:attention_out,ffn_out"), 0);
+}

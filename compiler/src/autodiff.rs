@@ -276,7 +276,12 @@ pub(crate) fn vjp_rule(
         OpKind::ShardingConstraint { sharding } => vec![Some(g0.sharding_constraint(sharding))],
         OpKind::OptimizationBarrier => g.iter().map(|c| Some(c.clone())).collect(),
         OpKind::CheckpointName { .. } => vec![Some(g0.clone())],
-        OpKind::Remat { body, num_outputs } => remat::vjp_remat(b, body, *num_outputs, x, y, g)?,
+        OpKind::Remat {
+            body,
+            num_outputs,
+            offload,
+        } => remat::vjp_remat(b, body, *num_outputs, *offload, x, y, g)?,
+        OpKind::MemoryPlacement { .. } => vec![Some(g0.clone())],
         OpKind::Scan {
             body,
             length,

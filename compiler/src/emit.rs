@@ -5,7 +5,9 @@
 
 use crate::ir::{Graph, Op, OpKind, Precision};
 use crate::ops::constant::dense_attr;
-use crate::ops::{control, convolution, elementwise, indexing, reduce, remat, sort, window};
+use crate::ops::{
+    control, convolution, elementwise, indexing, placement, reduce, remat, sort, window,
+};
 use crate::shape::TensorType;
 use std::fmt::Write;
 
@@ -346,6 +348,11 @@ fn lower_op(
         ),
         OpKind::StopGradient | OpKind::CheckpointName { .. } => vec![a[0].clone()],
         OpKind::Remat { body, .. } => remat::lower_remat(e, ind, body, a),
+        OpKind::MemoryPlacement { kind } => {
+            vec![placement::lower_memory_placement(
+                e, ind, *kind, &a[0], rt[0],
+            )]
+        }
         OpKind::ShardingConstraint { sharding } => {
             let r = e.fresh();
             e.line(

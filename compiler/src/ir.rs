@@ -225,6 +225,27 @@ pub enum CmpDir {
     Ge,
 }
 
+/// A memory kind of a device, as JAX names them (`jax.sharding`'s
+/// `memory_kind`) and XLA reads them from `_xla_buffer_placement`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MemoryKind {
+    /// The device's own memory (HBM).
+    Device,
+    /// Page-locked host memory the device reads and writes by DMA
+    /// (`pinned_host`; TPU and GPU have it).
+    PinnedHost,
+}
+
+impl MemoryKind {
+    /// JAX's and XLA's name of the memory kind (`device`, `pinned_host`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MemoryKind::Device => "device",
+            MemoryKind::PinnedHost => "pinned_host",
+        }
+    }
+}
+
 /// Reduction monoids.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ReduceKind {
@@ -552,6 +573,16 @@ pub enum OpKind {
         body: Region,
         /// How many results are the region's outputs.
         num_outputs: usize,
+        /// The saved values wait for the backward pass in host memory
+        /// ([`crate::RematPolicy::Offload`]).
+        offload: bool,
+    },
+    /// The same value, placed in a memory kind (JAX's `device_put` with a
+    /// `TransferToMemoryKind`); lowered to XLA's
+    /// `annotate_device_placement` custom call.
+    MemoryPlacement {
+        /// Where the value goes.
+        kind: MemoryKind,
     },
     /// Identity tagged with a name for remat policies (`checkpoint_name`).
     CheckpointName {
@@ -609,6 +640,7 @@ impl OpKind {
             OpKind::Scan { .. } => "scan".into(),
             OpKind::Remat { .. } => "remat".into(),
             OpKind::CheckpointName { .. } => "checkpoint_name".into(),
+            OpKind::MemoryPlacement { .. } => "memory_placement".into(),
             OpKind::While { .. } => "while".into(),
         }
     }
@@ -891,6 +923,8 @@ fn attrs_text(kind: &OpKind) -> String {
         OpKind::Sort { dim, descending } => format!("dim={dim} descending={descending}"),
         OpKind::ShardingConstraint { sharding } => sharding.clone(),
         OpKind::CheckpointName { name } => name.clone(),
+        OpKind::MemoryPlacement { kind } => kind.as_str().into(),
+        OpKind::Remat { offload: true, .. } => "offload".into(),
         OpKind::Scan {
             length, reverse, ..
         } => format!("length={length} reverse={reverse}"),

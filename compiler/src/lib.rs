@@ -13,8 +13,9 @@
 //!   differentiable (the backward pass is a reverse scan that recomputes
 //!   each step), `while_loop` is not.
 //! - Rematerialization ([`remat`] with a [`RematPolicy`]: save nothing,
-//!   dot outputs, or values tagged by [`Tensor::checkpoint_name`]): the
-//!   backward pass recomputes the rest behind an optimization barrier.
+//!   dot outputs, or values tagged by [`Tensor::checkpoint_name`], on the
+//!   device or offloaded to host memory with [`Tensor::to_memory_kind`]):
+//!   the backward pass recomputes the rest behind an optimization barrier.
 //! - Randomness: explicit `u64[2]` keys ([`FunctionBuilder::rng_key`],
 //!   [`random_uniform`], [`random_normal`], [`dropout`]) return the next key.
 //! - Sharding: the compiler only carries opaque Shardy strings
@@ -81,7 +82,8 @@ pub use dtype::{DType, Element};
 pub use error::{FunctionError, TraceError};
 pub use function::Function;
 pub use ir::{
-    CmpDir, ConvConfig, ConvDims, DotDims, GatherDims, Precision, ReduceKind, ScatterDims,
+    CmpDir, ConvConfig, ConvDims, DotDims, GatherDims, MemoryKind, Precision, ReduceKind,
+    ScatterDims,
 };
 pub use ops::annotate::optimization_barrier;
 pub use ops::contraction::{DotConfig, einsum};

@@ -262,6 +262,7 @@ pub const OPS: &[OpInfo] = &[
     op("scan", "stablehlo.while", T::ANY, Vjp),
     op("remat", "(inlined: its body's ops)", T::ANY, Vjp),
     op("checkpoint_name", "(none: the operand itself)", T::ANY, Vjp),
+    op("memory_placement", "stablehlo.custom_call", T::ANY, Vjp),
     op("while", "stablehlo.while", T::ANY, Refused),
 ];
 

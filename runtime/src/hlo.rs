@@ -61,7 +61,23 @@ pub struct Shape {
     /// Element shapes of a tuple.
     #[prost(message, repeated, tag = "4")]
     pub tuple_shapes: Vec<Shape>,
+    /// Layout of an array shape (absent on tuples and unlaid-out shapes).
+    #[prost(message, optional, tag = "5")]
+    pub layout: Option<Layout>,
 }
+
+/// The part of `xla.LayoutProto` that says where a buffer lives.
+#[derive(Clone, PartialEq, Message)]
+pub struct Layout {
+    /// Memory space of the buffer: 0 is device memory,
+    /// [`HOST_MEMORY_SPACE`] host memory (printed `S(5)` in HLO text).
+    #[prost(int64, tag = "8")]
+    pub memory_space: i64,
+}
+
+/// XLA's `Layout::kHostMemorySpace` (`xla/layout.h`): the memory space of
+/// buffers placed in host memory by host offloading (TPU and GPU).
+pub const HOST_MEMORY_SPACE: i64 = 5;
 
 /// `xla.ProgramShapeProto`.
 #[derive(Clone, PartialEq, Message)]
@@ -100,6 +116,14 @@ impl HloModule {
         self.instructions().filter(move |i| i.opcode == opcode)
     }
 
+    /// Instructions whose result (or an element of a tuple result) lies in
+    /// host memory ([`HOST_MEMORY_SPACE`]): the buffers and copies of
+    /// values XLA's host offloader moved off the device.
+    pub fn host_memory_instructions(&self) -> impl Iterator<Item = &HloInstruction> {
+        self.instructions()
+            .filter(|i| i.shape.as_ref().is_some_and(Shape::touches_host_memory))
+    }
+
     /// The entry computation, if present.
     pub fn entry(&self) -> Option<&HloComputation> {
         self.computations
@@ -122,6 +146,18 @@ impl Shape {
         DType::from_xla_primitive(self.element_type)
     }
 
+    /// The layout's memory space (0, device memory, when there is no layout).
+    pub fn memory_space(&self) -> i64 {
+        self.layout.as_ref().map_or(0, |l| l.memory_space)
+    }
+
+    /// True when this shape, or any element of a tuple, lies in
+    /// [`HOST_MEMORY_SPACE`].
+    pub fn touches_host_memory(&self) -> bool {
+        self.memory_space() == HOST_MEMORY_SPACE
+            || self.tuple_shapes.iter().any(Shape::touches_host_memory)
+    }
+
     /// Dimension sizes as `usize`.
     pub fn dims(&self) -> Vec<usize> {
         self.dimensions.iter().map(|&d| d as usize).collect()
@@ -138,5 +174,32 @@ impl std::fmt::Display for Shape {
             Some(d) => write!(f, "{d}{:?}", self.dimensions),
             None => write!(f, "type{}{:?}", self.element_type, self.dimensions),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A `ShapeProto` written by hand in protobuf wire format (field 2
+    /// element type F32 = 11, field 3 dimension 4, field 5 a layout whose
+    /// field 8 is memory space 5) decodes as lying in host memory; the
+    /// same shape without a layout, and a tuple holding only it, do not.
+    #[test]
+    fn memory_space_five_is_host_memory() {
+        let host = [0x10, 11, 0x18, 4, 0x2a, 2, 0x40, 5];
+        let shape = Shape::decode(&host[..]).unwrap();
+        assert_eq!((shape.element_type, shape.dims()), (11, vec![4]));
+        assert_eq!(shape.memory_space(), HOST_MEMORY_SPACE);
+        assert!(shape.touches_host_memory());
+        let device = Shape::decode(&host[..4]).unwrap();
+        assert_eq!(device.memory_space(), 0);
+        let tuple = |element: &[u8]| {
+            let mut bytes = vec![0x22, element.len() as u8];
+            bytes.extend_from_slice(element);
+            Shape::decode(&bytes[..]).unwrap()
+        };
+        assert!(tuple(&host).touches_host_memory());
+        assert!(!tuple(&host[..4]).touches_host_memory());
     }
 }

@@ -82,7 +82,9 @@ pub use dtype::{DType, Element};
 pub use error::{Error, ErrorCode, Result};
 pub use executable::{Arg, Executable};
 pub use gpu_options::{GpuAllocator, GpuClientOptions};
-pub use hlo::{HloComputation, HloInstruction, HloModule, ProgramShape, Shape};
+pub use hlo::{
+    HOST_MEMORY_SPACE, HloComputation, HloInstruction, HloModule, Layout, ProgramShape, Shape,
+};
 pub use introspection::MemoryStats;
 pub use plugin::{NamedValue, Plugin};
 pub use sharded::{ShardLayout, ShardedArray};

@@ -17,16 +17,17 @@ use std::process::Command;
 pub const SKIP_METADATA_QUERY: (&str, &str) = ("TPU_SKIP_MDS_QUERY", "1");
 
 /// The environment variable that lets several processes load libtpu at
-/// once. libtpu otherwise takes `/tmp/libtpu_lockfile` for the TPU chips,
-/// and a second concurrent compile child fails with "Internal error when
-/// accessing libtpu multi-process lockfile" (seen with parallel tests); a
-/// compile child uses no chip.
+/// once. libtpu otherwise takes `/tmp/libtpu_lockfile`, which guards the
+/// host's TPU chips, and a second process fails in `PJRT_Plugin_Initialize`
+/// ("Internal error when accessing libtpu multi-process lockfile"); an
+/// ahead-of-time compile touches no chip, so parallel plans and tests may
+/// share the machine (JAX's TPU CI sets the same for parallel tests).
 pub const ALLOW_MULTIPLE_LIBTPU_LOAD: (&str, &str) = ("ALLOW_MULTIPLE_LIBTPU_LOAD", "1");
 
 /// A command running `program` in a new network namespace (`unshare --net`,
 /// which needs root or user namespaces), with [`SKIP_METADATA_QUERY`] and
-/// [`ALLOW_MULTIPLE_LIBTPU_LOAD`] set.
-/// Add arguments and spawn it as any [`Command`].
+/// [`ALLOW_MULTIPLE_LIBTPU_LOAD`] set. Add arguments and spawn it as any
+/// [`Command`].
 pub fn offline_command(program: &Path) -> Command {
     let mut command = Command::new("unshare");
     command

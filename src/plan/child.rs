@@ -49,6 +49,10 @@ pub struct Compiled {
     pub bytes_accessed: Option<f64>,
     /// Collectives in the optimized HLO, by kind.
     pub collectives: BTreeMap<String, usize>,
+    /// Instructions of the optimized HLO whose result lies in host memory
+    /// (XLA's memory space 5, `S(5)`): values offloaded to the host by a
+    /// `remat=offload:...` policy, and the copies that move them.
+    pub host_memory_instructions: usize,
     /// Seconds `PJRT_Compile` took.
     pub compile_seconds: f64,
 }
@@ -193,6 +197,7 @@ fn compile(
             _ => None,
         })
     };
+    let optimized = exe.optimized_hlo()?;
     let mut host_devices: BTreeMap<i32, Vec<i32>> = BTreeMap::new();
     for d in &devices {
         host_devices.entry(d.process_index).or_default().push(d.id);
@@ -211,7 +216,8 @@ fn compile(
         peak: stats.peak_or_sum(),
         flops: number("flops"),
         bytes_accessed: number("bytes accessed"),
-        collectives: count_collectives(&exe.optimized_hlo()?),
+        collectives: count_collectives(&optimized),
+        host_memory_instructions: optimized.host_memory_instructions().count(),
         compile_seconds,
     })
 }

@@ -499,6 +499,7 @@ mod tests {
             flops: None,
             bytes_accessed: None,
             collectives: Default::default(),
+            host_memory_instructions: 0,
             compile_seconds: 0.0,
         }
     }

@@ -113,6 +113,13 @@ pub fn render_report(report: &PlanReport) -> String {
                 .join(", ")
         };
         let _ = writeln!(out, "  collectives  {collectives}");
+        if c.host_memory_instructions > 0 {
+            let _ = writeln!(
+                out,
+                "  host memory  {} instructions (offloaded values and their copies)",
+                c.host_memory_instructions
+            );
+        }
         let _ = writeln!(out, "  compile time {:.1} s", c.compile_seconds);
     }
     if report.compiled.is_none()

@@ -250,6 +250,7 @@ mod tests {
             flops,
             bytes_accessed: None,
             collectives: Default::default(),
+            host_memory_instructions: 0,
             compile_seconds: 0.0,
         };
         let report = PlanReport {

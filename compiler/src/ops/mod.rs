@@ -10,6 +10,7 @@ pub mod convolution;
 pub mod cumulative;
 pub mod elementwise;
 pub mod indexing;
+pub mod placement;
 pub mod random;
 pub mod reduce;
 pub mod remat;

@@ -13,11 +13,22 @@
 //! intermediates die after the forward pass. Saved values are taken from
 //! the forward pass instead of being recomputed; the backward pass then
 //! runs each op's VJP over the replayed and saved values.
+//!
+//! Under [`RematPolicy::Offload`] the saved values wait in host memory, as
+//! JAX's `save_and_offload_only_these_names` does (`Offloadable(src="device",
+//! dst="pinned_host")` in `jax/_src/ad_checkpoint.py`): each is placed in
+//! `pinned_host` memory and brought back to `device` memory before the
+//! barrier ([`Tensor::to_memory_kind`]), the two `device_put`s JAX's
+//! partial evaluation inserts. XLA's host offloader keeps the value in host
+//! memory between them where the target has it (TPU: `S(5)` buffers and
+//! asynchronous copies in the optimized HLO); elsewhere (the default CPU
+//! plugin) the annotations compile to nothing and the numbers are those of
+//! `Names`.
 
 use crate::autodiff::{accumulate, is_differentiable, vjp_rule};
 use crate::builder::FunctionBuilder;
 use crate::emit::{Emitter, emit_graph};
-use crate::ir::{Graph, OpId, OpKind, Region, ValueId};
+use crate::ir::{Graph, MemoryKind, OpId, OpKind, Region, ValueId};
 use crate::ops::annotate::optimization_barrier;
 use crate::ops::control::trace_region;
 use crate::shape::TensorType;
@@ -39,11 +50,11 @@ pub enum RematPolicy {
     /// Save only the values tagged with one of these names by
     /// [`Tensor::checkpoint_name`] (`save_only_these_names`).
     Names(Vec<String>),
-    /// Save the values tagged with these names, in host memory where the
-    /// target has a host memory space (`save_and_offload_only_these_names`).
-    /// Today every target saves them on device: the compiler does not emit
-    /// the memory-kind placement yet, and the CPU plugin has no host memory
-    /// space to place them in.
+    /// Save the values tagged with these names in host memory
+    /// (`save_and_offload_only_these_names`): moved to `pinned_host` after
+    /// the forward pass, back to the device for the backward pass. On a
+    /// target without host memory (CPU) this saves them on the device,
+    /// like [`RematPolicy::Names`].
     Offload(Vec<String>),
 }
 
@@ -113,6 +124,7 @@ pub fn remat(
     let kind = OpKind::Remat {
         body: Region::new(graph),
         num_outputs,
+        offload: matches!(policy, RematPolicy::Offload(_)),
     };
     let mut r = b.record("remat", loc, &operands, |_| Ok((kind, out_tys)));
     r.truncate(num_outputs);
@@ -130,19 +142,32 @@ pub(crate) fn lower_remat(
 }
 
 /// VJP of a remat region: replays the region behind an optimization
-/// barrier (saved values come from the forward results `y[num_outputs..]`),
-/// then backpropagates through the replayed ops.
+/// barrier (saved values come from the forward results `y[num_outputs..]`,
+/// through host memory when `offload`), then backpropagates through the
+/// replayed ops.
 pub(crate) fn vjp_remat(
     b: &FunctionBuilder,
     body: &Graph,
     num_outputs: usize,
+    offload: bool,
     x: &[Tensor],
     y: &[Tensor],
     g: &[Tensor],
 ) -> Result<Vec<Option<Tensor>>, String> {
     let saved_ids = &body.results[num_outputs..];
+    let saved: Vec<Tensor> = if offload {
+        y[num_outputs..]
+            .iter()
+            .map(|s| {
+                s.to_memory_kind(MemoryKind::PinnedHost)
+                    .to_memory_kind(MemoryKind::Device)
+            })
+            .collect()
+    } else {
+        y[num_outputs..].to_vec()
+    };
     let mut fenced: Vec<&Tensor> = x.iter().collect();
-    fenced.extend(&y[num_outputs..]);
+    fenced.extend(&saved);
     fenced.extend(&g[..num_outputs]);
     let fenced = optimization_barrier(&fenced);
     let (nx, ns) = (x.len(), saved_ids.len());

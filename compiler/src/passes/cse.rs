@@ -77,9 +77,14 @@ fn simplify_regions(kind: &OpKind) -> OpKind {
             reverse: *reverse,
             save_carries: *save_carries,
         },
-        OpKind::Remat { body, num_outputs } => OpKind::Remat {
+        OpKind::Remat {
+            body,
+            num_outputs,
+            offload,
+        } => OpKind::Remat {
             body: Region::new(simplify(body)),
             num_outputs: *num_outputs,
+            offload: *offload,
         },
         OpKind::While {
             cond,

@@ -71,10 +71,15 @@ fn clean_kind(kind: &OpKind, results: &[ValueId], live: &[bool]) -> (OpKind, usi
                 if save { results.len() } else { base },
             )
         }
-        OpKind::Remat { body, num_outputs } => (
+        OpKind::Remat {
+            body,
+            num_outputs,
+            offload,
+        } => (
             OpKind::Remat {
                 body: Region::new(dce(body)),
                 num_outputs: *num_outputs,
+                offload: *offload,
             },
             results.len(),
         ),
