@@ -355,6 +355,48 @@ fn checkpoints_move_between_unrolled_and_scanned_stacks() {
     }
 }
 
+/// A run that no longer fits resumes with what the memory check suggests:
+/// `--modifier remat=full` and `learner.micro_batches=2` change the traced
+/// program, not what the parameters mean, so the checkpoint is accepted
+/// and the losses continue those of the original program to 1e-5 relative
+/// (the same arithmetic; recomputation and the accumulation loop are fused
+/// and summed in another order by XLA). A model change is still refused.
+#[test]
+fn a_run_resumes_with_another_remat_policy_and_micro_batch_count() {
+    let tmp = tempfile::tempdir().unwrap();
+    train(&small(tmp.path(), 2), |_| {}).unwrap();
+    let other = tempfile::tempdir().unwrap();
+    copy_dir(&tmp.path().join("ckpt"), &other.path().join("ckpt"));
+    let plain = train(
+        &RunOptions {
+            resume: true,
+            ..small(tmp.path(), 4)
+        },
+        |_| {},
+    )
+    .unwrap()
+    .losses;
+    let mut changed = RunOptions {
+        resume: true,
+        ..small(other.path(), 4)
+    };
+    changed.modifiers.push("remat=full".into());
+    changed.overrides.push("learner.micro_batches=2".into());
+    let rematted = train(&changed, |_| {}).unwrap().losses;
+    assert_eq!(plain.len(), 2);
+    for (a, b) in plain.iter().zip(&rematted) {
+        assert_eq!(a.0, b.0);
+        assert!((a.1 - b.1).abs() <= 1e-5 * a.1.abs(), "{a:?} vs {b:?}");
+    }
+    let mut wider = RunOptions {
+        resume: true,
+        ..small(other.path(), 6)
+    };
+    wider.overrides.push("decoder.dim=32".into());
+    let err = train(&wider, |_| {}).unwrap_err();
+    assert!(matches!(err, RunError::Mismatch { .. }), "{err}");
+}
+
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {

@@ -215,11 +215,15 @@ pub(super) fn differences(checkpoint: &ExperimentConfig, run: &ExperimentConfig)
 
 /// Config fields that change how the step is traced, not what the
 /// parameters mean: a checkpoint written with one value restores under
-/// another (the trainer converts scanned and unrolled stacks' tensors).
-const LAYOUT_FIELDS: [&str; 1] = ["scan"];
+/// another. `scan` (the trainer converts scanned and unrolled stacks'
+/// tensors), `remat` (what the backward pass recomputes) and
+/// `micro_batches` (how the batch is accumulated), so that a run which no
+/// longer fits resumes with the remat policy or accumulation the memory
+/// check suggests.
+const TRACE_ONLY_FIELDS: [&str; 3] = ["scan", "remat", "micro_batches"];
 
 /// Whether a run of config `run` may restore a checkpoint of config
-/// `checkpoint`: equal but for [`LAYOUT_FIELDS`].
+/// `checkpoint`: equal but for [`TRACE_ONLY_FIELDS`].
 pub(super) fn same_model(checkpoint: &ExperimentConfig, run: &ExperimentConfig) -> bool {
     let model_lines = |config: &ExperimentConfig| -> Vec<String> {
         config
@@ -227,7 +231,7 @@ pub(super) fn same_model(checkpoint: &ExperimentConfig, run: &ExperimentConfig) 
             .lines()
             .filter(|line| {
                 let field = line.split(" = ").next().unwrap_or("");
-                !LAYOUT_FIELDS
+                !TRACE_ONLY_FIELDS
                     .iter()
                     .any(|f| field == *f || field.ends_with(&format!(".{f}")))
             })
