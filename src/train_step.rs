@@ -498,7 +498,14 @@ fn loss_and_grads(
     let summaries = summary_paths
         .into_iter()
         .zip(&ys[2..])
-        .map(|(path, stacked)| (path, weighted(stacked)))
+        .map(|(path, stacked)| {
+            let value = if is_count(&path) {
+                stacked.sum(&[0], false)
+            } else {
+                weighted(stacked)
+            };
+            (path, value)
+        })
         .collect();
     Ok(Traced {
         loss: weighted(&ys[0]),
@@ -509,6 +516,12 @@ fn loss_and_grads(
             .collect(),
         summaries,
     })
+}
+
+/// Whether the summary at `path` is a count (its name starts with `num_`,
+/// `Context::add_summary`): summed over micro-batches, not averaged.
+fn is_count(path: &str) -> bool {
+    path.rsplit('/').next().is_some_and(|name| name.starts_with("num_"))
 }
 
 /// What one micro-batch's loss needs besides its inputs: the model, the

@@ -328,6 +328,21 @@ fn micro_batches_weighted_by_live_targets_equal_the_full_batch() {
         split.grad_norm
     );
     assert_eq!((whole.weight, split.weight), (9.0, 9.0));
+    // Summaries combine as the full batch's: a count (`num_targets`) is
+    // summed, a mean over targets (`cross_entropy`) weighted by them.
+    let summary = |m: &axle::trainer::StepMetrics, name: &str| {
+        m.summaries
+            .iter()
+            .find(|(path, _)| path.ends_with(name))
+            .map(|(_, v)| *v)
+            .unwrap_or_else(|| panic!("no summary {name}: {:?}", m.summaries))
+    };
+    assert_eq!(summary(&split, "/num_targets"), 9.0);
+    assert_eq!(summary(&whole, "/num_targets"), 9.0);
+    assert!(close(
+        summary(&whole, "/cross_entropy"),
+        summary(&split, "/cross_entropy")
+    ));
 }
 
 #[test]

@@ -105,7 +105,11 @@ impl Ctx {
         Ok(t.clone())
     }
 
-    /// Records a side output under the current path (`.../name`).
+    /// Records a side output under the current path (`.../name`). With
+    /// gradient accumulation the step combines the micro-batches' values of
+    /// a summary as their mean weighted by each micro-batch's loss weight,
+    /// except a count, named `num_…` (`num_targets`), which is summed: both
+    /// then equal the full batch's value for means and counts over targets.
     pub fn add_summary(&mut self, name: &str, value: Tensor) {
         self.summaries.insert(self.path(name), value);
     }
