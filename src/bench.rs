@@ -201,6 +201,9 @@ pub struct MatmulReport {
 pub struct BenchReport {
     /// Model name.
     pub model: String,
+    /// Config modifiers applied (`--modifier`; a row's `--remat` policy
+    /// comes after them).
+    pub modifiers: Vec<String>,
     /// Config overrides applied.
     pub overrides: Vec<String>,
     /// The plugin file.
@@ -313,6 +316,7 @@ pub fn run_bench(options: &BenchOptions) -> Result<BenchReport, BenchError> {
     let matmul_times = bench.matmul_times;
     Ok(BenchReport {
         model: setup.name.clone(),
+        modifiers: options.run.modifiers.clone(),
         overrides: options.run.overrides.clone(),
         plugin: client.plugin().path().display().to_string(),
         platform: format!("{} {}", client.platform_name()?, client.platform_version()?),
@@ -578,6 +582,13 @@ pub fn render_table(report: &BenchReport) -> String {
         report.load_average[0],
         report.load_average[1],
     );
+    if !report.modifiers.is_empty() || !report.overrides.is_empty() {
+        out += &format!(
+            "modifiers: {}; overrides: {}\n",
+            list_or_none(&report.modifiers),
+            list_or_none(&report.overrides)
+        );
+    }
     if let Some(m) = &report.matmul {
         out += &format!(
             "f32 matmul {0}x{0} after each timed step: median {1:.4} s (min {2:.4}, max {3:.4}), {4:.2} GFLOP/s\n",
@@ -588,8 +599,13 @@ pub fn render_table(report: &BenchReport) -> String {
             m.flops / 1e9
         );
     }
+    let label = |m: &MeshReport| match &m.remat {
+        Some(policy) => format!("{} remat={policy}", m.mesh),
+        None => m.mesh.clone(),
+    };
+    let width = report.meshes.iter().map(|m| label(m).len()).fold(16, usize::max);
     out += &format!(
-        "{:<16} {:>8} {:>8} {:>9} {:>9} {:>15} {:>9} {:>8} {:>10} {:>7} {:>6} {:>9} {:>9} {:>9} {:>9}\n",
+        "{:<width$} {:>8} {:>8} {:>9} {:>9} {:>15} {:>9} {:>8} {:>10} {:>7} {:>6} {:>9} {:>9} {:>9} {:>9}\n",
         "mesh",
         "trace s",
         "emit s",
@@ -613,13 +629,9 @@ pub fn render_table(report: &BenchReport) -> String {
         optional(m.memory.as_ref().map(|x| f(x) as f64), 1.0 / 1048576.0, 1)
     };
     for m in &report.meshes {
-        let row = match &m.remat {
-            Some(policy) => format!("{} remat={policy}", m.mesh),
-            None => m.mesh.clone(),
-        };
         out += &format!(
-            "{:<16} {:>8.4} {:>8.4} {:>9.2} {:>9.4} {:>15} {:>9.0} {:>8.2} {:>10} {:>7} {:>6} {:>9} {:>9} {:>9} {:>9}\n",
-            row,
+            "{:<width$} {:>8.4} {:>8.4} {:>9.2} {:>9.4} {:>15} {:>9.0} {:>8.2} {:>10} {:>7} {:>6} {:>9} {:>9} {:>9} {:>9}\n",
+            label(m),
             m.trace_s,
             m.emit_s,
             m.compile_s,
@@ -638,6 +650,15 @@ pub fn render_table(report: &BenchReport) -> String {
         );
     }
     out
+}
+
+/// `a, b` or `none`.
+fn list_or_none(items: &[String]) -> String {
+    if items.is_empty() {
+        "none".to_string()
+    } else {
+        items.join(", ")
+    }
 }
 
 #[cfg(test)]

@@ -153,6 +153,8 @@ fn the_bench_command_writes_a_table_and_json() {
             "1",
             "--matmul",
             "64",
+            "--modifier",
+            "qk_norm",
             "--remat",
             "none",
             "--remat",
@@ -171,7 +173,8 @@ fn the_bench_command_writes_a_table_and_json() {
     assert!(
         stdout.contains("data=1 remat=names:attention_out,ffn_out")
             && stdout.contains("compile s")
-            && stdout.contains("temp MiB"),
+            && stdout.contains("temp MiB")
+            && stdout.contains("modifiers: qk_norm;"),
         "{stdout}"
     );
     let report: serde_json::Value =
@@ -180,6 +183,7 @@ fn the_bench_command_writes_a_table_and_json() {
     assert_eq!(report["meshes"][0]["losses"].as_array().unwrap().len(), 3);
     assert_eq!(report["meshes"][0]["remat"], "none");
     assert_eq!(report["meshes"][1]["remat"], "names:attention_out,ffn_out");
+    assert_eq!(report["modifiers"], serde_json::json!(["qk_norm"]));
 }
 
 /// `--remat none --remat full` on a two-layer tiny llama: one row per
