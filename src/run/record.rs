@@ -26,6 +26,11 @@ pub const TOKENIZER: &str = "tokenizer";
 /// The CRC-32 of the tokenizer file's bytes (8 hex digits), checked when
 /// the run is resumed, evaluated or generated from.
 pub const TOKENIZER_CRC32: &str = "tokenizer_crc32";
+/// The end-of-sequence token ids of a model from a Hugging Face directory (`axle import-hf`,
+/// `axle train --init-from hf:DIR`), as a JSON list, read at import or when the run started
+/// ([`crate::hf::default_eos_ids`]) so that a later edit of the directory's
+/// `generation_config.json` does not change where `axle generate` stops.
+pub const EOS_TOKEN_IDS: &str = "eos_token_ids";
 /// Where a text run's training stream stands (a [`crate::text::PackedTextState`] as JSON).
 pub const TEXT_STATE: &str = "text_state";
 
