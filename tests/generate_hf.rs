@@ -372,3 +372,29 @@ fn cli_errors_name_the_flag_or_path() {
     let err = axle(&["train", "--init-from", "hf:", "--steps", "1"]);
     assert!(err.contains("--init-from"), "{err}");
 }
+
+/// The over-length warning names the longest prompt by its number (from 1,
+/// as the output's headers) and its length: mistral's second recorded
+/// prompt has 10 tokens, and `max_position_embeddings` is set to 12 here.
+#[test]
+fn the_over_length_warning_names_the_prompt_and_its_length() {
+    let dir = fixture_copy("mistral");
+    let path = dir.path().join("config.json");
+    let mut config: Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("reads")).expect("JSON");
+    config["max_position_embeddings"] = Value::from(12);
+    std::fs::write(&path, config.to_string()).expect("writes");
+    let (prompts, _) = recorded("mistral");
+    assert_eq!(prompts[1].len(), 10);
+    let mut o = options("mistral", Vec::new(), prompts);
+    o.source = ModelSource::Hf(dir.path().to_path_buf());
+    o.max_new_tokens = 3;
+    o.eos_ids = Some(Vec::new());
+    let report = run(&o).expect("generates");
+    assert_eq!(report.warnings.len(), 1);
+    assert!(
+        report.warnings[0].starts_with("prompt 2 (10 tokens) + 3 new tokens = 13 positions"),
+        "{}",
+        report.warnings[0]
+    );
+}

@@ -358,3 +358,31 @@ fn shard_sizes_parse_as_transformers_reads_them() {
         assert!(err.contains("expected a positive number"), "{bad}: {err}");
     }
 }
+
+/// `export-hf --max-shard-size` smaller than a tensor writes that tensor alone and warns on
+/// stderr, as `transformers` does (gpt2's embedding is 160 x 48 f32 = 30720 bytes > 4000).
+#[test]
+fn a_tensor_larger_than_the_shard_size_is_written_alone_with_a_warning() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ckpt, out) = (tmp.path().join("ckpt"), tmp.path().join("out"));
+    import_to_checkpoint(&fixture("gpt2"), &ckpt).unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_axle"))
+        .arg("export-hf")
+        .arg("--checkpoint-dir")
+        .arg(&ckpt)
+        .arg("--out")
+        .arg(&out)
+        .args(["--max-shard-size", "4KB"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("warning: tensor") && stderr.contains("shard of its own"),
+        "{stderr}"
+    );
+    assert_eq!(
+        read_tensors(&out).unwrap(),
+        read_tensors(&fixture("gpt2")).unwrap()
+    );
+}
