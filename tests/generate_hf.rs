@@ -227,6 +227,13 @@ fn import_records_the_tokenizer_and_eos_ids_that_generate_uses() {
     let tmp = tempfile::tempdir().expect("temp dir");
     let ckpt = tmp.path().join("ckpt");
     axle::hf::import_to_checkpoint(dir.path(), &ckpt).expect("imports");
+    // Without data, the recorded tokenizer does not make evaluation a text run.
+    let eval = axle::run::RunOptions {
+        checkpoint_dir: Some(ckpt.clone()),
+        cpu_devices: Some(1),
+        ..axle::run::RunOptions::default()
+    };
+    axle::run::evaluate(&eval, Some(1)).expect("evaluates on the synthetic task");
     let hf = |o: &mut GenerateOptions| o.source = ModelSource::Hf(dir.path().to_path_buf());
     let mut o = options("mistral", vec!["hello world".into()], Vec::new());
     o.max_new_tokens = 2;

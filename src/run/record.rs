@@ -105,7 +105,8 @@ impl RunOptions {
     /// options name one; its modifiers and overrides, then these options'
     /// (the caller compares the resulting config with the recorded one);
     /// its mesh unless these options give one; its data and tokenizer
-    /// unless these options name the same files; and its seed, which
+    /// unless these options name the same files (a recorded tokenizer only
+    /// with data); and its seed, which
     /// orders the data, unless these options give the same. Other data,
     /// tokenizer or seed given are a [`RunError::Mismatch`].
     pub(super) fn completed_from(&self, meta: &Meta, dir: &Path) -> Result<RunOptions, RunError> {
@@ -154,7 +155,9 @@ impl RunOptions {
             .filter(|t| !t.is_empty())
             .map(PathBuf::from);
         match (recorded, self.tokenizer.as_deref().map(absolute)) {
-            (recorded, None) => options.tokenizer = recorded,
+            // A tokenizer recorded without data (`import-hf` of a directory with a
+            // `tokenizer.json`) is for generation: with no data the run is the synthetic task.
+            (recorded, None) => options.tokenizer = recorded.filter(|_| options.data.is_some()),
             (Some(r), Some(g)) if r == g => {}
             (recorded, Some(given)) => {
                 return Err(RunError::Mismatch {
