@@ -228,7 +228,7 @@ struct GenerateArgs {
     #[arg(long)]
     hf: Option<PathBuf>,
     /// One prompt.
-    #[arg(long, conflicts_with = "prompts", required_unless_present_any = ["prompts", "prompt_ids"])]
+    #[arg(long, conflicts_with = "prompts")]
     prompt: Option<String>,
     /// A prompt as comma-separated token ids (`1,17,42`), repeatable;
     /// generated after the text prompts, in the same batch.
@@ -406,12 +406,23 @@ impl GenerateArgs {
     fn options(&self) -> Result<axle::generate::GenerateOptions, String> {
         let prompts = match (&self.prompt, &self.prompts) {
             (Some(p), _) => vec![p.clone()],
-            (None, Some(file)) => std::fs::read_to_string(file)
-                .map_err(|e| format!("cannot read prompts file {}: {e}", file.display()))?
-                .lines()
-                .filter(|l| !l.trim().is_empty())
-                .map(str::to_string)
-                .collect(),
+            (None, Some(file)) => {
+                let prompts: Vec<String> = std::fs::read_to_string(file)
+                    .map_err(|e| format!("cannot read prompts file {}: {e}", file.display()))?
+                    .lines()
+                    .filter(|l| !l.trim().is_empty())
+                    .map(str::to_string)
+                    .collect();
+                if prompts.is_empty() {
+                    return Err(format!("prompts file {} holds no prompt", file.display()));
+                }
+                prompts
+            }
+            (None, None) if self.prompt_ids.is_empty() => {
+                return Err(
+                    "give the prompts: one of --prompt, --prompts FILE or --prompt-ids".into(),
+                );
+            }
             (None, None) => Vec::new(),
         };
         let source = match (&self.checkpoint_dir, &self.hf) {

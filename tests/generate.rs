@@ -10,7 +10,9 @@
 use axle::backend::{HostTensor, compile};
 use axle::compiler::{DType, FunctionBuilder};
 use axle::experiment::resolve_config;
-use axle::generate::{Generation, Generator, MAX_POSITIONS, Sampling, argmax, continuations_text};
+use axle::generate::{
+    Generation, Generator, MAX_POSITIONS, Sampling, argmax, continuations_text, is_byte_level,
+};
 use axle::modules::{CausalLm, Ctx, ModelConfig, Module, declare_params, init_params};
 use axle::partition::{LogicalRules, Mesh, MeshShape};
 use axle::runtime::Client;
@@ -223,7 +225,8 @@ fn generating_beyond_the_positions_is_refused() {
     let err = generator
         .generate(&prompts(), 100_000, &Sampling::greedy(), &[], false)
         .expect_err("beyond the cap");
-    let expected = format!("prompt 11 + 100000 new tokens > {MAX_POSITIONS} positions");
+    let expected =
+        format!("longest prompt (11 tokens) + 100000 new tokens > {MAX_POSITIONS} positions");
     assert!(err.to_string().contains(&expected), "{err}");
 
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hf/gpt2");
@@ -248,7 +251,10 @@ fn generating_beyond_the_positions_is_refused() {
             false,
         )
         .expect_err("beyond the position embedding");
-    let expected = format!("prompt 5 + {} new tokens > {limit} positions", limit - 4);
+    let expected = format!(
+        "longest prompt (5 tokens) + {} new tokens > {limit} positions",
+        limit - 4
+    );
     assert!(err.to_string().contains(&expected), "{err}");
 }
 
@@ -264,4 +270,30 @@ fn several_continuations_print_under_a_header_each() {
         continuations_text(&prompts[..1], &texts[..1]),
         " world\nagain\n"
     );
+}
+
+/// Which runs without a recorded tokenizer take text as bytes: by the rule
+/// of `axle train` (a data file other than `.npy`/`.bin` without
+/// `--tokenizer` is read as bytes) or a byte vocabulary, never an imported
+/// Hugging Face model.
+#[test]
+fn byte_level_runs_are_told_from_the_record() {
+    let record = |pairs: &[(&str, &str)]| -> std::collections::BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    let cases = [
+        (record(&[("data", "/d/corpus.txt")]), 1024, true),
+        (record(&[("data", "/d/tokens.bin")]), 1024, false),
+        (record(&[("data", "/d/rows.npy")]), 1024, false),
+        (record(&[("data", "")]), 1024, false),
+        (record(&[("data", "")]), 256, true),
+        (record(&[]), 259, true),
+        (record(&[("experiment", "hf:/m"), ("data", "")]), 256, false),
+    ];
+    for (run, vocab, bytes) in cases {
+        assert_eq!(is_byte_level(&run, vocab), bytes, "{run:?}, vocab {vocab}");
+    }
 }

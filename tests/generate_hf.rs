@@ -120,6 +120,12 @@ fn each_row_stops_at_its_first_eos_and_the_batch_when_all_stopped() {
     assert_eq!(report.eos_ids, eos);
     // Four tokens for the longest row: one from the prefill, three decoded.
     assert_eq!(report.generation.decode_calls, 3);
+    // Tokens decoded: 3 + 2 (the rows' tokens after the prefill's), not
+    // rows x calls = 6. Tolerance: the rate times the time gives the count
+    // back up to f64 rounding (a few ulps of 5).
+    let g = &report.generation;
+    let decoded = g.decode_tokens_per_s * g.decode_s;
+    assert!((decoded - 5.0).abs() < 1e-9, "{decoded}");
 }
 
 /// The fixture copied with `eos_token_id` set in `config.json` (and
@@ -179,5 +185,223 @@ fn a_bad_eos_token_id_is_refused_naming_file_and_field() {
         axle::hf::eos_token_ids(&fixture("qwen2")).expect("reads"),
         None,
         "qwen2's config has eos_token_id null"
+    );
+}
+
+/// A copy of fixture `name` in a temporary directory.
+fn fixture_copy(name: &str) -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    for entry in std::fs::read_dir(fixture(name)).expect("fixture") {
+        let path = entry.expect("entry").path();
+        std::fs::copy(&path, tmp.path().join(path.file_name().expect("a name"))).expect("copies");
+    }
+    tmp
+}
+
+/// Writes a word-level `tokenizer.json` with the given vocabulary (split on
+/// whitespace, no decoder) into `dir`: ids chosen by hand, so what a text
+/// prompt encodes to is known without running the code under test.
+fn write_word_tokenizer(dir: &std::path::Path, vocab: Value) {
+    let json = serde_json::json!({
+        "version": "1.0", "truncation": null, "padding": null, "added_tokens": [],
+        "normalizer": null, "pre_tokenizer": {"type": "Whitespace"},
+        "post_processor": null, "decoder": null,
+        "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "<unk>"},
+    });
+    std::fs::write(dir.join("tokenizer.json"), json.to_string()).expect("writes");
+}
+
+/// `import-hf` records the directory's `tokenizer.json` and its default
+/// end-of-sequence ids: a text prompt from the checkpoint encodes with the
+/// hand-made vocabulary (`hello` = 5, `world` = 17), and the checkpoint keeps
+/// the ids read at import (`config.json`'s 2, what `--hf DIR` used then)
+/// after `DIR/generation_config.json` is edited to say 7, which `--hf DIR`
+/// now reads.
+#[test]
+fn import_records_the_tokenizer_and_eos_ids_that_generate_uses() {
+    let dir = fixture_copy("mistral");
+    write_word_tokenizer(
+        dir.path(),
+        serde_json::json!({"<unk>": 0, "<|endoftext|>": 3, "hello": 5, "world": 17}),
+    );
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let ckpt = tmp.path().join("ckpt");
+    axle::hf::import_to_checkpoint(dir.path(), &ckpt).expect("imports");
+    // Without data, the recorded tokenizer does not make evaluation a text run.
+    let eval = axle::run::RunOptions {
+        checkpoint_dir: Some(ckpt.clone()),
+        cpu_devices: Some(1),
+        ..axle::run::RunOptions::default()
+    };
+    axle::run::evaluate(&eval, Some(1)).expect("evaluates on the synthetic task");
+    let hf = |o: &mut GenerateOptions| o.source = ModelSource::Hf(dir.path().to_path_buf());
+    let mut o = options("mistral", vec!["hello world".into()], Vec::new());
+    o.max_new_tokens = 2;
+    hf(&mut o);
+    let before = run(&o).expect("generates from the directory");
+    assert_eq!(before.prompt_ids, [vec![5, 17]]);
+    assert_eq!(before.eos_ids, [2]);
+    std::fs::write(
+        dir.path().join("generation_config.json"),
+        r#"{"eos_token_id": 7}"#,
+    )
+    .expect("writes");
+    o.source = ModelSource::Checkpoint(ckpt);
+    let from_checkpoint = run(&o).expect("generates from the checkpoint");
+    assert_eq!(from_checkpoint.prompt_ids, [vec![5, 17]]);
+    assert_eq!(from_checkpoint.eos_ids, [2], "recorded at import");
+    hf(&mut o);
+    assert_eq!(run(&o).expect("generates").eos_ids, [7]);
+}
+
+/// With no tokenizer recorded and a vocabulary of 160 (not bytes), a text
+/// prompt is refused naming the checkpoint and the way out, and the
+/// continuation of id prompts prints as the ids.
+#[test]
+fn a_checkpoint_without_a_tokenizer_refuses_text_and_prints_ids() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let ckpt = tmp.path().join("ckpt");
+    let saved = axle::hf::import_to_checkpoint(&fixture("mistral"), &ckpt).expect("imports");
+    let mut o = options("mistral", vec!["hello".into()], Vec::new());
+    o.source = ModelSource::Checkpoint(ckpt.clone());
+    let err = run(&o).expect_err("no tokenizer").to_string();
+    assert!(
+        err.contains(&saved.display().to_string())
+            && err.contains("give --tokenizer FILE (or --prompt-ids)"),
+        "{err}"
+    );
+    let (prompts, _) = recorded("mistral");
+    o.prompts.clear();
+    o.prompt_ids = prompts;
+    o.max_new_tokens = 3;
+    let report = run(&o).expect("generates");
+    for (text, ids) in report.texts.iter().zip(&report.generation.tokens) {
+        let shown: Vec<String> = ids.iter().map(u32::to_string).collect();
+        assert_eq!(text, &format!("[{}]", shown.join(", ")));
+    }
+}
+
+/// End-of-sequence ids at or above the vocabulary (160) are refused naming
+/// where they came from: the flag, or the tokenizer's `<|endoftext|>` when
+/// the config sets none (qwen2's `null`). The ids are read only when
+/// needed: a `generation_config.json` that is not JSON does not stop
+/// `--ignore-eos`, and is named otherwise; `[]` falls back like `null`; a
+/// list or a directory is refused naming the file.
+#[test]
+fn eos_ids_are_checked_against_the_vocabulary_and_read_only_when_needed() {
+    let (prompts, _) = recorded("qwen2");
+    let dir = fixture_copy("qwen2");
+    write_word_tokenizer(
+        dir.path(),
+        serde_json::json!({"<unk>": 0, "<|endoftext|>": 200}),
+    );
+    let mut o = options("qwen2", Vec::new(), prompts);
+    o.max_new_tokens = 2;
+    o.source = ModelSource::Hf(dir.path().to_path_buf());
+    let err = run(&o).expect_err("200 >= 160").to_string();
+    assert!(
+        err.contains("200") && err.contains("<|endoftext|>") && err.contains("0..160"),
+        "{err}"
+    );
+    o.eos_ids = Some(vec![160]);
+    let err = run(&o).expect_err("160 >= 160").to_string();
+    assert!(err.contains("--eos-id") && err.contains("0..160"), "{err}");
+
+    let generation_config = dir.path().join("generation_config.json");
+    std::fs::write(&generation_config, "not json").expect("writes");
+    o.eos_ids = Some(Vec::new());
+    run(&o).expect("--ignore-eos does not read generation_config.json");
+    o.eos_ids = None;
+    let err = run(&o).expect_err("not JSON").to_string();
+    assert!(err.contains("generation_config.json"), "{err}");
+    std::fs::write(&generation_config, "[1, 2]").expect("writes");
+    let err = axle::hf::eos_token_ids(dir.path())
+        .expect_err("a list")
+        .to_string();
+    assert!(
+        err.contains("generation_config.json") && err.contains("object"),
+        "{err}"
+    );
+    std::fs::write(&generation_config, r#"{"eos_token_id": []}"#).expect("writes");
+    let mistral = fixture_with_eos(serde_json::json!(61), Some(serde_json::json!([])));
+    assert_eq!(
+        axle::hf::eos_token_ids(mistral.path()).expect("reads"),
+        Some(vec![61])
+    );
+    std::fs::remove_file(&generation_config).expect("removes");
+    std::fs::create_dir(&generation_config).expect("makes a directory");
+    let err = axle::hf::eos_token_ids(dir.path())
+        .expect_err("a directory")
+        .to_string();
+    assert!(
+        err.contains("generation_config.json") && err.contains("directory"),
+        "{err}"
+    );
+}
+
+/// The CLI's errors name the flag or path at fault.
+#[test]
+fn cli_errors_name_the_flag_or_path() {
+    let axle = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_axle"))
+            .args(args)
+            .output()
+            .expect("runs axle");
+        assert!(!out.status.success(), "{args:?} succeeded");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let config = fixture("llama").join("config.json");
+    let config = config.to_str().expect("a UTF-8 path");
+    let err = axle(&["generate", "--hf", config, "--prompt-ids", "1"]);
+    assert!(
+        err.contains("is a file, expected a model directory"),
+        "{err}"
+    );
+    let err = axle(&["generate", "--hf", config]);
+    assert!(
+        err.contains("--prompt, --prompts FILE or --prompt-ids"),
+        "{err}"
+    );
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let empty = tmp.path().join("prompts.txt");
+    std::fs::write(&empty, "\n  \n").expect("writes");
+    let empty = empty.to_str().expect("a UTF-8 path");
+    let err = axle(&["generate", "--hf", config, "--prompts", empty]);
+    assert!(err.contains(empty) && err.contains("no prompt"), "{err}");
+    let ckpt = tmp.path().join("ckpt");
+    let step = axle::hf::import_to_checkpoint(&fixture("gpt2"), &ckpt).expect("imports");
+    let step = step.to_str().expect("a UTF-8 path");
+    let err = axle(&["generate", "--checkpoint-dir", step, "--prompt-ids", "1"]);
+    assert!(
+        err.contains(&format!("pass the run's directory {}", ckpt.display())),
+        "{err}"
+    );
+    let err = axle(&["train", "--init-from", "hf:", "--steps", "1"]);
+    assert!(err.contains("--init-from"), "{err}");
+}
+
+/// The over-length warning names the longest prompt by its number (from 1,
+/// as the output's headers) and its length: mistral's second recorded
+/// prompt has 10 tokens, and `max_position_embeddings` is set to 12 here.
+#[test]
+fn the_over_length_warning_names_the_prompt_and_its_length() {
+    let dir = fixture_copy("mistral");
+    let path = dir.path().join("config.json");
+    let mut config: Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("reads")).expect("JSON");
+    config["max_position_embeddings"] = Value::from(12);
+    std::fs::write(&path, config.to_string()).expect("writes");
+    let (prompts, _) = recorded("mistral");
+    assert_eq!(prompts[1].len(), 10);
+    let mut o = options("mistral", Vec::new(), prompts);
+    o.source = ModelSource::Hf(dir.path().to_path_buf());
+    o.max_new_tokens = 3;
+    o.eos_ids = Some(Vec::new());
+    let report = run(&o).expect("generates");
+    assert_eq!(report.warnings.len(), 1);
+    assert!(
+        report.warnings[0].starts_with("prompt 2 (10 tokens) + 3 new tokens = 13 positions"),
+        "{}",
+        report.warnings[0]
     );
 }

@@ -7,7 +7,9 @@
 //! checkpoint whose `hf:DIR` is gone are refused naming what is at fault.
 
 use axle::checkpoint::{self, Checkpointer};
-use axle::hf::{WeightDtype, export_checkpoint, import_to_checkpoint, read_config, read_tensors};
+use axle::hf::{
+    WeightDtype, eos_token_ids, export_checkpoint, import_to_checkpoint, read_config, read_tensors,
+};
 use axle::run::{RunOptions, evaluate, train};
 use std::path::{Path, PathBuf};
 
@@ -34,9 +36,40 @@ fn export_of_an_import_gives_back_the_same_tensors_and_config() {
         let tmp = tempfile::tempdir().unwrap();
         let (ckpt, out) = (tmp.path().join("ckpt"), tmp.path().join("out"));
         import_to_checkpoint(&fixture(name), &ckpt).unwrap();
+        // A stale generation_config.json is replaced, as config.json is.
+        std::fs::create_dir_all(&out).unwrap();
+        std::fs::write(
+            out.join("generation_config.json"),
+            r#"{"eos_token_id": 99}"#,
+        )
+        .unwrap();
         let family = export_checkpoint(&ckpt, &out, WeightDtype::F32, None).unwrap();
         let original = read_config(&fixture(name)).unwrap();
         assert_eq!(family, original.family, "{name}");
+        // The fixtures' config.json say eos_token_id 2 (gpt2: 0, qwen2: null).
+        let eos = match name {
+            "gpt2" => Some(vec![0]),
+            "qwen2" => None,
+            _ => Some(vec![2]),
+        };
+        assert_eq!(eos_token_ids(&out).unwrap(), eos, "{name}: eos");
+        let generation: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(out.join("generation_config.json")).unwrap(),
+        )
+        .unwrap();
+        let config: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(fixture(name).join("config.json")).unwrap(),
+        )
+        .unwrap();
+        let bos = config.get("bos_token_id").filter(|b| !b.is_null());
+        assert_eq!(generation.get("bos_token_id"), bos, "{name}: bos");
+        assert!(
+            export_checkpoint(&ckpt, &ckpt.join("hf"), WeightDtype::F32, None)
+                .expect_err("inside the checkpoint directory")
+                .to_string()
+                .contains("inside the checkpoint directory"),
+            "{name}"
+        );
         assert_eq!(read_config(&out).unwrap(), original, "{name}: config");
         // Transposes, splits and joins move f32 values without arithmetic: exact equality.
         assert_eq!(
@@ -127,6 +160,14 @@ fn an_imported_checkpoint_evaluates_resumes_and_equals_init_from() {
         checkpoint::load(&Checkpointer::new(&fresh, 1).latest().unwrap().unwrap()).unwrap();
     // The same weights, zero optimizer state, seed and batch: the same step, bit for bit.
     assert_eq!(after_resume.params, after_init.params);
+    // Both record the fixture's end-of-sequence ids (config.json: eos_token_id 2), read at
+    // import and at the start of the --init-from run, and carried through the resume.
+    for meta in [&after_resume.meta, &after_init.meta] {
+        assert_eq!(
+            meta.run.get("eos_token_ids").map(String::as_str),
+            Some("[2]")
+        );
+    }
     // AdamW's first step moves each weight by at most lr (1e-3: |m / sqrt(v)| = 1 after bias
     // correction) plus the decay lr * 0.1 * |w| (|w| < 1 here), so the run started from the
     // Hugging Face weights and not from a random draw (which differs by ~0.1).
@@ -288,4 +329,60 @@ fn sharded_export_writes_an_index_and_reads_back_exactly() {
             "{file}: {sizes:?}"
         );
     }
+}
+
+/// `--max-shard-size` as `transformers`' `convert_file_size_to_int` reads it (closed form:
+/// units without regard to case; a decimal unit ending in a lowercase `b` is bits, an
+/// eighth); too large a size gets its own error.
+#[test]
+fn shard_sizes_parse_as_transformers_reads_them() {
+    let cases = [
+        ("100", 100),
+        ("5GB", 5_000_000_000),
+        ("5gb", 625_000_000),
+        ("60KB", 60_000),
+        ("60kB", 60_000),
+        ("1kb", 125),
+        ("500MB", 500_000_000),
+        ("1KiB", 1024),
+        ("2gib", 2 << 30),
+        ("3mib", 3 << 20),
+    ];
+    for (text, bytes) in cases {
+        assert_eq!(axle::hf::parse_size(text), Ok(bytes), "{text}");
+    }
+    let overflow = axle::hf::parse_size("20000000000GB").unwrap_err();
+    assert!(overflow.contains("overflows"), "{overflow}");
+    for bad in ["0", "5TB", "GB", "-1MB"] {
+        let err = axle::hf::parse_size(bad).unwrap_err();
+        assert!(err.contains("expected a positive number"), "{bad}: {err}");
+    }
+}
+
+/// `export-hf --max-shard-size` smaller than a tensor writes that tensor alone and warns on
+/// stderr, as `transformers` does (gpt2's embedding is 160 x 48 f32 = 30720 bytes > 4000).
+#[test]
+fn a_tensor_larger_than_the_shard_size_is_written_alone_with_a_warning() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ckpt, out) = (tmp.path().join("ckpt"), tmp.path().join("out"));
+    import_to_checkpoint(&fixture("gpt2"), &ckpt).unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_axle"))
+        .arg("export-hf")
+        .arg("--checkpoint-dir")
+        .arg(&ckpt)
+        .arg("--out")
+        .arg(&out)
+        .args(["--max-shard-size", "4KB"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("warning: tensor") && stderr.contains("shard of its own"),
+        "{stderr}"
+    );
+    assert_eq!(
+        read_tensors(&out).unwrap(),
+        read_tensors(&fixture("gpt2")).unwrap()
+    );
 }

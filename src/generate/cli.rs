@@ -4,7 +4,7 @@
 
 use super::{GenerateError, Generation, Generator, Sampling};
 use crate::checkpoint::{self, Checkpointer, Tensors};
-use crate::run::record::{TOKENIZER, check_tokenizer, recorded_config};
+use crate::run::record::{DATA, EOS_TOKEN_IDS, TOKENIZER, check_tokenizer, recorded_config};
 use crate::run::{RunError, RunOptions};
 use crate::text::TextTokenizer;
 use axle_modules::{CausalLm, CausalLmConfig, ModelConfig};
@@ -36,16 +36,18 @@ pub struct GenerateOptions {
     pub max_new_tokens: usize,
     /// The end-of-sequence ids (`--eos-id`; empty: never stop early,
     /// `--ignore-eos`). When `None`, the model's: a Hugging Face directory's
-    /// `eos_token_id` ([`crate::hf::eos_token_ids`]), else its tokenizer's
-    /// `<|endoftext|>`; for a checkpoint, those of the `hf:DIR` the run
-    /// records, else none.
+    /// ([`crate::hf::default_eos_ids`]: its `eos_token_id`, else its
+    /// tokenizer's `<|endoftext|>`); for a checkpoint, those its run
+    /// recorded (`import-hf`), else the same rule on the `hf:DIR` it
+    /// records, else none. Only then is a `generation_config.json` read.
     pub eos_ids: Option<Vec<u32>>,
     /// How each token is chosen.
     pub sampling: Sampling,
     /// A `tokenizer.json`. When `None`: for a checkpoint, the one the run
-    /// recorded (bytes when it recorded none); for a Hugging Face directory,
-    /// its `tokenizer.json` if there is one (else prompts must be ids).
-    /// A checkpoint's must be what the run recorded.
+    /// recorded, else bytes for a byte-level model ([`is_byte_level`]);
+    /// for a Hugging Face directory, its `tokenizer.json` if there is one.
+    /// Without a tokenizer, text prompts are refused and continuations
+    /// print as token ids. A checkpoint's must be what the run recorded.
     pub tokenizer: Option<PathBuf>,
     /// The mesh (`model=4` for tensor-parallel decoding); one device when `None`.
     pub mesh: Option<String>,
@@ -80,8 +82,14 @@ struct Loaded {
     params: Tensors,
     rules: LogicalRules,
     tokenizer: Option<TextTokenizer>,
+    /// Whether prompts and continuations are bytes when there is no tokenizer.
+    bytes: bool,
     seq_len: usize,
-    eos_ids: Vec<u32>,
+    /// The end-of-sequence ids the run recorded, and where from.
+    recorded_eos: Option<(Vec<u32>, String)>,
+    /// The Hugging Face directory whose default end-of-sequence ids apply
+    /// when none are recorded or given.
+    hf_dir: Option<PathBuf>,
     path: PathBuf,
 }
 
@@ -100,7 +108,9 @@ impl GenerateOptions {
 /// directory, tokenizer or prompt at fault: a checkpoint of a model that is
 /// not a causal LM is refused, and so is a tokenizer whose CRC-32 differs
 /// from the one the run recorded ([`crate::text::TextError::TokenizerChanged`]),
-/// and text prompts with no tokenizer for a Hugging Face directory. Prompt
+/// text prompts with no tokenizer for a model that is not byte-level
+/// ([`is_byte_level`]), and end-of-sequence ids outside the vocabulary
+/// (naming where they came from). Prompt
 /// plus new tokens beyond the model's sequence length (a checkpoint's
 /// `input.seq_len`, a Hugging Face model's `max_position_embeddings`) is a
 /// warning in the report; beyond [`super::Generator::max_positions`], an error.
@@ -109,30 +119,52 @@ pub fn run(options: &GenerateOptions) -> Result<GenerateReport, GenerateError> {
         ModelSource::Checkpoint(dir) => load_checkpoint(dir, options.tokenizer.as_deref())?,
         ModelSource::Hf(dir) => load_hf(dir, options.tokenizer.as_deref())?,
     };
+    let model = CausalLm::new(&loaded.model)?;
+    let vocab = model.decoder.vocab_size;
     let tokenizer = &loaded.tokenizer;
     let mut prompt_ids = options
         .prompts
         .iter()
-        .map(|p| match (tokenizer, &options.source) {
+        .map(|p| match (tokenizer, loaded.bytes) {
             (Some(t), _) => Ok(t.encode(p)?),
-            (None, ModelSource::Checkpoint(_)) => Ok(p.bytes().map(u32::from).collect()),
-            (None, ModelSource::Hf(dir)) => Err(GenerateError::Invalid(format!(
-                "{} has no tokenizer.json: give --tokenizer FILE, or the prompts as \
-                 --prompt-ids",
-                dir.display()
+            (None, true) => Ok(p.bytes().map(u32::from).collect()),
+            (None, false) => Err(GenerateError::Invalid(format!(
+                "{} has no tokenizer (none given or recorded, and its vocabulary of {} is not bytes), \
+                 so a text prompt cannot be encoded: give --tokenizer FILE (or --prompt-ids)",
+                loaded.path.display(),
+                vocab
             ))),
         })
         .collect::<Result<Vec<_>, GenerateError>>()?;
     prompt_ids.extend(options.prompt_ids.iter().cloned());
+    let (eos_ids, eos_source) = match &options.eos_ids {
+        Some(ids) => (ids.clone(), "--eos-id".to_string()),
+        None => default_eos(&loaded)?,
+    };
+    if let Some(id) = eos_ids.iter().find(|&&id| id as usize >= vocab) {
+        return Err(GenerateError::Invalid(format!(
+            "end-of-sequence id {id} (from {eos_source}) is outside the model's vocabulary \
+             0..{vocab}: give --eos-id ID below {vocab}, or --ignore-eos"
+        )));
+    }
     let mut warnings = Vec::new();
-    let longest = prompt_ids.iter().map(Vec::len).max().unwrap_or(0);
-    let positions = longest.saturating_add(options.max_new_tokens);
-    if positions > loaded.seq_len {
-        warnings.push(format!(
-            "prompt {longest} + {} new tokens = {positions} positions, beyond the sequence length \
-             {} the model was trained at: the continuation past it may degrade",
-            options.max_new_tokens, loaded.seq_len
-        ));
+    if let Some((i, longest)) = prompt_ids
+        .iter()
+        .map(Vec::len)
+        .enumerate()
+        .max_by_key(|&(i, len)| (len, std::cmp::Reverse(i)))
+    {
+        let positions = longest.saturating_add(options.max_new_tokens);
+        if positions > loaded.seq_len {
+            warnings.push(format!(
+                "prompt {} ({longest} tokens) + {} new tokens = {positions} positions, beyond \
+                 the sequence length {} the model was trained at: the continuation past it \
+                 may degrade",
+                i + 1,
+                options.max_new_tokens,
+                loaded.seq_len
+            ));
+        }
     }
     let run = RunOptions {
         plugin: options.plugin.clone(),
@@ -150,9 +182,7 @@ pub fn run(options: &GenerateOptions) -> Result<GenerateReport, GenerateError> {
     let mesh = shape
         .resolve(devices)
         .map_err(|e| RunError::Mesh(e.to_string()))?;
-    let model = CausalLm::new(&loaded.model)?;
     let mut generator = Generator::new(&client, model, &mesh, &loaded.rules, &loaded.params)?;
-    let eos_ids = options.eos_ids.clone().unwrap_or(loaded.eos_ids);
     let generation = generator.generate(
         &prompt_ids,
         options.max_new_tokens,
@@ -163,14 +193,15 @@ pub fn run(options: &GenerateOptions) -> Result<GenerateReport, GenerateError> {
     let texts = generation
         .tokens
         .iter()
-        .map(|ids| match tokenizer {
-            Some(t) => t.decode(ids),
-            None => Ok(String::from_utf8_lossy(
+        .map(|ids| match (tokenizer, loaded.bytes) {
+            (Some(t), _) => t.decode(ids),
+            (None, true) => Ok(String::from_utf8_lossy(
                 &ids.iter()
                     .map(|&id| u8::try_from(id).unwrap_or(b'?'))
                     .collect::<Vec<u8>>(),
             )
             .into_owned()),
+            (None, false) => Ok(format!("{ids:?}")),
         })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(GenerateReport {
@@ -183,13 +214,49 @@ pub fn run(options: &GenerateOptions) -> Result<GenerateReport, GenerateError> {
     })
 }
 
+/// The end-of-sequence ids `loaded` stops at unless told otherwise, and
+/// where they come from: those its run recorded, else
+/// [`crate::hf::default_eos_ids`] of its Hugging Face directory, else none.
+fn default_eos(loaded: &Loaded) -> Result<(Vec<u32>, String), GenerateError> {
+    if let Some(recorded) = &loaded.recorded_eos {
+        return Ok(recorded.clone());
+    }
+    match &loaded.hf_dir {
+        Some(dir) => Ok(crate::hf::default_eos_ids(dir, loaded.tokenizer.as_ref())?),
+        None => Ok((Vec::new(), String::new())),
+    }
+}
+
+/// Whether a run that recorded no tokenizer is byte-level, so that text is
+/// its bytes: what `axle train` feeds a model from a data file that is not
+/// `.npy` or `.bin` without `--tokenizer` (`src/data/files.rs`), or a model
+/// whose vocabulary is the 256 bytes (259 with three special tokens).
+pub fn is_byte_level(run: &std::collections::BTreeMap<String, String>, vocab: usize) -> bool {
+    let data = run.get(DATA).map_or("", String::as_str);
+    let ext = Path::new(data).extension().and_then(|e| e.to_str());
+    let byte_file = !data.is_empty() && !matches!(ext, Some("npy" | "bin"));
+    let hf = run
+        .get(crate::run::RECORDED_EXPERIMENT)
+        .is_some_and(|name| name.starts_with(crate::hf::HF_PREFIX));
+    !hf && (byte_file || vocab == 256 || vocab == 259)
+}
+
 /// The causal LM of the newest checkpoint in `dir` and its tokenizer
 /// (`tokenizer`, else the recorded one, checked against the recorded CRC-32).
 fn load_checkpoint(dir: &Path, tokenizer: Option<&Path>) -> Result<Loaded, GenerateError> {
     let latest = Checkpointer::new(dir, 1)
         .latest()
         .map_err(RunError::from)?
-        .ok_or_else(|| RunError::NoCheckpoint(format!("no checkpoint in {}", dir.display())))?;
+        .ok_or_else(|| {
+            let hint = match dir.file_name().and_then(|n| n.to_str()) {
+                Some(name) if name.starts_with("step_") => format!(
+                    " ({name} is one checkpoint: pass the run's directory {})",
+                    dir.parent().unwrap_or(Path::new(".")).display()
+                ),
+                _ => String::new(),
+            };
+            RunError::NoCheckpoint(format!("no checkpoint in {}{hint}", dir.display()))
+        })?;
     let restored = checkpoint::load_params(&latest).map_err(RunError::from)?;
     let config = recorded_config(&restored.meta, &latest)?.ok_or_else(|| {
         RunError::NoCheckpoint(format!(
@@ -223,29 +290,44 @@ fn load_checkpoint(dir: &Path, tokenizer: Option<&Path>) -> Result<Loaded, Gener
         .run
         .get(crate::run::RECORDED_EXPERIMENT)
         .and_then(|name| name.strip_prefix(crate::hf::HF_PREFIX))
-        .map(Path::new)
+        .map(PathBuf::from)
         .filter(|dir| dir.is_dir());
-    let eos_ids = match hf_dir {
-        Some(dir) => crate::hf::eos_token_ids(dir)?.unwrap_or_default(),
-        None => Vec::new(),
+    let recorded_eos = match restored.meta.run.get(EOS_TOKEN_IDS) {
+        Some(text) => {
+            let ids: Vec<u32> = serde_json::from_str(text).map_err(|e| {
+                GenerateError::Invalid(format!(
+                    "{}: the recorded {EOS_TOKEN_IDS} `{text}` is not a list of token ids: {e}",
+                    latest.join("meta.json").display()
+                ))
+            })?;
+            Some((ids, format!("the run record of {}", latest.display())))
+        }
+        None => None,
     };
     Ok(Loaded {
         model: model.clone(),
         params: restored.params,
         rules: config.sharding.clone(),
         tokenizer,
+        bytes: is_byte_level(&restored.meta.run, CausalLm::new(model)?.decoder.vocab_size),
         seq_len: config.input.seq_len,
-        eos_ids,
+        recorded_eos,
+        hf_dir,
         path: latest,
     })
 }
 
 /// The causal LM of the Hugging Face model directory `dir` (its
 /// `config.json` and weights, converted as `axle import-hf` converts them)
-/// and its tokenizer (`tokenizer`, else `dir/tokenizer.json` if present);
-/// its end-of-sequence ids are the directory's `eos_token_id`, else the
-/// tokenizer's `<|endoftext|>`, else none.
+/// and its tokenizer (`tokenizer`, else `dir/tokenizer.json` if present).
+/// A `dir` that is a file is refused as such.
 fn load_hf(dir: &Path, tokenizer: Option<&Path>) -> Result<Loaded, GenerateError> {
+    if dir.is_file() {
+        return Err(GenerateError::Invalid(format!(
+            "--hf {} is a file, expected a model directory (config.json and safetensors)",
+            dir.display()
+        )));
+    }
     let experiment = crate::hf::experiment(dir)?;
     let hf = crate::hf::read_config(dir)?;
     let params = crate::hf::import_params(dir, &hf)?;
@@ -255,20 +337,15 @@ fn load_hf(dir: &Path, tokenizer: Option<&Path>) -> Result<Loaded, GenerateError
         None if default.is_file() => Some(TextTokenizer::load(&default)?),
         None => None,
     };
-    let eos_ids = match crate::hf::eos_token_ids(dir)? {
-        Some(ids) => ids,
-        None => tokenizer
-            .iter()
-            .filter_map(TextTokenizer::end_of_text)
-            .collect(),
-    };
     Ok(Loaded {
         model: hf.config,
         params,
         rules: experiment.config.sharding,
         tokenizer,
+        bytes: false,
         seq_len: hf.max_positions,
-        eos_ids,
+        recorded_eos: None,
+        hf_dir: Some(dir.to_path_buf()),
         path: dir.to_path_buf(),
     })
 }

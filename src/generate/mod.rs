@@ -11,7 +11,9 @@ mod cli;
 mod program;
 mod sampling;
 
-pub use cli::{GenerateOptions, GenerateReport, ModelSource, continuations_text, run};
+pub use cli::{
+    GenerateOptions, GenerateReport, ModelSource, continuations_text, is_byte_level, run,
+};
 pub use sampling::{Sampling, argmax};
 
 use crate::checkpoint::Tensors;
@@ -82,7 +84,10 @@ pub struct Generation {
     /// Decode calls made: `max_new_tokens - 1`, or fewer when every row
     /// stopped at an end-of-sequence id before.
     pub decode_calls: usize,
-    /// Tokens decoded per second: rows times decode calls over `decode_s`.
+    /// Tokens decoded per second: the tokens chosen from decode calls'
+    /// logits (every row's tokens but its first, which the prefill gives;
+    /// rows that stopped at an end-of-sequence id count no more) over
+    /// `decode_s`.
     pub decode_tokens_per_s: f64,
 }
 
@@ -256,7 +261,7 @@ impl Generator {
             (logits, caches) = split_outputs(outputs)?;
         }
         generation.decode_s = start.elapsed().as_secs_f64();
-        let decoded = batch * generation.decode_calls;
+        let decoded: usize = generation.tokens.iter().map(|t| t.len() - 1).sum();
         generation.decode_tokens_per_s =
             decoded as f64 / generation.decode_s.max(f64::MIN_POSITIVE);
         Ok(generation)
@@ -277,7 +282,8 @@ impl Generator {
         let limit = self.max_positions();
         if longest.saturating_add(max_new_tokens) > limit {
             return Err(GenerateError::Invalid(format!(
-                "prompt {longest} + {max_new_tokens} new tokens > {limit} positions: {}",
+                "longest prompt ({longest} tokens) + {max_new_tokens} new tokens > {limit} \
+                 positions: {}",
                 if self.model.decoder.position_embedding.is_some() {
                     "the model's position embedding has no more rows"
                 } else {
@@ -288,11 +294,12 @@ impl Generator {
         let vocab = self.vocab_size();
         for (i, prompt) in prompts.iter().enumerate() {
             if prompt.is_empty() {
-                return Err(GenerateError::Invalid(format!("prompt {i} is empty")));
+                return Err(GenerateError::Invalid(format!("prompt {} is empty", i + 1)));
             }
             if let Some(id) = prompt.iter().find(|&&id| id as usize >= vocab) {
                 return Err(GenerateError::Invalid(format!(
-                    "prompt {i} holds token {id}, outside the model's vocabulary 0..{vocab}"
+                    "prompt {} holds token {id}, outside the model's vocabulary 0..{vocab}",
+                    i + 1
                 )));
             }
         }

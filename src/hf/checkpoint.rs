@@ -9,7 +9,8 @@ use super::{HF_PREFIX, HfError, Result, io};
 use crate::checkpoint::{self, Checkpoint, Checkpointer, Meta, Tensors};
 use crate::experiment::ExperimentConfig;
 use crate::learner::LearnerConfig;
-use crate::run::experiment_record;
+use crate::run::{experiment_record, record};
+use crate::text::TextTokenizer;
 use axle_modules::{Model, ModelConfig};
 use ndarray::{ArrayD, IxDyn};
 use serde_json::{Map, Value};
@@ -43,9 +44,14 @@ pub fn initial_checkpoint(
 /// Imports the Hugging Face model in `dir` into a new axle checkpoint at step 0 in
 /// `checkpoint_dir`, recording the experiment `hf:DIR` (absolute) with its resolved config, so
 /// that `axle eval --checkpoint-dir` and `axle train --checkpoint-dir --resume` rebuild it (the
-/// model directory must stay where it is for that). Returns the checkpoint's path. Errors:
-/// those of [`read_config`] and [`import_params`], [`HfError::CheckpointDirInUse`] when
-/// `checkpoint_dir` already holds a checkpoint, and checkpoint I/O.
+/// model directory must stay where it is for that). When `DIR/tokenizer.json` exists, its path
+/// and CRC-32 are recorded as a text run records its tokenizer, so `axle generate` and
+/// `axle train --resume` find it; the default end-of-sequence ids
+/// ([`super::default_eos_ids`]) are recorded too, so a later edit of `DIR` does not change
+/// where generation stops. Returns the checkpoint's path. Errors: those of [`read_config`],
+/// [`import_params`], [`super::default_eos_ids`] and of loading the tokenizer,
+/// [`HfError::CheckpointDirInUse`] when `checkpoint_dir` already holds a checkpoint, and
+/// checkpoint I/O.
 pub fn import_to_checkpoint(dir: &Path, checkpoint_dir: &Path) -> Result<PathBuf> {
     let dir = std::path::absolute(dir).map_err(io(dir))?;
     let exp = experiment(&dir)?;
@@ -55,7 +61,26 @@ pub fn import_to_checkpoint(dir: &Path, checkpoint_dir: &Path) -> Result<PathBuf
         return Err(HfError::CheckpointDirInUse { newest });
     }
     let name = format!("{HF_PREFIX}{}", dir.display());
-    let run = experiment_record(&name, &exp.config);
+    let mut run = experiment_record(&name, &exp.config);
+    let tokenizer_path = dir.join("tokenizer.json");
+    let tokenizer = tokenizer_path
+        .is_file()
+        .then(|| TextTokenizer::load(&tokenizer_path))
+        .transpose()?;
+    if let Some(t) = &tokenizer {
+        run.insert(
+            record::TOKENIZER.into(),
+            tokenizer_path.display().to_string(),
+        );
+        if let Some(crc) = t.crc32() {
+            run.insert(record::TOKENIZER_CRC32.to_string(), crc);
+        }
+    }
+    let (eos, _) = super::default_eos_ids(&dir, tokenizer.as_ref())?;
+    run.insert(
+        record::EOS_TOKEN_IDS.into(),
+        serde_json::to_string(&eos).expect("ids serialize"),
+    );
     let model = exp.config.model.build()?;
     let checkpoint = initial_checkpoint(model.as_ref(), &exp.config.learner, params, run);
     Ok(saver.save(&checkpoint)?)
@@ -67,17 +92,29 @@ pub fn import_to_checkpoint(dir: &Path, checkpoint_dir: &Path) -> Result<PathBuf
 /// writes them) that `transformers`' `from_pretrained` loads.
 /// When the run is an `hf:DIR` experiment whose `config.json` is still there, that file is
 /// the base of the new one, so fields axle does not model (token ids, ...) are kept. Returns
-/// the family written. `out` must not hold weight files already (stale shards or an index
-/// would be loaded with the new file): other files (a `tokenizer.json`) are left alone.
-/// Errors: [`HfError::Export`] for an `out` holding weight files (naming one), a checkpoint
-/// without a recorded causal LM config or a model no supported family expresses, and
-/// checkpoint and file I/O.
+/// the family written. `generation_config.json` is written (replaced) like `config.json`:
+/// the run's recorded end-of-sequence ids, else those of its `hf:DIR`
+/// ([`super::default_eos_ids`]), as `eos_token_id` (an id, or a list of several), and
+/// `config.json`'s `bos_token_id` when it has one. `out` must not hold weight files already
+/// (stale shards or an index would be loaded with the new file): other files (a
+/// `tokenizer.json`) are left alone. Errors: [`HfError::Export`] for an `out` that is or lies
+/// inside `checkpoint_dir`, an `out` holding weight files (naming one), a checkpoint without a
+/// recorded causal LM config or a model no supported family expresses, and checkpoint and file
+/// I/O.
 pub fn export_checkpoint(
     checkpoint_dir: &Path,
     out: &Path,
     dtype: WeightDtype,
     max_shard_bytes: Option<u64>,
 ) -> Result<Family> {
+    let absolute = |p: &Path| std::path::absolute(p).map_err(io(p));
+    if absolute(out)?.starts_with(absolute(checkpoint_dir)?) {
+        return Err(HfError::Export(format!(
+            "--out {} is inside the checkpoint directory {}: export to a directory of its own",
+            out.display(),
+            checkpoint_dir.display()
+        )));
+    }
     if let Some(stale) = weight_file_in(out)? {
         return Err(HfError::Export(format!(
             "{} already holds weight files ({}): export into a directory without \
@@ -108,12 +145,25 @@ pub fn export_checkpoint(
             config.model.build()?.kind()
         )));
     };
-    let base = checkpoint
+    let hf_dir = checkpoint
         .meta
         .run
         .get(crate::run::RECORDED_EXPERIMENT)
         .and_then(|name| name.strip_prefix(HF_PREFIX))
-        .and_then(|dir| std::fs::read_to_string(Path::new(dir).join("config.json")).ok())
+        .map(PathBuf::from);
+    let eos = match checkpoint.meta.run.get(record::EOS_TOKEN_IDS) {
+        Some(text) => serde_json::from_str(text).map_err(|e| HfError::Malformed {
+            path: latest.join("meta.json"),
+            message: format!("the recorded {} does not parse: {e}", record::EOS_TOKEN_IDS),
+        })?,
+        None => match &hf_dir {
+            Some(dir) if dir.is_dir() => super::eos_token_ids(dir)?.unwrap_or_default(),
+            _ => Vec::new(),
+        },
+    };
+    let base = hf_dir
+        .as_deref()
+        .and_then(|dir| std::fs::read_to_string(dir.join("config.json")).ok())
         .and_then(|text| serde_json::from_str::<Map<String, Value>>(&text).ok());
     let max_positions = base
         .as_ref()
@@ -129,9 +179,27 @@ pub fn export_checkpoint(
         Some(max) => write_sharded(out, &tensors, dtype, max)?,
         None => write_tensors(out, &tensors, dtype)?,
     }
-    let path = out.join("config.json");
-    let text = serde_json::to_string_pretty(&hf_config).expect("JSON values serialize");
-    std::fs::write(&path, text + "\n").map_err(io(&path))?;
+    let mut generation = Map::new();
+    if let Some(bos) = hf_config.get("bos_token_id").filter(|b| !b.is_null()) {
+        generation.insert("bos_token_id".into(), bos.clone());
+    }
+    match eos.as_slice() {
+        [] => {}
+        [one] => {
+            generation.insert("eos_token_id".into(), Value::from(*one));
+        }
+        many => {
+            generation.insert("eos_token_id".into(), Value::from(many.to_vec()));
+        }
+    }
+    for (name, json) in [
+        ("config.json", hf_config),
+        ("generation_config.json", generation),
+    ] {
+        let path = out.join(name);
+        let text = serde_json::to_string_pretty(&json).expect("JSON values serialize");
+        std::fs::write(&path, text + "\n").map_err(io(&path))?;
+    }
     Ok(family)
 }
 

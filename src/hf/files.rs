@@ -181,7 +181,8 @@ pub fn write_tensors(dir: &Path, tensors: &Tensors, dtype: WeightDtype) -> Resul
 
 /// Writes `tensors` (f32) in `dtype` as `transformers`' `save_pretrained(max_shard_size=...)`
 /// does: in name order, a new shard is begun when the next tensor would take the current one
-/// past `max_shard_bytes` (a tensor larger than that gets a shard of its own), the shards
+/// past `max_shard_bytes` (a tensor larger than that gets a shard of its own, with a warning
+/// on stderr, as `transformers` warns), the shards
 /// named `model-00001-of-0000N.safetensors` with a `model.safetensors.index.json` whose
 /// `weight_map` names each tensor's shard and whose `metadata.total_size` is the bytes of all
 /// tensors; all in one shard, `model.safetensors` alone. Creates `dir`; errors name the file.
@@ -195,6 +196,12 @@ pub fn write_sharded(
     let mut size = 0u64;
     for (name, array) in tensors {
         let bytes = (array.len() * dtype.size()) as u64;
+        if bytes > max_shard_bytes {
+            eprintln!(
+                "warning: tensor {name} ({bytes} bytes) is larger than the shard size \
+                 {max_shard_bytes} bytes: it gets a shard of its own"
+            );
+        }
         if size > 0 && size + bytes > max_shard_bytes {
             shards.push(Tensors::new());
             size = 0;
@@ -226,26 +233,40 @@ pub fn write_sharded(
     std::fs::write(&path, text + "\n").map_err(io(&path))
 }
 
-/// Parses a shard size as `transformers` writes it: bytes, or a number with a unit `KB`,
-/// `MB`, `GB` (powers of 1000) or `KiB`, `MiB`, `GiB` (powers of 1024): `5GB`, `60KB`.
+/// Parses a shard size as `transformers`' `convert_file_size_to_int` does: bytes, or a number
+/// with a unit matched without regard to case, `KiB`, `MiB`, `GiB` (powers of 1024) or `KB`,
+/// `MB`, `GB` (powers of 1000), or `B`: `5GB`, `60kb`, `2gib`. As there, a decimal unit written with a
+/// lowercase final `b` (`5Gb`, `60kb`) means bits: the bytes are an eighth, rounded down.
+/// Errors: a message for a text that is not a positive whole number with one of these units,
+/// and a distinct one for a size past 2^64 bytes.
 pub fn parse_size(text: &str) -> std::result::Result<u64, String> {
     let units: [(&str, u64); 7] = [
-        ("KiB", 1 << 10),
-        ("MiB", 1 << 20),
-        ("GiB", 1 << 30),
+        ("KIB", 1 << 10),
+        ("MIB", 1 << 20),
+        ("GIB", 1 << 30),
         ("KB", 1_000),
         ("MB", 1_000_000),
         ("GB", 1_000_000_000),
         ("B", 1),
     ];
-    let (number, scale) = units
-        .iter()
-        .find_map(|(unit, scale)| text.strip_suffix(unit).map(|n| (n, *scale)))
-        .unwrap_or((text, 1));
+    let upper = text.to_ascii_uppercase();
+    let unit = units.iter().find(|(unit, _)| upper.ends_with(unit));
+    let (number, scale) = match unit {
+        Some((unit, scale)) => (&text[..text.len() - unit.len()], *scale),
+        None => (text, 1),
+    };
+    let bits = unit.is_some_and(|(unit, _)| unit.len() == 2) && text.ends_with('b');
     match number.trim().parse::<u64>() {
-        Ok(n) if n > 0 => n
-            .checked_mul(scale)
-            .ok_or_else(|| format!("size `{text}` is too large")),
+        Ok(n) if n > 0 => {
+            let size = n
+                .checked_mul(scale)
+                .ok_or_else(|| format!("size `{text}` overflows: more than {} bytes", u64::MAX))?;
+            let size = if bits { size / 8 } else { size };
+            if size == 0 {
+                return Err(format!("size `{text}` is less than one byte"));
+            }
+            Ok(size)
+        }
         _ => Err(format!(
             "size `{text}`: expected a positive number of bytes, or one with KB, MB, GB, KiB, MiB or GiB"
         )),

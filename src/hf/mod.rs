@@ -21,7 +21,7 @@ pub use config::{Family, HfModel, experiment, read_config};
 pub use convert::{export_params, import_params};
 pub use files::{WeightDtype, parse_size, read_tensors, write_sharded, write_tensors};
 pub use forward::{greedy, logits};
-pub use generation_config::eos_token_ids;
+pub use generation_config::{default_eos_ids, eos_token_ids, eos_token_ids_with_file};
 
 use std::path::PathBuf;
 
@@ -146,20 +146,27 @@ pub enum HfError {
     /// A checkpoint could not be read or written.
     #[error(transparent)]
     Checkpoint(#[from] crate::checkpoint::CheckpointError),
+    /// The model directory's `tokenizer.json` could not be read.
+    #[error(transparent)]
+    Text(#[from] crate::text::TextError),
 }
 
 /// Shorthand for results of this module.
 pub type Result<T> = std::result::Result<T, HfError>;
 
 /// The model directory of an `--init-from` argument, `hf:DIR`, made absolute; `None` for
-/// none. Errors: [`HfError::Config`] for an argument without the `hf:` prefix.
+/// none. Errors: [`HfError::Config`] naming the flag for an argument without the `hf:`
+/// prefix or with no directory after it.
 pub fn init_from_arg(arg: Option<&str>) -> Result<Option<PathBuf>> {
     arg.map(|a| {
-        let dir = a.strip_prefix(HF_PREFIX).ok_or_else(|| HfError::Config {
-            path: PathBuf::from(a),
-            field: "--init-from".into(),
-            message: "expected hf:DIR, a Hugging Face model directory".into(),
-        })?;
+        let dir = a
+            .strip_prefix(HF_PREFIX)
+            .filter(|dir| !dir.is_empty())
+            .ok_or_else(|| HfError::Config {
+                path: PathBuf::from(a),
+                field: "--init-from".into(),
+                message: "expected hf:DIR, a Hugging Face model directory".into(),
+            })?;
         std::path::absolute(dir).map_err(io(std::path::Path::new(dir)))
     })
     .transpose()

@@ -26,6 +26,11 @@ pub const TOKENIZER: &str = "tokenizer";
 /// The CRC-32 of the tokenizer file's bytes (8 hex digits), checked when
 /// the run is resumed, evaluated or generated from.
 pub const TOKENIZER_CRC32: &str = "tokenizer_crc32";
+/// The end-of-sequence token ids of a model from a Hugging Face directory (`axle import-hf`,
+/// `axle train --init-from hf:DIR`), as a JSON list, read at import or when the run started
+/// ([`crate::hf::default_eos_ids`]) so that a later edit of the directory's
+/// `generation_config.json` does not change where `axle generate` stops.
+pub const EOS_TOKEN_IDS: &str = "eos_token_ids";
 /// Where a text run's training stream stands (a [`crate::text::PackedTextState`] as JSON).
 pub const TEXT_STATE: &str = "text_state";
 
@@ -100,7 +105,8 @@ impl RunOptions {
     /// options name one; its modifiers and overrides, then these options'
     /// (the caller compares the resulting config with the recorded one);
     /// its mesh unless these options give one; its data and tokenizer
-    /// unless these options name the same files; and its seed, which
+    /// unless these options name the same files (a recorded tokenizer only
+    /// with data); and its seed, which
     /// orders the data, unless these options give the same. Other data,
     /// tokenizer or seed given are a [`RunError::Mismatch`].
     pub(super) fn completed_from(&self, meta: &Meta, dir: &Path) -> Result<RunOptions, RunError> {
@@ -149,7 +155,9 @@ impl RunOptions {
             .filter(|t| !t.is_empty())
             .map(PathBuf::from);
         match (recorded, self.tokenizer.as_deref().map(absolute)) {
-            (recorded, None) => options.tokenizer = recorded,
+            // A tokenizer recorded without data (`import-hf` of a directory with a
+            // `tokenizer.json`) is for generation: with no data the run is the synthetic task.
+            (recorded, None) => options.tokenizer = recorded.filter(|_| options.data.is_some()),
             (Some(r), Some(g)) if r == g => {}
             (recorded, Some(given)) => {
                 return Err(RunError::Mismatch {

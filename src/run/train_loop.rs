@@ -134,6 +134,17 @@ pub fn train_setup(
         (None, Some(dir)) => Some(init_checkpoint(setup, dir)?),
         _ => None,
     };
+    // The end-of-sequence ids of a model from Hugging Face, read when the
+    // run starts (as `import-hf` does) and carried by every checkpoint.
+    let eos_record = match (&restored, &options.init_from) {
+        (Some(c), _) => c.meta.run.get(record::EOS_TOKEN_IDS).cloned(),
+        (None, Some(dir)) => {
+            let tokenizer = setup.text.as_ref().map(|t| t.tokenizer());
+            let (ids, _) = crate::hf::default_eos_ids(dir, tokenizer)?;
+            Some(serde_json::to_string(&ids).expect("ids serialize"))
+        }
+        (None, None) => None,
+    };
     let mut writer = options
         .metrics
         .as_deref()
@@ -302,6 +313,9 @@ pub fn train_setup(
             && (stopping || step % options.checkpoint_every == 0 || step == options.steps)
         {
             let mut run = options.record(setup);
+            if let Some(eos) = &eos_record {
+                run.insert(record::EOS_TOKEN_IDS.to_string(), eos.clone());
+            }
             if let Some(stream) = &text {
                 let state = serde_json::to_string(&stream.state()).expect("states serialize");
                 run.insert(record::TEXT_STATE.to_string(), state);
