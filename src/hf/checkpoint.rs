@@ -11,7 +11,7 @@ use crate::experiment::ExperimentConfig;
 use crate::learner::LearnerConfig;
 use crate::run::{experiment_record, record};
 use crate::text::TextTokenizer;
-use axle_modules::{Model, ModelConfig};
+use axle_modules::{CausalLm, Model, ModelConfig, Module};
 use ndarray::{ArrayD, IxDyn};
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
@@ -138,13 +138,24 @@ pub fn export_checkpoint(
         path: latest.join("meta.json"),
         message: format!("the recorded config does not parse: {e}"),
     })?;
-    let ModelConfig::CausalLm(model) = &config.model else {
+    let ModelConfig::CausalLm(recorded) = &config.model else {
         return Err(HfError::Export(format!(
             "{} holds a {} model; only causal LMs export",
             latest.display(),
             config.model.build()?.kind()
         )));
     };
+    // A scanned stack exports as the unrolled one it equals: the layout is
+    // how the step was traced, not what the parameters mean.
+    let mut unrolled = recorded.clone();
+    unrolled.decoder.transformer.scan = false;
+    let model = &unrolled;
+    let expected: Vec<(String, Vec<usize>)> = CausalLm::new(model)?
+        .param_specs()
+        .into_iter()
+        .map(|(name, spec)| (name, spec.shape))
+        .collect();
+    let params = checkpoint::to_stack_layout(checkpoint.params.clone(), &expected);
     let hf_dir = checkpoint
         .meta
         .run
@@ -174,7 +185,7 @@ pub fn export_checkpoint(
     for field in ["dtype", "torch_dtype"] {
         hf_config.insert(field.into(), Value::from(dtype.torch_name()));
     }
-    let tensors = export_params(family, model, &checkpoint.params)?;
+    let tensors = export_params(family, model, &params)?;
     match max_shard_bytes {
         Some(max) => write_sharded(out, &tensors, dtype, max)?,
         None => write_tensors(out, &tensors, dtype)?,

@@ -494,7 +494,8 @@ fn stack(
 /// — token ids, ... — survive a round trip; without a base the token ids are `null`).
 /// `max_positions` is written as `max_position_embeddings` for RoPE models; dropout is not
 /// exported. Errors: [`HfError::Export`] naming the config field that no supported family
-/// expresses (a scanned or mixed layer pattern, QK-norm, soft-capping, non-causal attention).
+/// expresses (a mixed layer pattern, QK-norm, soft-capping, non-causal attention). A scanned
+/// stack is exported as the unrolled stack it equals (`export_checkpoint` unstacks it first).
 pub fn export_config(
     config: &CausalLmConfig,
     max_positions: usize,
@@ -507,9 +508,6 @@ pub fn export_config(
         ))
     };
     let stack = &d.transformer;
-    if stack.scan {
-        return Err(unsupported("transformer.scan = true (a scanned stack)"));
-    }
     let [layer] = stack.layers.as_slice() else {
         return Err(unsupported(
             "transformer.layers (a pattern of several layer configs)",
