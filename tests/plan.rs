@@ -258,6 +258,28 @@ fn bad_meshes_counts_and_options_are_refused_before_compiling() {
     assert!(e.contains("--search") && e.contains("--json"), "{e}");
 }
 
+#[test]
+fn a_failed_plan_leaves_an_existing_json_file_as_it_was_and_creates_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let existing = dir.path().join("old.json");
+    std::fs::write(&existing, "previous plan").unwrap();
+    let new = dir.path().join("new.json");
+    for json in [&existing, &new] {
+        let json = json.to_str().unwrap();
+        let e = refused(&[
+            "--target",
+            "tpu-v5e:2x2",
+            "--mesh",
+            "fsdp=2",
+            "--json",
+            json,
+        ]);
+        assert!(e.contains("mesh fsdp=2"), "{e}");
+    }
+    assert_eq!(std::fs::read_to_string(&existing).unwrap(), "previous plan");
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+}
+
 /// The default mesh rules plan one TPU and one GPU target (the other
 /// families: `scripts/plan-all-targets.sh`, docs/benchmarks.md): with no
 /// `--mesh`, each compiles on the mesh of the rule its devices match, with
