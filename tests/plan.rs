@@ -280,6 +280,53 @@ fn a_failed_plan_leaves_an_existing_json_file_as_it_was_and_creates_none() {
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
 }
 
+#[test]
+fn input_errors_are_refused_before_compiling_naming_the_flag() {
+    // Batch 3 splits over no mesh of 4 devices (every candidate shards the
+    // batch 2 or 4 ways): one error, exit 1, no compile.
+    let e = refused(&["--target", "tpu-v5e:2x2", "--search", "--batch-size", "3"]);
+    assert!(e.contains("size 3 is not divisible"), "{e}");
+    // A sequence whose attention scores (8 x 10^11 x 10^11) are beyond
+    // i64 bytes is refused after tracing, naming the op and the fields.
+    let e = refused(&[
+        "--target",
+        "tpu-v5e:2x2",
+        "--mesh",
+        "fsdp=4",
+        "--seq-len",
+        "99999999999",
+    ]);
+    assert!(
+        e.contains("too large") && e.contains("input.seq_len=99999999999"),
+        "{e}"
+    );
+    for kind in [("vit-tiny", "vit"), ("mlp-regressor", "mlp_regressor")] {
+        let out = Command::new(env!("CARGO_BIN_EXE_axle"))
+            .args(["plan", "--experiment", kind.0, "--target", "tpu-v5e:2x2"])
+            .args(["--mesh", "data=4", "--seq-len", "64"])
+            .output()
+            .unwrap();
+        let e = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{e}");
+        assert!(
+            e.contains("--seq-len 64") && e.contains(&format!("`{}`", kind.1)),
+            "{e}"
+        );
+    }
+    let e = refused(&[
+        "--target",
+        "tpu-v5e:2x2",
+        "--mesh",
+        "fsdp=4",
+        "--modifier",
+        "remat=names:nonexistent",
+    ]);
+    assert!(
+        e.contains("`nonexistent`") && e.contains("attention_out"),
+        "{e}"
+    );
+}
+
 /// The default mesh rules plan one TPU and one GPU target (the other
 /// families: `scripts/plan-all-targets.sh`, docs/benchmarks.md): with no
 /// `--mesh`, each compiles on the mesh of the rule its devices match, with
