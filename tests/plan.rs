@@ -325,6 +325,21 @@ fn input_errors_are_refused_before_compiling_naming_the_flag() {
         e.contains("`nonexistent`") && e.contains("attention_out"),
         "{e}"
     );
+    // gpu-h100:3: the default rule `data=-1,fsdp=8` cannot take 3 devices.
+    let e = refused(&["--target", "gpu-h100:3"]);
+    assert!(
+        e.contains("cannot infer") && e.contains("hint: ") && e.contains("--mesh"),
+        "{e}"
+    );
+    let e = refused(&[
+        "--target",
+        "tpu-v5e:2x2",
+        "--mesh",
+        "fsdp=4",
+        "--batch-size",
+        "6",
+    ]);
+    assert!(e.contains("hint: ") && e.contains("--batch-size"), "{e}");
 }
 
 /// The default mesh rules plan one TPU and one GPU target (the other

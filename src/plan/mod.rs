@@ -157,6 +157,14 @@ pub enum PlanError {
         /// The sequence length planned.
         seq_len: usize,
     },
+    /// An input error with the flag that fixes it.
+    #[error("{source}\nhint: {hint}")]
+    Hint {
+        /// The error.
+        source: Box<PlanError>,
+        /// What to change on the command line.
+        hint: String,
+    },
     /// The child could not be started without a network.
     #[error("cannot isolate the compile: {0}")]
     Isolation(String),
@@ -237,6 +245,9 @@ pub struct PlanReport {
     pub compiled: Option<Compiled>,
     /// Fits or short by.
     pub verdict: Verdict,
+    /// What the plan may not mean as asked (a mesh axis that shards
+    /// nothing).
+    pub warnings: Vec<String>,
 }
 
 /// Builds the experiment's train step for `options.target` and compiles it
@@ -306,6 +317,7 @@ fn compile_lowered(
         memory_limit,
         compiled,
         verdict,
+        warnings: program.warnings,
     })
 }
 
@@ -366,13 +378,25 @@ pub(crate) struct Lowered {
     mesh_rule: Option<String>,
     compiler_options_rule: Option<String>,
     compiler_options: Vec<CompilerOption>,
+    warnings: Vec<String>,
     text: String,
 }
 
 /// The experiment's train step as StableHLO for the target's devices.
 pub(crate) fn lower_for(run: &RunOptions, target: &Target) -> Result<Lowered, PlanError> {
-    let (config, choice) =
-        run.resolve_for_devices(target.platform.name(), target.device_kind, target.devices)?;
+    let (config, choice) = run
+        .resolve_for_devices(target.platform.name(), target.device_kind, target.devices)
+        .map_err(|e| {
+            let inferring = run.mesh.is_none() && e.to_string().contains("cannot infer the -1 axis");
+            hint(
+                e.into(),
+                inferring,
+                format!(
+                    "the target's {} devices fit no default rule's mesh: give one with --mesh (e.g. --mesh fsdp={})",
+                    target.devices, target.devices
+                ),
+            )
+        })?;
     let mesh = choice.mesh;
     check_mesh_size(&mesh.to_string(), mesh.size(), target)?;
     let model = config.model.build().map_err(RunError::from)?;
@@ -405,7 +429,19 @@ pub(crate) fn lower_for(run: &RunOptions, target: &Target) -> Result<Lowered, Pl
         &shape,
         &mesh,
         &config.sharding,
-    )?;
+    )
+    .map_err(|e| {
+        let batch = format!("dim 0 of size {} is not divisible", shape.batch_size);
+        let unsplit = e.to_string().contains(&batch);
+        hint(
+            e.into(),
+            unsplit,
+            format!(
+                "choose a --batch-size the mesh {mesh} splits (a multiple of its batch axes' product), or another --mesh"
+            ),
+        )
+    })?;
+    let text = step.function.to_stablehlo();
     if let Some((op, ty)) = first_too_large(step.function.graph()) {
         return Err(too_large(format!("op `{op}` result"), ty.dtype, &ty.dims));
     }
@@ -424,8 +460,38 @@ pub(crate) fn lower_for(run: &RunOptions, target: &Target) -> Result<Lowered, Pl
         },
         compiler_options_rule: choice.compiler_options_rule,
         compiler_options: choice.compiler_options,
-        text: step.function.to_stablehlo(),
+        warnings: unused_axes(&mesh.to_string(), &text)
+            .into_iter()
+            .map(|axis| {
+                format!("mesh axis `{axis}` shards nothing: no logical axis maps to it, its devices hold copies")
+            })
+            .collect(),
+        text,
     })
+}
+
+/// `error` with `hint` where `applies`, else as it is.
+fn hint(error: PlanError, applies: bool, hint: String) -> PlanError {
+    if applies {
+        PlanError::Hint {
+            source: Box::new(error),
+            hint,
+        }
+    } else {
+        error
+    }
+}
+
+/// The mesh axes of `mesh` (`pipeline=4,fsdp=2`) that no sharding of the
+/// StableHLO `text` names: they shard nothing (no logical rule maps a
+/// dimension to them), so their devices hold copies.
+pub fn unused_axes(mesh: &str, text: &str) -> Vec<String> {
+    mesh.split(',')
+        .filter_map(|axis| axis.split('=').next())
+        .map(str::trim)
+        .filter(|name| text.matches(&format!("\"{name}\"")).count() <= 1)
+        .map(str::to_string)
+        .collect()
 }
 
 /// Refuses `--seq-len` for a model whose inputs do not depend on the
@@ -703,6 +769,7 @@ mod tests {
                 CompilerOption::new("tpu-v6e-*", "xla_tpu_a", "true").unwrap(),
                 CompilerOption::new("tpu-v6e-*", "xla_tpu_b", "1").unwrap(),
             ],
+            warnings: vec![],
             text: String::new(),
         };
         let v6e = target("tpu-v6e:2x2").unwrap();
@@ -765,6 +832,12 @@ mod tests {
     }
 
     #[test]
+    fn a_mesh_axis_no_sharding_names_is_reported() {
+        let text = r#"sdy.mesh @mesh = <["pipeline"=4, "fsdp"=1]> %a {sdy.sharding = #sdy.sharding<@mesh, [{"fsdp"}]>}"#;
+        assert_eq!(unused_axes("pipeline=4,fsdp=1", text), ["pipeline"]);
+    }
+
+    #[test]
     fn byte_sizes_beyond_i64_are_refused_with_checked_arithmetic() {
         assert_eq!(byte_size(DType::F32, &[8, 128]), Some(4096));
         // 2^31 * 2^31 * 4 bytes = 2^64: wraps to 0 in unchecked usize
@@ -805,6 +878,7 @@ mod tests {
             memory_limit: None,
             compiled: None,
             verdict: Verdict::UnknownLimit,
+            warnings: vec![],
         };
         write_json(&report, &existing).unwrap();
         let back: serde_json::Value =

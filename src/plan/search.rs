@@ -473,6 +473,7 @@ mod tests {
             memory_limit: Some(100),
             compiled: Some(compiled),
             verdict: Verdict::Fits { headroom: 80 },
+            warnings: vec![],
         };
         Candidate {
             mesh: mesh.into(),
