@@ -574,7 +574,7 @@ pub fn check_mesh_size(mesh: &str, size: usize, target: &Target) -> Result<(), P
 /// Checks that the plan JSON can be written to `path` before compiling,
 /// without changing anything: an existing file is opened for appending
 /// (not truncated), a new one is tried as a temporary file beside it
-/// ([`temporary_path`]) that is removed at once. So a plan that fails
+/// (`.NAME.PID.tmp`) that is removed at once. So a plan that fails
 /// later leaves an existing file as it was and creates none.
 ///
 /// Errors: [`PlanError::Json`] naming the file.

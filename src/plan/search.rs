@@ -34,11 +34,7 @@ const MICRO_BATCHES_PATH: &str = "learner.micro_batches";
 /// `data` × `fsdp` (each axis a divisor), then the same with a `model` axis
 /// of 2 when the count is even; each with every count of `micro_batches`
 /// and every policy of `remats`. Meshes as `axle plan --mesh` takes them.
-pub fn candidates(
-    devices: usize,
-    micro_batches: &[usize],
-    remats: &[String],
-) -> Vec<(String, usize, String)> {
+pub fn candidates(devices: usize, micro_batches: &[usize], remats: &[String]) -> Vec<Layout> {
     let mut meshes = Vec::new();
     for model in [1, 2] {
         if !devices.is_multiple_of(model) {
@@ -69,6 +65,9 @@ pub fn candidates(
     }
     all
 }
+
+/// One candidate layout: mesh, micro-batch count, remat policy.
+pub type Layout = (String, usize, String);
 
 /// The search dimensions the command line fixed: a `remat=…` modifier or a
 /// `learner.micro_batches=…` override is kept as given (the last one where
@@ -201,7 +200,7 @@ pub fn search(options: &PlanOptions) -> Result<Search, PlanError> {
         .remat
         .clone()
         .map_or_else(|| REMAT_POLICIES.map(String::from).to_vec(), |r| vec![r]);
-    let lowered: Vec<((String, usize, String), Result<Lowered, PlanError>)> =
+    let lowered: Vec<(Layout, Result<Lowered, PlanError>)> =
         candidates(target.devices, &micro_batches, &remats)
             .into_iter()
             .map(|layout| {
@@ -263,7 +262,7 @@ pub fn search(options: &PlanOptions) -> Result<Search, PlanError> {
 
 /// The run options of one candidate: its mesh, and its remat modifier and
 /// micro-batch override where the options do not fix them.
-fn candidate_run(run: &RunOptions, fixed: &Fixed, layout: &(String, usize, String)) -> RunOptions {
+fn candidate_run(run: &RunOptions, fixed: &Fixed, layout: &Layout) -> RunOptions {
     let (mesh, micro_batches, remat) = layout;
     let mut run = run.clone();
     run.mesh = Some(mesh.clone());
