@@ -342,6 +342,40 @@ fn input_errors_are_refused_before_compiling_naming_the_flag() {
     assert!(e.contains("hint: ") && e.contains("--batch-size"), "{e}");
 }
 
+/// `--experiment hf:DIR` plans the Hugging Face model of DIR's config.json
+/// (the llama fixture: hidden 48, 2 layers, 4 heads and 2 key/value heads
+/// of 12, MLP 96, untied head). On data=4 every chip holds the parameters
+/// and AdamW's two moments, f32: at least 12 bytes per parameter.
+#[test]
+fn a_hugging_face_config_is_planned() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/hf/llama");
+    let config: Value =
+        serde_json::from_str(&std::fs::read_to_string(format!("{dir}/config.json")).unwrap())
+            .unwrap();
+    let vocab = config["vocab_size"].as_u64().unwrap();
+    let (d, kv, mlp) = (48, 24, 96);
+    let layer = d * d * 2 + d * kv * 2 + 3 * d * mlp + 2 * d;
+    let params = 2 * vocab * d + 2 * layer + d;
+    let out = tempfile::tempdir().unwrap();
+    let json = out.path().join("plan.json");
+    let status = Command::new(env!("CARGO_BIN_EXE_axle"))
+        .args(["plan", "--experiment", &format!("hf:{dir}")])
+        .args(["--target", "tpu-v5e:2x2", "--mesh", "data=4", "--json"])
+        .arg(&json)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let arguments = bytes(&r, "arguments");
+    // Lower bound exact (params + 2 moments); the rest is the batch and
+    // a few scalars (step count): under 1 MiB here.
+    let state = 12.0 * params as f64;
+    assert!(
+        arguments >= state && arguments < state + 1024.0 * 1024.0,
+        "{arguments} vs {state}"
+    );
+}
+
 /// The default mesh rules plan one TPU and one GPU target (the other
 /// families: `scripts/plan-all-targets.sh`, docs/benchmarks.md): with no
 /// `--mesh`, each compiles on the mesh of the rule its devices match, with
