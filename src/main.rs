@@ -183,8 +183,8 @@ enum Command {
     Generate(GenerateArgs),
     /// Compile the training step ahead of time for a TPU slice or GPU
     /// machine (no hardware needed) and report per-device memory, FLOPs,
-    /// collectives and whether it fits. Exit status: 0 when it fits, 2 when
-    /// it is short of memory, 1 on an error.
+    /// collectives and whether it fits. Exit status: 0 when it fits, 3 when
+    /// it is short of memory, 1 on an error, 2 on a usage error.
     Plan(axle::plan::cli::PlanArgs),
     /// Plot loss curves from metrics files into a PNG.
     Plot {

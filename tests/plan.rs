@@ -258,6 +258,124 @@ fn bad_meshes_counts_and_options_are_refused_before_compiling() {
     assert!(e.contains("--search") && e.contains("--json"), "{e}");
 }
 
+#[test]
+fn a_failed_plan_leaves_an_existing_json_file_as_it_was_and_creates_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let existing = dir.path().join("old.json");
+    std::fs::write(&existing, "previous plan").unwrap();
+    let new = dir.path().join("new.json");
+    for json in [&existing, &new] {
+        let json = json.to_str().unwrap();
+        let e = refused(&[
+            "--target",
+            "tpu-v5e:2x2",
+            "--mesh",
+            "fsdp=2",
+            "--json",
+            json,
+        ]);
+        assert!(e.contains("mesh fsdp=2"), "{e}");
+    }
+    assert_eq!(std::fs::read_to_string(&existing).unwrap(), "previous plan");
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+}
+
+#[test]
+fn input_errors_are_refused_before_compiling_naming_the_flag() {
+    // Batch 3 splits over no mesh of 4 devices (every candidate shards the
+    // batch 2 or 4 ways): one error, exit 1, no compile.
+    let e = refused(&["--target", "tpu-v5e:2x2", "--search", "--batch-size", "3"]);
+    assert!(e.contains("size 3 is not divisible"), "{e}");
+    // A sequence whose attention scores (8 x 10^11 x 10^11) are beyond
+    // i64 bytes is refused after tracing, naming the op and the fields.
+    let e = refused(&[
+        "--target",
+        "tpu-v5e:2x2",
+        "--mesh",
+        "fsdp=4",
+        "--seq-len",
+        "99999999999",
+    ]);
+    assert!(
+        e.contains("too large") && e.contains("input.seq_len=99999999999"),
+        "{e}"
+    );
+    for kind in [("vit-tiny", "vit"), ("mlp-regressor", "mlp_regressor")] {
+        let out = Command::new(env!("CARGO_BIN_EXE_axle"))
+            .args(["plan", "--experiment", kind.0, "--target", "tpu-v5e:2x2"])
+            .args(["--mesh", "data=4", "--seq-len", "64"])
+            .output()
+            .unwrap();
+        let e = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{e}");
+        assert!(
+            e.contains("--seq-len 64") && e.contains(&format!("`{}`", kind.1)),
+            "{e}"
+        );
+    }
+    let e = refused(&[
+        "--target",
+        "tpu-v5e:2x2",
+        "--mesh",
+        "fsdp=4",
+        "--modifier",
+        "remat=names:nonexistent",
+    ]);
+    assert!(
+        e.contains("`nonexistent`") && e.contains("attention_out"),
+        "{e}"
+    );
+    // gpu-h100:3: the default rule `data=-1,fsdp=8` cannot take 3 devices.
+    let e = refused(&["--target", "gpu-h100:3"]);
+    assert!(
+        e.contains("cannot infer") && e.contains("hint: ") && e.contains("--mesh"),
+        "{e}"
+    );
+    let e = refused(&[
+        "--target",
+        "tpu-v5e:2x2",
+        "--mesh",
+        "fsdp=4",
+        "--batch-size",
+        "6",
+    ]);
+    assert!(e.contains("hint: ") && e.contains("--batch-size"), "{e}");
+}
+
+/// `--experiment hf:DIR` plans the Hugging Face model of DIR's config.json
+/// (the llama fixture: hidden 48, 2 layers, 4 heads and 2 key/value heads
+/// of 12, MLP 96, untied head). On data=4 every chip holds the parameters
+/// and AdamW's two moments, f32: at least 12 bytes per parameter.
+#[test]
+fn a_hugging_face_config_is_planned() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/hf/llama");
+    let config: Value =
+        serde_json::from_str(&std::fs::read_to_string(format!("{dir}/config.json")).unwrap())
+            .unwrap();
+    let vocab = config["vocab_size"].as_u64().unwrap();
+    let (d, kv, mlp) = (48, 24, 96);
+    let layer = d * d * 2 + d * kv * 2 + 3 * d * mlp + 2 * d;
+    let params = 2 * vocab * d + 2 * layer + d;
+    let out = tempfile::tempdir().unwrap();
+    let json = out.path().join("plan.json");
+    let status = Command::new(env!("CARGO_BIN_EXE_axle"))
+        .args(["plan", "--experiment", &format!("hf:{dir}")])
+        .args(["--target", "tpu-v5e:2x2", "--mesh", "data=4", "--json"])
+        .arg(&json)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let arguments = bytes(&r, "arguments");
+    // Lower bound exact (params + 2 moments); the rest is the batch and
+    // a few scalars (step count): under 1 MiB here.
+    let state = 12.0 * params as f64;
+    assert!(
+        arguments >= state && arguments < state + 1024.0 * 1024.0,
+        "{arguments} vs {state}"
+    );
+}
+
 /// The default mesh rules plan one TPU and one GPU target (the other
 /// families: `scripts/plan-all-targets.sh`, docs/benchmarks.md): with no
 /// `--mesh`, each compiles on the mesh of the rule its devices match, with

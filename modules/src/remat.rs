@@ -47,7 +47,8 @@ impl RematSpec {
 impl FromStr for RematSpec {
     type Err = String;
 
-    /// Parses `none`, `full`, `dots`, `names:A,B` or `offload:A,B` (at least one name each).
+    /// Parses `none`, `full`, `dots`, `names:A,B` or `offload:A,B` (at least one name each,
+    /// each one of [`LAYER_TAGS`]: a name no layer tags would save nothing, acting as `full`).
     fn from_str(text: &str) -> Result<RematSpec, String> {
         let names = |list: &str| -> Result<Vec<String>, String> {
             let names: Vec<String> = list.split(',').map(|n| n.trim().to_string()).collect();
@@ -55,6 +56,12 @@ impl FromStr for RematSpec {
                 return Err(format!(
                     "remat `{text}` needs a comma-separated list of names, e.g. names:{}",
                     LAYER_TAGS.join(",")
+                ));
+            }
+            if let Some(unknown) = names.iter().find(|n| !LAYER_TAGS.contains(&n.as_str())) {
+                return Err(format!(
+                    "remat `{text}`: no layer tags an activation `{unknown}`; the names are {}",
+                    LAYER_TAGS.join(", ")
                 ));
             }
             Ok(names)
@@ -103,12 +110,26 @@ mod tests {
 
     #[test]
     fn text_form_round_trips_and_bad_text_is_named() {
-        for text in ["none", "full", "dots", "names:attention_out", "offload:a,b"] {
+        for text in [
+            "none",
+            "full",
+            "dots",
+            "names:attention_out",
+            "offload:attention_out,ffn_out",
+        ] {
             assert_eq!(text.parse::<RematSpec>().unwrap().to_string(), text);
         }
         let e = "some".parse::<RematSpec>().unwrap_err();
         assert!(e.contains("`some`") && e.contains("offload:A,B"), "{e}");
         let e = "names:".parse::<RematSpec>().unwrap_err();
         assert!(e.contains("names:attention_out,ffn_out"), "{e}");
+        let e = "names:attention_out,nonexistent"
+            .parse::<RematSpec>()
+            .unwrap_err();
+        assert!(
+            e.contains("`nonexistent`") && e.contains("attention_out, ffn_out"),
+            "{e}"
+        );
+        assert!("offload:nonexistent".parse::<RematSpec>().is_err());
     }
 }

@@ -11,7 +11,8 @@ use std::path::PathBuf;
 /// Options of `axle plan`.
 #[derive(Args, Debug)]
 pub struct PlanArgs {
-    /// Registered experiment (`axle config --list`).
+    /// Registered experiment (`axle config --list`), or `hf:DIR` for the
+    /// Hugging Face model whose config.json is in DIR.
     #[arg(long, alias = "model", default_value = "llama-tiny")]
     pub experiment: String,
     /// Target: tpu-v5e:2x2, tpu-v5e:4x4, tpu-v5p:2x2x1, tpu-v6e:2x2, tpu-v6e:8x8,
@@ -36,16 +37,19 @@ pub struct PlanArgs {
     #[arg(long)]
     pub seq_len: Option<usize>,
     /// Also write the report as JSON to this file (checked writable before
-    /// compiling).
+    /// compiling without changing it; written whole through a temporary
+    /// file, so a failed plan leaves an existing file as it was).
     #[arg(long)]
     pub json: Option<PathBuf>,
     /// Plan every data × fsdp (× model=2) mesh of the target's devices with
-    /// 1 and 2 micro-batches and remat none, dots and full, and rank those
-    /// that fit by the compiler's FLOPs per device times the micro-batch
-    /// count (XLA's cost analysis counts the accumulation loop's body once;
-    /// remat's recomputation is in the FLOPs); where it gives no FLOPs, by
-    /// remat policy (less recomputation first), then peak bytes. Not with
-    /// --mesh or --json.
+    /// 1 and 2 micro-batches and remat none, dots and full (a --modifier
+    /// remat=… or --set learner.micro_batches=… is kept, that dimension not
+    /// searched), and rank those that fit by the compiler's FLOPs per device
+    /// times the micro-batch count (XLA's cost analysis counts the
+    /// accumulation loop's body once; remat's recomputation is in the
+    /// FLOPs); where it gives no FLOPs, by remat policy (less recomputation
+    /// first), then peak bytes. Candidates that failed are listed apart.
+    /// Not with --mesh or --json.
     #[arg(long)]
     pub search: bool,
     /// Internal: compile this StableHLO file for --target (the child
@@ -62,8 +66,10 @@ pub struct PlanArgs {
 }
 
 /// The exit status of `axle plan` when the step does not fit (or, with
-/// `--search`, no candidate fits); 0 when it fits or no limit is known.
-pub const SHORT_OF_MEMORY_EXIT: i32 = 2;
+/// `--search`, no candidate fits); 0 when it fits or no limit is known, 1
+/// on an error, 2 on a usage error (clap's status for a bad command line,
+/// hence 3 here, so scripts can tell the two apart).
+pub const SHORT_OF_MEMORY_EXIT: i32 = 3;
 
 /// The exit status for a verdict: [`SHORT_OF_MEMORY_EXIT`] when short of
 /// memory, else 0.
@@ -121,16 +127,14 @@ pub fn run_plan(args: PlanArgs) -> Result<i32, PlanError> {
         axle_exe,
     };
     let status = if args.search {
-        let ranked = super::search::search(&options)?;
-        print!("{}", super::search::render_search(&options, &ranked));
-        let verdicts: Vec<&Verdict> = ranked
-            .iter()
-            .filter_map(|c| c.result.as_ref().ok().map(|r| &r.verdict))
-            .collect();
-        if verdicts.iter().any(|v| exit_status(v) == 0) {
-            0
-        } else {
-            SHORT_OF_MEMORY_EXIT
+        let search = super::search::search(&options)?;
+        print!("{}", super::search::render_search(&options, &search));
+        match super::search::search_status(&search.candidates) {
+            Some(status) => status,
+            None => match search.candidates.into_iter().find_map(|c| c.result.err()) {
+                Some(first) => return Err(first),
+                None => 1,
+            },
         }
     } else {
         let report = plan(&options)?;
@@ -153,12 +157,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn short_of_memory_exits_with_2_and_fits_with_0() {
+    fn short_of_memory_exits_with_3_and_fits_with_0() {
         let short = Verdict::ShortBy {
             bytes: Some(1),
             compiler_message: None,
         };
-        assert_eq!(exit_status(&short), 2);
+        assert_eq!(exit_status(&short), 3);
         assert_eq!(exit_status(&Verdict::Fits { headroom: 1 }), 0);
         assert_eq!(exit_status(&Verdict::UnknownLimit), 0);
     }

@@ -26,6 +26,9 @@ pub use target::{Platform, Target, target, target_names};
 
 use crate::run::{RunError, RunOptions};
 use crate::train_step::{StepError, build_train_step};
+use axle_compiler::DType;
+use axle_compiler::ir::{Graph, OpKind};
+use axle_compiler::shape::TensorType;
 use axle_modules::BatchShape;
 use axle_partition::{CompilerOption, MeshSource};
 use serde::Serialize;
@@ -113,9 +116,8 @@ pub enum PlanError {
         /// What went wrong.
         message: String,
     },
-    /// The compile failed or crashed with a mesh rule's compiler options
-    /// set: names the rule and the option the compiler's message names
-    /// (else every option of the rule).
+    /// The compile failed or crashed with a message naming one of a mesh
+    /// rule's compiler options: names the rule and the option.
     #[error(
         "compiling for {target} with the compiler options of mesh rule `{rule}` failed; suspect option: {option}\n{source}"
     )]
@@ -124,10 +126,44 @@ pub enum PlanError {
         target: String,
         /// The rule's pattern.
         rule: String,
-        /// The option the compiler named (`name=value`), or all of them.
+        /// The options the compiler named (`name=value`).
         option: String,
         /// The compiler's error.
         source: Box<PlanError>,
+    },
+    /// `--seq-len` was given for a model whose inputs have no sequence.
+    #[error(
+        "--seq-len {seq_len}: model kind `{kind}` has no sequence dimension (its inputs do not depend on it); drop --seq-len"
+    )]
+    SeqLenUnused {
+        /// The sequence length given.
+        seq_len: usize,
+        /// The model's kind (`vit`, `mlp_regressor`).
+        kind: String,
+    },
+    /// A tensor of the step is larger than XLA can address.
+    #[error(
+        "{what} {shape} is too large: its size in bytes is beyond i64 ({max}), XLA's limit; lower input.batch_size={batch_size} or input.seq_len={seq_len}"
+    )]
+    TooLarge {
+        /// The input or op whose result is too large.
+        what: String,
+        /// Its dtype and dims.
+        shape: String,
+        /// The largest byte size allowed.
+        max: i64,
+        /// The batch size planned.
+        batch_size: usize,
+        /// The sequence length planned.
+        seq_len: usize,
+    },
+    /// An input error with the flag that fixes it.
+    #[error("{source}\nhint: {hint}")]
+    Hint {
+        /// The error.
+        source: Box<PlanError>,
+        /// What to change on the command line.
+        hint: String,
     },
     /// The child could not be started without a network.
     #[error("cannot isolate the compile: {0}")]
@@ -209,6 +245,9 @@ pub struct PlanReport {
     pub compiled: Option<Compiled>,
     /// Fits or short by.
     pub verdict: Verdict,
+    /// What the plan may not mean as asked (a mesh axis that shards
+    /// nothing).
+    pub warnings: Vec<String>,
 }
 
 /// Builds the experiment's train step for `options.target` and compiles it
@@ -216,13 +255,23 @@ pub struct PlanReport {
 pub fn plan(options: &PlanOptions) -> Result<PlanReport, PlanError> {
     let target = target(&options.target)?;
     let program = lower_for(&options.run, &target)?;
+    compile_lowered(options, &target, program)
+}
+
+/// Compiles a step [`lower_for`] built for `target` in a child process
+/// without a network and gives the report.
+fn compile_lowered(
+    options: &PlanOptions,
+    target: &Target,
+    program: Lowered,
+) -> Result<PlanReport, PlanError> {
     let outcome = child::compile_in_child(
         &options.axle_exe,
-        &target,
+        target,
         &program.text,
         &program.compiler_options,
     )
-    .map_err(|e| blame_options(e, &target, &program))?;
+    .map_err(|e| blame_options(e, target, &program))?;
     let memory_limit = target.config_memory_bytes();
     let (compiled, verdict, memory_limit) = match outcome {
         ChildOutcome::Compiled(c) => {
@@ -239,7 +288,7 @@ pub fn plan(options: &PlanOptions) -> Result<PlanReport, PlanError> {
                     target: target.name.clone(),
                     message,
                 };
-                return Err(blame_options(error, &target, &program));
+                return Err(blame_options(error, target, &program));
             }
             let verdict = Verdict::ShortBy {
                 bytes: stated_shortfall(&message),
@@ -254,7 +303,7 @@ pub fn plan(options: &PlanOptions) -> Result<PlanReport, PlanError> {
         overrides: options.run.overrides.clone(),
         batch_size: program.batch_size,
         seq_len: program.seq_len,
-        target: target.name,
+        target: target.name.clone(),
         mesh: program.mesh,
         mesh_modifiers: program.mesh_modifiers,
         mesh_rule: program.mesh_rule,
@@ -268,6 +317,7 @@ pub fn plan(options: &PlanOptions) -> Result<PlanReport, PlanError> {
         memory_limit,
         compiled,
         verdict,
+        warnings: program.warnings,
     })
 }
 
@@ -284,17 +334,20 @@ pub fn memory_verdict(compiled: &Compiled, limit: Option<u64>) -> Verdict {
     }
 }
 
-/// A compile error naming one of a mesh rule's compiler options, or a
-/// compiler crash with the rule's options set, as
-/// [`PlanError::CompilerOption`] naming the rule and the option (for a
-/// crash naming none, all of the rule's options); other errors as they are.
+/// A compile error or crash whose message names one of a mesh rule's
+/// compiler options as [`PlanError::CompilerOption`] naming the rule and
+/// the option; other errors as they are (a crash naming no option stays a
+/// [`PlanError::CompilerCrashed`] with the end of the compiler's stderr:
+/// huge shapes crash libtpu whatever the options).
 fn blame_options(error: PlanError, target: &Target, program: &Lowered) -> PlanError {
-    let crashed = matches!(error, PlanError::CompilerCrashed { .. });
-    let failed = crashed || matches!(error, PlanError::Compile { .. } | PlanError::Child { .. });
+    let failed = matches!(
+        error,
+        PlanError::CompilerCrashed { .. } | PlanError::Compile { .. } | PlanError::Child { .. }
+    );
     let Some(rule) = program.compiler_options_rule.as_ref() else {
         return error;
     };
-    if !failed || program.compiler_options.is_empty() {
+    if !failed {
         return error;
     }
     let text = error.to_string();
@@ -304,29 +357,19 @@ fn blame_options(error: PlanError, target: &Target, program: &Lowered) -> PlanEr
         .filter(|o| text.contains(&o.name))
         .map(ToString::to_string)
         .collect();
-    if named.is_empty() && !crashed {
+    if named.is_empty() {
         return error;
     }
-    let option = if named.is_empty() {
-        program
-            .compiler_options
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join(" ")
-    } else {
-        named.join(" ")
-    };
     PlanError::CompilerOption {
         target: target.name.clone(),
         rule: rule.clone(),
-        option,
+        option: named.join(" "),
         source: Box::new(error),
     }
 }
 
 /// A train step lowered for a target.
-struct Lowered {
+pub(crate) struct Lowered {
     experiment: String,
     batch_size: usize,
     seq_len: usize,
@@ -335,13 +378,25 @@ struct Lowered {
     mesh_rule: Option<String>,
     compiler_options_rule: Option<String>,
     compiler_options: Vec<CompilerOption>,
+    warnings: Vec<String>,
     text: String,
 }
 
 /// The experiment's train step as StableHLO for the target's devices.
-fn lower_for(run: &RunOptions, target: &Target) -> Result<Lowered, PlanError> {
-    let (config, choice) =
-        run.resolve_for_devices(target.platform.name(), target.device_kind, target.devices)?;
+pub(crate) fn lower_for(run: &RunOptions, target: &Target) -> Result<Lowered, PlanError> {
+    let (config, choice) = run
+        .resolve_for_devices(target.platform.name(), target.device_kind, target.devices)
+        .map_err(|e| {
+            let inferring = run.mesh.is_none() && e.to_string().contains("cannot infer the -1 axis");
+            hint(
+                e.into(),
+                inferring,
+                format!(
+                    "the target's {} devices fit no default rule's mesh: give one with --mesh (e.g. --mesh fsdp={})",
+                    target.devices, target.devices
+                ),
+            )
+        })?;
     let mesh = choice.mesh;
     check_mesh_size(&mesh.to_string(), mesh.size(), target)?;
     let model = config.model.build().map_err(RunError::from)?;
@@ -349,13 +404,47 @@ fn lower_for(run: &RunOptions, target: &Target) -> Result<Lowered, PlanError> {
         batch_size: config.input.batch_size,
         seq_len: config.input.seq_len,
     };
+    if let Some(seq_len) = run.seq_len {
+        check_seq_len_used(model.as_ref(), &config.model, &shape, seq_len)?;
+    }
+    let too_large = |what: String, dtype: DType, dims: &[usize]| PlanError::TooLarge {
+        what,
+        shape: format!("{dtype:?}{dims:?}"),
+        max: i64::MAX,
+        batch_size: shape.batch_size,
+        seq_len: shape.seq_len,
+    };
+    for input in model.input_specs(&shape).map_err(RunError::from)? {
+        if byte_size(input.dtype, &input.shape).is_none() {
+            return Err(too_large(
+                format!("input `{}`", input.name),
+                input.dtype,
+                &input.shape,
+            ));
+        }
+    }
     let step = build_train_step(
         model.as_ref(),
         &config.learner,
         &shape,
         &mesh,
         &config.sharding,
-    )?;
+    )
+    .map_err(|e| {
+        let batch = format!("dim 0 of size {} is not divisible", shape.batch_size);
+        let unsplit = e.to_string().contains(&batch);
+        hint(
+            e.into(),
+            unsplit,
+            format!(
+                "choose a --batch-size the mesh {mesh} splits (a multiple of its batch axes' product), or another --mesh"
+            ),
+        )
+    })?;
+    let text = step.function.to_stablehlo();
+    if let Some((op, ty)) = first_too_large(step.function.graph()) {
+        return Err(too_large(format!("op `{op}` result"), ty.dtype, &ty.dims));
+    }
     Ok(Lowered {
         experiment: run
             .experiment
@@ -371,8 +460,96 @@ fn lower_for(run: &RunOptions, target: &Target) -> Result<Lowered, PlanError> {
         },
         compiler_options_rule: choice.compiler_options_rule,
         compiler_options: choice.compiler_options,
-        text: step.function.to_stablehlo(),
+        warnings: unused_axes(&mesh.to_string(), &text)
+            .into_iter()
+            .map(|axis| {
+                format!("mesh axis `{axis}` shards nothing: no logical axis maps to it, its devices hold copies")
+            })
+            .collect(),
+        text,
     })
+}
+
+/// `error` with `hint` where `applies`, else as it is.
+fn hint(error: PlanError, applies: bool, hint: String) -> PlanError {
+    if applies {
+        PlanError::Hint {
+            source: Box::new(error),
+            hint,
+        }
+    } else {
+        error
+    }
+}
+
+/// The mesh axes of `mesh` (`pipeline=4,fsdp=2`) that no sharding of the
+/// StableHLO `text` names: they shard nothing (no logical rule maps a
+/// dimension to them), so their devices hold copies.
+pub fn unused_axes(mesh: &str, text: &str) -> Vec<String> {
+    mesh.split(',')
+        .filter_map(|axis| axis.split('=').next())
+        .map(str::trim)
+        .filter(|name| text.matches(&format!("\"{name}\"")).count() <= 1)
+        .map(str::to_string)
+        .collect()
+}
+
+/// Refuses `--seq-len` for a model whose inputs do not depend on the
+/// sequence length (a ViT's sequence is its patches, an MLP has none): the
+/// input specs at `seq_len` and `seq_len + 1` are the same.
+///
+/// Errors: [`PlanError::SeqLenUnused`] naming the flag and the model kind.
+fn check_seq_len_used(
+    model: &dyn axle_modules::Model,
+    config: &axle_modules::ModelConfig,
+    shape: &BatchShape,
+    seq_len: usize,
+) -> Result<(), PlanError> {
+    let longer = BatchShape {
+        seq_len: shape.seq_len.saturating_add(1),
+        ..*shape
+    };
+    let specs = |s: &BatchShape| model.input_specs(s).map_err(RunError::from);
+    if specs(shape)? != specs(&longer)? {
+        return Ok(());
+    }
+    let kind = serde_json::to_value(config)
+        .ok()
+        .and_then(|v| v.get("kind")?.as_str().map(str::to_string))
+        .unwrap_or_else(|| "unknown".into());
+    Err(PlanError::SeqLenUnused { seq_len, kind })
+}
+
+/// A tensor's size in bytes where it fits in i64 (XLA's shape sizes are
+/// int64), computed with checked arithmetic; `None` beyond.
+pub fn byte_size(dtype: DType, dims: &[usize]) -> Option<i64> {
+    let bytes = dims
+        .iter()
+        .try_fold(dtype.size_bytes(), |n, d| n.checked_mul(*d))?;
+    i64::try_from(bytes).ok()
+}
+
+/// The first op result, in `graph` or a region inside it, whose size in
+/// bytes is beyond i64: the op's name and the result's type.
+fn first_too_large(graph: &Graph) -> Option<(String, TensorType)> {
+    for op in &graph.ops {
+        for v in &op.results {
+            let ty = graph.ty(*v);
+            if byte_size(ty.dtype, &ty.dims).is_none() {
+                return Some((op.kind.name(), ty.clone()));
+            }
+        }
+        let regions: Vec<&Graph> = match &op.kind {
+            OpKind::Scan { body, .. } => vec![&body.graph.0],
+            OpKind::Remat { body, .. } => vec![&body.0],
+            OpKind::While { cond, body, .. } => vec![&cond.0, &body.0],
+            _ => vec![],
+        };
+        if let Some(found) = regions.into_iter().find_map(first_too_large) {
+            return Some(found);
+        }
+    }
+    None
 }
 
 /// Refuses a mesh of `size` devices on a target with another count: the
@@ -394,17 +571,49 @@ pub fn check_mesh_size(mesh: &str, size: usize, target: &Target) -> Result<(), P
     })
 }
 
-/// Creates (or truncates) `path`, so a plan whose JSON cannot be written
-/// fails before it compiles.
+/// Checks that the plan JSON can be written to `path` before compiling,
+/// without changing anything: an existing file is opened for appending
+/// (not truncated), a new one is tried as a temporary file beside it
+/// (`.NAME.PID.tmp`) that is removed at once. So a plan that fails
+/// later leaves an existing file as it was and creates none.
 ///
 /// Errors: [`PlanError::Json`] naming the file.
 pub fn check_json_writable(path: &Path) -> Result<(), PlanError> {
-    std::fs::File::create(path)
-        .map(drop)
-        .map_err(|e| PlanError::Json {
+    let json_error = |e: std::io::Error| PlanError::Json {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    };
+    if path.is_dir() {
+        return Err(PlanError::Json {
             path: path.to_path_buf(),
-            message: e.to_string(),
-        })
+            message: "is a directory".into(),
+        });
+    }
+    if path.exists() {
+        return std::fs::OpenOptions::new()
+            .append(true)
+            .open(path)
+            .map(drop)
+            .map_err(json_error);
+    }
+    let temporary = temporary_path(path);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&temporary)
+        .map_err(json_error)?;
+    std::fs::remove_file(&temporary).map_err(json_error)
+}
+
+/// The temporary file the plan JSON is written to before it is renamed
+/// onto `path`: in the same directory (a rename within one file system
+/// replaces the file atomically), hidden, named after `path` and this
+/// process.
+fn temporary_path(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map_or_else(|| "plan.json".into(), |n| n.to_string_lossy().into_owned());
+    path.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
 }
 
 /// Whether a compiler message is an out-of-memory verdict (XLA's
@@ -451,16 +660,24 @@ fn parse_size(text: &str) -> Option<f64> {
     Some(number * scale)
 }
 
-/// Writes the report as pretty JSON.
+/// Writes the report as pretty JSON: to a temporary file beside `path`,
+/// then renamed onto it, so `path` holds either its old content or the
+/// whole report, never a part.
+///
+/// Errors: [`PlanError::Json`] naming the file.
 pub fn write_json(report: &PlanReport, path: &Path) -> Result<(), PlanError> {
-    let text = serde_json::to_string_pretty(report).map_err(|e| PlanError::Json {
+    let json_error = |message: String| PlanError::Json {
         path: path.to_path_buf(),
-        message: e.to_string(),
-    })?;
-    std::fs::write(path, text).map_err(|e| PlanError::Json {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })
+        message,
+    };
+    let text = serde_json::to_string_pretty(report).map_err(|e| json_error(e.to_string()))?;
+    let temporary = temporary_path(path);
+    std::fs::write(&temporary, text)
+        .and_then(|()| std::fs::rename(&temporary, path))
+        .map_err(|e| {
+            let _ = std::fs::remove_file(&temporary);
+            json_error(e.to_string())
+        })
 }
 
 #[cfg(test)]
@@ -552,6 +769,7 @@ mod tests {
                 CompilerOption::new("tpu-v6e-*", "xla_tpu_a", "true").unwrap(),
                 CompilerOption::new("tpu-v6e-*", "xla_tpu_b", "1").unwrap(),
             ],
+            warnings: vec![],
             text: String::new(),
         };
         let v6e = target("tpu-v6e:2x2").unwrap();
@@ -572,14 +790,30 @@ mod tests {
                 && err.contains("No such compile option"),
             "{err}"
         );
-        // A crash naming no option blames all of them.
+        // A crash naming no option is a compiler crash with its stderr
+        // (libtpu's for --seq-len 99999999999), the options not blamed.
         let crash = PlanError::CompilerCrashed {
             target: v6e.name.clone(),
             signal: 6,
-            stderr: "abort".into(),
+            stderr: "Check failed: overflow in static extent".into(),
         };
         let err = blame_options(crash, &v6e, &program).to_string();
-        assert!(err.contains("xla_tpu_a=true xla_tpu_b=1"), "{err}");
+        assert!(
+            err.contains("compiler crashed") && err.contains("overflow in static extent"),
+            "{err}"
+        );
+        assert!(
+            !err.contains("xla_tpu_a") && !err.contains("mesh rule"),
+            "{err}"
+        );
+        // A crash naming an option blames it.
+        let crash = PlanError::CompilerCrashed {
+            target: v6e.name.clone(),
+            signal: 6,
+            stderr: "bad flag xla_tpu_a".into(),
+        };
+        let err = blame_options(crash, &v6e, &program).to_string();
+        assert!(err.contains("suspect option: xla_tpu_a=true\n"), "{err}");
         // A compile error naming no option is not blamed on them (libtpu's
         // lockfile error, for one).
         assert!(matches!(
@@ -595,6 +829,62 @@ mod tests {
             blame_options(compile("bad"), &v6e, &plain),
             PlanError::Compile { .. }
         ));
+    }
+
+    #[test]
+    fn a_mesh_axis_no_sharding_names_is_reported() {
+        let text = r#"sdy.mesh @mesh = <["pipeline"=4, "fsdp"=1]> %a {sdy.sharding = #sdy.sharding<@mesh, [{"fsdp"}]>}"#;
+        assert_eq!(unused_axes("pipeline=4,fsdp=1", text), ["pipeline"]);
+    }
+
+    #[test]
+    fn byte_sizes_beyond_i64_are_refused_with_checked_arithmetic() {
+        assert_eq!(byte_size(DType::F32, &[8, 128]), Some(4096));
+        // 2^31 * 2^31 * 4 bytes = 2^64: wraps to 0 in unchecked usize
+        // arithmetic, refused here.
+        assert_eq!(byte_size(DType::F32, &[1 << 31, 1 << 31]), None);
+        // 2^61 f32 elements are 2^63 bytes, one beyond i64::MAX.
+        assert_eq!(byte_size(DType::F32, &[1 << 61]), None);
+        assert_eq!(byte_size(DType::F32, &[(1 << 61) - 1]), Some(i64::MAX - 3));
+    }
+
+    #[test]
+    fn checking_the_json_path_changes_no_file_and_writing_replaces_it_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let existing = dir.path().join("old.json");
+        std::fs::write(&existing, "previous plan").unwrap();
+        check_json_writable(&existing).unwrap();
+        assert_eq!(std::fs::read_to_string(&existing).unwrap(), "previous plan");
+        let new = dir.path().join("new.json");
+        check_json_writable(&new).unwrap();
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, ["old.json"], "the check created no file");
+        let report = PlanReport {
+            experiment: "llama-tiny".into(),
+            modifiers: vec![],
+            overrides: vec![],
+            batch_size: 8,
+            seq_len: 128,
+            target: "tpu-v5e:2x2".into(),
+            mesh: "fsdp=4".into(),
+            mesh_modifiers: vec![],
+            mesh_rule: None,
+            compiler_options_rule: None,
+            compiler_options: vec![],
+            hosts: 1,
+            memory_limit: None,
+            compiled: None,
+            verdict: Verdict::UnknownLimit,
+            warnings: vec![],
+        };
+        write_json(&report, &existing).unwrap();
+        let back: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&existing).unwrap()).unwrap();
+        assert_eq!(back["mesh"], "fsdp=4");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 
     #[test]

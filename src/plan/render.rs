@@ -127,6 +127,9 @@ pub fn render_report(report: &PlanReport) -> String {
     {
         let _ = writeln!(out, "device memory {}", gib(limit as i64));
     }
+    for warning in &report.warnings {
+        let _ = writeln!(out, "warning: {warning}");
+    }
     match &report.verdict {
         Verdict::Fits { headroom } => {
             let _ = writeln!(out, "fits ({} to spare per device)", gib(*headroom));

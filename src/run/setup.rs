@@ -179,12 +179,17 @@ impl RunOptions {
     /// options; with the mesh rules' choice (mesh, modifiers, compiler
     /// options).
     pub fn resolve(&self, client: &Client) -> Result<(ExperimentConfig, MeshChoice), RunError> {
+        self.resolve_experiment(self.experiment()?, client)
+    }
+
+    /// The experiment these options name: registered, or `hf:DIR` for the
+    /// Hugging Face model in `DIR` ([`crate::hf::experiment`]).
+    fn experiment(&self) -> Result<Experiment, RunError> {
         let name = self.experiment.as_deref().unwrap_or(DEFAULT_EXPERIMENT);
-        let exp = match name.strip_prefix(crate::hf::HF_PREFIX) {
+        Ok(match name.strip_prefix(crate::hf::HF_PREFIX) {
             Some(dir) => crate::hf::experiment(Path::new(dir))?,
             None => experiment(name)?,
-        };
-        self.resolve_experiment(exp, client)
+        })
     }
 
     /// As [`RunOptions::resolve`], for an experiment given whole (one not
@@ -279,7 +284,7 @@ impl RunOptions {
             .map_err(|e| RunError::Mesh(e.to_string()))
     }
 
-    /// As [`RunOptions::resolve`], for devices described instead of present
+    /// As [`RunOptions::resolve`] (also for `hf:DIR`), for devices described instead of present
     /// (planning for a TPU slice or GPU machine ahead of time): the mesh
     /// rules see `num_devices` devices of `platform` (`tpu`, `cuda`) and
     /// `device_kind` (`TPU v5 lite`, `NVIDIA H100 80GB HBM3`).
@@ -289,8 +294,7 @@ impl RunOptions {
         device_kind: &str,
         num_devices: usize,
     ) -> Result<(ExperimentConfig, MeshChoice), RunError> {
-        let name = self.experiment.as_deref().unwrap_or(DEFAULT_EXPERIMENT);
-        let exp = experiment(name)?;
+        let exp = self.experiment()?;
         let choice = self.choose_mesh_for(platform, device_kind, num_devices, &exp.mesh_rules)?;
         self.apply_config(exp.config, choice)
     }
