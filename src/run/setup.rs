@@ -84,6 +84,8 @@ impl Setup {
     /// before anything is placed on the devices, a step that needs more
     /// memory per device than a device has ([`RunError::DeviceMemory`]).
     pub fn trainer(&self, seed: u64) -> Result<Trainer, RunError> {
+        let limit =
+            super::device_memory_limit(&self.client, self.mesh.size(), self.device_memory_limit)?;
         let needed = self.host_init_bytes();
         if let Some(available) = available_host_memory()
             && needed > available
@@ -104,9 +106,13 @@ impl Setup {
             &step.function.to_stablehlo(),
             &compile_options(&self.mesh),
         )?;
-        let limit =
-            super::device_memory_limit(&self.client, self.mesh.size(), self.device_memory_limit)?;
-        super::check_device_memory(&train, &self.name, &self.mesh.to_string(), limit)?;
+        super::check_device_memory(
+            &train,
+            "train step",
+            &self.name,
+            &self.mesh.to_string(),
+            limit,
+        )?;
         Ok(Trainer::from_compiled(
             &self.client,
             self.model.as_ref(),
@@ -219,8 +225,10 @@ impl RunOptions {
     }
 
     /// Resolves the experiment, modifiers, overrides, plugin, client, mesh
-    /// and data.
+    /// and data. Checks [`super::DEVICE_MEMORY_LIMIT_ENV`] first, so that a
+    /// bad value fails before the plugin is loaded.
     pub fn setup(&self) -> Result<Setup, RunError> {
+        super::device_memory_limit_from_env()?;
         let client = self.client()?;
         let (config, choice) = self.resolve(&client)?;
         self.setup_from(config, client, choice)
