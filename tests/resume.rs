@@ -213,6 +213,36 @@ fn a_fresh_run_into_a_used_directory_or_metrics_file_is_refused() {
     assert!(err.to_string().contains("earlier run"), "{err}");
 }
 
+/// `--resume --metrics FILE` with the metrics file of another run (seed 8,
+/// so its step-2 loss differs from the one the checkpoint recorded) is
+/// refused, naming the file, which is left byte for byte as it was rather
+/// than cut after step 2.
+#[test]
+fn resuming_with_another_runs_metrics_file_is_refused_uncut() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ours, theirs) = (tmp.path().join("ours"), tmp.path().join("theirs"));
+    train(&small(&ours, 2), |_| {}).unwrap();
+    let other = RunOptions {
+        seed: Some(8),
+        checkpoint_dir: None,
+        ..small(&theirs, 4)
+    };
+    train(&other, |_| {}).unwrap();
+    let their_metrics = theirs.join("metrics.jsonl");
+    let before = std::fs::read(&their_metrics).unwrap();
+    let resume = RunOptions {
+        metrics: Some(their_metrics.clone()),
+        ..bare_resume(&ours, 4)
+    };
+    let err = train(&resume, |_| {}).unwrap_err().to_string();
+    assert!(
+        err.contains(&their_metrics.display().to_string())
+            && err.contains("belongs to another run"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&their_metrics).unwrap(), before);
+}
+
 /// `overwrite` replaces the earlier run: its later checkpoints are gone
 /// (not kept by pruning as "newer"), and the metrics file holds only the
 /// new run's steps.

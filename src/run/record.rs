@@ -26,6 +26,10 @@ pub const TOKENIZER: &str = "tokenizer";
 /// The CRC-32 of the tokenizer file's bytes (8 hex digits), checked when
 /// the run is resumed, evaluated or generated from.
 pub const TOKENIZER_CRC32: &str = "tokenizer_crc32";
+/// The training loss of the checkpoint's step, as written to the metrics
+/// file (Rust's shortest round-trip form of the f64): a resumed run checks
+/// that its metrics file holds this very record before cutting the file.
+pub const LOSS: &str = "loss";
 /// Where a text run's training stream stands (a [`crate::text::PackedTextState`] as JSON).
 pub const TEXT_STATE: &str = "text_state";
 
@@ -67,6 +71,13 @@ impl RunOptions {
         }
         run
     }
+}
+
+/// The training loss `meta` records for its step ([`LOSS`]); `None` for
+/// checkpoints that record none (older ones, `axle import-hf`'s) or an
+/// unreadable value.
+pub fn recorded_loss(meta: &Meta) -> Option<f64> {
+    meta.run.get(LOSS).and_then(|l| l.parse().ok())
 }
 
 /// What a checkpoint records about a run of the experiment `name`, resolved to `config`,

@@ -138,7 +138,7 @@ pub fn train_setup(
         .metrics
         .as_deref()
         .map(|p| match &restored {
-            Some(c) => MetricsWriter::resume_at(p, c.step),
+            Some(c) => MetricsWriter::resume_at(p, c.step, record::recorded_loss(&c.meta)),
             None if options.overwrite => MetricsWriter::replace(p),
             None => MetricsWriter::create(p),
         })
@@ -302,6 +302,9 @@ pub fn train_setup(
             && (stopping || step % options.checkpoint_every == 0 || step == options.steps)
         {
             let mut run = options.record(setup);
+            if m.loss.is_finite() {
+                run.insert(record::LOSS.to_string(), f64::from(m.loss).to_string());
+            }
             if let Some(stream) = &text {
                 let state = serde_json::to_string(&stream.state()).expect("states serialize");
                 run.insert(record::TEXT_STATE.to_string(), state);
@@ -403,7 +406,8 @@ fn tokens_per_batch(inputs: &[InputSpec]) -> usize {
 impl RunOptions {
     /// Refuses loop options that cannot work rather than coercing them:
     /// zero checkpoints kept, a zero checkpoint interval, zero evaluation
-    /// batches, `resume` without a checkpoint directory or with `overwrite`.
+    /// batches, `resume` or synchronous checkpoints without a checkpoint
+    /// directory, `resume` with `overwrite`.
     fn check_loop(&self) -> Result<(), RunError> {
         let problem = if self.keep == 0 {
             Some("keep must be at least 1 checkpoint")
@@ -413,6 +417,8 @@ impl RunOptions {
             Some("eval_batches must be at least 1")
         } else if self.resume && self.checkpoint_dir.is_none() {
             Some("resume needs a checkpoint directory to resume from")
+        } else if !self.async_checkpoints && self.checkpoint_dir.is_none() {
+            Some("synchronous checkpoints (--sync-checkpoints) need a checkpoint directory")
         } else if self.resume && self.overwrite {
             Some("resume and overwrite contradict each other: choose one")
         } else {
