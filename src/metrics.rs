@@ -120,13 +120,33 @@ impl MetricsWriter {
     /// that already holds records (another run's) is refused rather than
     /// mixed with this run's, and so is any other non-empty file.
     pub fn create(path: &Path) -> Result<Self, MetricsError> {
+        MetricsWriter::create_refusing(
+            path,
+            "remove it, choose another file, resume that run (--resume) or replace it \
+             (--overwrite)",
+        )
+    }
+
+    /// [`MetricsWriter::create`] for a resumed run that found no checkpoint
+    /// and so starts at step 0: the records already there cannot be
+    /// continued, and the refusal says so instead of suggesting `--resume`.
+    pub fn create_without_checkpoint(path: &Path) -> Result<Self, MetricsError> {
+        MetricsWriter::create_refusing(
+            path,
+            "there is no checkpoint to continue them from: remove it, choose another file \
+             or replace it (--overwrite instead of --resume)",
+        )
+    }
+
+    /// Creates `path` for a fresh run, refusing one that holds records with
+    /// `what_to_do` ([`MetricsWriter::create`]).
+    fn create_refusing(path: &Path, what_to_do: &str) -> Result<Self, MetricsError> {
         let writer = MetricsWriter::append(path)?;
         if writer.len()? > 0 {
             writer.check_is_metrics()?;
-            return Err(writer.error(
-                "already holds an earlier run's records: remove it, choose another \
-                 file, resume that run (--resume) or replace it (--overwrite)",
-            ));
+            return Err(writer.error(&format!(
+                "already holds an earlier run's records: {what_to_do}"
+            )));
         }
         Ok(writer)
     }

@@ -416,4 +416,13 @@ fn resuming_where_there_is_no_checkpoint() {
     };
     let summary = train(&started, |_| {}).unwrap();
     assert_eq!(summary.steps_done, 2);
+    // Only the metrics file is left: the refusal does not suggest --resume.
+    std::fs::remove_dir_all(tmp.path().join("ckpt")).unwrap();
+    let err = train(&started, |_| {}).unwrap_err().to_string();
+    assert!(
+        err.contains("metrics.jsonl")
+            && err.contains("no checkpoint to continue them from")
+            && !err.contains("resume that run"),
+        "{err}"
+    );
 }

@@ -140,6 +140,7 @@ pub fn train_setup(
         .map(|p| match &restored {
             Some(c) => MetricsWriter::resume_at(p, c.step, record::recorded_loss(&c.meta)),
             None if options.overwrite => MetricsWriter::replace(p),
+            None if options.resume => MetricsWriter::create_without_checkpoint(p),
             None => MetricsWriter::create(p),
         })
         .transpose()?;
