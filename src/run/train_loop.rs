@@ -8,7 +8,7 @@ use super::{RunError, RunOptions, Setup};
 use crate::checkpoint::{self, BackgroundSaver, Checkpoint, CheckpointError, Checkpointer, Meta};
 use crate::data::{Loader, Split};
 use crate::metrics::{MetricsWriter, Record};
-use crate::summary_writer::SummaryWriter;
+use crate::summary_writer::{EarlierEvents, SummaryWriter};
 use crate::text::PackedTextState;
 use axle_modules::InputSpec;
 use axle_partition::LogicalAxis;
@@ -147,7 +147,16 @@ pub fn train_setup(
     let mut tensorboard = options
         .summaries
         .as_deref()
-        .map(SummaryWriter::create)
+        .map(|dir| {
+            let earlier = if restored.is_some() || options.resume {
+                EarlierEvents::Keep
+            } else if options.overwrite {
+                EarlierEvents::RemoveOwn
+            } else {
+                EarlierEvents::Refuse
+            };
+            SummaryWriter::for_run(dir, earlier)
+        })
         .transpose()?;
     if let (Some(tb), Some(checkpoint)) = (&mut tensorboard, &restored) {
         // Tells TensorBoard to drop what an earlier run wrote after this checkpoint.
