@@ -154,7 +154,7 @@ impl MetricsWriter {
     /// A writer for a fresh run that replaces an earlier run's records:
     /// `path` is emptied (once its lock is held). Only an empty file or one
     /// that reads as axle metrics is emptied; any other file is refused
-    /// ([`MetricsWriter::check_is_metrics`]), so that `--overwrite` never
+    /// (`check_is_metrics`: every complete line a record), so that `--overwrite` never
     /// destroys a file given by mistake.
     pub fn replace(path: &Path) -> Result<Self, MetricsError> {
         let writer = MetricsWriter::append(path)?;
