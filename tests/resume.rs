@@ -105,6 +105,38 @@ fn resuming_on_other_data_is_refused() {
     );
 }
 
+/// A data file changed in place since the checkpoint is refused on
+/// resume, naming it (its CRC-32 differs from the recorded one); the same
+/// bytes moved elsewhere (`--data NEWPATH`) resume.
+#[test]
+fn resuming_on_a_changed_data_file_is_refused_a_moved_one_accepted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = text_file(tmp.path());
+    let with_data = RunOptions {
+        data: Some(data.clone()),
+        ..small(tmp.path(), 2)
+    };
+    train(&with_data, |_| {}).unwrap();
+    let original = std::fs::read(&data).unwrap();
+    let mut changed = original.clone();
+    changed[0] ^= 1;
+    std::fs::write(&data, &changed).unwrap();
+    let err = train(&bare_resume(tmp.path(), 4), |_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(&format!("data file {} changed", data.display())),
+        "{err}"
+    );
+    let moved = tmp.path().join("moved.txt");
+    std::fs::write(&moved, &original).unwrap();
+    let resume = RunOptions {
+        data: Some(moved),
+        ..bare_resume(tmp.path(), 4)
+    };
+    assert_eq!(train(&resume, |_| {}).unwrap().steps_done, 4);
+}
+
 /// A seed given with `--resume` must be the checkpoint's (it orders the
 /// data and draws the dropout): another is refused naming both, by
 /// evaluation too, as another batch size is; the same seed continues the

@@ -23,6 +23,10 @@ pub const MESH: &str = "mesh";
 pub const EVAL_BATCHES: &str = "eval_batches";
 /// The tokenizer file of a text run, empty or absent for bytes.
 pub const TOKENIZER: &str = "tokenizer";
+/// The CRC-32 of the data file's bytes (8 hex digits), checked when the
+/// run is resumed or evaluated: a file changed in place is refused, a file
+/// moved (`--data NEWPATH`) with the same bytes accepted.
+pub const DATA_CRC32: &str = "data_crc32";
 /// The CRC-32 of the tokenizer file's bytes (8 hex digits), checked when
 /// the run is resumed, evaluated or generated from.
 pub const TOKENIZER_CRC32: &str = "tokenizer_crc32";
@@ -59,6 +63,9 @@ impl RunOptions {
                 TOKENIZER.to_string(),
                 absolute(tokenizer).display().to_string(),
             );
+        }
+        if let Some(crc32) = &setup.data_crc32 {
+            run.insert(DATA_CRC32.to_string(), crc32.clone());
         }
         if let Some(crc32) = setup.text.as_ref().and_then(|t| t.tokenizer().crc32()) {
             run.insert(TOKENIZER_CRC32.to_string(), crc32);
@@ -136,9 +143,26 @@ impl RunOptions {
         }
         let recorded = run.get(DATA).filter(|d| !d.is_empty()).map(PathBuf::from);
         let given = self.data.as_deref().map(absolute);
+        let crc = run.get(DATA_CRC32);
+        let unchanged =
+            |path: &Path| crc.is_none_or(|c| file_crc32(path).is_ok_and(|now| &now == c));
         match (&recorded, &given) {
+            (Some(r), _) if given.as_ref().is_none_or(|g| g == r) => {
+                if !unchanged(r) {
+                    return Err(RunError::Mismatch {
+                        dir: dir.to_path_buf(),
+                        differences: format!(
+                            "  data file {} changed since the checkpoint: its CRC-32 is not the \
+                             recorded {}",
+                            r.display(),
+                            crc.map_or("", String::as_str)
+                        ),
+                    });
+                }
+                options.data = recorded.clone();
+            }
             (_, None) => options.data = recorded,
-            (Some(r), Some(g)) if r == g => {}
+            (Some(_), Some(g)) if crc.is_some() && unchanged(g) => options.data = given.clone(),
             _ => {
                 let show = |d: &Option<PathBuf>| {
                     d.as_ref().map_or("the synthetic task".to_string(), |p| {
@@ -195,6 +219,15 @@ impl RunOptions {
             _ => Ok(meta.rng_state),
         }
     }
+}
+
+/// The CRC-32 (IEEE, `crc32fast`) of the bytes of the file at `path`, as
+/// 8 hex digits, as the tokenizer's is recorded. Errors:
+/// [`RunError::InvalidOption`] naming the data file it cannot read.
+pub fn file_crc32(path: &Path) -> Result<String, RunError> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| RunError::InvalidOption(format!("data file {}: {e}", path.display())))?;
+    Ok(format!("{:08x}", crc32fast::hash(&bytes)))
 }
 
 /// `path` made absolute (against the working directory) and, where it

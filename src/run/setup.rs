@@ -45,6 +45,11 @@ pub struct Setup {
     /// Bytes of memory one device may use, replacing the detected limit
     /// (see [`super::device_memory_limit`]; `None`: detect it).
     pub device_memory_limit: Option<u64>,
+    /// The CRC-32 of the data file's bytes (8 hex digits, as the tokenizer's),
+    /// recorded by checkpoints so that a resume refuses a file changed in
+    /// place; `None` for the synthetic task, a directory of files or a
+    /// model built in code.
+    pub data_crc32: Option<String>,
 }
 
 impl Setup {
@@ -74,6 +79,7 @@ impl Setup {
             mesh_modifiers: Vec::new(),
             text: None,
             device_memory_limit: None,
+            data_crc32: None,
         }
     }
 
@@ -345,6 +351,12 @@ impl RunOptions {
             mesh_modifiers,
             text,
             device_memory_limit: None,
+            data_crc32: self
+                .data
+                .as_deref()
+                .filter(|p| p.is_file())
+                .map(super::record::file_crc32)
+                .transpose()?,
         })
     }
 
