@@ -314,6 +314,31 @@ fn a_model_too_large_for_host_memory_is_refused_before_compiling() {
     assert!(err.to_string().contains("GiB of host memory"), "{err}");
 }
 
+/// Config sizes whose arrays overflow XLA's `i64` element count (a
+/// vocabulary of 2^64 - 1, a width of 2^62 whose square is 2^124) are
+/// refused before anything is built, naming the array, instead of an
+/// arithmetic-overflow panic.
+#[test]
+fn sizes_beyond_xla_are_refused_naming_the_array() {
+    for (set, array) in [
+        (
+            "decoder.vocab_size=18446744073709551615",
+            "parameter decoder/",
+        ),
+        ("decoder.dim=4611686018427387904", "parameter decoder/"),
+    ] {
+        let mut options = small(1);
+        options.overrides.push(set.into());
+        let err = train(&options, |_| {}).unwrap_err();
+        assert!(matches!(err, RunError::InvalidOption(_)), "{set}: {err}");
+        let text = err.to_string();
+        assert!(
+            text.contains(array) && text.contains("more elements than XLA can address"),
+            "{set}: {text}"
+        );
+    }
+}
+
 /// A train step that compiles but needs more memory per device than the
 /// limit is refused after compiling and before placing anything: no
 /// checkpoint and no metrics are written, and the error names the

@@ -8,6 +8,7 @@ use crate::learner::LearnerConfig;
 use crate::text::{PackedInputs, TextInput};
 use crate::train_step::build_train_step;
 use crate::trainer::{TrainError, Trainer, check_mesh, compile_options, compile_step};
+use axle_modules::param::checked_elements;
 use axle_modules::{BatchShape, INPUT_IDS, InputSpec, Model, TARGET_LABELS};
 use axle_partition::{
     LogicalRules, Mesh, MeshChoice, MeshRules, MeshShape, choose_mesh, device_selector,
@@ -92,6 +93,7 @@ impl Setup {
     pub fn trainer(&self, seed: u64) -> Result<Trainer, RunError> {
         let limit =
             super::device_memory_limit(&self.client, self.mesh.size(), self.device_memory_limit)?;
+        self.check_sizes()?;
         let needed = self.host_init_bytes();
         if let Some(available) = available_host_memory()
             && needed > available
@@ -131,16 +133,61 @@ impl Setup {
     /// Bytes of host memory the trainer's initialisation holds at once:
     /// every parameter and optimizer-state value as f32 (they are drawn or
     /// zeroed on the host, then placed on the devices).
+    /// Saturates at `u64::MAX` for sizes that overflow (refused by
+    /// [`Setup::check_sizes`]).
     pub fn host_init_bytes(&self) -> u64 {
         let specs = self.model.param_specs();
-        let params: u64 = specs.values().map(|s| s.num_elements()).sum();
-        let state: u64 = self
+        let params = specs
+            .values()
+            .fold(0u64, |n, s| n.saturating_add(s.num_elements()));
+        let state = self
             .learner
             .state_specs(&specs)
             .values()
-            .map(|s| s.shape.iter().map(|&d| d as u64).product::<u64>())
-            .sum();
-        4 * (params + state)
+            .fold(0u64, |n, s| {
+                let elements = s
+                    .shape
+                    .iter()
+                    .fold(1u64, |e, &d| e.saturating_mul(d as u64));
+                n.saturating_add(elements)
+            });
+        params.saturating_add(state).saturating_mul(4)
+    }
+
+    /// Refuses, before anything is built or compiled, sizes the config
+    /// makes too large for XLA: a parameter, optimizer-state value or input
+    /// whose element count overflows `i64` (XLA's element-count type), or
+    /// a parameter count that overflows. Errors: [`RunError::InvalidOption`]
+    /// naming the array and its shape, and the config fields that set it
+    /// (`decoder.vocab_size`, `decoder.dim`, `input.batch_size`, ...).
+    pub fn check_sizes(&self) -> Result<(), RunError> {
+        let too_large = |what: String, shape: &[usize]| {
+            RunError::InvalidOption(format!(
+                "{what} of shape {shape:?} has more elements than XLA can address (2^63 - 1): \
+                 lower the config sizes that set it (--set decoder.vocab_size=..., \
+                 decoder.dim=..., input.batch_size=...)"
+            ))
+        };
+        let specs = self.model.param_specs();
+        let mut total: u64 = 0;
+        for (name, spec) in &specs {
+            let n = spec
+                .checked_num_elements()
+                .ok_or_else(|| too_large(format!("parameter {name}"), &spec.shape))?;
+            total = total
+                .checked_add(n)
+                .filter(|&t| t <= i64::MAX as u64)
+                .ok_or_else(|| too_large(format!("the parameters (at {name})"), &spec.shape))?;
+        }
+        for (name, spec) in self.learner.state_specs(&specs) {
+            checked_elements(&spec.shape)
+                .ok_or_else(|| too_large(format!("optimizer state {name}"), &spec.shape))?;
+        }
+        for input in self.inputs()? {
+            checked_elements(&input.shape)
+                .ok_or_else(|| too_large(format!("input {}", input.name), &input.shape))?;
+        }
+        Ok(())
     }
 
     /// The model's inputs for this setup's batch shape.
