@@ -679,6 +679,9 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         Command::Checkpoints { checkpoint_dir } => {
             let saver = axle::checkpoint::Checkpointer::new(&checkpoint_dir, 1);
             let mut damaged = 0;
+            if !checkpoint_dir.exists() {
+                return Err(format!("{} does not exist", checkpoint_dir.display()).into());
+            }
             let found = saver.list()?;
             if found.is_empty() {
                 return Err(format!(

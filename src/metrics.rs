@@ -118,22 +118,47 @@ pub struct MetricsError {
 impl MetricsWriter {
     /// A writer for a fresh run: creates `path` and its directory; a file
     /// that already holds records (another run's) is refused rather than
-    /// mixed with this run's.
+    /// mixed with this run's, and so is any other non-empty file.
     pub fn create(path: &Path) -> Result<Self, MetricsError> {
+        MetricsWriter::create_refusing(
+            path,
+            "remove it, choose another file, resume that run (--resume) or replace it \
+             (--overwrite)",
+        )
+    }
+
+    /// [`MetricsWriter::create`] for a resumed run that found no checkpoint
+    /// and so starts at step 0: the records already there cannot be
+    /// continued, and the refusal says so instead of suggesting `--resume`.
+    pub fn create_without_checkpoint(path: &Path) -> Result<Self, MetricsError> {
+        MetricsWriter::create_refusing(
+            path,
+            "there is no checkpoint to continue them from: remove it, choose another file \
+             or replace it (--overwrite instead of --resume)",
+        )
+    }
+
+    /// Creates `path` for a fresh run, refusing one that holds records with
+    /// `what_to_do` ([`MetricsWriter::create`]).
+    fn create_refusing(path: &Path, what_to_do: &str) -> Result<Self, MetricsError> {
         let writer = MetricsWriter::append(path)?;
         if writer.len()? > 0 {
-            return Err(writer.error(
-                "already holds an earlier run's records: remove it, choose another \
-                 file, resume that run (--resume) or replace it (--overwrite)",
-            ));
+            writer.check_is_metrics()?;
+            return Err(writer.error(&format!(
+                "already holds an earlier run's records: {what_to_do}"
+            )));
         }
         Ok(writer)
     }
 
     /// A writer for a fresh run that replaces an earlier run's records:
-    /// `path` is emptied (once its lock is held).
+    /// `path` is emptied (once its lock is held). Only an empty file or one
+    /// that reads as axle metrics is emptied; any other file is refused
+    /// (`check_is_metrics`: every complete line a record), so that `--overwrite` never
+    /// destroys a file given by mistake.
     pub fn replace(path: &Path) -> Result<Self, MetricsError> {
         let writer = MetricsWriter::append(path)?;
+        writer.check_is_metrics()?;
         writer
             .file
             .set_len(0)
@@ -147,28 +172,88 @@ impl MetricsWriter {
     /// once, and the records kept are the very bytes written before. A last
     /// line without its newline (a write cut short by a crash or a full
     /// disk) is cut as well.
-    pub fn resume_at(path: &Path, step: u64) -> Result<Self, MetricsError> {
+    ///
+    /// `loss` is the training loss the checkpoint recorded for `step`
+    /// (`None` for checkpoints that record none): a non-empty file must
+    /// hold a train record of `step` with exactly that loss, so that the
+    /// metrics file of another run is refused, untouched, rather than cut.
+    pub fn resume_at(path: &Path, step: u64, loss: Option<f64>) -> Result<Self, MetricsError> {
         let writer = MetricsWriter::append(path)?;
         let text = std::fs::read_to_string(path).map_err(|e| writer.error(&e.to_string()))?;
         let mut keep = 0;
+        let mut found = None;
         for (i, line) in text.split_inclusive('\n').enumerate() {
             if !line.ends_with('\n') {
                 break;
             }
             if !line.trim().is_empty() {
-                let record: Record = serde_json::from_str(line)
-                    .map_err(|e| writer.error(&format!("line {}: {e}", i + 1)))?;
+                let record: Record = serde_json::from_str(line).map_err(|e| {
+                    writer.error(&format!(
+                        "line {}: {e}: not an axle metrics file; give this run's metrics file \
+                         or another path",
+                        i + 1
+                    ))
+                })?;
                 if record.step() > step {
                     break;
                 }
+                if let Record::Train { step: s, loss, .. } = record
+                    && s == step
+                {
+                    found = Some(loss);
+                }
             }
             keep += line.len();
+        }
+        if let Some(expected) = loss
+            && !text.is_empty()
+            && found.map(f64::to_bits) != Some(expected.to_bits())
+        {
+            let held = found.map_or_else(
+                || format!("holds no train record of step {step}"),
+                |l| format!("records loss {l} at step {step}"),
+            );
+            return Err(writer.error(&format!(
+                "belongs to another run: it {held}, while the checkpoint resumed recorded \
+                 loss {expected}; nothing was cut. Give this run's metrics file or another path"
+            )));
         }
         writer
             .file
             .set_len(keep as u64)
             .map_err(|e| writer.error(&e.to_string()))?;
         Ok(writer)
+    }
+
+    /// Refuses a file that is neither empty nor axle metrics: every
+    /// complete line must be blank or a [`Record`], and at least one must
+    /// be a record (a last line without its newline, torn by a crash, is
+    /// allowed after them). Errors: [`MetricsError`] saying "not an axle
+    /// metrics file" with the first line at fault.
+    fn check_is_metrics(&self) -> Result<(), MetricsError> {
+        let not_metrics = |why: String| {
+            self.error(&format!(
+                "{why}: not an axle metrics file; refusing to replace it (give another path)"
+            ))
+        };
+        let bytes = std::fs::read(&self.path).map_err(|e| self.error(&e.to_string()))?;
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        let text = String::from_utf8(bytes).map_err(|_| not_metrics("not UTF-8 text".into()))?;
+        let mut records = 0;
+        for (i, line) in text.split_inclusive('\n').enumerate() {
+            if !line.ends_with('\n') || line.trim().is_empty() {
+                continue;
+            }
+            serde_json::from_str::<Record>(line)
+                .map_err(|e| not_metrics(format!("line {}: {e}", i + 1)))?;
+            records += 1;
+        }
+        if records == 0 {
+            return Err(not_metrics("no complete record line".into()));
+        }
+        Ok(())
     }
 
     /// Opens `path` for appending, creating it and its directory, and takes
@@ -183,6 +268,12 @@ impl MetricsWriter {
             return Err(error("is a directory; give a file path".into()));
         }
         if let Some(dir) = path.parent() {
+            if let Some(file) = dir.ancestors().find(|a| a.is_file()) {
+                return Err(error(format!(
+                    "its parent {} is a file, not a directory",
+                    file.display()
+                )));
+            }
             std::fs::create_dir_all(dir).map_err(|e| error(e.to_string()))?;
         }
         let file = std::fs::OpenOptions::new()
@@ -360,11 +451,75 @@ mod tests {
             .unwrap();
         file.write_all(br#"{"kind":"eval","step":4,"lo"#).unwrap();
         drop(file);
-        MetricsWriter::resume_at(&path, 2)
+        MetricsWriter::resume_at(&path, 2, None)
             .unwrap()
             .write(&eval(3))
             .unwrap();
         assert_eq!(read_records(&path).unwrap(), [eval(1), eval(2), eval(3)]);
+    }
+
+    /// A resume cuts only the metrics file of the run it resumes: the
+    /// train record of the checkpoint's step must carry the very loss the
+    /// checkpoint recorded (compared bit for bit, as both are the same f32
+    /// widened to f64 and printed in round-trip form); another run's file
+    /// is refused, naming it, and left as it was.
+    #[test]
+    fn resuming_refuses_the_metrics_file_of_another_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metrics.jsonl");
+        let line = |step: u64, loss: f64| {
+            format!(
+                "{{\"kind\":\"train\",\"step\":{step},\"loss\":{loss},\"grad_norm\":1.0,\
+                 \"learning_rate\":0.1,\"step_time_s\":1.0,\"tokens_per_s\":1.0}}\n"
+            )
+        };
+        let text = [line(1, 5.5), line(2, 5.25), line(3, 5.0)].concat();
+        std::fs::write(&path, &text).unwrap();
+        for other in [Some(4.75), None] {
+            let loss = other.unwrap_or(5.25);
+            let step = if other.is_some() { 2 } else { 7 };
+            let err = MetricsWriter::resume_at(&path, step, Some(loss))
+                .err()
+                .unwrap()
+                .to_string();
+            assert!(
+                err.contains("metrics.jsonl") && err.contains("belongs to another run"),
+                "{err}"
+            );
+            assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
+        }
+        MetricsWriter::resume_at(&path, 2, Some(5.25)).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            [line(1, 5.5), line(2, 5.25)].concat()
+        );
+    }
+
+    /// `--overwrite` (`replace`) empties only an empty file or axle
+    /// metrics; a fresh run (`create`) refuses another non-empty file as
+    /// "not an axle metrics file", not as an earlier run's records. Either
+    /// way the file is left as it was.
+    #[test]
+    fn only_metrics_files_are_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("README.md");
+        let readme = "# axle\n\nA training system.\n";
+        std::fs::write(&path, readme).unwrap();
+        for err in [
+            MetricsWriter::replace(&path).err().unwrap(),
+            MetricsWriter::create(&path).err().unwrap(),
+        ] {
+            let err = err.to_string();
+            assert!(
+                err.contains("README.md")
+                    && err.contains("not an axle metrics file")
+                    && !err.contains("earlier run"),
+                "{err}"
+            );
+            assert_eq!(std::fs::read_to_string(&path).unwrap(), readme);
+        }
+        std::fs::write(&path, "").unwrap();
+        assert!(MetricsWriter::replace(&path).is_ok());
     }
 
     /// A resume keeps the earlier records' very bytes (no float is parsed
@@ -380,7 +535,7 @@ mod tests {
             )
         };
         std::fs::write(&path, [line(1), line(2), line(3)].concat()).unwrap();
-        let writer = MetricsWriter::resume_at(&path, 2).unwrap();
+        let writer = MetricsWriter::resume_at(&path, 2, None).unwrap();
         assert_eq!(
             std::fs::read_to_string(&path).unwrap(),
             [line(1), line(2)].concat()
@@ -391,6 +546,12 @@ mod tests {
         assert!(MetricsWriter::replace(&path).is_ok());
         let err = MetricsWriter::create(dir.path()).err().unwrap();
         assert!(err.to_string().contains("is a directory"), "{err}");
+        let err = MetricsWriter::create(&path.join("m.jsonl")).err().unwrap();
+        assert!(
+            err.to_string()
+                .contains(&format!("parent {} is a file", path.display())),
+            "{err}"
+        );
     }
 
     /// A write that fails (here on `/dev/full`, which always reports a full

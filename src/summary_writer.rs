@@ -141,9 +141,107 @@ pub struct SummaryError {
 pub struct SummaryWriter {
     path: PathBuf,
     file: BufWriter<File>,
+    /// The directory's lock ([`SummaryWriter::for_run`]), held while the
+    /// writer lives.
+    _lock: Option<File>,
 }
 
+/// How a training run treats the event files already in its summaries
+/// directory ([`SummaryWriter::for_run`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EarlierEvents {
+    /// A fresh run: event files there (another run's) are refused.
+    Refuse,
+    /// A resumed run: they stay; its `SessionLog` START purges the steps
+    /// it writes again.
+    Keep,
+    /// `--overwrite`: axle's own event files (`events.out.tfevents.*.axle`)
+    /// are removed; another writer's are refused.
+    RemoveOwn,
+}
+
+/// The lock file of a summaries directory, apart from the checkpoint
+/// directory's `.lock` so that one directory may serve as both.
+const LOCK_FILE: &str = ".summaries.lock";
+
 impl SummaryWriter {
+    /// [`SummaryWriter::create`] for a training run: takes `dir`'s
+    /// exclusive lock (`dir/.summaries.lock`, an fs4 `flock` held while the
+    /// writer lives, as the checkpoint directory and metrics file are
+    /// locked), then deals with the event files already there as `earlier`
+    /// says. Errors: [`SummaryError`] naming the directory when another run
+    /// holds it, or naming an event file of another run that is refused.
+    pub fn for_run(dir: &Path, earlier: EarlierEvents) -> Result<SummaryWriter, SummaryError> {
+        let dir_error = |message: String| SummaryError {
+            path: dir.to_path_buf(),
+            source: std::io::Error::other(message),
+        };
+        if dir.exists() && !dir.is_dir() {
+            return Err(dir_error(
+                "exists and is not a directory; --summaries takes a directory".into(),
+            ));
+        }
+        std::fs::create_dir_all(dir).map_err(|e| dir_error(e.to_string()))?;
+        let lock_path = dir.join(LOCK_FILE);
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| dir_error(e.to_string()))?;
+        match fs4::FileExt::try_lock(&lock) {
+            Ok(()) => {}
+            Err(fs4::TryLockError::WouldBlock) => {
+                return Err(dir_error(
+                    "is in use: another run holds its lock; wait for it to end or choose \
+                     another directory"
+                        .into(),
+                ));
+            }
+            Err(fs4::TryLockError::Error(e)) => return Err(dir_error(e.to_string())),
+        }
+        let entries = std::fs::read_dir(dir).map_err(|e| dir_error(e.to_string()))?;
+        let mut events = Vec::new();
+        for entry in entries {
+            let path = entry.map_err(|e| dir_error(e.to_string()))?.path();
+            if path
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("events.out.tfevents."))
+            {
+                events.push(path);
+            }
+        }
+        events.sort();
+        for path in events {
+            let ours = path.extension().is_some_and(|e| e == "axle");
+            let refuse = match earlier {
+                EarlierEvents::Keep => continue,
+                EarlierEvents::RemoveOwn if ours => {
+                    std::fs::remove_file(&path).map_err(|source| SummaryError {
+                        path: path.clone(),
+                        source,
+                    })?;
+                    continue;
+                }
+                EarlierEvents::RemoveOwn => {
+                    "is not axle's (--overwrite removes only `events.out.tfevents.*.axle`); \
+                     remove it or choose another directory"
+                }
+                EarlierEvents::Refuse => {
+                    "is an event file of an earlier run: resume that run (--resume), replace \
+                     it (--overwrite) or choose another directory"
+                }
+            };
+            return Err(SummaryError {
+                path,
+                source: std::io::Error::other(refuse),
+            });
+        }
+        let mut writer = SummaryWriter::create(dir)?;
+        writer._lock = Some(lock);
+        Ok(writer)
+    }
+
     /// Creates `dir` if needed and a new event file
     /// `events.out.tfevents.<secs>.<hostname>.<pid>.axle` in it, starting
     /// with the `file_version` event `"brain.Event:2"`. Where a file of that
@@ -183,6 +281,7 @@ impl SummaryWriter {
         let mut writer = SummaryWriter {
             path,
             file: BufWriter::new(file),
+            _lock: None,
         };
         writer.write_event(&Event {
             wall_time: wall_time.as_secs_f64(),

@@ -314,11 +314,38 @@ fn a_model_too_large_for_host_memory_is_refused_before_compiling() {
     assert!(err.to_string().contains("GiB of host memory"), "{err}");
 }
 
+/// Config sizes whose arrays overflow XLA's `i64` element count (a
+/// vocabulary of 2^64 - 1, a width of 2^62 whose square is 2^124) are
+/// refused before anything is built, naming the array, instead of an
+/// arithmetic-overflow panic.
+#[test]
+fn sizes_beyond_xla_are_refused_naming_the_array() {
+    for (set, array) in [
+        (
+            "decoder.vocab_size=18446744073709551615",
+            "parameter decoder/",
+        ),
+        ("decoder.dim=4611686018427387904", "parameter decoder/"),
+    ] {
+        let mut options = small(1);
+        options.overrides.push(set.into());
+        let err = train(&options, |_| {}).unwrap_err();
+        assert!(matches!(err, RunError::InvalidOption(_)), "{set}: {err}");
+        let text = err.to_string();
+        assert!(
+            text.contains(array) && text.contains("more elements than XLA can address"),
+            "{set}: {text}"
+        );
+    }
+}
+
 /// A train step that compiles but needs more memory per device than the
 /// limit is refused after compiling and before placing anything: no
 /// checkpoint and no metrics are written, and the error names the
-/// experiment, mesh, need and limit. The need is XLA's (the CPU plugin
-/// reports a peak); the arguments it counts are exactly the parameters
+/// experiment, mesh, need and limit. The need is the larger of XLA's peak
+/// and arguments + outputs − aliased + temporaries (`axle plan`'s figure;
+/// the CPU plugin's peak leaves out the temporaries, so a limit at the
+/// peak is refused when the sum is larger); the arguments it counts are exactly the parameters
 /// and AdamW's two moments as f32 (12 bytes per parameter, counted from the
 /// model's specs), AdamW's i32 step count, the batch's i32 input ids and
 /// targets (2 x 4 x 16) and the two-i64 RNG key. With the limit at exactly
@@ -351,12 +378,16 @@ fn a_step_too_large_for_device_memory_is_refused_before_placing_anything() {
         12 * params + 4 + 2 * 4 * 16 * 4 + 2 * 8,
         "{stats:?}, {params} parameters"
     );
-    assert!(*needed >= stats.arguments as u64, "{stats:?}");
+    // Closed form from the reported fields, exact (integers).
+    let sum = stats.arguments + stats.outputs - stats.alias + stats.temp;
+    assert_eq!(*needed, stats.peak.max(sum) as u64, "{stats:?}");
+    assert!(stats.temp > 0, "{stats:?}");
     let message = err.to_string();
     for part in [
         "llama-tiny on mesh data=1",
+        "compiled train step needs",
         "per device",
-        "1024 bytes",
+        "1024 bytes (1.0 KiB)",
         "axle plan",
         "remat",
         "fsdp",
@@ -371,6 +402,12 @@ fn a_step_too_large_for_device_memory_is_refused_before_placing_anything() {
     );
     assert!(train_steps(dir.path()).is_empty());
 
+    // The CPU plugin's peak leaves out the temporaries: a limit at the
+    // peak is short of the sum, and refused.
+    assert!(stats.peak < sum, "{stats:?}");
+    setup.device_memory_limit = Some(stats.peak as u64);
+    let err = train_setup(&setup, &options, |_| {}).unwrap_err();
+    assert!(matches!(err, RunError::DeviceMemory(_)), "{err}");
     setup.device_memory_limit = Some(*needed);
     let options = RunOptions {
         overwrite: true,
@@ -382,9 +419,14 @@ fn a_step_too_large_for_device_memory_is_refused_before_placing_anything() {
 
 /// `AXLE_DEVICE_MEMORY_LIMIT` overrides the detected limit of `axle train`
 /// (a process of its own, so the variable reaches no other test); a value
-/// that is not a number of bytes is refused, naming the variable.
+/// that is not a number of bytes is refused, naming the variable (checked
+/// before the plugin is loaded); an empty value is unset. Sizes below 1 KiB print
+/// in bytes alone, never "0.0 MiB".
 #[test]
 fn the_device_memory_limit_variable_is_read_and_checked() {
+    assert_eq!(axle::run::show_bytes(1000), "1000 bytes");
+    assert_eq!(axle::run::show_bytes(1536), "1536 bytes (1.5 KiB)");
+    assert_eq!(axle::run::show_bytes(3 << 20), "3145728 bytes (3.0 MiB)");
     let dir = tempfile::tempdir().unwrap();
     let output = axle(dir.path(), &["--steps", "1"])
         .env("AXLE_DEVICE_MEMORY_LIMIT", "1000")
@@ -393,8 +435,7 @@ fn the_device_memory_limit_variable_is_read_and_checked() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(
-        stderr.contains("more than the 1000 bytes")
-            && stderr.contains("of AXLE_DEVICE_MEMORY_LIMIT"),
+        stderr.contains("more than the 1000 bytes of AXLE_DEVICE_MEMORY_LIMIT"),
         "{stderr}"
     );
     let output = axle(dir.path(), &["--steps", "1"])
@@ -407,6 +448,13 @@ fn the_device_memory_limit_variable_is_read_and_checked() {
         stderr.contains("AXLE_DEVICE_MEMORY_LIMIT=16GB: expected a positive number of bytes"),
         "{stderr}"
     );
+    let fresh = tempfile::tempdir().unwrap();
+    let output = axle(fresh.path(), &["--steps", "1"])
+        .env("AXLE_DEVICE_MEMORY_LIMIT", "")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
 }
 
 /// A step that runs past `--step-timeout` (here every step: 1 ms is far
@@ -465,9 +513,11 @@ fn background_checkpoints_equal_foreground_ones() {
     assert_eq!(background, foreground);
 }
 
-/// `axle checkpoints` on a directory with no checkpoint (missing, or empty)
-/// says so and exits 1, rather than reporting nothing as "all good"; a
-/// step timeout too large for a duration is a usage error, not a panic.
+/// `axle checkpoints` on a missing directory says it does not exist, on one
+/// with no checkpoint says so, exiting 1 either way, rather than reporting
+/// nothing as "all good"; a step timeout too large for a duration is a
+/// usage error, not a panic;
+/// `--sync-checkpoints` without a checkpoint directory is refused.
 #[test]
 fn cli_refusals_name_what_is_wrong() {
     let dir = tempfile::tempdir().unwrap();
@@ -478,7 +528,22 @@ fn cli_refusals_name_what_is_wrong() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("missing does not exist"), "{stderr}");
+    let output = Command::new(env!("CARGO_BIN_EXE_axle"))
+        .args(["checkpoints", "--checkpoint-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("no checkpoint in"), "{stderr}");
+    let output = Command::new(env!("CARGO_BIN_EXE_axle"))
+        .args(["train", "--steps", "1", "--sync-checkpoints"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_ne!(output.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("need a checkpoint directory"), "{stderr}");
     let output = axle(dir.path(), &["--steps", "1", "--step-timeout", "1e300"])
         .output()
         .unwrap();

@@ -105,6 +105,38 @@ fn resuming_on_other_data_is_refused() {
     );
 }
 
+/// A data file changed in place since the checkpoint is refused on
+/// resume, naming it (its CRC-32 differs from the recorded one); the same
+/// bytes moved elsewhere (`--data NEWPATH`) resume.
+#[test]
+fn resuming_on_a_changed_data_file_is_refused_a_moved_one_accepted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = text_file(tmp.path());
+    let with_data = RunOptions {
+        data: Some(data.clone()),
+        ..small(tmp.path(), 2)
+    };
+    train(&with_data, |_| {}).unwrap();
+    let original = std::fs::read(&data).unwrap();
+    let mut changed = original.clone();
+    changed[0] ^= 1;
+    std::fs::write(&data, &changed).unwrap();
+    let err = train(&bare_resume(tmp.path(), 4), |_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(&format!("data file {} changed", data.display())),
+        "{err}"
+    );
+    let moved = tmp.path().join("moved.txt");
+    std::fs::write(&moved, &original).unwrap();
+    let resume = RunOptions {
+        data: Some(moved),
+        ..bare_resume(tmp.path(), 4)
+    };
+    assert_eq!(train(&resume, |_| {}).unwrap().steps_done, 4);
+}
+
 /// A seed given with `--resume` must be the checkpoint's (it orders the
 /// data and draws the dropout): another is refused naming both, by
 /// evaluation too, as another batch size is; the same seed continues the
@@ -211,6 +243,36 @@ fn a_fresh_run_into_a_used_directory_or_metrics_file_is_refused() {
     let err = train(&elsewhere, |_| {}).unwrap_err();
     assert!(err.to_string().contains("metrics.jsonl"), "{err}");
     assert!(err.to_string().contains("earlier run"), "{err}");
+}
+
+/// `--resume --metrics FILE` with the metrics file of another run (seed 8,
+/// so its step-2 loss differs from the one the checkpoint recorded) is
+/// refused, naming the file, which is left byte for byte as it was rather
+/// than cut after step 2.
+#[test]
+fn resuming_with_another_runs_metrics_file_is_refused_uncut() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ours, theirs) = (tmp.path().join("ours"), tmp.path().join("theirs"));
+    train(&small(&ours, 2), |_| {}).unwrap();
+    let other = RunOptions {
+        seed: Some(8),
+        checkpoint_dir: None,
+        ..small(&theirs, 4)
+    };
+    train(&other, |_| {}).unwrap();
+    let their_metrics = theirs.join("metrics.jsonl");
+    let before = std::fs::read(&their_metrics).unwrap();
+    let resume = RunOptions {
+        metrics: Some(their_metrics.clone()),
+        ..bare_resume(&ours, 4)
+    };
+    let err = train(&resume, |_| {}).unwrap_err().to_string();
+    assert!(
+        err.contains(&their_metrics.display().to_string())
+            && err.contains("belongs to another run"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&their_metrics).unwrap(), before);
 }
 
 /// `overwrite` replaces the earlier run: its later checkpoints are gone
@@ -428,4 +490,13 @@ fn resuming_where_there_is_no_checkpoint() {
     };
     let summary = train(&started, |_| {}).unwrap();
     assert_eq!(summary.steps_done, 2);
+    // Only the metrics file is left: the refusal does not suggest --resume.
+    std::fs::remove_dir_all(tmp.path().join("ckpt")).unwrap();
+    let err = train(&started, |_| {}).unwrap_err().to_string();
+    assert!(
+        err.contains("metrics.jsonl")
+            && err.contains("no checkpoint to continue them from")
+            && !err.contains("resume that run"),
+        "{err}"
+    );
 }

@@ -4,7 +4,7 @@
 //! the packages pinned in `third_party/tensorboard-requirements.txt`, which
 //! `scripts/test.sh` installs.
 
-use axle::summary_writer::SummaryWriter;
+use axle::summary_writer::{EarlierEvents, SummaryWriter};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -121,6 +121,57 @@ fn an_unwritable_directory_is_named_in_the_error() {
     assert!(err.to_string().contains(&*dir.to_string_lossy()), "{err}");
 }
 
+/// The event files in `dir` (TensorBoard's `tfevents` names), sorted.
+fn event_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().contains("tfevents"))
+        .collect();
+    files.sort();
+    files
+}
+
+/// A training run's summaries directory is locked while its writer lives;
+/// a fresh run refuses earlier event files, naming one; `--overwrite`
+/// removes only axle's own (`*.axle`) and refuses another writer's; a
+/// resumed run keeps them.
+#[test]
+fn a_runs_summaries_directory_is_locked_and_earlier_events_dealt_with() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("tb");
+    let first = SummaryWriter::for_run(&dir, EarlierEvents::Refuse).unwrap();
+    let ours = first.path().to_path_buf();
+    let err = SummaryWriter::for_run(&dir, EarlierEvents::Keep)
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("in use"), "{err}");
+    drop(first);
+    let err = SummaryWriter::for_run(&dir, EarlierEvents::Refuse)
+        .err()
+        .unwrap();
+    assert_eq!(err.path, ours);
+    assert!(err.to_string().contains("earlier run"), "{err}");
+    let kept = SummaryWriter::for_run(&dir, EarlierEvents::Keep).unwrap();
+    assert!(ours.exists());
+    let resumed = kept.path().to_path_buf();
+    drop(kept);
+    let foreign = dir.join("events.out.tfevents.1.host.tf");
+    let notes = dir.join("notes.txt");
+    std::fs::write(&notes, b"kept").unwrap();
+    let replaced = SummaryWriter::for_run(&dir, EarlierEvents::RemoveOwn).unwrap();
+    // The new file may take a removed one's name (same second and process).
+    assert_eq!(event_files(&dir), [replaced.path()]);
+    assert!(resumed != ours && notes.exists());
+    drop(replaced);
+    std::fs::write(&foreign, b"").unwrap();
+    let err = SummaryWriter::for_run(&dir, EarlierEvents::RemoveOwn)
+        .err()
+        .unwrap();
+    assert_eq!(err.path, foreign);
+    assert!(err.to_string().contains("not axle's"), "{err}");
+}
+
 /// `axle train --summaries DIR`: every metrics line's numbers reach the
 /// event file, tagged `train/...` and `eval/...`, at their steps, equal to
 /// the JSON metrics up to the f32 rounding of `simple_value` (relative
@@ -141,10 +192,7 @@ fn training_writes_its_metrics_and_summaries_to_tensorboard() {
         ..RunOptions::default()
     };
     train(&options, |_| {}).unwrap();
-    let files: Vec<PathBuf> = std::fs::read_dir(tmp.path().join("tb"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
+    let files = event_files(&tmp.path().join("tb"));
     assert_eq!(files.len(), 1, "{files:?}");
     let report = tensorboard_read(&files[0]).unwrap();
     let scalars: Vec<(String, u64, f64)> = report["scalars"]
@@ -218,7 +266,7 @@ fn a_resumed_run_leaves_one_value_per_step_in_tensorboard() {
     train(&options(5, false), |_| {}).unwrap();
     std::fs::remove_dir_all(tmp.path().join("ckpt/step_0000000005")).unwrap();
     train(&options(6, true), |_| {}).unwrap();
-    assert_eq!(std::fs::read_dir(tmp.path().join("tb")).unwrap().count(), 2);
+    assert_eq!(event_files(&tmp.path().join("tb")).len(), 2);
 
     let report = tensorboard_read(&tmp.path().join("tb")).unwrap();
     let scalars: Vec<(String, u64, f64)> = report["scalars"]

@@ -104,11 +104,33 @@ pub struct ParamSpec {
 }
 
 impl ParamSpec {
-    /// Number of elements, computed without allocating.
+    /// Number of elements, computed without allocating. Saturates at
+    /// `u64::MAX` rather than overflowing; [`ParamSpec::checked_num_elements`]
+    /// says whether it fits.
     pub fn num_elements(&self) -> u64 {
-        self.shape.iter().map(|&d| d as u64).product()
+        self.shape
+            .iter()
+            .fold(1u64, |n, &d| n.saturating_mul(d as u64))
     }
 
+    /// Number of elements, or `None` when the product of the dimensions
+    /// overflows `i64` (XLA's dimension and element-count type, so the
+    /// largest array a program can hold).
+    pub fn checked_num_elements(&self) -> Option<u64> {
+        checked_elements(&self.shape)
+    }
+}
+
+/// The product of `shape`'s dimensions, or `None` when it overflows `i64`
+/// (XLA's dimension and element-count type).
+pub fn checked_elements(shape: &[usize]) -> Option<u64> {
+    shape
+        .iter()
+        .try_fold(1i64, |n, &d| n.checked_mul(i64::try_from(d).ok()?))
+        .map(|n| n as u64)
+}
+
+impl ParamSpec {
     /// The product of the fan-in dimensions (1 if there are none).
     pub fn fan_in(&self) -> usize {
         self.fan_axes

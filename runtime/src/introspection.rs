@@ -32,14 +32,30 @@ pub struct MemoryStats {
 
 impl MemoryStats {
     /// The bytes a device must hold while the program runs: the plugin's
-    /// peak where it reports one, else arguments + outputs − alias +
-    /// temporaries (XLA's own bound when it has no peak).
+    /// peak where it reports one, else [`MemoryStats::buffer_sum`] (XLA's
+    /// own bound when it has no peak).
     pub fn peak_or_sum(&self) -> i64 {
         if self.peak > 0 {
             self.peak
         } else {
-            self.arguments + self.outputs - self.alias + self.temp
+            self.buffer_sum()
         }
+    }
+
+    /// Arguments + outputs − aliased + temporaries: the bytes live at once
+    /// if every buffer is live for the whole program.
+    pub fn buffer_sum(&self) -> i64 {
+        self.arguments + self.outputs - self.alias + self.temp
+    }
+
+    /// The bytes a device is planned to need: the larger of the plugin's
+    /// peak and [`MemoryStats::buffer_sum`]. Plugins have reported peaks
+    /// smaller than the temporaries alone (the CPU plugin's peak leaves
+    /// them out), which cannot be a true peak, so the conservative figure
+    /// is taken. `axle plan`'s verdict and `axle train`'s device-memory
+    /// check both use it.
+    pub fn planned_peak(&self) -> i64 {
+        self.peak.max(self.buffer_sum())
     }
 }
 

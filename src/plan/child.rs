@@ -8,7 +8,9 @@ use super::target::{Platform, Target};
 use crate::compiler_options::override_value;
 use axle_partition::CompilerOption;
 use axle_runtime::offline::{is_offline, offline_command};
-use axle_runtime::{CompileOptions, CreateOption, NamedValue, OverrideValue, Plugin, Topology};
+use axle_runtime::{
+    CompileOptions, CreateOption, MemoryStats, NamedValue, OverrideValue, Plugin, Topology,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::os::unix::process::ExitStatusExt;
@@ -58,18 +60,30 @@ pub struct Compiled {
 }
 
 impl Compiled {
-    /// Arguments + outputs − aliased + temporaries: the bytes live at once
-    /// if every buffer is live for the whole step.
-    pub fn buffer_sum(&self) -> i64 {
-        self.arguments + self.outputs - self.alias + self.temporaries
+    /// These sizes as the runtime's [`MemoryStats`], whose
+    /// [`MemoryStats::buffer_sum`] and [`MemoryStats::planned_peak`] are the
+    /// one definition `axle plan` and `axle train` share.
+    pub fn memory_stats(&self) -> MemoryStats {
+        MemoryStats {
+            generated_code: self.generated_code,
+            arguments: self.arguments,
+            outputs: self.outputs,
+            alias: self.alias,
+            temp: self.temporaries,
+            peak: self.peak,
+            total: 0,
+        }
     }
 
-    /// The peak the verdict uses: the larger of the plugin's peak and
-    /// [`Compiled::buffer_sum`]. Plugins have reported peaks smaller than
-    /// the temporaries alone, which cannot be a true peak, so the
-    /// conservative figure is taken.
+    /// [`MemoryStats::buffer_sum`] of these sizes.
+    pub fn buffer_sum(&self) -> i64 {
+        self.memory_stats().buffer_sum()
+    }
+
+    /// [`MemoryStats::planned_peak`] of these sizes: the peak the verdict
+    /// uses.
     pub fn planned_peak(&self) -> i64 {
-        self.peak.max(self.buffer_sum())
+        self.memory_stats().planned_peak()
     }
 }
 

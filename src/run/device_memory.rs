@@ -16,9 +16,9 @@ pub const DEVICE_MEMORY_LIMIT_ENV: &str = "AXLE_DEVICE_MEMORY_LIMIT";
 /// [`device_memory_limit`]).
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "{experiment} on mesh {mesh}: the compiled train step needs {} per device \
-     (XLA's compiled memory stats: peak {}, arguments {}, outputs {}, aliased {}, \
-     temporaries {}), more than the {} of {limit_from}; nothing was placed on the devices. \
+    "{experiment} on mesh {mesh}: the compiled {program} needs {} per device \
+     (the larger of XLA's compiled peak {} and arguments {} + outputs {} − aliased {} \
+     + temporaries {}), more than the {} of {limit_from}; nothing was placed on the devices. \
      `axle plan` shows which meshes fit; rematerialization (--modifier remat=full) or \
      sharding the parameters and optimizer state (an fsdp mesh axis, --mesh fsdp=N) \
      lower the need",
@@ -35,6 +35,8 @@ pub struct DeviceMemoryShortfall {
     pub experiment: String,
     /// The mesh.
     pub mesh: String,
+    /// The program checked (`train step`, `eval step`).
+    pub program: String,
     /// Bytes one device needs ([`device_bytes_needed`]).
     pub needed: u64,
     /// XLA's compiled memory stats of the train step, per device.
@@ -45,12 +47,22 @@ pub struct DeviceMemoryShortfall {
     pub limit_from: String,
 }
 
-/// `bytes` for messages: exact, and in MiB.
-fn show_bytes(bytes: i64) -> String {
-    format!(
-        "{bytes} bytes ({:.1} MiB)",
-        bytes as f64 / (1u64 << 20) as f64
-    )
+/// `bytes` for messages: exact, and, from 1 KiB on, in the largest binary
+/// unit (KiB, MiB, GiB) it reaches, so that a small limit never reads
+/// "0.0 MiB".
+pub fn show_bytes(bytes: i64) -> String {
+    const UNITS: [(&str, f64); 3] = [
+        ("GiB", (1u64 << 30) as f64),
+        ("MiB", (1u64 << 20) as f64),
+        ("KiB", 1024.0),
+    ];
+    match UNITS
+        .iter()
+        .find(|(_, size)| bytes.unsigned_abs() as f64 >= *size)
+    {
+        Some((unit, size)) => format!("{bytes} bytes ({:.1} {unit})", bytes as f64 / size),
+        None => format!("{bytes} bytes"),
+    }
 }
 
 /// A per-device memory budget and where it came from.
@@ -63,14 +75,39 @@ pub struct MemoryLimit {
     pub source: String,
 }
 
+/// The per-device limit set by [`DEVICE_MEMORY_LIMIT_ENV`], read and checked
+/// before anything is compiled so that a bad value fails at once. `None`
+/// where the variable is unset or empty. Errors:
+/// [`RunError::InvalidOption`] naming the variable for a value that is not
+/// a positive whole number of bytes.
+pub fn device_memory_limit_from_env() -> Result<Option<u64>, RunError> {
+    let Ok(text) = std::env::var(DEVICE_MEMORY_LIMIT_ENV) else {
+        return Ok(None);
+    };
+    if text.trim().is_empty() {
+        return Ok(None);
+    }
+    text.trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|&b| b > 0)
+        .map(Some)
+        .ok_or_else(|| {
+            RunError::InvalidOption(format!(
+                "{DEVICE_MEMORY_LIMIT_ENV}={text}: expected a positive number of bytes per device"
+            ))
+        })
+}
+
 /// The per-device memory limit of `client`'s first `devices` devices:
-/// `override_bytes` when given, else [`DEVICE_MEMORY_LIMIT_ENV`], else the
-/// smallest `bytes_limit` the plugin reports for them
-/// ([`Client::device_memory_limit`]), else, on the CPU plugins (whose
-/// devices share the host's memory and report no limit), the host's
-/// available memory (`MemAvailable`) divided among the devices. `None`
-/// where none of these is known. Errors: [`RunError::InvalidOption`] for
-/// an environment value that is not a positive whole number of bytes.
+/// `override_bytes` when given, else [`DEVICE_MEMORY_LIMIT_ENV`]
+/// ([`device_memory_limit_from_env`]), else the smallest `bytes_limit` the
+/// plugin reports for them ([`Client::device_memory_limit`]), else, on the
+/// CPU plugins (whose devices share the host's memory and report no
+/// limit), the host's available memory (`MemAvailable`) divided among the
+/// devices. `None` where none of these is known. Errors:
+/// [`RunError::InvalidOption`] for an environment value that is not a
+/// positive whole number of bytes; the runtime's errors.
 pub fn device_memory_limit(
     client: &Client,
     devices: usize,
@@ -82,17 +119,7 @@ pub fn device_memory_limit(
             source: "the setup's device_memory_limit".into(),
         }));
     }
-    if let Ok(text) = std::env::var(DEVICE_MEMORY_LIMIT_ENV) {
-        let bytes = text
-            .trim()
-            .parse::<u64>()
-            .ok()
-            .filter(|&b| b > 0)
-            .ok_or_else(|| {
-                RunError::InvalidOption(format!(
-                    "{DEVICE_MEMORY_LIMIT_ENV}={text}: expected a positive number of bytes per device"
-                ))
-            })?;
+    if let Some(bytes) = device_memory_limit_from_env()? {
         return Ok(Some(MemoryLimit {
             bytes,
             source: DEVICE_MEMORY_LIMIT_ENV.into(),
@@ -124,25 +151,27 @@ pub fn device_memory_limit(
     Ok(None)
 }
 
-/// Bytes one device needs to run `stats`' program: XLA's peak where the
-/// plugin computes one, else arguments + outputs − aliased + temporaries
-/// ([`MemoryStats::peak_or_sum`]).
+/// Bytes one device needs to run `stats`' program:
+/// [`MemoryStats::planned_peak`], the figure `axle plan` uses (the CPU
+/// plugin's peak leaves out the temporaries, so the peak alone would pass
+/// steps that cannot run).
 pub fn device_bytes_needed(stats: &MemoryStats) -> u64 {
-    stats.peak_or_sum().max(0) as u64
+    stats.planned_peak().max(0) as u64
 }
 
-/// Refuses `train`, the compiled train step of experiment `experiment` on
-/// `mesh` (`mesh_size` devices), when one device needs more than `limit`
-/// ([`device_memory_limit`]). Passes when the plugin reports no memory
-/// stats or no limit is known. Errors: [`RunError::DeviceMemory`] with the
-/// sizes ([`DeviceMemoryShortfall`]); the runtime's errors.
+/// Refuses `executable`, the compiled `program` (`train step`, `eval
+/// step`) of experiment `experiment` on `mesh`, when one device needs more
+/// than `limit` ([`device_memory_limit`]). Passes when the plugin reports
+/// no memory stats or no limit is known. Errors: [`RunError::DeviceMemory`]
+/// with the sizes ([`DeviceMemoryShortfall`]); the runtime's errors.
 pub fn check_device_memory(
-    train: &Executable,
+    executable: &Executable,
+    program: &str,
     experiment: &str,
     mesh: &str,
     limit: Option<MemoryLimit>,
 ) -> Result<(), RunError> {
-    let (Some(stats), Some(limit)) = (train.memory_stats()?, limit) else {
+    let (Some(stats), Some(limit)) = (executable.memory_stats()?, limit) else {
         return Ok(());
     };
     let needed = device_bytes_needed(&stats);
@@ -152,6 +181,7 @@ pub fn check_device_memory(
     Err(RunError::DeviceMemory(Box::new(DeviceMemoryShortfall {
         experiment: experiment.to_string(),
         mesh: mesh.to_string(),
+        program: program.to_string(),
         needed,
         stats,
         limit: limit.bytes,

@@ -12,7 +12,7 @@ mod watchdog;
 
 pub use device_memory::{
     DEVICE_MEMORY_LIMIT_ENV, DeviceMemoryShortfall, MemoryLimit, check_device_memory,
-    device_bytes_needed, device_memory_limit,
+    device_bytes_needed, device_memory_limit, device_memory_limit_from_env, show_bytes,
 };
 pub use eval::{EvalReport, Evaluation, evaluate, evaluate_trainer};
 pub use record::{CONFIG as RECORDED_CONFIG, EXPERIMENT as RECORDED_EXPERIMENT, experiment_record};

@@ -23,6 +23,10 @@ pub const MESH: &str = "mesh";
 pub const EVAL_BATCHES: &str = "eval_batches";
 /// The tokenizer file of a text run, empty or absent for bytes.
 pub const TOKENIZER: &str = "tokenizer";
+/// The CRC-32 of the data file's bytes (8 hex digits), checked when the
+/// run is resumed or evaluated: a file changed in place is refused, a file
+/// moved (`--data NEWPATH`) with the same bytes accepted.
+pub const DATA_CRC32: &str = "data_crc32";
 /// The CRC-32 of the tokenizer file's bytes (8 hex digits), checked when
 /// the run is resumed, evaluated or generated from.
 pub const TOKENIZER_CRC32: &str = "tokenizer_crc32";
@@ -31,6 +35,10 @@ pub const TOKENIZER_CRC32: &str = "tokenizer_crc32";
 /// ([`crate::hf::default_eos_ids`]) so that a later edit of the directory's
 /// `generation_config.json` does not change where `axle generate` stops.
 pub const EOS_TOKEN_IDS: &str = "eos_token_ids";
+/// The training loss of the checkpoint's step, as written to the metrics
+/// file (Rust's shortest round-trip form of the f64): a resumed run checks
+/// that its metrics file holds this very record before cutting the file.
+pub const LOSS: &str = "loss";
 /// Where a text run's training stream stands (a [`crate::text::PackedTextState`] as JSON).
 pub const TEXT_STATE: &str = "text_state";
 
@@ -61,6 +69,9 @@ impl RunOptions {
                 absolute(tokenizer).display().to_string(),
             );
         }
+        if let Some(crc32) = &setup.data_crc32 {
+            run.insert(DATA_CRC32.to_string(), crc32.clone());
+        }
         if let Some(crc32) = setup.text.as_ref().and_then(|t| t.tokenizer().crc32()) {
             run.insert(TOKENIZER_CRC32.to_string(), crc32);
         }
@@ -72,6 +83,13 @@ impl RunOptions {
         }
         run
     }
+}
+
+/// The training loss `meta` records for its step ([`LOSS`]); `None` for
+/// checkpoints that record none (older ones, `axle import-hf`'s) or an
+/// unreadable value.
+pub fn recorded_loss(meta: &Meta) -> Option<f64> {
+    meta.run.get(LOSS).and_then(|l| l.parse().ok())
 }
 
 /// What a checkpoint records about a run of the experiment `name`, resolved to `config`,
@@ -131,9 +149,26 @@ impl RunOptions {
         }
         let recorded = run.get(DATA).filter(|d| !d.is_empty()).map(PathBuf::from);
         let given = self.data.as_deref().map(absolute);
+        let crc = run.get(DATA_CRC32);
+        let unchanged =
+            |path: &Path| crc.is_none_or(|c| file_crc32(path).is_ok_and(|now| &now == c));
         match (&recorded, &given) {
+            (Some(r), _) if given.as_ref().is_none_or(|g| g == r) => {
+                if !unchanged(r) {
+                    return Err(RunError::Mismatch {
+                        dir: dir.to_path_buf(),
+                        differences: format!(
+                            "  data file {} changed since the checkpoint: its CRC-32 is not the \
+                             recorded {}",
+                            r.display(),
+                            crc.map_or("", String::as_str)
+                        ),
+                    });
+                }
+                options.data = recorded.clone();
+            }
             (_, None) => options.data = recorded,
-            (Some(r), Some(g)) if r == g => {}
+            (Some(_), Some(g)) if crc.is_some() && unchanged(g) => options.data = given.clone(),
             _ => {
                 let show = |d: &Option<PathBuf>| {
                     d.as_ref().map_or("the synthetic task".to_string(), |p| {
@@ -192,6 +227,15 @@ impl RunOptions {
             _ => Ok(meta.rng_state),
         }
     }
+}
+
+/// The CRC-32 (IEEE, `crc32fast`) of the bytes of the file at `path`, as
+/// 8 hex digits, as the tokenizer's is recorded. Errors:
+/// [`RunError::InvalidOption`] naming the data file it cannot read.
+pub fn file_crc32(path: &Path) -> Result<String, RunError> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| RunError::InvalidOption(format!("data file {}: {e}", path.display())))?;
+    Ok(format!("{:08x}", crc32fast::hash(&bytes)))
 }
 
 /// `path` made absolute (against the working directory) and, where it

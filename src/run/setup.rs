@@ -8,6 +8,7 @@ use crate::learner::LearnerConfig;
 use crate::text::{PackedInputs, TextInput};
 use crate::train_step::build_train_step;
 use crate::trainer::{TrainError, Trainer, check_mesh, compile_options, compile_step};
+use axle_modules::param::checked_elements;
 use axle_modules::{BatchShape, INPUT_IDS, InputSpec, Model, TARGET_LABELS};
 use axle_partition::{
     LogicalRules, Mesh, MeshChoice, MeshRules, MeshShape, choose_mesh, device_selector,
@@ -45,6 +46,11 @@ pub struct Setup {
     /// Bytes of memory one device may use, replacing the detected limit
     /// (see [`super::device_memory_limit`]; `None`: detect it).
     pub device_memory_limit: Option<u64>,
+    /// The CRC-32 of the data file's bytes (8 hex digits, as the tokenizer's),
+    /// recorded by checkpoints so that a resume refuses a file changed in
+    /// place; `None` for the synthetic task, a directory of files or a
+    /// model built in code.
+    pub data_crc32: Option<String>,
 }
 
 impl Setup {
@@ -74,6 +80,7 @@ impl Setup {
             mesh_modifiers: Vec::new(),
             text: None,
             device_memory_limit: None,
+            data_crc32: None,
         }
     }
 
@@ -84,6 +91,9 @@ impl Setup {
     /// before anything is placed on the devices, a step that needs more
     /// memory per device than a device has ([`RunError::DeviceMemory`]).
     pub fn trainer(&self, seed: u64) -> Result<Trainer, RunError> {
+        let limit =
+            super::device_memory_limit(&self.client, self.mesh.size(), self.device_memory_limit)?;
+        self.check_sizes()?;
         let needed = self.host_init_bytes();
         if let Some(available) = available_host_memory()
             && needed > available
@@ -104,9 +114,13 @@ impl Setup {
             &step.function.to_stablehlo(),
             &compile_options(&self.mesh),
         )?;
-        let limit =
-            super::device_memory_limit(&self.client, self.mesh.size(), self.device_memory_limit)?;
-        super::check_device_memory(&train, &self.name, &self.mesh.to_string(), limit)?;
+        super::check_device_memory(
+            &train,
+            "train step",
+            &self.name,
+            &self.mesh.to_string(),
+            limit,
+        )?;
         Ok(Trainer::from_compiled(
             &self.client,
             self.model.as_ref(),
@@ -119,16 +133,61 @@ impl Setup {
     /// Bytes of host memory the trainer's initialisation holds at once:
     /// every parameter and optimizer-state value as f32 (they are drawn or
     /// zeroed on the host, then placed on the devices).
+    /// Saturates at `u64::MAX` for sizes that overflow (refused by
+    /// [`Setup::check_sizes`]).
     pub fn host_init_bytes(&self) -> u64 {
         let specs = self.model.param_specs();
-        let params: u64 = specs.values().map(|s| s.num_elements()).sum();
-        let state: u64 = self
+        let params = specs
+            .values()
+            .fold(0u64, |n, s| n.saturating_add(s.num_elements()));
+        let state = self
             .learner
             .state_specs(&specs)
             .values()
-            .map(|s| s.shape.iter().map(|&d| d as u64).product::<u64>())
-            .sum();
-        4 * (params + state)
+            .fold(0u64, |n, s| {
+                let elements = s
+                    .shape
+                    .iter()
+                    .fold(1u64, |e, &d| e.saturating_mul(d as u64));
+                n.saturating_add(elements)
+            });
+        params.saturating_add(state).saturating_mul(4)
+    }
+
+    /// Refuses, before anything is built or compiled, sizes the config
+    /// makes too large for XLA: a parameter, optimizer-state value or input
+    /// whose element count overflows `i64` (XLA's element-count type), or
+    /// a parameter count that overflows. Errors: [`RunError::InvalidOption`]
+    /// naming the array and its shape, and the config fields that set it
+    /// (`decoder.vocab_size`, `decoder.dim`, `input.batch_size`, ...).
+    pub fn check_sizes(&self) -> Result<(), RunError> {
+        let too_large = |what: String, shape: &[usize]| {
+            RunError::InvalidOption(format!(
+                "{what} of shape {shape:?} has more elements than XLA can address (2^63 - 1): \
+                 lower the config sizes that set it (--set decoder.vocab_size=..., \
+                 decoder.dim=..., input.batch_size=...)"
+            ))
+        };
+        let specs = self.model.param_specs();
+        let mut total: u64 = 0;
+        for (name, spec) in &specs {
+            let n = spec
+                .checked_num_elements()
+                .ok_or_else(|| too_large(format!("parameter {name}"), &spec.shape))?;
+            total = total
+                .checked_add(n)
+                .filter(|&t| t <= i64::MAX as u64)
+                .ok_or_else(|| too_large(format!("the parameters (at {name})"), &spec.shape))?;
+        }
+        for (name, spec) in self.learner.state_specs(&specs) {
+            checked_elements(&spec.shape)
+                .ok_or_else(|| too_large(format!("optimizer state {name}"), &spec.shape))?;
+        }
+        for input in self.inputs()? {
+            checked_elements(&input.shape)
+                .ok_or_else(|| too_large(format!("input {}", input.name), &input.shape))?;
+        }
+        Ok(())
     }
 
     /// The model's inputs for this setup's batch shape.
@@ -224,8 +283,10 @@ impl RunOptions {
     }
 
     /// Resolves the experiment, modifiers, overrides, plugin, client, mesh
-    /// and data.
+    /// and data. Checks [`super::DEVICE_MEMORY_LIMIT_ENV`] first, so that a
+    /// bad value fails before the plugin is loaded.
     pub fn setup(&self) -> Result<Setup, RunError> {
+        super::device_memory_limit_from_env()?;
         let client = self.client()?;
         let (config, choice) = self.resolve(&client)?;
         self.setup_from(config, client, choice)
@@ -341,6 +402,12 @@ impl RunOptions {
             mesh_modifiers,
             text,
             device_memory_limit: None,
+            data_crc32: self
+                .data
+                .as_deref()
+                .filter(|p| p.is_file())
+                .map(super::record::file_crc32)
+                .transpose()?,
         })
     }
 

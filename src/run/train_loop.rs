@@ -8,7 +8,7 @@ use super::{RunError, RunOptions, Setup};
 use crate::checkpoint::{self, BackgroundSaver, Checkpoint, CheckpointError, Checkpointer, Meta};
 use crate::data::{Loader, Split};
 use crate::metrics::{MetricsWriter, Record};
-use crate::summary_writer::SummaryWriter;
+use crate::summary_writer::{EarlierEvents, SummaryWriter};
 use crate::text::PackedTextState;
 use axle_modules::InputSpec;
 use axle_partition::LogicalAxis;
@@ -149,15 +149,25 @@ pub fn train_setup(
         .metrics
         .as_deref()
         .map(|p| match &restored {
-            Some(c) => MetricsWriter::resume_at(p, c.step),
+            Some(c) => MetricsWriter::resume_at(p, c.step, record::recorded_loss(&c.meta)),
             None if options.overwrite => MetricsWriter::replace(p),
+            None if options.resume => MetricsWriter::create_without_checkpoint(p),
             None => MetricsWriter::create(p),
         })
         .transpose()?;
     let mut tensorboard = options
         .summaries
         .as_deref()
-        .map(SummaryWriter::create)
+        .map(|dir| {
+            let earlier = if restored.is_some() || options.resume {
+                EarlierEvents::Keep
+            } else if options.overwrite {
+                EarlierEvents::RemoveOwn
+            } else {
+                EarlierEvents::Refuse
+            };
+            SummaryWriter::for_run(dir, earlier)
+        })
         .transpose()?;
     if let (Some(tb), Some(checkpoint)) = (&mut tensorboard, &restored) {
         // Tells TensorBoard to drop what an earlier run wrote after this checkpoint.
@@ -316,6 +326,9 @@ pub fn train_setup(
             if let Some(eos) = &eos_record {
                 run.insert(record::EOS_TOKEN_IDS.to_string(), eos.clone());
             }
+            if m.loss.is_finite() {
+                run.insert(record::LOSS.to_string(), f64::from(m.loss).to_string());
+            }
             if let Some(stream) = &text {
                 let state = serde_json::to_string(&stream.state()).expect("states serialize");
                 run.insert(record::TEXT_STATE.to_string(), state);
@@ -417,7 +430,8 @@ fn tokens_per_batch(inputs: &[InputSpec]) -> usize {
 impl RunOptions {
     /// Refuses loop options that cannot work rather than coercing them:
     /// zero checkpoints kept, a zero checkpoint interval, zero evaluation
-    /// batches, `resume` without a checkpoint directory or with `overwrite`.
+    /// batches, `resume` or synchronous checkpoints without a checkpoint
+    /// directory, `resume` with `overwrite`.
     fn check_loop(&self) -> Result<(), RunError> {
         let problem = if self.keep == 0 {
             Some("keep must be at least 1 checkpoint")
@@ -427,6 +441,8 @@ impl RunOptions {
             Some("eval_batches must be at least 1")
         } else if self.resume && self.checkpoint_dir.is_none() {
             Some("resume needs a checkpoint directory to resume from")
+        } else if !self.async_checkpoints && self.checkpoint_dir.is_none() {
+            Some("synchronous checkpoints (--sync-checkpoints) need a checkpoint directory")
         } else if self.resume && self.overwrite {
             Some("resume and overwrite contradict each other: choose one")
         } else {
