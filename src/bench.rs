@@ -603,7 +603,11 @@ pub fn render_table(report: &BenchReport) -> String {
         Some(policy) => format!("{} remat={policy}", m.mesh),
         None => m.mesh.clone(),
     };
-    let width = report.meshes.iter().map(|m| label(m).len()).fold(16, usize::max);
+    let width = report
+        .meshes
+        .iter()
+        .map(|m| label(m).len())
+        .fold(16, usize::max);
     out += &format!(
         "{:<width$} {:>8} {:>8} {:>9} {:>9} {:>15} {:>9} {:>8} {:>10} {:>7} {:>6} {:>9} {:>9} {:>9} {:>9}\n",
         "mesh",

@@ -521,7 +521,9 @@ fn loss_and_grads(
 /// Whether the summary at `path` is a count (its name starts with `num_`,
 /// `Context::add_summary`): summed over micro-batches, not averaged.
 fn is_count(path: &str) -> bool {
-    path.rsplit('/').next().is_some_and(|name| name.starts_with("num_"))
+    path.rsplit('/')
+        .next()
+        .is_some_and(|name| name.starts_with("num_"))
 }
 
 /// What one micro-batch's loss needs besides its inputs: the model, the

@@ -405,7 +405,10 @@ fn a_scanned_run_exports_as_its_unrolled_model() {
         train(&options, |_| {}).unwrap();
         let out = tmp.path().join(format!("out-{scan}"));
         export_checkpoint(&ckpt, &out, WeightDtype::F32, None).unwrap();
-        assert_eq!(read_config(&out).unwrap(), read_config(&fixture("mistral")).unwrap());
+        assert_eq!(
+            read_config(&out).unwrap(),
+            read_config(&fixture("mistral")).unwrap()
+        );
         read_tensors(&out).unwrap()
     };
     let (unrolled, scanned) = (export(false), export(true));
@@ -417,7 +420,10 @@ fn a_scanned_run_exports_as_its_unrolled_model() {
         let b = &scanned[name];
         assert_eq!(a.shape(), b.shape(), "{name}");
         for (x, y) in a.iter().zip(b.iter()) {
-            assert!((x - y).abs() <= 1e-5 * x.abs().max(1e-3), "{name}: {x} vs {y}");
+            assert!(
+                (x - y).abs() <= 1e-5 * x.abs().max(1e-3),
+                "{name}: {x} vs {y}"
+            );
         }
     }
 }

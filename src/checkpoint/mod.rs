@@ -484,28 +484,43 @@ fn encode(tensors: &Tensors, path: &Path) -> Result<Vec<u8>, CheckpointError> {
     })
 }
 
-/// `tensors` as the bytes of an f32 safetensors file (little-endian, whole
-/// arrays) with optional header metadata. The error names the tensor at
-/// fault, or `(file)` when the file as a whole could not be written.
+/// `tensors` as safetensors bytes of f32 values, with `metadata` in the
+/// header (checkpoints write none, Hugging Face exports `format: pt`).
+/// Errors name the tensor the encoder refused (`"(file)"` for the header).
 pub fn encode_f32(
     tensors: &Tensors,
     metadata: Option<std::collections::HashMap<String, String>>,
 ) -> Result<Vec<u8>, (String, safetensors::SafeTensorError)> {
+    encode_as(tensors, metadata, safetensors::Dtype::F32, |v, out| {
+        out.extend_from_slice(&v.to_le_bytes())
+    })
+}
+
+/// `tensors` as safetensors bytes of `dtype`, each f32 value appended by
+/// `value_bytes` as its little-endian bytes (f32, or bf16 rounded), with
+/// `metadata` in the header. Errors name the tensor the encoder refused
+/// (`"(file)"` for the header).
+pub fn encode_as(
+    tensors: &Tensors,
+    metadata: Option<std::collections::HashMap<String, String>>,
+    dtype: safetensors::Dtype,
+    value_bytes: impl Fn(f32, &mut Vec<u8>),
+) -> Result<Vec<u8>, (String, safetensors::SafeTensorError)> {
     let bytes: Vec<Vec<u8>> = tensors
         .values()
-        .map(|array| array.iter().flat_map(|v| v.to_le_bytes()).collect())
+        .map(|array| {
+            let mut data = Vec::with_capacity(array.len() * dtype.bitsize() / 8);
+            array.iter().for_each(|&v| value_bytes(v, &mut data));
+            data
+        })
         .collect();
     let views = tensors
         .iter()
         .zip(&bytes)
         .map(|((name, array), data)| {
-            safetensors::tensor::TensorView::new(
-                safetensors::Dtype::F32,
-                array.shape().to_vec(),
-                data,
-            )
-            .map(|view| (name.clone(), view))
-            .map_err(|e| (name.clone(), e))
+            safetensors::tensor::TensorView::new(dtype, array.shape().to_vec(), data)
+                .map(|view| (name.clone(), view))
+                .map_err(|e| (name.clone(), e))
         })
         .collect::<Result<Vec<_>, _>>()?;
     safetensors::serialize(views, metadata).map_err(|e| ("(file)".to_string(), e))

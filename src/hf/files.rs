@@ -280,42 +280,17 @@ fn write_file(path: &Path, tensors: &Tensors, dtype: WeightDtype) -> Result<()> 
     let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
     let out = match dtype {
         WeightDtype::F32 => crate::checkpoint::encode_f32(tensors, Some(metadata)),
-        WeightDtype::Bf16 => encode_bf16(tensors, metadata),
+        // `half`'s `bf16::from_f32`: round to nearest, ties to even.
+        WeightDtype::Bf16 => crate::checkpoint::encode_as(
+            tensors,
+            Some(metadata),
+            safetensors::Dtype::BF16,
+            |v, out| out.extend_from_slice(&bf16::from_f32(v).to_le_bytes()),
+        ),
     }
     .map_err(|(name, e)| HfError::Malformed {
         path: path.clone(),
         message: format!("tensor {name}: {e}"),
     })?;
     std::fs::write(&path, out).map_err(io(&path))
-}
-
-/// `tensors` as a safetensors file of bf16 values (`half`'s `bf16::from_f32`: round to
-/// nearest, ties to even); errors name the tensor.
-fn encode_bf16(
-    tensors: &Tensors,
-    metadata: HashMap<String, String>,
-) -> std::result::Result<Vec<u8>, (String, safetensors::SafeTensorError)> {
-    let bytes: Vec<Vec<u8>> = tensors
-        .values()
-        .map(|array| {
-            array
-                .iter()
-                .flat_map(|&v| bf16::from_f32(v).to_le_bytes())
-                .collect()
-        })
-        .collect();
-    let views = tensors
-        .iter()
-        .zip(&bytes)
-        .map(|((name, array), data)| {
-            safetensors::tensor::TensorView::new(
-                safetensors::Dtype::BF16,
-                array.shape().to_vec(),
-                data,
-            )
-            .map(|view| (name.clone(), view))
-            .map_err(|e| (name.clone(), e))
-        })
-        .collect::<std::result::Result<Vec<_>, _>>()?;
-    safetensors::serialize(views, Some(metadata)).map_err(|e| ("(file)".to_string(), e))
 }
