@@ -8,6 +8,7 @@ use axle::summary_writer::{EarlierEvents, SummaryWriter};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 /// Runs the reader on `path`: its JSON report, or its stderr when it fails.
 fn tensorboard_read(path: &Path) -> Result<Value, String> {
@@ -147,27 +148,37 @@ fn a_runs_summaries_directory_is_locked_and_earlier_events_dealt_with() {
         .unwrap();
     assert!(err.to_string().contains("in use"), "{err}");
     drop(first);
-    let err = SummaryWriter::for_run(&dir, EarlierEvents::Refuse)
-        .err()
-        .unwrap();
+    // Released once dropped. Other tests of this binary spawn processes,
+    // and a child between fork and exec briefly shares this process's open
+    // lock file (it closes on exec), so "in use" may last a moment.
+    let for_run = |earlier: EarlierEvents| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match SummaryWriter::for_run(&dir, earlier) {
+                Err(e) if e.to_string().contains("in use") && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(50))
+                }
+                result => return result,
+            }
+        }
+    };
+    let err = for_run(EarlierEvents::Refuse).err().unwrap();
     assert_eq!(err.path, ours);
     assert!(err.to_string().contains("earlier run"), "{err}");
-    let kept = SummaryWriter::for_run(&dir, EarlierEvents::Keep).unwrap();
+    let kept = for_run(EarlierEvents::Keep).unwrap();
     assert!(ours.exists());
     let resumed = kept.path().to_path_buf();
     drop(kept);
     let foreign = dir.join("events.out.tfevents.1.host.tf");
     let notes = dir.join("notes.txt");
     std::fs::write(&notes, b"kept").unwrap();
-    let replaced = SummaryWriter::for_run(&dir, EarlierEvents::RemoveOwn).unwrap();
+    let replaced = for_run(EarlierEvents::RemoveOwn).unwrap();
     // The new file may take a removed one's name (same second and process).
     assert_eq!(event_files(&dir), [replaced.path()]);
     assert!(resumed != ours && notes.exists());
     drop(replaced);
     std::fs::write(&foreign, b"").unwrap();
-    let err = SummaryWriter::for_run(&dir, EarlierEvents::RemoveOwn)
-        .err()
-        .unwrap();
+    let err = for_run(EarlierEvents::RemoveOwn).err().unwrap();
     assert_eq!(err.path, foreign);
     assert!(err.to_string().contains("not axle's"), "{err}");
 }
