@@ -243,6 +243,24 @@ fn an_imported_checkpoint_whose_model_is_gone_says_so() {
     );
 }
 
+/// `hf:PATH` naming a file (the model's config.json, say) is refused as a file, for
+/// `--init-from` and `--experiment` alike, not reported as a directory that is gone.
+#[test]
+fn an_hf_path_that_is_a_file_is_named_as_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = fixture("llama").join("config.json");
+    let options = RunOptions {
+        experiment: Some(format!("hf:{}", file.display())),
+        init_from: Some(file.clone()),
+        ..one_step(&tmp.path().join("ckpt"))
+    };
+    let message = train(&options, |_| {}).unwrap_err().to_string();
+    assert!(
+        message.contains(&file.display().to_string()) && message.contains("is a file"),
+        "{message}"
+    );
+}
+
 /// `x` rounded to the nearest bfloat16, ties to even, as its 16 bits: the upper half of
 /// the f32 bits, plus one when the dropped lower half is above half a unit, or exactly half
 /// with an odd upper half (finite `x`; the fixtures hold no NaN or infinity).

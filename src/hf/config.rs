@@ -120,9 +120,15 @@ pub fn read_config(dir: &Path) -> Result<HfModel> {
 /// The experiment of the Hugging Face model in `dir` (`--experiment hf:DIR`): its model, the
 /// default learner, batches of 8 sequences of at most 128 tokens (the model's own limit when
 /// shorter) on the affine-token synthetic task, and the default sharding and mesh rules.
-/// Errors: [`HfError::ModelDirGone`] when `dir` is not a directory (a checkpoint of `hf:DIR`
-/// whose model was moved), and those of [`read_config`].
+/// Errors: [`HfError::ModelPathIsFile`] when `dir` is a file, [`HfError::ModelDirGone`] when
+/// it is not there (a checkpoint of `hf:DIR` whose model was moved), and those of
+/// [`read_config`].
 pub fn experiment(dir: &Path) -> Result<Experiment> {
+    if dir.is_file() {
+        return Err(HfError::ModelPathIsFile {
+            path: dir.to_path_buf(),
+        });
+    }
     if !dir.is_dir() {
         return Err(HfError::ModelDirGone {
             dir: dir.to_path_buf(),

@@ -87,6 +87,15 @@ pub enum HfError {
         /// The architecture.
         family: String,
     },
+    /// The model path of an `hf:DIR` experiment (or `--init-from hf:DIR`)
+    /// is a file, not a directory.
+    #[error(
+        "the Hugging Face model path {path} is a file; give the model directory that holds config.json and the safetensors"
+    )]
+    ModelPathIsFile {
+        /// The path.
+        path: PathBuf,
+    },
     /// The model directory of an `hf:DIR` experiment is not there.
     #[error(
         "the Hugging Face model directory {dir} is not there: an experiment (or a checkpoint that records hf:DIR) reads its config.json, so it must stay in place"
