@@ -144,6 +144,19 @@ fn bad_output_paths_are_refused_and_stale_saves_removed_at_start() {
     std::fs::write(stale.join("params.safetensors"), "half").unwrap();
     let _lock = Checkpointer::new(&ckpt, 1).lock().unwrap();
     assert!(!stale.exists());
+    // A checkpoint's own step directory (it holds meta.json), or a path
+    // inside one, is not a run's checkpoint directory.
+    let step = ckpt.join("step_0000000002");
+    std::fs::create_dir_all(&step).unwrap();
+    std::fs::write(step.join("meta.json"), "{}").unwrap();
+    for inside in [step.clone(), step.join("nested")] {
+        let err = Checkpointer::new(&inside, 1).lock().unwrap_err();
+        assert!(
+            matches!(err, CheckpointError::InsideCheckpoint { .. })
+                && err.to_string().contains(&*ckpt.to_string_lossy()),
+            "{err}"
+        );
+    }
 }
 
 fn axle(dir: &Path, extra: &[&str]) -> Command {

@@ -124,6 +124,19 @@ pub enum CheckpointError {
         /// The path.
         path: PathBuf,
     },
+    /// The checkpoint directory is one checkpoint (it or a directory above
+    /// it holds `meta.json`), not a run's directory of checkpoints.
+    #[error(
+        "checkpoint directory {path} is inside the checkpoint {checkpoint}: give the run's directory ({run}), not one of its step directories"
+    )]
+    InsideCheckpoint {
+        /// The path given.
+        path: PathBuf,
+        /// The checkpoint (step directory) it is in.
+        checkpoint: PathBuf,
+        /// That checkpoint's run directory.
+        run: PathBuf,
+    },
     /// Another run (process) holds the directory's lock.
     #[error(
         "checkpoint directory {dir} is in use: another run holds its lock ({dir}/.lock); wait for it to end or choose another directory"
@@ -238,11 +251,21 @@ impl Checkpointer {
     /// dropped or the process dies), so that no other run writes here; then
     /// removes the temporary directories that dead processes' unfinished
     /// saves left behind. Fails with [`CheckpointError::Locked`] if another
-    /// run holds the lock, and on a path that is not a writable directory.
+    /// run holds the lock, with [`CheckpointError::InsideCheckpoint`] on a
+    /// checkpoint's own step directory, and on a path that is not a writable
+    /// directory.
     pub fn lock(&self) -> Result<DirLock, CheckpointError> {
         if self.dir.exists() && !self.dir.is_dir() {
             return Err(CheckpointError::NotADirectory {
                 path: self.dir.clone(),
+            });
+        }
+        let absolute = std::path::absolute(&self.dir).map_err(io(&self.dir))?;
+        if let Some(checkpoint) = absolute.ancestors().find(|d| d.join(META_FILE).is_file()) {
+            return Err(CheckpointError::InsideCheckpoint {
+                path: self.dir.clone(),
+                checkpoint: checkpoint.to_path_buf(),
+                run: checkpoint.parent().unwrap_or(checkpoint).to_path_buf(),
             });
         }
         std::fs::create_dir_all(&self.dir).map_err(io(&self.dir))?;
