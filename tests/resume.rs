@@ -106,8 +106,9 @@ fn resuming_on_other_data_is_refused() {
 }
 
 /// A data file changed in place since the checkpoint is refused on
-/// resume, naming it (its CRC-32 differs from the recorded one); the same
-/// bytes moved elsewhere (`--data NEWPATH`) resume.
+/// resume, naming it (its CRC-32 differs from the recorded one); a missing
+/// one is named as missing; the same bytes moved elsewhere (`--data
+/// NEWPATH`) resume.
 #[test]
 fn resuming_on_a_changed_data_file_is_refused_a_moved_one_accepted() {
     let tmp = tempfile::tempdir().unwrap();
@@ -130,6 +131,14 @@ fn resuming_on_a_changed_data_file_is_refused_a_moved_one_accepted() {
     );
     let moved = tmp.path().join("moved.txt");
     std::fs::write(&moved, &original).unwrap();
+    std::fs::remove_file(&data).unwrap();
+    let err = train(&bare_resume(tmp.path(), 4), |_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(&format!("data file {} is missing", data.display())) && err.contains("--data"),
+        "{err}"
+    );
     let resume = RunOptions {
         data: Some(moved),
         ..bare_resume(tmp.path(), 4)

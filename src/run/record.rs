@@ -154,6 +154,16 @@ impl RunOptions {
             |path: &Path| crc.is_none_or(|c| file_crc32(path).is_ok_and(|now| &now == c));
         match (&recorded, &given) {
             (Some(r), _) if given.as_ref().is_none_or(|g| g == r) => {
+                if !r.exists() {
+                    return Err(RunError::Mismatch {
+                        dir: dir.to_path_buf(),
+                        differences: format!(
+                            "  data file {} is missing: give its new path with --data (the \
+                             same bytes are accepted there)",
+                            r.display()
+                        ),
+                    });
+                }
                 if !unchanged(r) {
                     return Err(RunError::Mismatch {
                         dir: dir.to_path_buf(),
