@@ -313,10 +313,7 @@ impl SummaryWriter {
             })
             .collect();
         self.write_event(&Event {
-            wall_time: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_secs_f64(),
+            wall_time: now_seconds(),
             step,
             file_version: None,
             summary: Some(Summary { value }),
@@ -331,10 +328,7 @@ impl SummaryWriter {
     pub fn session_start(&mut self, step: u64) -> Result<(), SummaryError> {
         let step = self.event_step(step)?;
         self.write_event(&Event {
-            wall_time: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_secs_f64(),
+            wall_time: now_seconds(),
             step,
             file_version: None,
             summary: None,
@@ -394,4 +388,11 @@ impl SummaryWriter {
 fn masked_crc(bytes: &[u8]) -> u32 {
     let crc = crc32c::crc32c(bytes);
     crc.rotate_right(15).wrapping_add(0xa282_ead8)
+}
+/// Seconds since the Unix epoch, an event's `wall_time`.
+fn now_seconds() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64()
 }
