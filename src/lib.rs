@@ -20,6 +20,7 @@ pub mod generate;
 pub mod hf;
 pub mod learner;
 pub mod metrics;
+pub mod packed_metrics;
 pub mod plan;
 pub mod plot;
 pub mod run;

@@ -7,6 +7,7 @@
 //! step shares its argument layout and rules.
 
 use crate::learner::{LearnerConfig, ParamUpdate, decays};
+use crate::packed_metrics::{METRICS, PackedMetrics};
 use axle_compiler::{DType, Function, FunctionBuilder, Tensor, TraceError, grad};
 use axle_modules::{
     BatchShape, Ctx, InputSpec, Inputs, LOSS, LOSS_WEIGHT, Model, ParamSpec, ParamTree, RNG_KEY,
@@ -14,18 +15,16 @@ use axle_modules::{
 };
 use axle_partition::{DimSharding, LogicalRules, MESH_SYMBOL, Mesh, PartitionSpec, SpecError};
 
-/// Result: the global gradient norm before clipping.
+/// Metric: the global gradient norm before clipping.
 pub const GRAD_NORM: &str = "grad_norm";
-/// Result: the learning rate of the step.
+/// Metric: the learning rate of the step.
 pub const LEARNING_RATE: &str = "learning_rate";
-/// Result: 1 if the learner skipped the step (`learner.drop_grad_norm`), else 0.
+/// Metric: 1 if the learner skipped the step (`learner.drop_grad_norm`), else 0.
 pub const SKIPPED: &str = "skipped";
-/// Result: 1 if every new parameter is finite, else 0. (The optimizer
+/// Metric: 1 if every new parameter is finite, else 0. (The optimizer
 /// state is checked on the host when a checkpoint is written: checking it
 /// in every step cost 6% of an FSDP step, see docs/benchmarks.md.)
 pub const PARAMS_FINITE: &str = "params_finite";
-/// Prefix of summary results: summary `<path>` is result `summary/<path>`.
-pub const SUMMARY_PREFIX: &str = "summary/";
 
 /// A step could not be built for this model, shape and mesh.
 #[derive(Debug, thiserror::Error)]
@@ -97,9 +96,9 @@ pub struct TrainStep {
     pub inputs: Vec<InputSpec>,
     /// The batch shape the step was built for.
     pub shape: BatchShape,
-    /// Paths of the summaries the step returns after its scalar results,
-    /// in result order (each result is named [`SUMMARY_PREFIX`]`<path>`).
-    pub summaries: Vec<String>,
+    /// The layout of its last result, [`METRICS`]: [`STEP_SCALARS`], then the model's
+    /// summaries by path.
+    pub metrics: PackedMetrics,
 }
 
 impl TrainStep {
@@ -116,7 +115,7 @@ impl TrainStep {
     }
 }
 
-/// The scalar results of the training step after the carried values, in order.
+/// The training step's own metrics, first in its packed [`METRICS`] result, in order.
 pub const STEP_SCALARS: [&str; 6] = [
     LOSS,
     LOSS_WEIGHT,
@@ -129,8 +128,8 @@ pub const STEP_SCALARS: [&str; 6] = [
 /// Traces the training step of `model` on batches of `shape` with
 /// `learner`, sharded over `mesh` as `rules` map the logical roles of
 /// parameters, inputs and layer outputs to its axes. Results, in order:
-/// the carried arguments' new values, then [`STEP_SCALARS`], then the
-/// summaries. A role resolved to a mesh axis that does not divide its
+/// the carried arguments' new values, then [`METRICS`]: [`STEP_SCALARS`] and
+/// the summaries packed into one f32 vector ([`TrainStep::metrics`]). A role resolved to a mesh axis that does not divide its
 /// dimension (or that the mesh lacks) is an error naming the parameter or
 /// input, the dimension and the axis.
 pub fn build_train_step(
@@ -177,23 +176,18 @@ pub fn build_train_step(
         update.params.iter().chain(update.state.iter()).collect();
     let params_finite = all_finite(update.params.values(), &traced.loss);
     let mut results: Vec<(&str, &Tensor)> = carried.iter().map(|(n, t)| (n.as_str(), *t)).collect();
-    results.push((LOSS, &traced.loss));
-    results.push((LOSS_WEIGHT, &traced.weight));
-    results.push((GRAD_NORM, &update.grad_norm));
-    results.push((LEARNING_RATE, &update.learning_rate));
-    results.push((SKIPPED, &update.skipped));
-    results.push((PARAMS_FINITE, &params_finite));
-    let summary_names: Vec<String> = traced
-        .summaries
-        .keys()
-        .map(|p| format!("{SUMMARY_PREFIX}{p}"))
-        .collect();
-    results.extend(
-        summary_names
-            .iter()
-            .map(String::as_str)
-            .zip(traced.summaries.values()),
-    );
+    let scalars = [
+        &traced.loss,
+        &traced.weight,
+        &update.grad_norm,
+        &update.learning_rate,
+        &update.skipped,
+        &params_finite,
+    ];
+    let mut metrics: Vec<(&str, &Tensor)> = STEP_SCALARS.into_iter().zip(scalars).collect();
+    metrics.extend(traced.summaries.iter().map(|(p, t)| (p.as_str(), t)));
+    let (metrics, packed) = PackedMetrics::pack(&metrics);
+    results.push((METRICS, &packed));
     let mut function = b.build(&results)?;
 
     let partitions: ParamTree<PartitionSpec> = specs
@@ -238,12 +232,7 @@ pub fn build_train_step(
     for a in &args[..num_carried] {
         function.donate(&a.name, &a.name)?;
     }
-    let outputs: Vec<&str> = STEP_SCALARS
-        .iter()
-        .copied()
-        .chain(summary_names.iter().map(String::as_str))
-        .collect();
-    replicate_results(&mut function, mesh, &outputs)?;
+    replicate_results(&mut function, mesh, &[METRICS])?;
     Ok(TrainStep {
         function,
         mesh: mesh.clone(),
@@ -252,7 +241,7 @@ pub fn build_train_step(
         param_specs: specs,
         inputs,
         shape: *shape,
-        summaries: traced.summaries.into_keys().collect(),
+        metrics,
     })
 }
 
@@ -280,12 +269,12 @@ fn all_finite<'a>(tensors: impl Iterator<Item = &'a Tensor>, like: &Tensor) -> T
 /// Traces the evaluation step of the model `step` was built for: the loss,
 /// its weight and the summaries of the parameters on a batch, without
 /// dropout, with the same argument shardings and logical rules as `step`
-/// (parameters, then inputs). Results: [`LOSS`], [`LOSS_WEIGHT`], then the summaries in the
-/// order of the returned paths.
+/// (parameters, then inputs). One result, [`METRICS`]: [`LOSS`], [`LOSS_WEIGHT`], then the
+/// summaries by path, packed as the returned layout says.
 pub fn build_eval_step(
     model: &dyn Model,
     step: &TrainStep,
-) -> Result<(Function, Vec<String>), StepError> {
+) -> Result<(Function, PackedMetrics), StepError> {
     let b = FunctionBuilder::new("eval_step");
     let params = declare_params(&b, &step.param_specs, DType::F32);
     let inputs = declare_inputs(&b, model, &step.shape)?;
@@ -295,13 +284,10 @@ pub fn build_eval_step(
     }
     let out = model.loss(&mut ctx, &inputs)?;
     let summaries = scalar_summaries(model, ctx.take_summaries())?;
-    let names: Vec<String> = summaries
-        .keys()
-        .map(|p| format!("{SUMMARY_PREFIX}{p}"))
-        .collect();
-    let mut results = vec![(LOSS, &out.loss), (LOSS_WEIGHT, &out.weight)];
-    results.extend(names.iter().map(String::as_str).zip(summaries.values()));
-    let mut function = b.build(&results)?;
+    let mut metrics = vec![(LOSS, &out.loss), (LOSS_WEIGHT, &out.weight)];
+    metrics.extend(summaries.iter().map(|(p, t)| (p.as_str(), t)));
+    let (layout, packed) = PackedMetrics::pack(&metrics);
+    let mut function = b.build(&[(METRICS, &packed)])?;
     let num_params = step.param_specs.len();
     let args: Vec<ArgSpec> = step.args[..num_params]
         .iter()
@@ -309,12 +295,8 @@ pub fn build_eval_step(
         .cloned()
         .collect();
     annotate(&mut function, &step.mesh, &args, &[])?;
-    let outputs: Vec<&str> = [LOSS, LOSS_WEIGHT]
-        .into_iter()
-        .chain(names.iter().map(String::as_str))
-        .collect();
-    replicate_results(&mut function, &step.mesh, &outputs)?;
-    Ok((function, summaries.into_keys().collect()))
+    replicate_results(&mut function, &step.mesh, &[METRICS])?;
+    Ok((function, layout))
 }
 
 /// Sets the mesh, the number of partitions, the shardings of `args` and of

@@ -6,6 +6,7 @@
 use crate::checkpoint::{Checkpoint, Meta, Tensors, to_stack_layout};
 use crate::data::{HostArray, HostBatch, check_batch};
 use crate::learner::LearnerConfig;
+use crate::packed_metrics::PackedMetrics;
 use crate::train_step::{
     ArgSpec, STEP_SCALARS, StepError, TrainStep, build_eval_step, build_train_step,
 };
@@ -46,6 +47,16 @@ pub enum TrainError {
     /// A checkpoint does not match the model or learner.
     #[error("checkpoint does not fit this run: {0}")]
     Checkpoint(String),
+    /// A compiled step returned a metrics vector of another length than its layout.
+    #[error("the {step} step returned {got} metric values, its layout has {expected}")]
+    Metrics {
+        /// `train` or `eval`.
+        step: &'static str,
+        /// Length of the layout.
+        expected: usize,
+        /// Length returned.
+        got: usize,
+    },
 }
 
 /// What one step reports.
@@ -87,7 +98,7 @@ pub struct Trainer {
     step: TrainStep,
     train: Executable,
     eval: Executable,
-    eval_summaries: Vec<String>,
+    eval_metrics: PackedMetrics,
     carried: Vec<ShardedArray>,
     /// The runtime layout of each argument of the step, in argument order.
     layouts: Vec<ShardLayout>,
@@ -130,7 +141,7 @@ impl Trainer {
         seed: u64,
     ) -> Result<Trainer, TrainError> {
         check_mesh(client, &step.mesh)?;
-        let (eval_function, eval_summaries) = build_eval_step(model, &step)?;
+        let (eval_function, eval_metrics) = build_eval_step(model, &step)?;
         let eval = compile_step(
             client,
             &eval_function.to_stablehlo(),
@@ -152,7 +163,7 @@ impl Trainer {
             step,
             train,
             eval,
-            eval_summaries,
+            eval_metrics,
             carried: Vec::new(),
             layouts,
             steps_done: 0,
@@ -210,12 +221,10 @@ impl Trainer {
                 per_output[j].push(buffer);
             }
         }
-        let values: Vec<Vec<f32>> = per_output[self.step.num_carried()..]
-            .iter()
-            .map(|shards| shards[0].to_vec::<f32>())
-            .collect::<Result<_, _>>()?;
-        let scalars: Vec<f32> = values[..STEP_SCALARS.len()].iter().map(|v| v[0]).collect();
-        let summaries = flatten(&self.step.summaries, &values[STEP_SCALARS.len()..]);
+        let values = per_output[self.step.num_carried()][0].to_vec::<f32>()?;
+        let mut metrics = unpack("train", &self.step.metrics, &values)?;
+        let summaries = metrics.split_off(STEP_SCALARS.len());
+        let scalars: Vec<f32> = metrics.into_iter().map(|(_, v)| v).collect();
         per_output.truncate(self.step.num_carried());
         self.carried = per_output
             .into_iter()
@@ -244,14 +253,13 @@ impl Trainer {
             .chain(&inputs[..self.step.inputs.len()])
             .collect();
         let outputs = self.eval.execute_sharded(&args)?;
-        let values: Vec<Vec<f32>> = outputs
-            .iter()
-            .map(|shards| shards[0].to_vec::<f32>())
-            .collect::<Result<_, _>>()?;
+        let values = outputs[0][0].to_vec::<f32>()?;
+        let mut metrics = unpack("eval", &self.eval_metrics, &values)?;
+        let summaries = metrics.split_off(2);
         Ok(EvalMetrics {
-            loss: values[0][0],
-            weight: values[1][0],
-            summaries: flatten(&self.eval_summaries, &values[2..]),
+            loss: metrics[0].1,
+            weight: metrics[1].1,
+            summaries,
         })
     }
 
@@ -391,20 +399,17 @@ impl Trainer {
     }
 }
 
-/// Summary values by name: a scalar `p` as `p`, a vector as `p/0`, `p/1`...
-fn flatten(names: &[String], values: &[Vec<f32>]) -> Vec<(String, f32)> {
-    let mut out = Vec::new();
-    for (name, v) in names.iter().zip(values) {
-        match v.as_slice() {
-            [x] => out.push((name.clone(), *x)),
-            many => out.extend(
-                many.iter()
-                    .enumerate()
-                    .map(|(i, x)| (format!("{name}/{i}"), *x)),
-            ),
-        }
-    }
-    out
+/// The `step` step's packed metrics `values` by name ([`PackedMetrics::unpack`]).
+fn unpack(
+    step: &'static str,
+    layout: &PackedMetrics,
+    values: &[f32],
+) -> Result<Vec<(String, f32)>, TrainError> {
+    layout.unpack(values).ok_or(TrainError::Metrics {
+        step,
+        expected: layout.len(),
+        got: values.len(),
+    })
 }
 
 /// Checks that `mesh` uses the client's devices 0..n in order.

@@ -293,12 +293,13 @@ def print_table(rows, params, finite_check, out):
         f"{MODEL}, {params:,} parameters (equal in both), f32, batch 8 x seq 128, AdamW; "
         f"JAX {rows[0][3]['jax']}. MiB per chip, axle / JAX. Compiler peak: the plugin's "
         "`peak_memory_in_bytes`; planned peak: the larger of it and arguments + outputs - aliased "
-        "+ temporaries (what `axle plan` compares with the chip's memory); ratios axle / JAX."
+        "+ temporaries (what `axle plan` compares with the chip's memory); ratios axle / JAX; "
+        "the planned peaks' difference in bytes, axle - JAX."
         + (f" JAX's step with `--finite-check {finite_check}`." if finite_check != "none" else ""),
         "",
         "| target | mesh | arguments | outputs | aliased | temporaries | compiler peak | ratio "
-        "| planned peak | ratio | collectives axle | collectives JAX |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| planned peak | ratio | difference, bytes | collectives axle | collectives JAX |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for target, mesh_text, a, j in rows:
         pair = lambda x, y: f"{mib(x)} / {mib(y)}"
@@ -308,7 +309,8 @@ def print_table(rows, params, finite_check, out):
             f"| {pair(a['outputs'], j['outputs'])} | {pair(a['alias'], j['alias'])} "
             f"| {pair(a['temporaries'], j['temporaries'])} "
             f"| {pair(a['plugin_peak'], j['plugin_peak'])} | {a['plugin_peak'] / j['plugin_peak']:.3f} "
-            f"| {pair(peak(a), peak(j))} | {peak(a) / peak(j):.3f} | {coll(a)} | {coll(j)} |")
+            f"| {pair(peak(a), peak(j))} | {peak(a) / peak(j):.3f} | {peak(a) - peak(j):+,} "
+            f"| {coll(a)} | {coll(j)} |")
     text = "\n".join(lines) + "\n"
     print(text)
     if out:

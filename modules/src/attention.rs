@@ -289,8 +289,8 @@ impl Attention {
     /// window, and in the same segment, as configured.
     fn mask(&self, x: &Tensor, segment_ids: Option<&Tensor>, b: usize, t: usize) -> Tensor {
         let builder = x.builder();
-        let query = builder.iota(DType::I32, &[b, t, t], 1);
-        let key = builder.iota(DType::I32, &[b, t, t], 2);
+        let query = builder.iota(DType::I32, &[t, t], 0);
+        let key = builder.iota(DType::I32, &[t, t], 1);
         let mut allowed = if self.cfg.causal {
             query.greater_equal(&key)
         } else {
@@ -305,6 +305,7 @@ impl Attention {
             };
             allowed = allowed.logical_and(&distance.less(&distance.splat_like(window as f64)));
         }
+        let mut allowed = allowed.broadcast_in_dim(&[b, t, t], &[1, 2]);
         if let Some(segments) = segment_ids {
             let same = segments
                 .broadcast_in_dim(&[b, t, t], &[0, 1])

@@ -249,8 +249,12 @@ impl Decoder {
         })?;
         let x = ctx.scope("output_norm", |c| self.output_norm.forward(c, &x))?;
         match &self.lm_head {
-            Some(head) => ctx.scope("lm_head", |c| head.forward(c, &x)),
-            None => ctx.scope("token_embedding", |c| self.token_embedding.attend(c, &x)),
+            Some(head) => ctx.scope("lm_head", |c| {
+                c.position_wise(&x, |c, x| head.forward(c, x))
+            }),
+            None => ctx.scope("token_embedding", |c| {
+                c.position_wise(&x, |c, x| self.token_embedding.attend(c, x))
+            }),
         }
     }
 }
@@ -301,8 +305,12 @@ impl Decoder {
         })?;
         let x = ctx.scope("output_norm", |c| self.output_norm.forward(c, &x))?;
         let logits = match &self.lm_head {
-            Some(head) => ctx.scope("lm_head", |c| head.forward(c, &x)),
-            None => ctx.scope("token_embedding", |c| self.token_embedding.attend(c, &x)),
+            Some(head) => ctx.scope("lm_head", |c| {
+                c.position_wise(&x, |c, x| head.forward(c, x))
+            }),
+            None => ctx.scope("token_embedding", |c| {
+                c.position_wise(&x, |c, x| self.token_embedding.attend(c, x))
+            }),
         }?;
         Ok((logits, caches))
     }

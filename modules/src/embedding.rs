@@ -1,6 +1,6 @@
 //! Embedding table lookup: token ids (or positions) to vectors.
 
-use axle_compiler::{DType, Tensor};
+use axle_compiler::{DType, DotDims, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{join, required};
@@ -110,14 +110,19 @@ impl Embedding {
         Ok(w.take(ids, 0))
     }
 
-    /// Scores of `x` (last axis `dim`) against every row: `x E^T`, the tied LM head.
+    /// Scores `[..., num_embeddings]` of `x` `[..., dim]` against every row: `x E^T`, the tied
+    /// LM head (one `dot_general` contracting the last axis with the table's `dim`).
     pub fn attend(&self, ctx: &mut Ctx, x: &Tensor) -> Result<Tensor> {
         check_last_dim(ctx, "x", x, self.dim)?;
         let w = ctx.param("weight", &[self.num_embeddings, self.dim])?;
-        let mut out_dims = x.dims().to_vec();
-        *out_dims.last_mut().expect("checked rank") = self.num_embeddings;
-        Ok(x.reshape(&[x.numel() / self.dim, self.dim])
-            .matmul(&w.t())
-            .reshape(&out_dims))
+        Ok(x.dot_general(
+            &w,
+            DotDims {
+                lhs_batch: vec![],
+                rhs_batch: vec![],
+                lhs_contract: vec![x.rank() - 1],
+                rhs_contract: vec![1],
+            },
+        ))
     }
 }

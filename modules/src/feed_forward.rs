@@ -119,8 +119,13 @@ impl Activation {
 }
 
 impl FeedForward {
-    /// `down(act(up(x)))`, or `down(act(gate(x)) * up(x))` when gated.
+    /// `down(act(up(x)))`, or `down(act(gate(x)) * up(x))` when gated, of `x` `[..., dim]`,
+    /// run on its positions flattened into one axis ([`Ctx::position_wise`]).
     pub fn forward(&self, ctx: &mut Ctx, x: &Tensor) -> Result<Tensor> {
+        ctx.position_wise(x, |ctx, x| self.forward_rows(ctx, x))
+    }
+
+    fn forward_rows(&self, ctx: &mut Ctx, x: &Tensor) -> Result<Tensor> {
         let up = ctx.scope("up_proj", |c| self.up_proj.forward(c, x))?;
         let hidden = match &self.gate_proj {
             Some(gate) => {

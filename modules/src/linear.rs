@@ -149,32 +149,24 @@ impl Module for Linear {
 }
 
 impl Linear {
-    /// `x W (+ b)` over the last axis of `x`, which must be `input_dim`.
+    /// `x W (+ b)` over the last axis of `x` `[..., input_dim]`, giving `[..., output_dim]`.
     ///
-    /// The leading axes are flattened into one matmul (the fastest form for
-    /// XLA's CPU backend, also when partitioned over batch or weights),
-    /// except under sequence parallelism: then they are kept, contracting
-    /// only the last axis, so that the sequence split survives the matmul.
+    /// The leading axes stay as they are (one `dot_general` contracting the last axis, JAX's
+    /// form of `x @ W`): XLA's TPU compiler then lays out a projection that is split into heads
+    /// without copying the weight, and a sequence split survives the matmul. Position-wise blocks
+    /// flatten `[batch, seq]` around it themselves ([`Ctx::position_wise`]).
     pub fn forward(&self, ctx: &mut Ctx, x: &Tensor) -> Result<Tensor> {
         check_last_dim(ctx, "x", x, self.input_dim)?;
         let w = ctx.param("weight", &[self.input_dim, self.output_dim])?;
-        let mut out_dims = x.dims().to_vec();
-        *out_dims.last_mut().expect("checked rank") = self.output_dim;
-        let y = if ctx.splits_sequence() {
-            x.dot_general(
-                &w,
-                DotDims {
-                    lhs_batch: vec![],
-                    rhs_batch: vec![],
-                    lhs_contract: vec![x.rank() - 1],
-                    rhs_contract: vec![0],
-                },
-            )
-        } else {
-            x.reshape(&[x.numel() / self.input_dim, self.input_dim])
-                .matmul(&w)
-                .reshape(&out_dims)
-        };
+        let y = x.dot_general(
+            &w,
+            DotDims {
+                lhs_batch: vec![],
+                rhs_batch: vec![],
+                lhs_contract: vec![x.rank() - 1],
+                rhs_contract: vec![0],
+            },
+        );
         if self.cfg.bias {
             return Ok(&y + &ctx.param("bias", &[self.output_dim])?);
         }
