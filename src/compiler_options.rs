@@ -1,10 +1,11 @@
 //! The XLA compiler options a mesh rule gives for its hardware (AXLearn's
-//! `compiler_options.default_xla_options` per instance type), as the
-//! runtime's compile-option overrides: applied to every compile of a run on
-//! that hardware (`axle train`, `eval`) and to `axle plan`'s compile for a
-//! target.
+//! `compiler_options.default_xla_options` per instance type), with those of
+//! the command line (`--xla-option name=value`) over them, as the runtime's
+//! compile-option overrides: applied to every compile of a run on that
+//! hardware (`axle train`, `eval`, `generate`) and to `axle plan`'s compile
+//! for a target.
 
-use axle_partition::{CompilerOption, MeshChoice};
+use axle_partition::{CompilerOption, MeshChoice, RuleError};
 use axle_runtime::{Client, OverrideValue};
 
 /// The options as compile-option overrides, each value typed by
@@ -29,6 +30,44 @@ pub fn override_value(text: &str) -> OverrideValue {
             |_| OverrideValue::String(text.to_string()),
             OverrideValue::Int,
         ),
+    }
+}
+
+/// What the rule's name becomes where `--xla-option` changed its options.
+pub const COMMAND_LINE: &str = "--xla-option";
+
+/// `choice` with `options` (`name=value` each, from `--xla-option`) over its rule's compiler
+/// options: an option replaces the rule's of the same name, or is added after them. The
+/// options' source then reads `RULE + --xla-option` (or `--xla-option` without a rule).
+///
+/// Errors: the option's text and what is wrong with it (no `=`; a name that is not `xla_`
+/// followed by lower-case letters, digits and `_`; an empty value or one with spaces), checked
+/// here because XLA aborts on some malformed options instead of returning an error.
+pub fn add_options(choice: &mut MeshChoice, options: &[String]) -> Result<(), String> {
+    for text in options {
+        let (name, value) = text
+            .split_once('=')
+            .ok_or_else(|| format!("{COMMAND_LINE} `{text}`: expected NAME=VALUE"))?;
+        let option = CompilerOption::new(COMMAND_LINE, name, value)
+            .map_err(|e| format!("{COMMAND_LINE} `{text}`: {}", message_of(e)))?;
+        match choice.compiler_options.iter_mut().find(|o| o.name == name) {
+            Some(existing) => *existing = option,
+            None => choice.compiler_options.push(option),
+        }
+    }
+    if !options.is_empty() {
+        choice.compiler_options_rule = Some(match choice.compiler_options_rule.take() {
+            Some(rule) => format!("{rule} + {COMMAND_LINE}"),
+            None => COMMAND_LINE.to_string(),
+        });
+    }
+    Ok(())
+}
+
+fn message_of(error: RuleError) -> String {
+    match error {
+        RuleError::CompilerOption { message, .. } => message,
+        other => other.to_string(),
     }
 }
 

@@ -271,6 +271,10 @@ struct GenerateArgs {
     /// Mesh such as model=4 (tensor-parallel decoding); one device when absent.
     #[arg(long)]
     mesh: Option<String>,
+    /// XLA compiler option NAME=VALUE (e.g. xla_tpu_enable_latency_hiding_scheduler=false),
+    /// repeatable: replaces the mesh rule's option of that name for the hardware, or is added.
+    #[arg(long = "xla-option", value_name = "NAME=VALUE")]
+    xla_options: Vec<String>,
     /// PJRT plugin: cpu, cuda, tpu or a path to a plugin .so.
     #[arg(long, default_value = "cpu")]
     plugin: String,
@@ -353,6 +357,10 @@ struct ModelArgs {
     /// Mesh such as data=2,fsdp=4 (-1 infers one size); mesh rules choose when absent.
     #[arg(long)]
     mesh: Option<String>,
+    /// XLA compiler option NAME=VALUE (e.g. xla_tpu_enable_latency_hiding_scheduler=false),
+    /// repeatable: replaces the mesh rule's option of that name for the hardware, or is added.
+    #[arg(long = "xla-option", value_name = "NAME=VALUE")]
+    xla_options: Vec<String>,
     /// PJRT plugin: cpu, cuda, tpu or a path to a plugin .so.
     #[arg(long, default_value = "cpu")]
     plugin: String,
@@ -390,6 +398,7 @@ impl ModelArgs {
             modifiers: self.modifiers.clone(),
             overrides: self.overrides.clone(),
             mesh: self.mesh.clone(),
+            xla_options: self.xla_options.clone(),
             plugin: self.plugin.clone(),
             cpu_devices: self.cpu_devices,
             data: self.data.clone(),
@@ -452,6 +461,7 @@ impl GenerateArgs {
             },
             tokenizer: self.tokenizer.clone(),
             mesh: self.mesh.clone(),
+            xla_options: self.xla_options.clone(),
             plugin: self.plugin.clone(),
             cpu_devices: self.cpu_devices,
         })

@@ -43,6 +43,7 @@ fn options(name: &str, prompts: Vec<String>, prompt_ids: Vec<Vec<u32>>) -> Gener
         sampling: Sampling::greedy(),
         tokenizer: None,
         mesh: None,
+        xla_options: Vec::new(),
         plugin: "cpu".into(),
         cpu_devices: Some(1),
     }

@@ -403,6 +403,50 @@ fn default_rules_plan_a_tpu_and_a_gpu_with_their_mesh_and_xla_options() {
     }
 }
 
+/// `--xla-option` replaces the rule's option of its name in place and adds a new one after the
+/// rule's; the report names both sources. A malformed option is refused before compiling.
+#[test]
+fn xla_options_from_the_command_line_go_over_the_rules() {
+    let rule = MeshRules::default().find("tpu-v5e-4").unwrap().clone();
+    let replaced = "xla_tpu_enable_latency_hiding_scheduler";
+    assert!(rule.compiler_options.iter().any(|o| o.name == replaced));
+    let r = plan_with(
+        "tpu-v5e:2x2",
+        "fsdp=4",
+        &[
+            "--xla-option",
+            &format!("{replaced}=false"),
+            "--xla-option",
+            "xla_tpu_enable_all_gather_offload_tracing=true",
+        ],
+    );
+    let mut want: Vec<String> = rule
+        .compiler_options
+        .iter()
+        .map(|o| match o.name == replaced {
+            true => format!("{replaced}=false"),
+            false => o.to_string(),
+        })
+        .collect();
+    want.push("xla_tpu_enable_all_gather_offload_tracing=true".into());
+    assert_eq!(r["compiler_options"], serde_json::json!(want));
+    assert_eq!(
+        r["compiler_options_rule"],
+        format!("{} + --xla-option", rule.pattern)
+    );
+    for (bad, why) in [
+        ("xla_tpu_x", "expected NAME=VALUE"),
+        ("XLA_TPU=1", "the name must be `xla_`"),
+        ("xla_tpu_x=", "non-empty"),
+    ] {
+        let e = refused(&["--target", "tpu-v5e:2x2", "--xla-option", bad]);
+        assert!(
+            e.contains(&format!("--xla-option `{bad}`")) && e.contains(why),
+            "{e}"
+        );
+    }
+}
+
 /// The compile child passes a rule's options to the compiler, and libtpu
 /// refuses one it does not know by name (an error, not an abort): what
 /// `axle plan` turns into an error naming the rule and the option.

@@ -95,6 +95,7 @@ fn a_text_run_resumes_its_stream_exactly_and_generates() {
         sampling: Sampling::greedy(),
         tokenizer: None,
         mesh: None,
+        xla_options: vec!["xla_cpu_enable_fast_math=false".into()],
         plugin: "cpu".into(),
         cpu_devices: Some(1),
     };

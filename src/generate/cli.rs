@@ -8,7 +8,7 @@ use crate::run::record::{DATA, EOS_TOKEN_IDS, TOKENIZER, check_tokenizer, record
 use crate::run::{RunError, RunOptions};
 use crate::text::TextTokenizer;
 use axle_modules::{CausalLm, CausalLmConfig, ModelConfig};
-use axle_partition::{LogicalRules, MeshShape};
+use axle_partition::LogicalRules;
 use std::path::{Path, PathBuf};
 
 /// Where the model comes from.
@@ -51,6 +51,9 @@ pub struct GenerateOptions {
     pub tokenizer: Option<PathBuf>,
     /// The mesh (`model=4` for tensor-parallel decoding); one device when `None`.
     pub mesh: Option<String>,
+    /// XLA compiler options `name=value` over the default mesh rule's for the devices
+    /// ([`crate::compiler_options::add_options`]).
+    pub xla_options: Vec<String>,
     /// The plugin: `cpu`, `cuda`, `tpu` or a path.
     pub plugin: String,
     /// Virtual CPU devices.
@@ -169,19 +172,11 @@ pub fn run(options: &GenerateOptions) -> Result<GenerateReport, GenerateError> {
     let run = RunOptions {
         plugin: options.plugin.clone(),
         cpu_devices: options.cpu_devices,
+        mesh: Some(options.mesh.clone().unwrap_or_else(|| "data=1".into())),
+        xla_options: options.xla_options.clone(),
         ..RunOptions::default()
     };
-    let client = run.client()?;
-    let shape: MeshShape = options
-        .mesh
-        .as_deref()
-        .unwrap_or("data=1")
-        .parse()
-        .map_err(|e| RunError::Mesh(format!("{e}")))?;
-    let devices = client.addressable_devices()?.len();
-    let mesh = shape
-        .resolve(devices)
-        .map_err(|e| RunError::Mesh(e.to_string()))?;
+    let (client, mesh) = run.client_and_mesh()?;
     let mut generator = Generator::new(&client, model, &mesh, &loaded.rules, &loaded.params)?;
     let generation = generator.generate(
         &prompt_ids,

@@ -27,6 +27,10 @@ pub struct PlanArgs {
     /// Modifier NAME[=ARGS], repeatable, applied in order.
     #[arg(long = "modifier", value_name = "NAME[=ARGS]")]
     pub modifiers: Vec<String>,
+    /// XLA compiler option NAME=VALUE (e.g. xla_tpu_enable_latency_hiding_scheduler=false),
+    /// repeatable: replaces the mesh rule's option of that name for the target, or is added.
+    #[arg(long = "xla-option", value_name = "NAME=VALUE")]
+    pub xla_options: Vec<String>,
     /// Config override path=value, repeatable.
     #[arg(long = "set", value_name = "PATH=VALUE")]
     pub overrides: Vec<String>,
@@ -119,6 +123,7 @@ pub fn run_plan(args: PlanArgs) -> Result<i32, PlanError> {
             modifiers: args.modifiers,
             overrides: args.overrides,
             mesh: args.mesh,
+            xla_options: args.xla_options,
             batch_size: args.batch_size,
             seq_len: args.seq_len,
             ..RunOptions::default()

@@ -46,6 +46,9 @@ pub struct RunOptions {
     pub overrides: Vec<String>,
     /// An explicit mesh (`data=2,fsdp=4`); the mesh rules choose otherwise.
     pub mesh: Option<String>,
+    /// XLA compiler options `name=value` (`--xla-option`), over the mesh rule's: each replaces
+    /// the rule's option of the same name or is added ([`crate::compiler_options::add_options`]).
+    pub xla_options: Vec<String>,
     /// The plugin: `cpu`, `cuda`, `tpu` or a path to a PJRT plugin.
     pub plugin: String,
     /// Virtual CPU devices (`cpu_device_count`); ignored by other plugins.
@@ -114,6 +117,7 @@ impl Default for RunOptions {
             modifiers: Vec::new(),
             overrides: Vec::new(),
             mesh: None,
+            xla_options: Vec::new(),
             plugin: "cpu".into(),
             cpu_devices: None,
             data: None,

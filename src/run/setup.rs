@@ -304,15 +304,21 @@ impl RunOptions {
         shape: BatchShape,
         task: &SyntheticTask,
     ) -> Result<Setup, RunError> {
-        let client = self.client()?;
-        let choice = self.choose_mesh(&client, &MeshRules::default())?;
-        let client = crate::compiler_options::apply_to_client(client, &choice);
-        let mesh = choice.mesh;
+        let (client, mesh) = self.client_and_mesh()?;
         let inputs = model.input_specs(&shape)?;
         let source = open_source(self.data.as_deref(), &inputs, task, self.seed())?;
         Ok(Setup::new(
             name, model, learner, shape, source, client, mesh,
         ))
+    }
+
+    /// The client (with the compiler options of the default mesh rule for its devices and
+    /// `self.xla_options`) and the mesh: explicit (`self.mesh`), or the default mesh rules'.
+    pub fn client_and_mesh(&self) -> Result<(Client, Mesh), RunError> {
+        let client = self.client()?;
+        let choice = self.choose_mesh(&client, &MeshRules::default())?;
+        let client = crate::compiler_options::apply_to_client(client, &choice);
+        Ok((client, choice.mesh))
     }
 
     /// The mesh: explicit (`self.mesh`) or the first of `rules` matching
@@ -341,8 +347,11 @@ impl RunOptions {
             .transpose()
             .map_err(|e| RunError::Mesh(e.to_string()))?;
         let selector = device_selector(platform, device_kind, num_devices);
-        choose_mesh(explicit.as_ref(), &selector, rules, num_devices)
-            .map_err(|e| RunError::Mesh(e.to_string()))
+        let mut choice = choose_mesh(explicit.as_ref(), &selector, rules, num_devices)
+            .map_err(|e| RunError::Mesh(e.to_string()))?;
+        crate::compiler_options::add_options(&mut choice, &self.xla_options)
+            .map_err(RunError::InvalidOption)?;
+        Ok(choice)
     }
 
     /// As [`RunOptions::resolve`] (also for `hf:DIR`), for devices described instead of present
