@@ -1,6 +1,6 @@
 //! Embedding table lookup: token ids (or positions) to vectors.
 
-use axle_compiler::{DType, DotDims, Tensor};
+use axle_compiler::{DType, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{join, required};
@@ -111,18 +111,10 @@ impl Embedding {
     }
 
     /// Scores `[..., num_embeddings]` of `x` `[..., dim]` against every row: `x E^T`, the tied
-    /// LM head (one `dot_general` contracting the last axis with the table's `dim`).
+    /// LM head (one matmul contracting the last axis with the table's `dim`).
     pub fn attend(&self, ctx: &mut Ctx, x: &Tensor) -> Result<Tensor> {
         check_last_dim(ctx, "x", x, self.dim)?;
         let w = ctx.param("weight", &[self.num_embeddings, self.dim])?;
-        Ok(x.dot_general(
-            &w,
-            DotDims {
-                lhs_batch: vec![],
-                rhs_batch: vec![],
-                lhs_contract: vec![x.rank() - 1],
-                rhs_contract: vec![1],
-            },
-        ))
+        Ok(x.matmul(&w.t()))
     }
 }

@@ -1,6 +1,6 @@
 //! Linear (dense) layer: `y = x W (+ b)` over the last axis.
 
-use axle_compiler::{DType, DotDims, Tensor};
+use axle_compiler::{DType, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{join, required};
@@ -158,15 +158,7 @@ impl Linear {
     pub fn forward(&self, ctx: &mut Ctx, x: &Tensor) -> Result<Tensor> {
         check_last_dim(ctx, "x", x, self.input_dim)?;
         let w = ctx.param("weight", &[self.input_dim, self.output_dim])?;
-        let y = x.dot_general(
-            &w,
-            DotDims {
-                lhs_batch: vec![],
-                rhs_batch: vec![],
-                lhs_contract: vec![x.rank() - 1],
-                rhs_contract: vec![0],
-            },
-        );
+        let y = x.matmul(&w);
         if self.cfg.bias {
             return Ok(&y + &ctx.param("bias", &[self.output_dim])?);
         }
