@@ -45,12 +45,13 @@ pub const COMMAND_LINE: &str = "--xla-option";
 /// here because XLA aborts on some malformed options instead of returning an error.
 pub fn add_options(choice: &mut MeshChoice, options: &[String]) -> Result<(), String> {
     for text in options {
-        let (name, value) = text
-            .split_once('=')
-            .ok_or_else(|| format!("{COMMAND_LINE} `{text}`: expected NAME=VALUE"))?;
-        let option = CompilerOption::new(COMMAND_LINE, name, value)
-            .map_err(|e| format!("{COMMAND_LINE} `{text}`: {}", message_of(e)))?;
-        match choice.compiler_options.iter_mut().find(|o| o.name == name) {
+        let option =
+            parse_option(text).map_err(|message| format!("{COMMAND_LINE} `{text}`: {message}"))?;
+        match choice
+            .compiler_options
+            .iter_mut()
+            .find(|o| o.name == option.name)
+        {
             Some(existing) => *existing = option,
             None => choice.compiler_options.push(option),
         }
@@ -64,11 +65,22 @@ pub fn add_options(choice: &mut MeshChoice, options: &[String]) -> Result<(), St
     Ok(())
 }
 
-fn message_of(error: RuleError) -> String {
-    match error {
+/// `text` (`name=value`) as a compiler option, or what is wrong with it (the checks of
+/// [`add_options`]).
+pub fn parse_option(text: &str) -> Result<CompilerOption, String> {
+    let (name, value) = text
+        .split_once('=')
+        .ok_or_else(|| "expected NAME=VALUE".to_string())?;
+    CompilerOption::new(COMMAND_LINE, name, value).map_err(|e| match e {
         RuleError::CompilerOption { message, .. } => message,
         other => other.to_string(),
-    }
+    })
+}
+
+/// `text` itself if it is a well-formed `--xla-option` ([`parse_option`]): the command line's
+/// check, so that a malformed option is a usage error.
+pub fn check_option(text: &str) -> Result<String, String> {
+    parse_option(text).map(|_| text.to_string())
 }
 
 /// `client` with the compiler options of `choice` as its compile defaults
@@ -78,9 +90,12 @@ pub fn apply_to_client(client: Client, choice: &MeshChoice) -> Client {
     if choice.compiler_options.is_empty() {
         return client;
     }
+    let source = format!(
+        "mesh rule `{}`",
+        choice.compiler_options_rule.as_deref().unwrap_or_default()
+    );
     eprintln!(
-        "compiler options of mesh rule `{}`: {}",
-        choice.compiler_options_rule.as_deref().unwrap_or_default(),
+        "compiler options of {source}: {}",
         choice
             .compiler_options
             .iter()
@@ -88,7 +103,7 @@ pub fn apply_to_client(client: Client, choice: &MeshChoice) -> Client {
             .collect::<Vec<_>>()
             .join(" ")
     );
-    client.with_compile_defaults(overrides(&choice.compiler_options))
+    client.with_compile_defaults(&source, overrides(&choice.compiler_options))
 }
 
 #[cfg(test)]

@@ -273,7 +273,7 @@ struct GenerateArgs {
     mesh: Option<String>,
     /// XLA compiler option NAME=VALUE (e.g. xla_tpu_enable_latency_hiding_scheduler=false),
     /// repeatable: replaces the mesh rule's option of that name for the hardware, or is added.
-    #[arg(long = "xla-option", value_name = "NAME=VALUE")]
+    #[arg(long = "xla-option", value_name = "NAME=VALUE", value_parser = axle::compiler_options::check_option)]
     xla_options: Vec<String>,
     /// PJRT plugin: cpu, cuda, tpu or a path to a plugin .so.
     #[arg(long, default_value = "cpu")]
@@ -359,7 +359,7 @@ struct ModelArgs {
     mesh: Option<String>,
     /// XLA compiler option NAME=VALUE (e.g. xla_tpu_enable_latency_hiding_scheduler=false),
     /// repeatable: replaces the mesh rule's option of that name for the hardware, or is added.
-    #[arg(long = "xla-option", value_name = "NAME=VALUE")]
+    #[arg(long = "xla-option", value_name = "NAME=VALUE", value_parser = axle::compiler_options::check_option)]
     xla_options: Vec<String>,
     /// PJRT plugin: cpu, cuda, tpu or a path to a plugin .so.
     #[arg(long, default_value = "cpu")]
@@ -540,6 +540,13 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             print!("{}", config.dump());
         }
         Command::Lower { model, out } => {
+            if !model.xla_options.is_empty() {
+                return Err(
+                    "axle lower writes StableHLO and compiles nothing: --xla-option \
+                     applies to train, eval, generate and plan"
+                        .into(),
+                );
+            }
             let setup = model.options().setup()?;
             let step = build_train_step(
                 setup.model.as_ref(),

@@ -20,6 +20,7 @@ fn small(dir: &Path, steps: u64) -> RunOptions {
             "decoder.vocab_size=256".into(),
         ],
         mesh: Some("data=1".into()),
+        xla_options: vec!["xla_cpu_enable_fast_math=false".into()],
         cpu_devices: Some(1),
         batch_size: Some(4),
         seq_len: Some(16),
@@ -34,7 +35,7 @@ fn small(dir: &Path, steps: u64) -> RunOptions {
 }
 
 /// Only the directory and `--resume`: the recorded experiment, modifiers,
-/// overrides, data and seed.
+/// overrides, XLA options, data and seed.
 fn bare_resume(dir: &Path, steps: u64) -> RunOptions {
     RunOptions {
         mesh: Some("data=1".into()),
@@ -84,6 +85,11 @@ fn a_bare_resume_continues_the_recorded_run_exactly() {
     assert_eq!(steps, [1, 2, 3, 4, 5, 6]);
     let meta = checkpoint::load_meta(&ckpt.latest().unwrap().unwrap()).unwrap();
     assert_eq!(meta.run["modifiers"], r#"["qk_norm"]"#);
+    // Written by the resumed run: the recorded XLA options were applied to it again.
+    assert_eq!(
+        meta.run["xla_options"],
+        r#"["xla_cpu_enable_fast_math=false"]"#
+    );
     assert!(meta.run["data"].ends_with("text.txt"), "{:?}", meta.run);
 }
 

@@ -148,6 +148,8 @@ pub struct Client {
     /// XLA option overrides every compile on this client gets unless the
     /// caller sets the same option ([`Client::with_compile_defaults`]).
     pub(crate) compile_defaults: Vec<(String, OverrideValue)>,
+    /// Where the compile defaults come from, for errors (`mesh rule `tpu-v5e-*``).
+    pub(crate) compile_defaults_source: Option<String>,
 }
 
 impl std::fmt::Debug for Client {
@@ -190,6 +192,7 @@ impl Client {
         Ok(Client {
             inner: Arc::new(inner),
             compile_defaults: Vec::new(),
+            compile_defaults_source: None,
         })
     }
 
@@ -197,8 +200,15 @@ impl Client {
     /// compile on it unless the caller's options set the same name: the
     /// compiler options a mesh rule gives for the hardware (AXLearn's
     /// `compiler_options` per instance type). They are part of the options
-    /// a compile and the compile cache's key use.
-    pub fn with_compile_defaults(mut self, overrides: Vec<(String, OverrideValue)>) -> Client {
+    /// a compile and the compile cache's key use. `source` says where they
+    /// come from (`mesh rule `tpu-v5e-*``): a compile the plugin refuses with a
+    /// message naming one of them names it and its source as the suspect.
+    pub fn with_compile_defaults(
+        mut self,
+        source: &str,
+        overrides: Vec<(String, OverrideValue)>,
+    ) -> Client {
+        self.compile_defaults_source = Some(source.to_string());
         for (name, value) in overrides {
             self.compile_defaults.retain(|(n, _)| *n != name);
             self.compile_defaults.push((name, value));

@@ -37,6 +37,18 @@ pub enum OverrideValue {
     Double(f64),
 }
 
+impl std::fmt::Display for OverrideValue {
+    /// The value as an XLA flag would write it (`true`, `98304`, `ENABLED`).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OverrideValue::String(s) => write!(f, "{s}"),
+            OverrideValue::Bool(b) => write!(f, "{b}"),
+            OverrideValue::Int(i) => write!(f, "{i}"),
+            OverrideValue::Double(d) => write!(f, "{d}"),
+        }
+    }
+}
+
 impl CompileOptions {
     /// One replica, one partition: an ordinary single-device program.
     pub fn single_device() -> Self {

@@ -143,8 +143,41 @@ impl Client {
         args.program = &program;
         args.compile_options = encoded.as_ptr().cast();
         args.compile_options_size = encoded.len();
-        pjrt_call!(plugin, PJRT_Client_Compile, &mut args)?;
+        pjrt_call!(plugin, PJRT_Client_Compile, &mut args)
+            .map_err(|e| self.name_suspect_defaults(e))?;
         Executable::from_loaded(self, args.executable)
+    }
+
+    /// A compile's `error` with the client's compile defaults that its message names appended as
+    /// suspects, with their source: XLA names an option it refuses, not who set it.
+    fn name_suspect_defaults(&self, error: Error) -> Error {
+        let Error::Pjrt {
+            function,
+            code,
+            message,
+        } = error
+        else {
+            return error;
+        };
+        let named: Vec<String> = self
+            .compile_defaults
+            .iter()
+            .filter(|(name, _)| message.contains(name.as_str()))
+            .map(|(name, value)| format!("{name}={value}"))
+            .collect();
+        let message = match (named.is_empty(), &self.compile_defaults_source) {
+            (true, _) => message,
+            (false, source) => format!(
+                "{message}; suspect option of {}: {}",
+                source.as_deref().unwrap_or("the client's compile defaults"),
+                named.join(" ")
+            ),
+        };
+        Error::Pjrt {
+            function,
+            code,
+            message,
+        }
     }
 
     /// Loads an executable serialized by [`Executable::serialize`] (or

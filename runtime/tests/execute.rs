@@ -448,21 +448,28 @@ fn every_dtype_passes_through_a_program() {
 #[test]
 fn compile_defaults_reach_xla_and_yield_to_the_callers_options() {
     let program = binary_program("add", "tensor<2xf32>");
-    let unknown = client().clone().with_compile_defaults(vec![(
-        "xla_no_such_option_in_axle".into(),
-        OverrideValue::Bool(true),
-    )]);
+    let unknown = client().clone().with_compile_defaults(
+        "a test",
+        vec![(
+            "xla_no_such_option_in_axle".into(),
+            OverrideValue::Bool(true),
+        )],
+    );
     let err = unknown
         .compile(&program, &CompileOptions::single_device())
         .unwrap_err();
     assert!(
-        matches!(&err, Error::Pjrt { message, .. } if message.contains("xla_no_such_option_in_axle")),
+        matches!(&err, Error::Pjrt { message, .. } if message.contains("xla_no_such_option_in_axle")
+            && message.contains("suspect option of a test: xla_no_such_option_in_axle=true")),
         "{err}"
     );
-    let bad = client().clone().with_compile_defaults(vec![(
-        "xla_cpu_use_xnnpack".into(),
-        OverrideValue::String("maybe".into()),
-    )]);
+    let bad = client().clone().with_compile_defaults(
+        "a test",
+        vec![(
+            "xla_cpu_use_xnnpack".into(),
+            OverrideValue::String("maybe".into()),
+        )],
+    );
     assert_eq!(
         bad.compile_defaults(),
         [(

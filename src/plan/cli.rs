@@ -29,7 +29,7 @@ pub struct PlanArgs {
     pub modifiers: Vec<String>,
     /// XLA compiler option NAME=VALUE (e.g. xla_tpu_enable_latency_hiding_scheduler=false),
     /// repeatable: replaces the mesh rule's option of that name for the target, or is added.
-    #[arg(long = "xla-option", value_name = "NAME=VALUE")]
+    #[arg(long = "xla-option", value_name = "NAME=VALUE", value_parser = crate::compiler_options::check_option)]
     pub xla_options: Vec<String>,
     /// Config override path=value, repeatable.
     #[arg(long = "set", value_name = "PATH=VALUE")]

@@ -15,6 +15,9 @@ pub const CONFIG: &str = "config";
 pub const MODIFIERS: &str = "modifiers";
 /// Overrides, as a JSON list.
 pub const OVERRIDES: &str = "overrides";
+/// The `--xla-option`s (`name=value`), as a JSON list: a resume or evaluation applies them again,
+/// then its own.
+pub const XLA_OPTIONS: &str = "xla_options";
 /// The data file, empty for the synthetic task.
 pub const DATA: &str = "data";
 /// The mesh.
@@ -54,6 +57,7 @@ impl RunOptions {
                 json(&[setup.mesh_modifiers.clone(), self.modifiers.clone()].concat()),
             ),
             (OVERRIDES.to_string(), json(&self.recorded_overrides())),
+            (XLA_OPTIONS.to_string(), json(&self.xla_options)),
             (
                 DATA.to_string(),
                 self.data
@@ -120,8 +124,8 @@ impl RunOptions {
 
     /// These options completed from the run a checkpoint in `dir`
     /// recorded, so that they rebuild it: its experiment unless these
-    /// options name one; its modifiers and overrides, then these options'
-    /// (the caller compares the resulting config with the recorded one);
+    /// options name one; its modifiers, overrides and XLA options, then these
+    /// options' (the caller compares the resulting config with the recorded one);
     /// its mesh unless these options give one; its data and tokenizer
     /// unless these options name the same files (a recorded tokenizer only
     /// with data); and its seed, which
@@ -143,6 +147,8 @@ impl RunOptions {
         options.modifiers.extend(self.modifiers.iter().cloned());
         options.overrides = list(OVERRIDES);
         options.overrides.extend(self.recorded_overrides());
+        options.xla_options = list(XLA_OPTIONS);
+        options.xla_options.extend(self.xla_options.iter().cloned());
         (options.batch_size, options.seq_len) = (None, None);
         if options.mesh.is_none() {
             options.mesh = run.get(MESH).cloned();
