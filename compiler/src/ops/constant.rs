@@ -144,6 +144,13 @@ impl Tensor {
     pub fn ones_like(&self) -> Tensor {
         self.b.full(1.0, self.dtype(), self.dims())
     }
+
+    /// This tensor's value when it is a splat constant (every element one value known while
+    /// tracing, as [`Tensor::splat_like`] makes them), else `None`: what a caller may keep on
+    /// the host instead of returning it from the program.
+    pub fn splat_constant(&self) -> Option<f64> {
+        crate::passes::fold::splat_value(&self.b.inner.borrow().graph, self.id())
+    }
 }
 
 /// Formats one float element as an MLIR literal: decimal that round-trips,

@@ -15,7 +15,7 @@ pub(crate) enum Folded {
 }
 
 /// The value of `v` when it is a splat constant in `g`.
-fn splat_value(g: &Graph, v: ValueId) -> Option<f64> {
+pub(crate) fn splat_value(g: &Graph, v: ValueId) -> Option<f64> {
     let op = g.producer(v)?;
     match &g.ops[op.index()].kind {
         OpKind::Constant { bytes, splat: true } => Some(element_as_f64(bytes, g.ty(v).dtype)),

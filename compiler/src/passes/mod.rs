@@ -3,7 +3,7 @@
 
 mod cse;
 mod dce;
-mod fold;
+pub(crate) mod fold;
 
 use crate::ir::Graph;
 
