@@ -133,7 +133,8 @@ fn non_finite_values_are_found_in_parameters_and_optimizer_state() {
 
 /// `meta.json` is under its own checksum, and a checkpoint must be in the
 /// directory of its step: an edited record (here, another model's config
-/// line) or a renamed directory is refused, naming the file and the fault.
+/// line), a record without its checksum or a renamed directory is refused,
+/// naming the file and the fault.
 #[test]
 fn an_edited_meta_file_or_a_renamed_step_directory_is_refused() {
     let dir = tempfile::tempdir().unwrap();
@@ -146,6 +147,19 @@ fn an_edited_meta_file_or_a_renamed_step_directory_is_refused() {
     let err = load(&saved).unwrap_err().to_string();
     assert!(
         err.contains("meta.json") && err.contains("edited or damaged"),
+        "{err}"
+    );
+
+    // Dropping the checksum does not switch the check off.
+    let saved = saver.save(&checkpoint(6, 8)).unwrap();
+    damage(&saved, "meta.json", |b| {
+        let mut meta: serde_json::Value = serde_json::from_slice(b).unwrap();
+        meta.as_object_mut().unwrap().remove("meta_crc32").unwrap();
+        *b = serde_json::to_vec(&meta).unwrap();
+    });
+    let err = load(&saved).unwrap_err().to_string();
+    assert!(
+        err.contains("meta.json") && err.contains("no CRC-32"),
         "{err}"
     );
 

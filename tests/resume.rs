@@ -35,7 +35,7 @@ fn small(dir: &Path, steps: u64) -> RunOptions {
 }
 
 /// Only the directory and `--resume`: the recorded experiment, modifiers,
-/// overrides, XLA options, data and seed.
+/// overrides, data and seed.
 fn bare_resume(dir: &Path, steps: u64) -> RunOptions {
     RunOptions {
         mesh: Some("data=1".into()),
@@ -85,9 +85,12 @@ fn a_bare_resume_continues_the_recorded_run_exactly() {
     assert_eq!(steps, [1, 2, 3, 4, 5, 6]);
     let meta = checkpoint::load_meta(&ckpt.latest().unwrap().unwrap()).unwrap();
     assert_eq!(meta.run["modifiers"], r#"["qk_norm"]"#);
-    // Written by the resumed run: the recorded XLA options were applied to it again.
+    // Written by the resumed run, which applies only its own XLA options (none): the first
+    // run's belong to its hardware.
+    assert_eq!(meta.run["xla_options"], "[]");
+    let first = checkpoint::load_meta(&split_dir.join("ckpt/step_0000000002")).unwrap();
     assert_eq!(
-        meta.run["xla_options"],
+        first.run["xla_options"],
         r#"["xla_cpu_enable_fast_math=false"]"#
     );
     assert!(meta.run["data"].ends_with("text.txt"), "{:?}", meta.run);
@@ -296,7 +299,45 @@ fn resuming_with_another_runs_metrics_file_is_refused_uncut() {
 #[test]
 fn overwrite_replaces_an_earlier_run() {
     let tmp = tempfile::tempdir().unwrap();
-    train(&small(tmp.path(), 4), |_| {}).unwrap();
+    let summaries = tmp.path().join("tb");
+    let with_summaries = |o: RunOptions| RunOptions {
+        summaries: Some(summaries.clone()),
+        ..o
+    };
+    train(&with_summaries(small(tmp.path(), 4)), |_| {}).unwrap();
+    let events = || {
+        let mut names: Vec<String> = std::fs::read_dir(&summaries)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("events.out.tfevents."))
+            .collect();
+        names.sort();
+        names
+    };
+    let before = (
+        read_records(&tmp.path().join("metrics.jsonl")).unwrap(),
+        events(),
+    );
+    // An overwrite whose step does not compile replaces nothing of the earlier run.
+    let failing = RunOptions {
+        overwrite: true,
+        xla_options: vec!["xla_cpu_no_such_option_in_axle=true".into()],
+        ..with_summaries(small(tmp.path(), 2))
+    };
+    let err = train(&failing, |_| {}).unwrap_err().to_string();
+    assert!(err.contains("xla_cpu_no_such_option_in_axle"), "{err}");
+    let after = (
+        read_records(&tmp.path().join("metrics.jsonl")).unwrap(),
+        events(),
+    );
+    assert_eq!(before, after);
+    assert_eq!(
+        Checkpointer::new(tmp.path().join("ckpt"), 1)
+            .list()
+            .unwrap()
+            .len(),
+        2
+    );
     let again = RunOptions {
         overwrite: true,
         ..small(tmp.path(), 2)

@@ -191,12 +191,20 @@ fn read_meta_file(dir: &Path) -> Result<MetaFile, CheckpointError> {
         read => read.map_err(io(&meta_path))?,
     };
     let meta: MetaFile = serde_json::from_slice(&json).map_err(|e| corrupt(e.to_string()))?;
-    if let Some(recorded) = meta.meta_crc32
-        && recorded != meta.checksum()
-    {
-        return Err(corrupt(format!(
-            "its contents do not match its own CRC-32 {recorded:08x} (edited or damaged)"
-        )));
+    match meta.meta_crc32 {
+        None => {
+            return Err(corrupt(
+                "it has no CRC-32 of its own (`meta_crc32`): edited, or written by an axle from \
+                 before checksums"
+                    .into(),
+            ));
+        }
+        Some(recorded) if recorded != meta.checksum() => {
+            return Err(corrupt(format!(
+                "its contents do not match its own CRC-32 {recorded:08x} (edited or damaged)"
+            )));
+        }
+        Some(_) => {}
     }
     let named = dir
         .file_name()

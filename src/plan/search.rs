@@ -228,31 +228,33 @@ pub fn search(options: &PlanOptions) -> Result<Search, PlanError> {
     };
     let count = lowered.iter().filter(|(_, p)| p.is_ok()).count();
     let mut compiled = 0;
-    let mut tried: Vec<Candidate> = lowered
-        .into_iter()
-        .map(|(layout, program)| {
-            let run = candidate_run(&options.run, &fixed, &layout);
-            let (mesh, micro_batches, remat) = layout;
-            let result = program.and_then(|program| {
-                compiled += 1;
-                eprintln!(
-                    "[{compiled}/{count}] compiling mesh {mesh}, {micro_batches} micro-batch{}, remat {remat}",
-                    if micro_batches == 1 { "" } else { "es" }
-                );
-                let one = PlanOptions {
-                    run,
-                    ..options.clone()
-                };
-                compile_lowered(&one, &target, program)
-            });
-            Candidate {
-                mesh,
-                micro_batches,
-                remat,
-                result,
-            }
-        })
-        .collect();
+    let mut tried: Vec<Candidate> = Vec::new();
+    for (layout, program) in lowered {
+        let run = candidate_run(&options.run, &fixed, &layout);
+        let (mesh, micro_batches, remat) = layout;
+        let result = program.and_then(|program| {
+            compiled += 1;
+            eprintln!(
+                "[{compiled}/{count}] compiling mesh {mesh}, {micro_batches} micro-batch{}, remat {remat}",
+                if micro_batches == 1 { "" } else { "es" }
+            );
+            let one = PlanOptions {
+                run,
+                ..options.clone()
+            };
+            compile_lowered(&one, &target, program)
+        });
+        // Every candidate compiles with the same options: one the compiler refuses fails them all.
+        if let Err(e @ PlanError::CompilerOption { .. }) = result {
+            return Err(e);
+        }
+        tried.push(Candidate {
+            mesh,
+            micro_batches,
+            remat,
+            result,
+        });
+    }
     rank(&mut tried);
     Ok(Search {
         settings,

@@ -15,8 +15,9 @@ pub const CONFIG: &str = "config";
 pub const MODIFIERS: &str = "modifiers";
 /// Overrides, as a JSON list.
 pub const OVERRIDES: &str = "overrides";
-/// The `--xla-option`s (`name=value`), as a JSON list: a resume or evaluation applies them again,
-/// then its own.
+/// The run's `--xla-option`s (`name=value`), as a JSON list, for the record: XLA options belong
+/// to the hardware (a TPU flag is an error on CPU), so a resume or evaluation applies only its
+/// own, and says so when the recorded ones differ.
 pub const XLA_OPTIONS: &str = "xla_options";
 /// The data file, empty for the synthetic task.
 pub const DATA: &str = "data";
@@ -124,8 +125,8 @@ impl RunOptions {
 
     /// These options completed from the run a checkpoint in `dir`
     /// recorded, so that they rebuild it: its experiment unless these
-    /// options name one; its modifiers, overrides and XLA options, then these
-    /// options' (the caller compares the resulting config with the recorded one);
+    /// options name one; its modifiers and overrides, then these options'
+    /// (the caller compares the resulting config with the recorded one);
     /// its mesh unless these options give one; its data and tokenizer
     /// unless these options name the same files (a recorded tokenizer only
     /// with data); and its seed, which
@@ -147,8 +148,15 @@ impl RunOptions {
         options.modifiers.extend(self.modifiers.iter().cloned());
         options.overrides = list(OVERRIDES);
         options.overrides.extend(self.recorded_overrides());
-        options.xla_options = list(XLA_OPTIONS);
-        options.xla_options.extend(self.xla_options.iter().cloned());
+        let recorded_xla = list(XLA_OPTIONS);
+        if !recorded_xla.is_empty() && recorded_xla != self.xla_options {
+            eprintln!(
+                "note: the run in {} used --xla-option {}; XLA options belong to the hardware \
+                 and are not applied again: give them again to use them",
+                dir.display(),
+                recorded_xla.join(" ")
+            );
+        }
         (options.batch_size, options.seq_len) = (None, None);
         if options.mesh.is_none() {
             options.mesh = run.get(MESH).cloned();

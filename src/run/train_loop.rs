@@ -145,6 +145,9 @@ pub fn train_setup(
         }
         (None, None) => None,
     };
+    // Compiled before any output of an earlier run is replaced (`--overwrite` empties its metrics
+    // file and removes its event files and checkpoints): a step that does not compile loses none.
+    let mut trainer = setup.trainer(seed)?;
     let mut writer = options
         .metrics
         .as_deref()
@@ -173,7 +176,6 @@ pub fn train_setup(
         // Tells TensorBoard to drop what an earlier run wrote after this checkpoint.
         tb.session_start(checkpoint.step + 1)?;
     }
-    let mut trainer = setup.trainer(seed)?;
     if let (Some(saver), false) = (&saver, earlier.is_empty()) {
         saver.discard_all()?;
         eprintln!(
