@@ -41,11 +41,15 @@ fn an_infinite_learning_rate_stops_before_non_finite_parameters_are_saved() {
     let options = RunOptions {
         checkpoint_dir: Some(dir.path().to_path_buf()),
         checkpoint_every: 1,
-        // 1e39 is beyond f32: the first update makes the parameters
+        // Each value is finite in f32 (validation refuses 1e39), their
+        // product 1e40 is not: the first update makes the parameters
         // infinite while the loss, measured before it, is still finite.
         overrides: [
             base.overrides.clone(),
-            vec!["learner.schedule.lr=1e39".into()],
+            vec![
+                "learner.schedule.lr=1e38".into(),
+                r#"learner.param_groups=[{"paths":"*","lr_scale":100}]"#.into(),
+            ],
         ]
         .concat(),
         ..base

@@ -24,6 +24,12 @@ use axle_modules::{ParamSpec, ParamTree};
 use axle_partition::glob_match;
 use serde::{Deserialize, Serialize};
 
+/// Whether a hyperparameter stays finite once traced into the step as an f32 constant
+/// (`|v| <= f32::MAX`): 1e39 is finite as an f64 and infinite in the step.
+pub(crate) fn finite_f32(v: f64) -> bool {
+    v.is_finite() && v.abs() <= f64::from(f32::MAX)
+}
+
 /// Name of the optimizer's step counter (i32 scalar: updates applied so far).
 pub const STEP: &str = "opt/step";
 
@@ -145,14 +151,16 @@ impl LearnerConfig {
             ("max_grad_norm", self.max_grad_norm),
             ("drop_grad_norm", self.drop_grad_norm),
         ] {
-            if let Some(v) = norm.filter(|v| !(v.is_finite() && *v > 0.0)) {
-                return Err(format!("learner.{name} must be finite and > 0, got {v}"));
+            if let Some(v) = norm.filter(|v| !(finite_f32(*v) && *v > 0.0)) {
+                return Err(format!(
+                    "learner.{name} must be finite in f32 and > 0, got {v}"
+                ));
             }
         }
         for (i, group) in self.param_groups.iter().enumerate() {
-            if !(group.lr_scale.is_finite() && group.lr_scale >= 0.0) {
+            if !(finite_f32(group.lr_scale) && group.lr_scale >= 0.0) {
                 return Err(format!(
-                    "learner.param_groups.{i}.lr_scale must be finite and >= 0, got {}",
+                    "learner.param_groups.{i}.lr_scale must be finite in f32 and >= 0, got {}",
                     group.lr_scale
                 ));
             }
@@ -440,6 +448,22 @@ mod tests {
             (
                 schedule(r#"{"kind":"inverse_sqrt","warmup_steps":0}"#),
                 "learner.schedule.warmup_steps",
+            ),
+            // Finite as f64, infinite as the step's f32 constants.
+            (
+                schedule(r#"{"kind":"constant","lr":1e39}"#),
+                "learner.schedule.lr",
+            ),
+            (
+                optimizer(r#"{"kind":"adafactor","eps":1e39}"#),
+                "learner.optimizer.eps",
+            ),
+            (
+                LearnerConfig {
+                    max_grad_norm: Some(1e39),
+                    ..base()
+                },
+                "learner.max_grad_norm",
             ),
             (
                 schedule(r#"{"kind":"polynomial","begin_step":5,"end_step":5}"#),

@@ -7,6 +7,7 @@
 //! of a config take the documented defaults, so `{"kind":"sgd"}` is a
 //! complete optimizer.
 
+use super::finite_f32;
 use axle_compiler::Tensor;
 use serde::{Deserialize, Serialize};
 
@@ -210,10 +211,12 @@ impl OptimizerConfig {
             }
         };
         let non_negative = |name: &str, v: f64| {
-            if v.is_finite() && v >= 0.0 {
+            if finite_f32(v) && v >= 0.0 {
                 Ok(())
             } else {
-                Err(format!("{path}.{name} must be finite and >= 0, got {v}"))
+                Err(format!(
+                    "{path}.{name} must be finite in f32 and >= 0, got {v}"
+                ))
             }
         };
         match *self {
@@ -261,19 +264,19 @@ impl OptimizerConfig {
                 weight_decay,
                 ..
             } => {
-                if !(decay_rate.is_finite() && decay_rate > 0.0) {
+                if !(finite_f32(decay_rate) && decay_rate > 0.0) {
                     return Err(format!(
-                        "{path}.decay_rate must be finite and > 0, got {decay_rate}"
+                        "{path}.decay_rate must be finite in f32 and > 0, got {decay_rate}"
                     ));
                 }
-                if let Some(c) = clipping_threshold.filter(|c| !(c.is_finite() && *c > 0.0)) {
+                if let Some(c) = clipping_threshold.filter(|c| !(finite_f32(*c) && *c > 0.0)) {
                     return Err(format!(
-                        "{path}.clipping_threshold must be finite and > 0, got {c}"
+                        "{path}.clipping_threshold must be finite in f32 and > 0, got {c}"
                     ));
                 }
-                if !(eps.is_finite() && eps > 0.0) {
+                if !(finite_f32(eps) && eps > 0.0) {
                     return Err(format!(
-                        "{path}.eps must be finite and > 0 (a zero gradient would divide by 0), got {eps}"
+                        "{path}.eps must be finite in f32 and > 0 (a zero gradient would divide by 0), got {eps}"
                     ));
                 }
                 non_negative("min_scale", min_scale)?;

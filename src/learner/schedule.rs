@@ -14,6 +14,7 @@
 //! Fields left out of a config take the documented defaults, so
 //! `{"kind":"warmup_cosine","total_steps":5000}` is a complete schedule.
 
+use super::finite_f32;
 use axle_compiler::Tensor;
 use serde::{Deserialize, Serialize};
 
@@ -257,10 +258,12 @@ impl Schedule {
     /// (`learner.schedule`).
     pub fn validate(&self, path: &str) -> Result<(), String> {
         let rate = |name: &str, v: f64| {
-            if v.is_finite() && v >= 0.0 {
+            if finite_f32(v) && v >= 0.0 {
                 Ok(())
             } else {
-                Err(format!("{path}.{name} must be a finite rate >= 0, got {v}"))
+                Err(format!(
+                    "{path}.{name} must be a rate finite in f32 and >= 0, got {v}"
+                ))
             }
         };
         let warmup_within = |warmup: u64, total: u64| {
@@ -326,8 +329,10 @@ impl Schedule {
                         "{path}: end_step {end_step} must exceed begin_step {begin_step}"
                     ));
                 }
-                if !(power.is_finite() && *power > 0.0) {
-                    return Err(format!("{path}.power must be finite and > 0, got {power}"));
+                if !(finite_f32(*power) && *power > 0.0) {
+                    return Err(format!(
+                        "{path}.power must be finite in f32 and > 0, got {power}"
+                    ));
                 }
                 rate("begin_lr", *begin_lr)?;
                 rate("end_lr", *end_lr)
