@@ -59,10 +59,10 @@ impl Ctx {
     /// ([`Ctx::splits_sequence`]) or `x` has rank 2 or less.
     ///
     /// Why: XLA compiles the matmuls of such blocks with less memory in this form. llama-tiny's
-    /// step (`axle plan`, `benches/jax_reference/run-aot.sh`, docs/benchmarks.md) needs 2.2 MiB
-    /// less per chip on `tpu-v5e:2x2` fsdp=4 and 1.5 MiB less on `gpu-h100:4` data=4 than with
-    /// `[batch, seq, width]` kept, and no more on the other meshes. Attention projections keep
-    /// `[batch, seq, width]` ([`crate::Linear::forward`]).
+    /// step (`axle plan`, docs/benchmarks.md) needs 2.1 MiB less per chip on `tpu-v5e:2x2`
+    /// fsdp=4, 0.1–0.4 MiB less on v5e data=2,model=2 and on `gpu-h100:4` fsdp=4 and data=4, and
+    /// the same on v5e data=4, than with `[batch, seq, width]` kept in the feed-forward block and
+    /// the head. Attention projections keep `[batch, seq, width]` ([`crate::Linear::forward`]).
     pub fn position_wise(
         &mut self,
         x: &Tensor,
